@@ -1,0 +1,183 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rotatorhq/rotator/internal/store"
+	"github.com/rotatorhq/rotator/internal/view"
+	"github.com/rotatorhq/rotator/providers/registry"
+)
+
+func (a *app) credentialsCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "credentials",
+		Aliases: []string{"credential", "creds"},
+		Short:   "Inspect the credential inventory",
+	}
+	cmd.AddCommand(a.credentialsListCommand(), a.credentialsShowCommand())
+	return cmd
+}
+
+func (a *app) credentialsListCommand() *cobra.Command {
+	var (
+		output    string
+		selectors []string
+		consumer  string
+	)
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List credentials with their scope, age and next rotation",
+		Example: `  rotator credentials list
+  rotator credentials list --selector team=platform,env=prod
+  rotator credentials list --consumer mcp-server-github -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output, "table", "json"); err != nil {
+				return err
+			}
+			labels, err := parseSelector(selectors)
+			if err != nil {
+				return err
+			}
+			st, err := a.openStore(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			creds, err := st.ListCredentials(cmd.Context(), store.CredentialFilter{Consumer: consumer, Labels: labels})
+			if err != nil {
+				return fmt.Errorf("listing credentials: %w", err)
+			}
+			now := time.Now().UTC()
+			views := make([]view.Credential, 0, len(creds))
+			for _, c := range creds {
+				views = append(views, view.NewCredential(c, now))
+			}
+			if output == "json" {
+				return writeJSON(a.stdout, map[string]any{"credentials": views})
+			}
+			t := newTable(a.stdout, "ID", "CONSUMER", "PROVIDER", "SCOPE", "AGE", "MAX AGE", "NEXT ROTATION", "STATUS")
+			for _, v := range views {
+				age := "-"
+				if v.AgeSeconds != nil {
+					age = humanDuration(time.Duration(*v.AgeSeconds) * time.Second)
+				}
+				scope := strings.Join(v.Scope, ",")
+				if scope == "" {
+					scope = "-"
+				}
+				t.row(v.ID, v.Consumer, v.Provider, scope, age, secondsDuration(v.MaxAgeSeconds), relTime(v.NextRotationAt, now), v.Status)
+			}
+			return t.flush()
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().StringSliceVar(&selectors, "selector", nil, "only credentials whose labels match key=value (repeatable, comma-separated)")
+	cmd.Flags().StringVar(&consumer, "consumer", "", "only credentials used by this MCP server or client")
+	return cmd
+}
+
+func (a *app) credentialsShowCommand() *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show one credential: policy, state, versions and provider capabilities",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(output, "text", "json"); err != nil {
+				return err
+			}
+			st, err := a.openStore(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			ctx := cmd.Context()
+			c, err := st.GetCredential(ctx, args[0])
+			if errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("credential %q not found; see 'rotator credentials list'", args[0])
+			}
+			if err != nil {
+				return fmt.Errorf("reading credential %s: %w", args[0], err)
+			}
+			now := time.Now().UTC()
+			v := view.NewCredential(c, now)
+			v.Schedule = c.Policy.Schedule
+			v.RenewBefore = int64(c.Policy.RenewBefore / time.Second)
+			v.GraceSeconds = int64(c.Policy.Grace / time.Second)
+			v.Targets = c.Targets
+			if p, err := st.GetProvider(ctx, c.Provider); err == nil {
+				if f, ok := registry.Lookup(p.Type); ok {
+					caps := f.Capabilities
+					v.Capabilities = &caps
+				}
+			}
+			versions, err := st.ListVersions(ctx, c.ID)
+			if err != nil {
+				return fmt.Errorf("reading versions of %s: %w", c.ID, err)
+			}
+			for _, ver := range versions {
+				v.Versions = append(v.Versions, view.NewVersion(ver))
+			}
+			if output == "json" {
+				return writeJSON(a.stdout, map[string]any{"credential": v})
+			}
+			return a.printCredential(v, now)
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	return cmd
+}
+
+func (a *app) printCredential(v view.Credential, now time.Time) error {
+	w := a.stdout
+	age := "-"
+	if v.AgeSeconds != nil {
+		age = humanDuration(time.Duration(*v.AgeSeconds) * time.Second)
+	}
+	labels := make([]string, 0, len(v.Labels))
+	for k, val := range v.Labels {
+		labels = append(labels, k+"="+val)
+	}
+	fmt.Fprintf(w, "ID:             %s\n", v.ID)
+	fmt.Fprintf(w, "Consumer:       %s\n", v.Consumer)
+	fmt.Fprintf(w, "Provider:       %s\n", v.Provider)
+	fmt.Fprintf(w, "Owner:          %s\n", v.Owner)
+	fmt.Fprintf(w, "Labels:         %s\n", strings.Join(sortedStrings(labels), ", "))
+	fmt.Fprintf(w, "Scope:          %s\n", strings.Join(v.Scope, ", "))
+	fmt.Fprintf(w, "Granted scope:  %s\n", strings.Join(v.GrantedScope, ", "))
+	fmt.Fprintf(w, "Status:         %s\n", v.Status)
+	fmt.Fprintf(w, "Age:            %s (max %s)\n", age, secondsDuration(v.MaxAgeSeconds))
+	if v.Schedule != "" {
+		fmt.Fprintf(w, "Schedule:       %s\n", v.Schedule)
+	}
+	fmt.Fprintf(w, "Grace:          %s\n", secondsDuration(v.GraceSeconds))
+	fmt.Fprintf(w, "Last rotated:   %s\n", relTime(v.LastRotatedAt, now))
+	fmt.Fprintf(w, "Next rotation:  %s\n", relTime(v.NextRotationAt, now))
+	fmt.Fprintf(w, "Runbook:        %s\n", v.Runbook)
+	if c := v.Capabilities; c != nil {
+		fmt.Fprintf(w, "Capabilities:   overlap=%t revocable=%t scope_aware=%t\n", c.Overlap, c.Revocable, c.ScopeAware)
+	}
+	for _, tb := range v.Targets {
+		fmt.Fprintf(w, "Target:         %s %s\n", tb.Target, tb.Key)
+	}
+	if len(v.Versions) > 0 {
+		fmt.Fprintln(w, "Versions:")
+		t := newTable(w, "  ID", "STAGE", "FINGERPRINT", "CREATED", "EXPIRES")
+		for _, ver := range v.Versions {
+			t.row("  "+ver.ID, ver.Stage, ver.Fingerprint, ver.CreatedAt.Format(time.RFC3339), relTime(ver.ExpiresAt, now))
+		}
+		return t.flush()
+	}
+	return nil
+}
+
+func sortedStrings(s []string) []string {
+	return slices.Sorted(slices.Values(s))
+}

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"os/user"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rotatorhq/rotator/internal/config"
+	"github.com/rotatorhq/rotator/internal/secret"
+	"github.com/rotatorhq/rotator/internal/store"
+	"github.com/rotatorhq/rotator/internal/store/storeopen"
+)
+
+// Exit codes (DESIGN.md §12).
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// usageError marks an error caused by how rotator was invoked or configured
+// (exit code 2).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// app holds what every command shares; it is built once in run.
+type app struct {
+	stdout, stderr io.Writer
+	logger         *slog.Logger
+	redactor       *secret.Redactor
+	logLevel       string
+	logFormat      string
+}
+
+// run builds the command tree, executes it and maps the outcome to an exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	a := &app{stdout: stdout, stderr: stderr, redactor: &secret.Redactor{}}
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	msg := a.redactor.Scrub(err.Error())
+	var ue usageError
+	var ce *config.Errors
+	switch {
+	case errors.As(err, &ce):
+		fmt.Fprintf(stderr, "rotator: configuration is invalid (%d problem(s)):\n%s\n", len(ce.Errs), msg)
+		return exitUsage
+	case errors.As(err, &ue), isCobraUsage(err):
+		fmt.Fprintf(stderr, "rotator: %s\nRun 'rotator --help' for usage.\n", msg)
+		return exitUsage
+	case errors.Is(err, errRunsFailed):
+		fmt.Fprintf(stderr, "rotator: %s\n", msg)
+		return exitFailure
+	default:
+		fmt.Fprintf(stderr, "rotator: %s\n", msg)
+		return exitFailure
+	}
+}
+
+// errRunsFailed reports that at least one rotation failed under --wait.
+var errRunsFailed = errors.New("one or more runs failed")
+
+// isCobraUsage recognises cobra's own argument and flag errors, which it
+// returns as plain errors.
+func isCobraUsage(err error) bool {
+	s := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "flag needs an argument",
+		"invalid argument", "accepts ", "requires at least", "requires at most", "required flag", "if any flags in the group"} {
+		if strings.Contains(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "rotator",
+		Short: "Rotate the credentials of MCP servers and clients",
+		Long: `rotator keeps an inventory of the credentials your MCP servers and clients use
+(their consumer, scope, age and policy), mints short-lived replacements through
+provider plugins on schedules, stages and verifies each new value before cutover,
+and records every rotation as a documented, runbook-linked audit record.
+
+Configuration holds references to secrets (${env:NAME}, ${file:/path},
+${aws-sm:secret-id}), never values. State lives in the database named by
+ROTATOR_DATABASE_URL (default: sqlite://./rotator.db).
+
+Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return a.setupLogger()
+		},
+	}
+	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "text", "log format: text or json")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(
+		a.migrateCommand(),
+		a.applyCommand(),
+		a.credentialsCommand(),
+		a.serveCommand(),
+		a.rotateCommand(),
+		a.runsCommand(),
+		a.healthCommand(),
+		a.versionCommand(),
+	)
+	return root
+}
+
+func (a *app) setupLogger() error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(a.logLevel)); err != nil {
+		return usagef("--log-level %q: use debug, info, warn or error", a.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
+	switch a.logFormat {
+	case "text":
+		h = slog.NewTextHandler(a.stderr, opts)
+	case "json":
+		h = slog.NewJSONHandler(a.stderr, opts)
+	default:
+		return usagef("--log-format %q: use text or json", a.logFormat)
+	}
+	a.logger = slog.New(secret.NewHandler(h, a.redactor))
+	return nil
+}
+
+// openStore opens the database named by ROTATOR_DATABASE_URL and applies
+// pending migrations.
+func (a *app) openStore(ctx context.Context) (store.Store, error) {
+	url := storeopen.FromEnv()
+	st, err := storeopen.Open(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Migrate(ctx); err != nil {
+		_ = st.Close()
+		return nil, fmt.Errorf("migrating database: %w", err)
+	}
+	return st, nil
+}
+
+// actor names who runs a command: --actor, else the OS user.
+func actor(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return "unknown"
+}

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rotatorhq/rotator/internal/config"
+	"github.com/rotatorhq/rotator/internal/inventory"
+	"github.com/rotatorhq/rotator/rotation"
+)
+
+func (a *app) serveCommand() *cobra.Command {
+	var (
+		file        string
+		listen      string
+		workers     int
+		rescueAfter time.Duration
+		jobTimeout  time.Duration
+		stopTimeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "serve [-f FILE]",
+		Short: "Run the rotation service: scheduler, workers and health endpoints",
+		Long: `Run rotator as a long-lived service. With -f, the file is applied first (as
+'rotator apply' would). The service rotates every credential when it is due,
+on River workers; several replicas may share one Postgres database (one of
+them leads the scheduler). /healthz answers while the process runs; /readyz
+when the database answers and the workers have started.
+
+SIGINT or SIGTERM stops fetching new work and waits (up to --stop-timeout) for
+running rotations to reach a committed step; an interrupted run resumes on the
+next start.`,
+		Example: `  rotator serve -f examples/quickstart.yaml
+  ROTATOR_DATABASE_URL=postgres://rotator@db/rotator rotator serve --listen :8080 --workers 100`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			var cfg *config.Config
+			runbookDir := ""
+			if file != "" {
+				var err error
+				if cfg, err = config.Load(file); err != nil {
+					return err
+				}
+				runbookDir = filepath.Dir(file)
+			}
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return usagef("--listen %s: %v", listen, err)
+			}
+			setup, err := a.newEngine(ctx, runbookDir)
+			if err != nil {
+				_ = ln.Close()
+				return err
+			}
+			defer setup.store.Close()
+			if cfg != nil {
+				diff, err := inventory.Apply(ctx, setup.store, cfg, inventory.Options{Actor: "serve"})
+				if err != nil {
+					_ = ln.Close()
+					return fmt.Errorf("applying %s: %w", file, err)
+				}
+				a.logger.Info("configuration applied", slog.String("file", file),
+					slog.Int("created", diff.Count(inventory.Created)), slog.Int("updated", diff.Count(inventory.Updated)),
+					slog.Int("unchanged", diff.Count(inventory.Unchanged)), slog.Int("removed", diff.Count(inventory.Removed)))
+				for _, w := range diff.Warnings {
+					a.logger.Warn(w)
+				}
+			}
+			runner, err := rotation.NewRunner(setup.engine, rotation.RunnerOptions{
+				Workers: workers, Scheduler: true, JobTimeout: jobTimeout, RescueAfter: rescueAfter,
+			})
+			if err != nil {
+				_ = ln.Close()
+				return err
+			}
+			var ready atomic.Bool
+			srv := &http.Server{Handler: a.healthMux(setup, &ready), ReadHeaderTimeout: 5 * time.Second}
+			srvErr := make(chan error, 1)
+			go func() { srvErr <- srv.Serve(ln) }()
+
+			if err := runner.Start(ctx); err != nil {
+				_ = srv.Close()
+				return fmt.Errorf("starting workers: %w", err)
+			}
+			ready.Store(true)
+			a.logger.Info("rotator serving", slog.String("listen", ln.Addr().String()), slog.Int("workers", workers),
+				slog.String("database", string(setup.store.Dialect())))
+
+			select {
+			case <-ctx.Done():
+			case err := <-srvErr:
+				if err != nil && !errors.Is(err, http.ErrServerClosed) {
+					a.logger.Error("health server failed", slog.String("error", err.Error()))
+				}
+			}
+			ready.Store(false)
+			a.logger.Info("shutting down: waiting for running rotations to reach a committed step", slog.Duration("timeout", stopTimeout))
+			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
+			defer cancel()
+			if err := runner.Stop(stopCtx); err != nil {
+				a.logger.Warn("workers did not stop in time; interrupted runs resume on the next start", slog.String("error", err.Error()))
+			}
+			_ = srv.Shutdown(stopCtx)
+			a.logger.Info("stopped")
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "configuration file to apply before serving")
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "address of the /healthz and /readyz endpoints")
+	cmd.Flags().IntVar(&workers, "workers", 50, "rotations executed at once by this process")
+	cmd.Flags().DurationVar(&jobTimeout, "job-timeout", 4*time.Minute, "longest time one rotation attempt may run")
+	cmd.Flags().DurationVar(&rescueAfter, "rescue-after", 5*time.Minute, "resume a rotation whose worker vanished after this long (must exceed --job-timeout)")
+	cmd.Flags().DurationVar(&stopTimeout, "stop-timeout", 30*time.Second, "how long shutdown waits for running rotations")
+	return cmd
+}
+
+func (a *app) healthMux(setup *engineSetup, ready *atomic.Bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if !ready.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"status":"starting"}` + "\n"))
+			return
+		}
+		if _, err := setup.store.ListProviders(ctx); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"status":"database unavailable"}` + "\n"))
+			return
+		}
+		_, _ = w.Write([]byte(`{"status":"ready"}` + "\n"))
+	})
+	return mux
+}

@@ -1,0 +1,332 @@
+// Package inventory applies a configuration file to the store: it computes
+// the difference between the declared inventory and the stored one, writes
+// it in one transaction (so a failed apply changes nothing), and records
+// what changed in the audit log.
+package inventory
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"time"
+
+	"github.com/rotatorhq/rotator/internal/config"
+	"github.com/rotatorhq/rotator/internal/store"
+	"github.com/rotatorhq/rotator/rotation"
+)
+
+// Actions of a change.
+const (
+	Created   = "created"
+	Updated   = "updated"
+	Unchanged = "unchanged"
+	Removed   = "removed"
+	// Orphaned is a stored object that the file no longer declares, kept
+	// because --prune was not given.
+	Orphaned = "not_in_config"
+)
+
+// Change is what apply did (or would do) to one provider or credential.
+type Change struct {
+	Kind   string   `json:"kind"` // "provider" or "credential"
+	Name   string   `json:"name"`
+	Action string   `json:"action"`
+	Fields []string `json:"fields,omitempty"` // changed fields of an update
+	Note   string   `json:"note,omitempty"`
+}
+
+// Diff is the result of an apply.
+type Diff struct {
+	Changes  []Change `json:"changes"`
+	Warnings []string `json:"warnings"`
+	DryRun   bool     `json:"dry_run"`
+}
+
+// Count returns how many changes have the given action.
+func (d Diff) Count(action string) int {
+	n := 0
+	for _, c := range d.Changes {
+		if c.Action == action {
+			n++
+		}
+	}
+	return n
+}
+
+// Changed reports whether the apply changed (or would change) anything.
+func (d Diff) Changed() bool {
+	return d.Count(Created)+d.Count(Updated)+d.Count(Removed) > 0
+}
+
+// Options control an apply.
+type Options struct {
+	// DryRun computes the diff and rolls back.
+	DryRun bool
+	// Prune removes stored providers and credentials the file does not declare.
+	Prune bool
+	// Actor is recorded in the audit log.
+	Actor string
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+var errDryRun = errors.New("dry run")
+
+// Apply writes cfg into st in one transaction and returns what changed.
+func Apply(ctx context.Context, st store.Store, cfg *config.Config, opts Options) (Diff, error) {
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	var diff Diff
+	err := st.InTx(ctx, func(tx store.Tx) error {
+		diff = Diff{DryRun: opts.DryRun, Changes: []Change{}, Warnings: []string{}}
+		for _, w := range cfg.Warnings {
+			diff.Warnings = append(diff.Warnings, w.Error())
+		}
+		t := now().UTC()
+		var events []store.AuditEvent
+		record := func(c Change, credentialID string) {
+			diff.Changes = append(diff.Changes, c)
+			if c.Action == Unchanged || c.Action == Orphaned {
+				return
+			}
+			data, _ := json.Marshal(map[string]any{"name": c.Name, "fields": c.Fields})
+			events = append(events, store.AuditEvent{
+				OccurredAt: t, Actor: opts.Actor, Action: c.Kind + "." + c.Action,
+				CredentialID: credentialID, Data: data,
+			})
+		}
+
+		if err := applyProviders(ctx, tx, cfg, t, record); err != nil {
+			return err
+		}
+		if err := applyCredentials(ctx, tx, cfg, t, opts.Prune, record); err != nil {
+			return err
+		}
+		if opts.Prune {
+			if err := pruneProviders(ctx, tx, cfg, record); err != nil {
+				return err
+			}
+		}
+		if len(events) > 0 {
+			summary, _ := json.Marshal(map[string]any{
+				"file": cfg.File, "created": diff.Count(Created), "updated": diff.Count(Updated), "removed": diff.Count(Removed),
+			})
+			events = append(events, store.AuditEvent{OccurredAt: t, Actor: opts.Actor, Action: "config.applied", Data: summary})
+			if err := tx.InsertAuditEvents(ctx, events...); err != nil {
+				return fmt.Errorf("recording audit events: %w", err)
+			}
+		}
+		if opts.DryRun {
+			return errDryRun
+		}
+		return nil
+	})
+	if errors.Is(err, errDryRun) {
+		err = nil
+	}
+	if err != nil {
+		return Diff{}, err
+	}
+	return diff, nil
+}
+
+func applyProviders(ctx context.Context, tx store.Tx, cfg *config.Config, t time.Time, record func(Change, string)) error {
+	stored, err := tx.ListProviders(ctx)
+	if err != nil {
+		return fmt.Errorf("listing providers: %w", err)
+	}
+	byName := map[string]store.Provider{}
+	for _, p := range stored {
+		byName[p.Name] = p
+	}
+	for _, name := range sortedKeys(cfg.Providers) {
+		p := cfg.Providers[name].ToStore()
+		old, exists := byName[name]
+		switch {
+		case !exists:
+			p.CreatedAt, p.UpdatedAt = t, t
+			record(Change{Kind: "provider", Name: name, Action: Created}, "")
+		case old.SpecHash == p.SpecHash:
+			record(Change{Kind: "provider", Name: name, Action: Unchanged}, "")
+			continue
+		default:
+			p.CreatedAt, p.UpdatedAt = old.CreatedAt, t
+			record(Change{Kind: "provider", Name: name, Action: Updated, Fields: providerFields(old, p)}, "")
+		}
+		if err := tx.UpsertProvider(ctx, p); err != nil {
+			return fmt.Errorf("writing provider %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func pruneProviders(ctx context.Context, tx store.Tx, cfg *config.Config, record func(Change, string)) error {
+	stored, err := tx.ListProviders(ctx)
+	if err != nil {
+		return fmt.Errorf("listing providers: %w", err)
+	}
+	for _, p := range stored {
+		if _, ok := cfg.Providers[p.Name]; ok {
+			continue
+		}
+		err := tx.DeleteProvider(ctx, p.Name)
+		switch {
+		case errors.Is(err, store.ErrConflict):
+			// Removed credentials keep their history, which names the provider.
+			record(Change{Kind: "provider", Name: p.Name, Action: Orphaned, Note: "kept: the history of removed credentials refers to it"}, "")
+		case err != nil:
+			return fmt.Errorf("removing provider %s: %w", p.Name, err)
+		default:
+			record(Change{Kind: "provider", Name: p.Name, Action: Removed}, "")
+		}
+	}
+	return nil
+}
+
+func applyCredentials(ctx context.Context, tx store.Tx, cfg *config.Config, t time.Time, prune bool, record func(Change, string)) error {
+	stored, err := tx.ListCredentials(ctx, store.CredentialFilter{})
+	if err != nil {
+		return fmt.Errorf("listing credentials: %w", err)
+	}
+	byID := map[string]store.Credential{}
+	for _, c := range stored {
+		byID[c.ID] = c
+	}
+	declared := map[string]bool{}
+	for _, cc := range cfg.Credentials {
+		c := cc.ToStore()
+		declared[c.ID] = true
+		old, exists := byID[c.ID]
+		change := Change{Kind: "credential", Name: c.ID}
+		switch {
+		case !exists:
+			change.Action = Created
+			c.CreatedAt, c.UpdatedAt = t, t
+			c.State = store.CredentialState{Status: store.StatusNew}
+		case old.SpecHash == c.SpecHash:
+			record(Change{Kind: "credential", Name: c.ID, Action: Unchanged}, c.ID)
+			continue
+		default:
+			change.Action = Updated
+			change.Fields = credentialFields(old, c)
+			c.CreatedAt, c.UpdatedAt = old.CreatedAt, t
+			c.State, c.Current = old.State, old.Current
+		}
+		plan, err := rotation.Schedule(c, t)
+		if err != nil {
+			return fmt.Errorf("scheduling credential %s: %w", c.ID, err)
+		}
+		c.State.NextRotationAt = plan.Due
+		if !exists {
+			if err := tx.UpsertCredentialSpec(ctx, c); err != nil {
+				return fmt.Errorf("writing credential %s: %w", c.ID, err)
+			}
+		} else {
+			if err := tx.UpsertCredentialSpec(ctx, c); err != nil {
+				return fmt.Errorf("writing credential %s: %w", c.ID, err)
+			}
+			if err := tx.UpdateCredentialState(ctx, c.ID, c.State); err != nil {
+				return fmt.Errorf("rescheduling credential %s: %w", c.ID, err)
+			}
+		}
+		record(change, c.ID)
+	}
+	for _, c := range stored {
+		if declared[c.ID] {
+			continue
+		}
+		if !prune {
+			record(Change{Kind: "credential", Name: c.ID, Action: Orphaned, Note: "kept; apply with --prune to remove"}, c.ID)
+			continue
+		}
+		if err := tx.DeleteCredential(ctx, c.ID); err != nil {
+			return fmt.Errorf("removing credential %s: %w", c.ID, err)
+		}
+		record(Change{Kind: "credential", Name: c.ID, Action: Removed}, c.ID)
+	}
+	return nil
+}
+
+func providerFields(a, b store.Provider) []string {
+	var f []string
+	if a.Type != b.Type {
+		f = append(f, "type")
+	}
+	for _, k := range unionKeys(a.Settings, b.Settings) {
+		if !reflect.DeepEqual(normalize(a.Settings[k]), normalize(b.Settings[k])) {
+			f = append(f, k)
+		}
+	}
+	return f
+}
+
+func credentialFields(a, b store.Credential) []string {
+	pairs := []struct {
+		name string
+		x, y any
+	}{
+		{"consumer", a.Consumer, b.Consumer}, {"provider", a.Provider, b.Provider},
+		{"scope", a.Scope, b.Scope}, {"owner", a.Owner, b.Owner}, {"labels", a.Labels, b.Labels},
+		{"settings", a.Settings, b.Settings}, {"max_age", a.Policy.MaxAge, b.Policy.MaxAge},
+		{"renew_before", a.Policy.RenewBefore, b.Policy.RenewBefore}, {"renew_at", a.Policy.RenewAt, b.Policy.RenewAt},
+		{"schedule", a.Policy.Schedule, b.Policy.Schedule}, {"window", a.Policy.Window, b.Policy.Window},
+		{"grace", a.Policy.Grace, b.Policy.Grace}, {"runbook", a.Runbook, b.Runbook}, {"targets", a.Targets, b.Targets},
+	}
+	var f []string
+	for _, p := range pairs {
+		if !reflect.DeepEqual(normalize(p.x), normalize(p.y)) {
+			f = append(f, p.name)
+		}
+	}
+	return f
+}
+
+// normalize makes values read back from the store comparable with values
+// from the file (nil vs empty, int vs float64 after a JSON round trip).
+func normalize(v any) any {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return v
+	}
+	var out any
+	_ = json.Unmarshal(b, &out)
+	switch x := out.(type) {
+	case []any:
+		if len(x) == 0 {
+			return nil
+		}
+	case map[string]any:
+		if len(x) == 0 {
+			return nil
+		}
+	}
+	return out
+}
+
+func unionKeys[V any](a, b map[string]V) []string {
+	var keys []string
+	for k := range a {
+		keys = append(keys, k)
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

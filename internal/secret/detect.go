@@ -1,0 +1,207 @@
+package secret
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"math"
+	"regexp"
+	"strings"
+)
+
+// tokenDetector recognises one kind of secret token.
+type tokenDetector struct {
+	// kind names the token for humans ("GitHub personal access token").
+	kind string
+	// hint is a substring every match contains; strings without it are
+	// skipped without running the regexp.
+	hint string
+	// re finds candidates anywhere in a string.
+	re *regexp.Regexp
+	// valid, when non-nil, confirms a candidate (a JWT header must decode).
+	valid func(match string) bool
+}
+
+// detectors are tried in order; the more specific patterns come first
+// (an Anthropic key also starts with "sk-"). A pattern with a distinctive
+// prefix matches anywhere, even inside a longer word ("xghp_..." or a token
+// with characters appended still carries the token); the ambiguous ones
+// ("sk-", AWS key ids, JWTs) need a word boundary before them, so that
+// "task-..." or an upper-case word is not taken for a key.
+var detectors = []tokenDetector{
+	{kind: "GitHub personal access token", hint: "ghp_", re: regexp.MustCompile(`ghp_[A-Za-z0-9]{36}`)},
+	{kind: "GitHub OAuth access token", hint: "gho_", re: regexp.MustCompile(`gho_[A-Za-z0-9]{36}`)},
+	{kind: "GitHub user-to-server token", hint: "ghu_", re: regexp.MustCompile(`ghu_[A-Za-z0-9]{36}`)},
+	{kind: "GitHub server-to-server token", hint: "ghs_", re: regexp.MustCompile(`ghs_[A-Za-z0-9]{36}`)},
+	{kind: "GitHub refresh token", hint: "ghr_", re: regexp.MustCompile(`ghr_[A-Za-z0-9]{36}`)},
+	{kind: "GitHub fine-grained personal access token", hint: "github_pat_", re: regexp.MustCompile(`github_pat_[A-Za-z0-9_]{82}`)},
+	{kind: "Slack bot token", hint: "xoxb-", re: regexp.MustCompile(`xoxb-[0-9A-Za-z-]{10,}`), valid: hasDigit},
+	{kind: "Slack user token", hint: "xoxp-", re: regexp.MustCompile(`xoxp-[0-9A-Za-z-]{10,}`), valid: hasDigit},
+	{kind: "Slack token", hint: "xox", re: regexp.MustCompile(`xox[aers]-[0-9A-Za-z-]{10,}`), valid: hasDigit},
+	{kind: "AWS access key ID", hint: "AKIA", re: regexp.MustCompile(`\bAKIA[A-Z0-9]{16}\b`)},
+	{kind: "AWS temporary access key ID", hint: "ASIA", re: regexp.MustCompile(`\bASIA[A-Z0-9]{16}\b`)},
+	{kind: "Anthropic API key", hint: "sk-ant-", re: regexp.MustCompile(`sk-ant-[A-Za-z0-9_-]{20,}`)},
+	{kind: "OpenAI API key", hint: "sk-", re: regexp.MustCompile(`\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}`), valid: openAIBody},
+	{kind: "Stripe live secret key", hint: "sk_live_", re: regexp.MustCompile(`sk_live_[0-9A-Za-z]{16,}`)},
+	{kind: "Stripe restricted key", hint: "rk_live_", re: regexp.MustCompile(`rk_live_[0-9A-Za-z]{16,}`)},
+	{kind: "Stripe test secret key", hint: "sk_test_", re: regexp.MustCompile(`sk_test_[0-9A-Za-z]{16,}`)},
+	{kind: "Google API key", hint: "AIza", re: regexp.MustCompile(`AIza[0-9A-Za-z_-]{35}`)},
+	{kind: "JSON Web Token", hint: ".", re: regexp.MustCompile(`\be[wy][A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*`), valid: jwtHeader},
+	{kind: "PEM private key", hint: "PRIVATE KEY", re: regexp.MustCompile(`-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----`)},
+}
+
+// DetectToken reports whether s contains, anywhere, a token of a known
+// secret format (GitHub, Slack, AWS access key ids, OpenAI, Anthropic,
+// Stripe, Google API keys, JWTs, PEM private keys), and names its kind, such
+// as "GitHub personal access token". The kind never includes the token.
+func DetectToken(s string) (kind string, ok bool) {
+	for _, d := range detectors {
+		if !strings.Contains(s, d.hint) {
+			continue
+		}
+		for _, m := range d.re.FindAllString(s, -1) {
+			if d.valid == nil || d.valid(m) {
+				return d.kind, true
+			}
+		}
+	}
+	return "", false
+}
+
+func hasDigit(s string) bool { return strings.ContainsAny(s, "0123456789") }
+
+// openAIBody rejects hyphenated words ("sk-not-a-real-openai-key"): a key
+// body has digits and letters.
+func openAIBody(s string) bool {
+	body := strings.TrimPrefix(s, "sk-")
+	return hasDigit(body) && strings.ContainsFunc(body, isLetter)
+}
+
+func isLetter(r rune) bool { return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' }
+
+// jwtHeader reports whether the first segment of a candidate JWT is a
+// base64url JSON object with an "alg" member.
+func jwtHeader(s string) bool {
+	seg, _, _ := strings.Cut(s, ".")
+	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(seg, "="))
+	if err != nil {
+		return false
+	}
+	var hdr map[string]json.RawMessage
+	if json.Unmarshal(b, &hdr) != nil {
+		return false
+	}
+	_, ok := hdr["alg"]
+	return ok
+}
+
+// Thresholds of HighEntropy.
+const (
+	minEntropyLen = 16
+	// minRandomLen is how many characters of a string must fall outside
+	// identifier-like words ("mcp", "gateway", "us", "east", "1") for it to
+	// look random.
+	minRandomLen = 12
+	// minEntropy is the Shannon entropy, in bits per character, above which
+	// a string of mixed character classes looks random.
+	minEntropy = 3.5
+	// minHexEntropy applies to strings of hex digits only, whose alphabet
+	// caps the entropy at 4 bits per character.
+	minHexEntropy = 3.0
+)
+
+// identWord matches a word of an identifier: lower-case, Capitalised,
+// UPPER-CASE or camelCase letters with optional leading or trailing digits
+// ("mcp", "Gateway", "AWS", "clientId", "v2", "us", "1h", "30d"), or a number.
+var identWord = regexp.MustCompile(`^(?:[0-9]+|[0-9]*(?:[a-z]+|[A-Z][a-z]+|[A-Z]+)(?:[A-Z][a-z]+)*[0-9]*)$`)
+
+// uuidRE matches a canonical UUID, an identifier rather than a secret.
+var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// HighEntropy reports whether s looks like a random secret: at least 16
+// printable ASCII characters without spaces, mixed character classes (two of
+// lower-case, upper-case and digits), at least 12 characters outside
+// identifier-like words, and a Shannon entropy of at least 3.5 bits per
+// character (3.0 for hex strings). URLs, paths, references (${...}), UUIDs,
+// host names, identifiers such as mcp-gateway or us-east-1, and character
+// sets ("abc...xyzABC...XYZ0123456789") do not match.
+func HighEntropy(s string) bool {
+	if len(s) < minEntropyLen || strings.Contains(s, "://") || strings.Contains(s, "${") || uuidRE.MatchString(s) {
+		return false
+	}
+	var lower, upper, digit, other bool
+	hex := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c <= ' ' || c >= 0x7f:
+			return false // whitespace, control characters, non-ASCII text
+		case c >= 'a' && c <= 'z':
+			lower = true
+			hex = hex && c <= 'f'
+		case c >= 'A' && c <= 'Z':
+			upper = true
+			hex = hex && c <= 'F'
+		case c >= '0' && c <= '9':
+			digit = true
+		default:
+			other = true
+		}
+	}
+	if n := b2i(lower) + b2i(upper) + b2i(digit); n < 2 {
+		return false
+	}
+	random := 0
+	for _, w := range strings.FieldsFunc(s, func(r rune) bool { return !isLetter(r) && (r < '0' || r > '9') }) {
+		if !identWord.MatchString(w) {
+			random += len(w)
+		}
+	}
+	if random < minRandomLen || sequential(s) {
+		return false
+	}
+	threshold := minEntropy
+	if hex && !other && !(lower && upper) {
+		threshold = minHexEntropy
+		if len(s) < 2*minEntropyLen {
+			return false // short hex strings are ids and colours more often than keys
+		}
+	}
+	return shannon(s) >= threshold
+}
+
+// sequential reports whether most neighbouring characters of s are
+// consecutive ("abcdef...", "0123456789"): a character set such as the
+// alphabet of a generator, not a draw from it.
+func sequential(s string) bool {
+	run := 0
+	for i := 1; i < len(s); i++ {
+		if s[i] == s[i-1]+1 {
+			run++
+		}
+	}
+	return 2*run >= len(s)-1
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// shannon returns the Shannon entropy of s in bits per byte.
+func shannon(s string) float64 {
+	var counts [256]int
+	for i := 0; i < len(s); i++ {
+		counts[s[i]]++
+	}
+	n := float64(len(s))
+	h := 0.0
+	for _, c := range counts {
+		if c > 0 {
+			p := float64(c) / n
+			h -= p * math.Log2(p)
+		}
+	}
+	return h
+}

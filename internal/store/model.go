@@ -1,0 +1,205 @@
+package store
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/rotatorhq/rotator/internal/settings"
+)
+
+// Status is the rotation status of a credential.
+type Status string
+
+// Credential statuses (DESIGN.md §4).
+const (
+	StatusHealthy        Status = "healthy"
+	StatusDue            Status = "due"
+	StatusRotating       Status = "rotating"
+	StatusOverdue        Status = "overdue"
+	StatusExpired        Status = "expired"
+	StatusFailing        Status = "failing"
+	StatusNeedsAttention Status = "needs_attention"
+	// StatusNew is a credential that has never been rotated by rotator and
+	// has no current version yet.
+	StatusNew Status = "new"
+)
+
+// Stage is the lifecycle stage of a version.
+type Stage string
+
+// Version stages: pending → current → previous → retired, or pending → discarded.
+const (
+	StagePending   Stage = "pending"
+	StageCurrent   Stage = "current"
+	StagePrevious  Stage = "previous"
+	StageRetired   Stage = "retired"
+	StageDiscarded Stage = "discarded"
+)
+
+// Provider is a configured provider instance.
+type Provider struct {
+	Name string
+	Type string
+	// Settings hold references, never values.
+	Settings  settings.Map
+	SpecHash  string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Window is a daily time window in which scheduled rotations may start.
+type Window struct {
+	Start    string `json:"start"`
+	End      string `json:"end"`
+	Timezone string `json:"timezone,omitempty"`
+}
+
+// Policy is a credential's rotation policy.
+type Policy struct {
+	MaxAge      time.Duration
+	RenewBefore time.Duration
+	// RenewAt is a fraction of MaxAge (0 < RenewAt < 1) after which the
+	// credential is due; zero when RenewBefore is used.
+	RenewAt  float64
+	Schedule string
+	Window   *Window
+	Grace    time.Duration
+}
+
+// TargetBinding publishes a credential to a target under an optional key.
+type TargetBinding struct {
+	Target string `json:"target"`
+	Key    string `json:"key,omitempty"`
+}
+
+// Credential is one credential of the inventory: its declared spec (from
+// the config file) and its rotation state.
+type Credential struct {
+	// Spec, written by apply.
+	ID       string
+	Consumer string
+	Provider string
+	Scope    []string
+	Owner    string
+	Labels   map[string]string
+	Settings settings.Map
+	Policy   Policy
+	Runbook  string
+	Targets  []TargetBinding
+	SpecHash string
+
+	// State, written by the engine.
+	State CredentialState
+
+	CreatedAt time.Time
+	UpdatedAt time.Time
+
+	// Current is the current version, filled by reads (nil if none).
+	Current *Version
+}
+
+// CredentialState is the part of a credential the engine maintains.
+type CredentialState struct {
+	Status           Status
+	CurrentVersionID string
+	PendingVersionID string
+	NextRotationAt   time.Time // zero: not scheduled
+	LastRotatedAt    time.Time // zero: never
+	ExpiresAt        time.Time // zero: no known expiry
+	// FailureCount counts consecutive failed runs.
+	FailureCount int
+}
+
+// Version is one value of a credential.
+type Version struct {
+	ID           string
+	CredentialID string
+	Stage        Stage
+	// Sealed is the AES-GCM ciphertext of the value; KeyID names the master
+	// key that sealed it.
+	Sealed       []byte
+	KeyID        string
+	Fingerprint  string
+	CreatedAt    time.Time
+	ActivatedAt  time.Time
+	ExpiresAt    time.Time
+	RetiredAt    time.Time
+	GrantedScope []string
+	Metadata     map[string]string
+}
+
+// Trigger says why a run started.
+type Trigger string
+
+// Run triggers.
+const (
+	TriggerSchedule  Trigger = "schedule"
+	TriggerExpiry    Trigger = "expiry"
+	TriggerManual    Trigger = "manual"
+	TriggerEmergency Trigger = "emergency"
+	TriggerAPI       Trigger = "api"
+)
+
+// RunbookRef is the runbook a run followed.
+type RunbookRef struct {
+	Path   string `json:"path"`
+	Anchor string `json:"anchor"`
+	Digest string `json:"digest"`
+}
+
+// Run is one rotation of one credential. Its State is a rotation.State
+// value; the store treats it as an opaque string except for Active.
+type Run struct {
+	ID           string
+	CredentialID string
+	Trigger      Trigger
+	Actor        string
+	Reason       string
+	State        string
+	// Active is true until the run reaches a terminal state; the database
+	// allows one active run per credential.
+	Active       bool
+	Attempt      int
+	Priority     int
+	Options      json.RawMessage
+	OldVersionID string
+	NewVersionID string
+	Runbook      RunbookRef
+	Error        string
+	CreatedAt    time.Time
+	StartedAt    time.Time
+	FinishedAt   time.Time
+	UpdatedAt    time.Time
+}
+
+// Step is one state transition of a run.
+type Step struct {
+	RunID      string
+	Seq        int
+	Name       string
+	State      string // "ok" or "failed"
+	Attempt    int
+	StartedAt  time.Time
+	FinishedAt time.Time
+	Error      string
+	Evidence   map[string]string
+}
+
+// AuditEvent is one entry of the append-only audit log. Events are inserted
+// without Seq and Hash; the sealer assigns both after commit.
+type AuditEvent struct {
+	// ID is the insertion id (assigned by the database).
+	ID           int64
+	OccurredAt   time.Time
+	Actor        string
+	Action       string
+	CredentialID string
+	RunID        string
+	// Data is a JSON object of secret-free details (fingerprints, diffs).
+	Data json.RawMessage
+	// Seq is the position in the hash chain; 0 while unsealed.
+	Seq      int64
+	PrevHash string
+	Hash     string
+	SealedAt time.Time
+}

@@ -1,0 +1,180 @@
+// Package postgres is the Postgres store (pgx/v5, pgxpool): the production
+// store, and the one to use for several replicas. The SQL lives in
+// internal/store/sqlstore; this package connects, migrates and adapts pgx.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"runtime"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+
+	"github.com/rotatorhq/rotator/internal/store"
+	"github.com/rotatorhq/rotator/internal/store/sqlstore"
+	"github.com/rotatorhq/rotator/migrations"
+)
+
+// Store is the Postgres store.
+type Store struct {
+	*sqlstore.Store
+	pool *pgxpool.Pool
+}
+
+// Option adjusts the pool configuration parsed from the URL.
+type Option func(*pgxpool.Config)
+
+// WithMaxConns sets the pool size.
+func WithMaxConns(n int32) Option {
+	return func(c *pgxpool.Config) { c.MaxConns = n }
+}
+
+// WithSchema puts the store's tables in schema (which must exist) by
+// setting the search_path of every connection. A URL parameter
+// ?search_path=name does the same.
+func WithSchema(schema string) Option {
+	return func(c *pgxpool.Config) {
+		c.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{schema}.Sanitize()
+	}
+}
+
+// Open connects to the database at url (postgres://user:pass@host:port/db?
+// sslmode=...; any pgx connection string) and checks that it answers. The
+// pool holds max(16, 4 × GOMAXPROCS) connections, at most 64, unless the URL
+// sets pool_max_conns or an option sets MaxConns. Errors never include the
+// password.
+func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgconn redacts the password in its parse errors.
+		return nil, fmt.Errorf("open postgres store: %w", err)
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = int32(min(64, max(16, 4*runtime.GOMAXPROCS(0))))
+	}
+	for _, opt := range opts {
+		opt(cfg)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres store %s: %w", sqlstore.RedactURL(url), err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open postgres store %s: %w", sqlstore.RedactURL(url), err)
+	}
+	s := &Store{pool: pool}
+	s.Store = sqlstore.New(sqlstore.Config{
+		Dialect:  store.DialectPostgres,
+		DB:       poolConn{pool},
+		Handle:   pool,
+		Classify: classify,
+		Migrate:  s.migrate,
+		Close: func() error {
+			pool.Close()
+			return nil
+		},
+	})
+	return s, nil
+}
+
+// Pool returns the connection pool (also returned by Handle).
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// migrate applies the embedded migrations with goose, under a session
+// advisory lock so that replicas starting together migrate once. The lock
+// id derives from the schema, so stores in different schemas of one
+// database migrate independently.
+func (s *Store) migrate(ctx context.Context) (err error) {
+	var schema string
+	if err := s.pool.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
+		return fmt.Errorf("read current schema: %w", err)
+	}
+	h := fnv.New64a()
+	h.Write([]byte("rotator migrations in schema " + schema))
+	locker, err := lock.NewPostgresSessionLocker(
+		lock.WithLockID(int64(h.Sum64()>>1)),
+		lock.WithLockTimeout(1, 300), // poll every second, for 5 minutes
+	)
+	if err != nil {
+		return err
+	}
+	db := stdlib.OpenDBFromPool(s.pool)
+	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations.Postgres,
+		goose.WithSessionLocker(locker), goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		_ = db.Close()
+		return err
+	}
+	defer func() { err = errors.Join(err, p.Close()) }() // closes db, not the pool
+	if _, err := p.Up(ctx); err != nil {
+		return err
+	}
+	return nil
+}
+
+// classify tells unique and foreign-key violations and transient errors
+// apart by SQLSTATE.
+func classify(err error) (sqlstore.ErrorKind, string) {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return sqlstore.KindOther, ""
+	}
+	switch pgErr.Code {
+	case "23505": // unique_violation
+		return sqlstore.KindUnique, pgErr.ConstraintName
+	case "23503": // foreign_key_violation
+		return sqlstore.KindForeignKey, pgErr.ConstraintName
+	case "40001", "40P01": // serialization_failure, deadlock_detected
+		return sqlstore.KindRetry, ""
+	}
+	return sqlstore.KindOther, ""
+}
+
+// poolConn adapts a pgxpool.Pool to sqlstore.DB.
+type poolConn struct{ p *pgxpool.Pool }
+
+func (c poolConn) Exec(ctx context.Context, sql string, args ...any) (int64, error) {
+	tag, err := c.p.Exec(ctx, sql, args...)
+	return tag.RowsAffected(), err
+}
+
+func (c poolConn) Query(ctx context.Context, sql string, args ...any) (sqlstore.Rows, error) {
+	return c.p.Query(ctx, sql, args...)
+}
+
+func (c poolConn) Begin(ctx context.Context) (sqlstore.TxConn, error) {
+	tx, err := c.p.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return txConn{tx}, nil
+}
+
+// txConn adapts a pgx.Tx to sqlstore.TxConn.
+type txConn struct{ tx pgx.Tx }
+
+func (c txConn) Exec(ctx context.Context, sql string, args ...any) (int64, error) {
+	tag, err := c.tx.Exec(ctx, sql, args...)
+	return tag.RowsAffected(), err
+}
+
+func (c txConn) Query(ctx context.Context, sql string, args ...any) (sqlstore.Rows, error) {
+	return c.tx.Query(ctx, sql, args...)
+}
+
+func (c txConn) Commit(ctx context.Context) error   { return c.tx.Commit(ctx) }
+func (c txConn) Rollback(ctx context.Context) error { return c.tx.Rollback(ctx) }
+
+// Raw returns the pgx.Tx.
+func (c txConn) Raw() any { return c.tx }
+
+var _ store.Store = (*Store)(nil)

@@ -1,0 +1,268 @@
+// Package sqlite is the embedded store (modernc.org/sqlite, pure Go): the
+// default when no database is configured, so rotator runs with no server.
+// The SQL lives in internal/store/sqlstore; this package opens the file,
+// migrates and adapts database/sql.
+//
+// The store uses a single connection (River's riversqlite driver, which
+// shares it, needs that too), so transactions are serial: inside InTx use
+// only the transaction, never the Store, or the call waits for the
+// connection the transaction holds. Transactions begin IMMEDIATE, so a
+// second process writing the same file waits (busy_timeout, then InTx
+// retries) instead of failing midway.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/pressly/goose/v3"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/rotatorhq/rotator/internal/store"
+	"github.com/rotatorhq/rotator/internal/store/sqlstore"
+	"github.com/rotatorhq/rotator/migrations"
+)
+
+// pragmas are set on every connection.
+var pragmas = []string{"journal_mode(WAL)", "busy_timeout(10000)", "foreign_keys(1)", "synchronous(NORMAL)"}
+
+// Store is the SQLite store.
+type Store struct {
+	*sqlstore.Store
+	db   *sql.DB
+	path string
+}
+
+// Open opens (creating it if needed) the database at url:
+//
+//	sqlite://./rotator.db      relative to the working directory
+//	sqlite:///abs/path.db      absolute
+//	file:path.db, file:///abs  the same, as file URLs
+//	sqlite::memory:            in memory, gone at Close (tests)
+//
+// Query parameters are passed to the driver (for example
+// ?_pragma=cache_size(-20000)). A new database file is created with mode
+// 0600 (it holds sealed secrets), its directory with 0700.
+func Open(ctx context.Context, url string) (*Store, error) {
+	path, params, err := parseURL(url)
+	if err != nil {
+		return nil, err
+	}
+	if path != ":memory:" {
+		if err := createFile(path); err != nil {
+			return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
+		}
+	}
+	q := params
+	for _, p := range pragmas {
+		q.Add("_pragma", p)
+	}
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+	if err := db.PingContext(ctx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
+	}
+	s := &Store{db: db, path: path}
+	s.Store = sqlstore.New(sqlstore.Config{
+		Dialect:  store.DialectSQLite,
+		DB:       dbConn{db},
+		Handle:   db,
+		Classify: classify,
+		Migrate:  s.migrate,
+		Close:    db.Close,
+	})
+	return s, nil
+}
+
+// DB returns the database (also returned by Handle).
+func (s *Store) DB() *sql.DB { return s.db }
+
+// Path returns the database file, or ":memory:".
+func (s *Store) Path() string { return s.path }
+
+// parseURL returns the file path and driver parameters of a store URL.
+func parseURL(raw string) (path string, params url.Values, err error) {
+	rest, query, _ := strings.Cut(raw, "?")
+	params, err = url.ParseQuery(query)
+	if err != nil {
+		return "", nil, fmt.Errorf("open sqlite store: parameters of %s: %w", sqlstore.RedactURL(raw), err)
+	}
+	switch {
+	case rest == "sqlite::memory:" || rest == "sqlite://:memory:" || rest == "file::memory:":
+		return ":memory:", params, nil
+	case strings.HasPrefix(rest, "sqlite://"):
+		path = strings.TrimPrefix(rest, "sqlite://")
+	case strings.HasPrefix(rest, "file://"):
+		path = strings.TrimPrefix(rest, "file://")
+	case strings.HasPrefix(rest, "file:"):
+		path = strings.TrimPrefix(rest, "file:")
+	default:
+		return "", nil, fmt.Errorf("open sqlite store: %q is not a sqlite URL; use sqlite://./rotator.db, sqlite:///abs/path.db, file:path.db or sqlite::memory:", raw)
+	}
+	if path == "" {
+		return "", nil, fmt.Errorf("open sqlite store: %q names no file; use sqlite://./rotator.db or sqlite:///abs/path.db", raw)
+	}
+	if path, err = url.PathUnescape(path); err != nil {
+		return "", nil, fmt.Errorf("open sqlite store: path of %q: %w", raw, err)
+	}
+	return filepath.Clean(path), params, nil
+}
+
+// createFile creates the database file with mode 0600, and its directory,
+// if they do not exist yet. An existing file keeps its mode.
+func createFile(path string) error {
+	if dir := filepath.Dir(path); dir != "." {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// migrate applies the embedded migrations with goose. SQLite needs no
+// migration lock: goose runs each migration in an IMMEDIATE transaction.
+func (s *Store) migrate(ctx context.Context) error {
+	p, err := goose.NewProvider(goose.DialectSQLite3, s.db, migrations.SQLite,
+		goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return err
+	}
+	// Not p.Close: it would close the store's database.
+	_, err = p.Up(ctx)
+	return err
+}
+
+// classify tells constraint violations and busy errors apart by extended
+// result code.
+func classify(err error) (sqlstore.ErrorKind, string) {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return sqlstore.KindOther, ""
+	}
+	switch se.Code() {
+	case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+		return sqlstore.KindUnique, constraint(se.Error())
+	case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+		return sqlstore.KindForeignKey, constraint(se.Error())
+	}
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+		return sqlstore.KindRetry, ""
+	}
+	return sqlstore.KindOther, ""
+}
+
+// constraint extracts what a constraint error names, e.g. "runs.credential_id"
+// from "constraint failed: UNIQUE constraint failed: runs.credential_id (2067)".
+func constraint(msg string) string {
+	const marker = "constraint failed: "
+	if i := strings.LastIndex(msg, marker); i >= 0 {
+		msg = msg[i+len(marker):]
+	}
+	if i := strings.LastIndex(msg, " ("); i >= 0 {
+		msg = msg[:i]
+	}
+	return msg
+}
+
+// dbConn adapts a *sql.DB to sqlstore.DB.
+type dbConn struct{ db *sql.DB }
+
+func (c dbConn) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	return rowsAffected(c.db.ExecContext(ctx, numbered(query), args...))
+}
+
+func (c dbConn) Query(ctx context.Context, query string, args ...any) (sqlstore.Rows, error) {
+	rows, err := c.db.QueryContext(ctx, numbered(query), args...)
+	if err != nil {
+		return nil, err
+	}
+	return sqlRows{rows}, nil
+}
+
+func (c dbConn) Begin(ctx context.Context) (sqlstore.TxConn, error) {
+	tx, err := c.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	return txConn{tx}, nil
+}
+
+// txConn adapts a *sql.Tx to sqlstore.TxConn.
+type txConn struct{ tx *sql.Tx }
+
+func (c txConn) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	return rowsAffected(c.tx.ExecContext(ctx, numbered(query), args...))
+}
+
+func (c txConn) Query(ctx context.Context, query string, args ...any) (sqlstore.Rows, error) {
+	rows, err := c.tx.QueryContext(ctx, numbered(query), args...)
+	if err != nil {
+		return nil, err
+	}
+	return sqlRows{rows}, nil
+}
+
+func (c txConn) Commit(context.Context) error   { return c.tx.Commit() }
+func (c txConn) Rollback(context.Context) error { return c.tx.Rollback() }
+
+// Raw returns the *sql.Tx.
+func (c txConn) Raw() any { return c.tx }
+
+// sqlRows adapts *sql.Rows to sqlstore.Rows.
+type sqlRows struct{ *sql.Rows }
+
+func (r sqlRows) Close() { _ = r.Rows.Close() }
+
+// numbered rewrites $N placeholders to ?N. SQLite reads both positionally,
+// but looks every $N up by name while parsing, which is quadratic in the
+// number of parameters (a multi-row INSERT binds thousands); ?N is not.
+// Quoted literals and identifiers are left alone.
+func numbered(query string) string {
+	if !strings.Contains(query, "$") {
+		return query
+	}
+	b := []byte(query)
+	var quote byte
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '\'' || c == '"':
+			quote = c
+		case c == '$' && i+1 < len(b) && b[i+1] >= '0' && b[i+1] <= '9':
+			b[i] = '?'
+		}
+	}
+	return string(b)
+}
+
+func rowsAffected(res sql.Result, err error) (int64, error) {
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+var _ store.Store = (*Store)(nil)

@@ -1,0 +1,224 @@
+package sqlstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/rotatorhq/rotator/internal/store"
+)
+
+const auditColumns = `id, occurred_at, actor, action, credential_id, run_id, data, seq, prev_hash, hash, sealed_at`
+
+// auditPage is how many events ScanAuditEvents reads per query. Each page
+// is read completely before fn sees its events, so fn may use the store or
+// the transaction it scans in.
+const auditPage = 500
+
+// auditChunk is how many events one INSERT or UPDATE statement writes,
+// well below both dialects' limits on bound parameters.
+const auditChunk = 1000
+
+// ScanAuditEvents calls fn for each matching event, reading in pages of a
+// few hundred so memory stays bounded however long the log. Sealed events
+// come first, in Seq order, then (unless AfterSeq is set) unsealed events
+// in ID order; Unsealed selects only the latter. Since is inclusive and
+// Until exclusive, on OccurredAt. Outside a transaction, an event sealed
+// while the scan moves from sealed to unsealed events may be missed.
+func (r reader) ScanAuditEvents(ctx context.Context, f store.AuditFilter, fn func(store.AuditEvent) error) error {
+	left := f.Limit
+	if left <= 0 {
+		left = -1
+	}
+	if !f.Unsealed {
+		var err error
+		if left, err = r.scanAudit(ctx, f, true, f.AfterSeq, left, fn); err != nil {
+			return err
+		}
+	}
+	if f.AfterSeq == 0 || f.Unsealed {
+		if _, err := r.scanAudit(ctx, f, false, 0, left, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scanAudit pages through sealed events (by seq, after the given one) or
+// unsealed events (by id), calling fn for each, until left reaches 0 (-1:
+// no limit). It returns what is left.
+func (r reader) scanAudit(ctx context.Context, f store.AuditFilter, sealed bool, after int64, left int,
+	fn func(store.AuditEvent) error,
+) (int, error) {
+	d := r.s.dialect()
+	key := "id"
+	if sealed {
+		key = "seq"
+	}
+	for left != 0 {
+		if err := ctx.Err(); err != nil {
+			return left, fmt.Errorf("scan audit events: %w", err)
+		}
+		var q query
+		preds := []string{key + " > " + q.arg(after)}
+		if sealed {
+			preds = append(preds, "seq IS NOT NULL")
+		} else {
+			preds = append(preds, "seq IS NULL")
+		}
+		if f.CredentialID != "" {
+			preds = append(preds, "credential_id = "+q.arg(f.CredentialID))
+		}
+		if f.RunID != "" {
+			preds = append(preds, "run_id = "+q.arg(f.RunID))
+		}
+		if !f.Since.IsZero() {
+			preds = append(preds, "occurred_at >= "+q.arg(d.time(f.Since)))
+		}
+		if !f.Until.IsZero() {
+			preds = append(preds, "occurred_at < "+q.arg(d.time(f.Until)))
+		}
+		page := auditPage
+		if left > 0 && left < page {
+			page = left
+		}
+		q.sql(`SELECT `, auditColumns, ` FROM audit_events`, where(preds), ` ORDER BY `, key, ` LIMIT `, q.arg(page))
+		evs, err := r.auditPage(ctx, q)
+		if err != nil {
+			return left, err
+		}
+		for _, ev := range evs {
+			if err := fn(ev); err != nil {
+				return left, err
+			}
+			if left > 0 {
+				left--
+			}
+		}
+		if len(evs) < page {
+			break
+		}
+		last := evs[len(evs)-1]
+		after = last.ID
+		if sealed {
+			after = last.Seq
+		}
+	}
+	return left, nil
+}
+
+func (r reader) auditPage(ctx context.Context, q query) ([]store.AuditEvent, error) {
+	rows, err := r.c.Query(ctx, q.String(), q.args...)
+	if err != nil {
+		return nil, fmt.Errorf("scan audit events: %w", err)
+	}
+	defer rows.Close()
+	var evs []store.AuditEvent
+	for rows.Next() {
+		var ev store.AuditEvent
+		var data []byte
+		if err := rows.Scan(&ev.ID, &timeCol{&ev.OccurredAt}, &ev.Actor, &ev.Action,
+			&textCol{&ev.CredentialID}, &textCol{&ev.RunID}, &jsonCol{&data},
+			&intCol{&ev.Seq}, &textCol{&ev.PrevHash}, &textCol{&ev.Hash}, &timeCol{&ev.SealedAt}); err != nil {
+			return nil, fmt.Errorf("scan audit events: %w", err)
+		}
+		if len(data) > 0 {
+			ev.Data = json.RawMessage(data)
+		}
+		evs = append(evs, ev)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("scan audit events: %w", err)
+	}
+	return evs, nil
+}
+
+// InsertAuditEvents appends events, unsealed: their ID, Seq, PrevHash, Hash
+// and SealedAt are ignored. OccurredAt defaults to now. Data must be empty
+// or valid JSON; Postgres stores it as jsonb, so it reads back normalized
+// (key order, spacing): hash events as read back, never as written.
+func (tx *Tx) InsertAuditEvents(ctx context.Context, evs ...store.AuditEvent) error {
+	d := tx.s.dialect()
+	now := tx.s.now()
+	for start := 0; start < len(evs); start += auditChunk {
+		chunk := evs[start:min(start+auditChunk, len(evs))]
+		var q query
+		q.sql(`INSERT INTO audit_events (occurred_at, actor, action, credential_id, run_id, data) VALUES `)
+		for i, ev := range chunk {
+			data, err := jsonRaw(ev.Data)
+			if err != nil {
+				return fmt.Errorf("insert audit event %s (credential %s, run %s): data: %w",
+					ev.Action, ev.CredentialID, ev.RunID, err)
+			}
+			occurred := ev.OccurredAt
+			if occurred.IsZero() {
+				occurred = now
+			}
+			if i > 0 {
+				q.sql(", ")
+			}
+			q.sql("(", q.arg(d.time(occurred)), ", ", q.arg(ev.Actor), ", ", q.arg(ev.Action), ", ",
+				q.arg(nullString(ev.CredentialID)), ", ", q.arg(nullString(ev.RunID)), ", ", q.arg(data), ")")
+		}
+		if _, err := tx.exec(ctx, q.String(), q.args...); err != nil {
+			return fmt.Errorf("insert %d audit events: %w", len(chunk), err)
+		}
+	}
+	return nil
+}
+
+// SealAuditEvents writes Seq, PrevHash, Hash and SealedAt (default now) of
+// unsealed events, identified by ID. If any event is missing or already
+// sealed, or a Seq is taken, it returns ErrConflict: another sealer got
+// there first, and the transaction must be rolled back.
+func (tx *Tx) SealAuditEvents(ctx context.Context, evs []store.AuditEvent) error {
+	d := tx.s.dialect()
+	now := tx.s.now()
+	for start := 0; start < len(evs); start += auditChunk {
+		chunk := evs[start:min(start+auditChunk, len(evs))]
+		var q query
+		q.sql(`WITH v (id, seq, prev_hash, hash, sealed_at) AS (VALUES `)
+		for i, ev := range chunk {
+			if ev.ID <= 0 || ev.Seq <= 0 || ev.Hash == "" {
+				return fmt.Errorf("seal audit event %d: want an id, a positive seq and a hash (seq %d)", ev.ID, ev.Seq)
+			}
+			sealed := ev.SealedAt
+			if sealed.IsZero() {
+				sealed = now
+			}
+			if i > 0 {
+				q.sql(", ")
+			}
+			q.sql("(", d.cast(q.arg(ev.ID), typeInt), ", ", d.cast(q.arg(ev.Seq), typeInt), ", ",
+				d.cast(q.arg(ev.PrevHash), typeText), ", ", d.cast(q.arg(ev.Hash), typeText), ", ",
+				d.cast(q.arg(d.time(sealed)), typeTime), ")")
+		}
+		q.sql(`) UPDATE audit_events AS a SET seq = v.seq, prev_hash = v.prev_hash, hash = v.hash, sealed_at = v.sealed_at
+FROM v WHERE a.id = v.id AND coalesce(a.seq, 0) = 0`) // not "a.seq IS NULL": SQLite would scan the seq index
+		n, err := tx.exec(ctx, q.String(), q.args...)
+		if err != nil {
+			if kind, _ := tx.s.classify(err); kind == KindUnique {
+				return fmt.Errorf("seal audit events %s: a seq is taken: %w", idRange(chunk), store.ErrConflict)
+			}
+			return fmt.Errorf("seal audit events %s: %w", idRange(chunk), err)
+		}
+		if n != int64(len(chunk)) {
+			return fmt.Errorf("seal audit events %s: %d of %d missing or already sealed: %w",
+				idRange(chunk), int64(len(chunk))-n, len(chunk), store.ErrConflict)
+		}
+	}
+	return nil
+}
+
+func idRange(evs []store.AuditEvent) string {
+	if len(evs) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d", evs[0].ID)
+	if len(evs) > 1 {
+		fmt.Fprintf(&b, "..%d", evs[len(evs)-1].ID)
+	}
+	return b.String()
+}

@@ -1,0 +1,272 @@
+package sqlstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rotatorhq/rotator/internal/store"
+)
+
+// credentialSelect reads live credentials with their current version.
+const credentialSelect = `SELECT c.id, c.consumer, c.provider, c.scope, c.owner, c.labels, c.settings,
+    c.max_age_seconds, c.renew_before_seconds, c.renew_at, c.schedule, c.rotation_window, c.grace_seconds,
+    c.runbook, c.targets, c.spec_hash, c.status, c.current_version_id, c.pending_version_id,
+    c.next_rotation_at, c.last_rotated_at, c.expires_at, c.failure_count, c.created_at, c.updated_at,
+    ` + versionColumnsV + `
+FROM credentials AS c LEFT JOIN versions AS v ON v.id = c.current_version_id`
+
+type credentialRow struct {
+	c                               store.Credential
+	scope, labels, settings, window []byte
+	targets                         []byte
+	maxAge, renewBefore, grace      int64
+	statusText                      string
+	current                         versionRow
+}
+
+func (r *credentialRow) dest() []any {
+	c := &r.c
+	d := []any{&c.ID, &c.Consumer, &c.Provider, &jsonCol{&r.scope}, &c.Owner, &jsonCol{&r.labels}, &jsonCol{&r.settings},
+		&r.maxAge, &r.renewBefore, &c.Policy.RenewAt, &c.Policy.Schedule, &jsonCol{&r.window}, &r.grace,
+		&c.Runbook, &jsonCol{&r.targets}, &c.SpecHash, &r.statusText,
+		&textCol{&c.State.CurrentVersionID}, &textCol{&c.State.PendingVersionID},
+		&timeCol{&c.State.NextRotationAt}, &timeCol{&c.State.LastRotatedAt}, &timeCol{&c.State.ExpiresAt},
+		&c.State.FailureCount, &timeCol{&c.CreatedAt}, &timeCol{&c.UpdatedAt}}
+	return append(d, r.current.dest()...)
+}
+
+func (r *credentialRow) credential() (store.Credential, error) {
+	c := r.c
+	fail := func(field string, err error) (store.Credential, error) {
+		return store.Credential{}, fmt.Errorf("decode %s of credential %s: %w", field, c.ID, err)
+	}
+	var err error
+	if c.Scope, err = decodeStrings(r.scope); err != nil {
+		return fail("scope", err)
+	}
+	if c.Labels, err = decodeStringMap(r.labels); err != nil {
+		return fail("labels", err)
+	}
+	if c.Settings, err = decodeSettings(r.settings); err != nil {
+		return fail("settings", err)
+	}
+	if len(r.window) > 0 && string(r.window) != "null" {
+		c.Policy.Window = new(store.Window)
+		if err := json.Unmarshal(r.window, c.Policy.Window); err != nil {
+			return fail("window", err)
+		}
+	}
+	if len(r.targets) > 0 {
+		if err := json.Unmarshal(r.targets, &c.Targets); err != nil {
+			return fail("targets", err)
+		}
+		if len(c.Targets) == 0 {
+			c.Targets = nil
+		}
+	}
+	c.Policy.MaxAge = time.Duration(r.maxAge) * time.Second
+	c.Policy.RenewBefore = time.Duration(r.renewBefore) * time.Second
+	c.Policy.Grace = time.Duration(r.grace) * time.Second
+	c.State.Status = store.Status(r.statusText)
+	if r.current.v.ID != "" {
+		v, err := r.current.version()
+		if err != nil {
+			return store.Credential{}, err
+		}
+		c.Current = &v
+	}
+	return c, nil
+}
+
+// GetCredential returns a live credential with Current filled.
+func (r reader) GetCredential(ctx context.Context, id string) (store.Credential, error) {
+	return r.getCredential(ctx, id, "get", "")
+}
+
+// LockCredential returns a live credential with Current filled and locks
+// its row until the transaction ends.
+func (tx *Tx) LockCredential(ctx context.Context, id string) (store.Credential, error) {
+	return tx.getCredential(ctx, id, "lock", tx.s.dialect().forUpdate("c"))
+}
+
+func (r reader) getCredential(ctx context.Context, id, verb, suffix string) (store.Credential, error) {
+	var row credentialRow
+	err := r.queryOne(ctx, credentialSelect+` WHERE c.id = $1 AND c.deleted_at IS NULL`+suffix, []any{id}, row.dest()...)
+	if errors.Is(err, errNoRows) {
+		return store.Credential{}, fmt.Errorf("credential %s: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Credential{}, fmt.Errorf("%s credential %s: %w", verb, id, err)
+	}
+	return row.credential()
+}
+
+// ListCredentials returns live credentials ordered by id, with Current
+// filled.
+func (r reader) ListCredentials(ctx context.Context, f store.CredentialFilter) ([]store.Credential, error) {
+	d := r.s.dialect()
+	var q query
+	preds := []string{"c.deleted_at IS NULL"}
+	if len(f.IDs) > 0 {
+		p, err := d.inList(&q, "c.id", f.IDs)
+		if err != nil {
+			return nil, fmt.Errorf("list credentials: %w", err)
+		}
+		preds = append(preds, p)
+	}
+	if f.Consumer != "" {
+		preds = append(preds, "c.consumer = "+q.arg(f.Consumer))
+	}
+	if f.Provider != "" {
+		preds = append(preds, "c.provider = "+q.arg(f.Provider))
+	}
+	if len(f.Labels) > 0 {
+		p, err := d.labelsMatch(&q, "c.labels", f.Labels)
+		if err != nil {
+			return nil, fmt.Errorf("list credentials: %w", err)
+		}
+		preds = append(preds, p)
+	}
+	if !f.DueBefore.IsZero() {
+		preds = append(preds, "c.next_rotation_at <= "+q.arg(d.time(f.DueBefore)))
+	}
+	if f.AfterID != "" {
+		preds = append(preds, "c.id > "+q.arg(f.AfterID))
+	}
+	q.sql(credentialSelect, where(preds), " ORDER BY c.id")
+	if f.Limit > 0 {
+		q.sql(" LIMIT ", q.arg(f.Limit))
+	}
+	rows, err := r.c.Query(ctx, q.String(), q.args...)
+	if err != nil {
+		return nil, fmt.Errorf("list credentials: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Credential
+	for rows.Next() {
+		var row credentialRow
+		if err := rows.Scan(row.dest()...); err != nil {
+			return nil, fmt.Errorf("list credentials: %w", err)
+		}
+		c, err := row.credential()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list credentials: %w", err)
+	}
+	return out, nil
+}
+
+// UpsertCredentialSpec creates a credential (with c.State; Status defaults
+// to new) or updates its spec fields, reviving it if it was deleted. The
+// state of an existing credential is left alone. Durations are stored in
+// whole seconds.
+func (tx *Tx) UpsertCredentialSpec(ctx context.Context, c store.Credential) error {
+	if c.ID == "" {
+		return errors.New("upsert credential: empty id")
+	}
+	fail := func(what string, err error) error {
+		return fmt.Errorf("upsert credential %s: %s: %w", c.ID, what, err)
+	}
+	scope, err := jsonText(c.Scope, "[]")
+	if err != nil {
+		return fail("encode scope", err)
+	}
+	labels, err := jsonText(c.Labels, "{}")
+	if err != nil {
+		return fail("encode labels", err)
+	}
+	settings, err := jsonText(c.Settings, "{}")
+	if err != nil {
+		return fail("encode settings", err)
+	}
+	targets, err := jsonText(c.Targets, "[]")
+	if err != nil {
+		return fail("encode targets", err)
+	}
+	var window any
+	if c.Policy.Window != nil {
+		b, err := json.Marshal(c.Policy.Window)
+		if err != nil {
+			return fail("encode window", err)
+		}
+		window = string(b)
+	}
+	status := c.State.Status
+	if status == "" {
+		status = store.StatusNew
+	}
+	d := tx.s.dialect()
+	now := tx.s.now()
+	created, updated := c.CreatedAt, c.UpdatedAt
+	if created.IsZero() {
+		created = now
+	}
+	if updated.IsZero() {
+		updated = now
+	}
+	_, err = tx.exec(ctx, `INSERT INTO credentials (id, consumer, provider, scope, owner, labels, settings,
+    max_age_seconds, renew_before_seconds, renew_at, schedule, rotation_window, grace_seconds,
+    runbook, targets, spec_hash, status, current_version_id, pending_version_id,
+    next_rotation_at, last_rotated_at, expires_at, failure_count, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)
+ON CONFLICT (id) DO UPDATE SET consumer = excluded.consumer, provider = excluded.provider,
+    scope = excluded.scope, owner = excluded.owner, labels = excluded.labels, settings = excluded.settings,
+    max_age_seconds = excluded.max_age_seconds, renew_before_seconds = excluded.renew_before_seconds,
+    renew_at = excluded.renew_at, schedule = excluded.schedule, rotation_window = excluded.rotation_window,
+    grace_seconds = excluded.grace_seconds, runbook = excluded.runbook, targets = excluded.targets,
+    spec_hash = excluded.spec_hash, updated_at = excluded.updated_at, deleted_at = NULL`,
+		c.ID, c.Consumer, c.Provider, scope, c.Owner, labels, settings,
+		seconds(c.Policy.MaxAge), seconds(c.Policy.RenewBefore), c.Policy.RenewAt, c.Policy.Schedule, window,
+		seconds(c.Policy.Grace), c.Runbook, targets, c.SpecHash, string(status),
+		nullString(c.State.CurrentVersionID), nullString(c.State.PendingVersionID),
+		d.time(c.State.NextRotationAt), d.time(c.State.LastRotatedAt), d.time(c.State.ExpiresAt),
+		c.State.FailureCount, d.time(created), d.time(updated))
+	if err != nil {
+		if kind, _ := tx.s.classify(err); kind == KindForeignKey {
+			return fmt.Errorf("upsert credential %s: provider %s: %w", c.ID, c.Provider, store.ErrNotFound)
+		}
+		return fmt.Errorf("upsert credential %s: %w", c.ID, err)
+	}
+	return nil
+}
+
+// UpdateCredentialState writes the engine-maintained fields of a live
+// credential and its updated_at.
+func (tx *Tx) UpdateCredentialState(ctx context.Context, id string, st store.CredentialState) error {
+	d := tx.s.dialect()
+	n, err := tx.exec(ctx, `UPDATE credentials SET status = $2, current_version_id = $3, pending_version_id = $4,
+    next_rotation_at = $5, last_rotated_at = $6, expires_at = $7, failure_count = $8, updated_at = $9
+WHERE id = $1 AND deleted_at IS NULL`,
+		id, string(st.Status), nullString(st.CurrentVersionID), nullString(st.PendingVersionID),
+		d.time(st.NextRotationAt), d.time(st.LastRotatedAt), d.time(st.ExpiresAt), st.FailureCount,
+		d.time(tx.s.now()))
+	if err != nil {
+		return fmt.Errorf("update state of credential %s: %w", id, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("update state of credential %s: %w", id, store.ErrNotFound)
+	}
+	return nil
+}
+
+// DeleteCredential marks a live credential deleted; its versions, runs and
+// audit events stay.
+func (tx *Tx) DeleteCredential(ctx context.Context, id string) error {
+	now := tx.s.dialect().time(tx.s.now())
+	n, err := tx.exec(ctx, `UPDATE credentials SET deleted_at = $2, updated_at = $2
+WHERE id = $1 AND deleted_at IS NULL`, id, now)
+	if err != nil {
+		return fmt.Errorf("delete credential %s: %w", id, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("delete credential %s: %w", id, store.ErrNotFound)
+	}
+	return nil
+}

@@ -1,0 +1,231 @@
+package sqlstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/rotatorhq/rotator/internal/store"
+)
+
+const runColumns = `id, credential_id, trigger, actor, reason, state, active, attempt, priority, options,
+    old_version_id, new_version_id, runbook_path, runbook_anchor, runbook_digest, error,
+    created_at, started_at, finished_at, updated_at`
+
+// activeRunIndex is the unique index allowing one active run per
+// credential, as each dialect names it in errors.
+var activeRunIndex = []string{"runs_one_active_per_credential", "runs.credential_id"}
+
+type runRow struct {
+	r       store.Run
+	trigger string
+	options []byte
+}
+
+func (row *runRow) dest() []any {
+	r := &row.r
+	return []any{&r.ID, &r.CredentialID, &row.trigger, &r.Actor, &r.Reason, &r.State, &r.Active,
+		&r.Attempt, &r.Priority, &jsonCol{&row.options},
+		&textCol{&r.OldVersionID}, &textCol{&r.NewVersionID},
+		&r.Runbook.Path, &r.Runbook.Anchor, &r.Runbook.Digest, &r.Error,
+		&timeCol{&r.CreatedAt}, &timeCol{&r.StartedAt}, &timeCol{&r.FinishedAt}, &timeCol{&r.UpdatedAt}}
+}
+
+func (row *runRow) run() store.Run {
+	r := row.r
+	r.Trigger = store.Trigger(row.trigger)
+	if len(row.options) > 0 {
+		r.Options = json.RawMessage(row.options)
+	}
+	return r
+}
+
+// GetRun returns a run.
+func (r reader) GetRun(ctx context.Context, id string) (store.Run, error) {
+	var row runRow
+	err := r.queryOne(ctx, `SELECT `+runColumns+` FROM runs WHERE id = $1`, []any{id}, row.dest()...)
+	if errors.Is(err, errNoRows) {
+		return store.Run{}, fmt.Errorf("run %s: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Run{}, fmt.Errorf("get run %s: %w", id, err)
+	}
+	return row.run(), nil
+}
+
+// ListRuns returns runs, newest first. Since is inclusive and Until
+// exclusive, both on the creation time.
+func (r reader) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, error) {
+	d := r.s.dialect()
+	var q query
+	var preds []string
+	if f.CredentialID != "" {
+		preds = append(preds, "credential_id = "+q.arg(f.CredentialID))
+	}
+	if f.State != "" {
+		preds = append(preds, "state = "+q.arg(f.State))
+	}
+	if f.Trigger != "" {
+		preds = append(preds, "trigger = "+q.arg(string(f.Trigger)))
+	}
+	if f.ActiveOnly {
+		preds = append(preds, "active")
+	}
+	if !f.Since.IsZero() {
+		preds = append(preds, "created_at >= "+q.arg(d.time(f.Since)))
+	}
+	if !f.Until.IsZero() {
+		preds = append(preds, "created_at < "+q.arg(d.time(f.Until)))
+	}
+	q.sql(`SELECT `, runColumns, ` FROM runs`, where(preds), ` ORDER BY created_at DESC, id DESC`)
+	if f.Limit > 0 {
+		q.sql(" LIMIT ", q.arg(f.Limit))
+	}
+	rows, err := r.c.Query(ctx, q.String(), q.args...)
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Run
+	for rows.Next() {
+		var row runRow
+		if err := rows.Scan(row.dest()...); err != nil {
+			return nil, fmt.Errorf("list runs: %w", err)
+		}
+		out = append(out, row.run())
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	return out, nil
+}
+
+// InsertRun inserts a run. CreatedAt defaults to now and UpdatedAt to
+// CreatedAt. If r is active and the credential already has an active run
+// it returns ErrActiveRun and the transaction stays usable (the insert is
+// skipped, not failed, on both dialects).
+func (tx *Tx) InsertRun(ctx context.Context, r store.Run) error {
+	if r.ID == "" {
+		return fmt.Errorf("insert run for credential %s: empty id", r.CredentialID)
+	}
+	r.CreatedAt = tx.s.orNow(r.CreatedAt)
+	if r.UpdatedAt.IsZero() {
+		r.UpdatedAt = r.CreatedAt
+	}
+	args, err := tx.runArgs(r)
+	if err != nil {
+		return err
+	}
+	n, err := tx.exec(ctx, `INSERT INTO runs (`+runColumns+`)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+ON CONFLICT (credential_id) WHERE active DO NOTHING`, args...)
+	if err != nil {
+		return tx.runError("insert", r, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("insert run %s: credential %s: %w", r.ID, r.CredentialID, store.ErrActiveRun)
+	}
+	return nil
+}
+
+// UpdateRun writes every field of a run but its id, credential and
+// creation time. UpdatedAt defaults to now.
+func (tx *Tx) UpdateRun(ctx context.Context, r store.Run) error {
+	r.UpdatedAt = tx.s.orNow(r.UpdatedAt)
+	args, err := tx.runArgs(r)
+	if err != nil {
+		return err
+	}
+	args = slices.Delete(args, 16, 17) // created_at
+	args = slices.Delete(args, 1, 2)   // credential_id
+	n, err := tx.exec(ctx, `UPDATE runs SET trigger = $2, actor = $3, reason = $4, state = $5, active = $6,
+    attempt = $7, priority = $8, options = $9, old_version_id = $10, new_version_id = $11,
+    runbook_path = $12, runbook_anchor = $13, runbook_digest = $14, error = $15,
+    started_at = $16, finished_at = $17, updated_at = $18
+WHERE id = $1`, args...)
+	if err != nil {
+		return tx.runError("update", r, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("update run %s: %w", r.ID, store.ErrNotFound)
+	}
+	return nil
+}
+
+// runArgs are the arguments for runColumns, in order.
+func (tx *Tx) runArgs(r store.Run) ([]any, error) {
+	opts, err := jsonRaw(r.Options)
+	if err != nil {
+		return nil, fmt.Errorf("run %s: options: %w", r.ID, err)
+	}
+	d := tx.s.dialect()
+	return []any{r.ID, r.CredentialID, string(r.Trigger), r.Actor, r.Reason, r.State, r.Active,
+		r.Attempt, r.Priority, opts, nullString(r.OldVersionID), nullString(r.NewVersionID),
+		r.Runbook.Path, r.Runbook.Anchor, r.Runbook.Digest, r.Error,
+		d.time(r.CreatedAt), d.time(r.StartedAt), d.time(r.FinishedAt), d.time(r.UpdatedAt)}, nil
+}
+
+func (tx *Tx) runError(verb string, r store.Run, err error) error {
+	switch kind, constraint := tx.s.classify(err); kind {
+	case KindUnique:
+		if slices.Contains(activeRunIndex, constraint) {
+			return fmt.Errorf("%s run %s: credential %s: %w", verb, r.ID, r.CredentialID, store.ErrActiveRun)
+		}
+		return fmt.Errorf("%s run %s: run exists: %w", verb, r.ID, store.ErrConflict)
+	case KindForeignKey:
+		return fmt.Errorf("%s run %s: credential %s: %w", verb, r.ID, r.CredentialID, store.ErrNotFound)
+	}
+	return fmt.Errorf("%s run %s of credential %s: %w", verb, r.ID, r.CredentialID, err)
+}
+
+// ListSteps returns a run's steps ordered by Seq.
+func (r reader) ListSteps(ctx context.Context, runID string) ([]store.Step, error) {
+	rows, err := r.c.Query(ctx, `SELECT run_id, seq, name, state, attempt, started_at, finished_at, error, evidence
+FROM run_steps WHERE run_id = $1 ORDER BY seq`, runID)
+	if err != nil {
+		return nil, fmt.Errorf("list steps of run %s: %w", runID, err)
+	}
+	defer rows.Close()
+	var out []store.Step
+	for rows.Next() {
+		var s store.Step
+		var evidence []byte
+		if err := rows.Scan(&s.RunID, &s.Seq, &s.Name, &s.State, &s.Attempt,
+			&timeCol{&s.StartedAt}, &timeCol{&s.FinishedAt}, &s.Error, &jsonCol{&evidence}); err != nil {
+			return nil, fmt.Errorf("list steps of run %s: %w", runID, err)
+		}
+		if s.Evidence, err = decodeStringMap(evidence); err != nil {
+			return nil, fmt.Errorf("decode evidence of step %d of run %s: %w", s.Seq, runID, err)
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list steps of run %s: %w", runID, err)
+	}
+	return out, nil
+}
+
+// InsertStep inserts a step. An existing (run, seq) is ErrConflict; an
+// unknown run is ErrNotFound.
+func (tx *Tx) InsertStep(ctx context.Context, s store.Step) error {
+	evidence, err := jsonText(s.Evidence, "{}")
+	if err != nil {
+		return fmt.Errorf("insert step %d of run %s: encode evidence: %w", s.Seq, s.RunID, err)
+	}
+	d := tx.s.dialect()
+	_, err = tx.exec(ctx, `INSERT INTO run_steps (run_id, seq, name, state, attempt, started_at, finished_at, error, evidence)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		s.RunID, s.Seq, s.Name, s.State, s.Attempt, d.time(s.StartedAt), d.time(s.FinishedAt), s.Error, evidence)
+	if err != nil {
+		switch kind, _ := tx.s.classify(err); kind {
+		case KindUnique:
+			return fmt.Errorf("insert step %d of run %s: step exists: %w", s.Seq, s.RunID, store.ErrConflict)
+		case KindForeignKey:
+			return fmt.Errorf("insert step %d: run %s: %w", s.Seq, s.RunID, store.ErrNotFound)
+		}
+		return fmt.Errorf("insert step %d of run %s: %w", s.Seq, s.RunID, err)
+	}
+	return nil
+}

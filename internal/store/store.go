@@ -1,0 +1,154 @@
+// Package store defines the persistence contract of rotator: providers,
+// credentials, versions, runs, steps and audit events. Two implementations
+// satisfy it, internal/store/postgres (pgx/v5) and internal/store/sqlite
+// (modernc.org/sqlite); internal/store/storetest is the conformance suite
+// both pass.
+//
+// The store holds no business logic: it does not compute due times, diffs or
+// state transitions. It does enforce the invariants that must hold across
+// processes: at most one active run per credential and at most one current
+// version per credential.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors.
+var (
+	// ErrNotFound is returned when a row does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrActiveRun is returned by InsertRun when the credential already has
+	// an active run.
+	ErrActiveRun = errors.New("credential already has an active run")
+	// ErrConflict is returned when a write violates another constraint.
+	ErrConflict = errors.New("conflict")
+)
+
+// Dialect names a store implementation.
+type Dialect string
+
+// Dialects.
+const (
+	DialectPostgres Dialect = "postgres"
+	DialectSQLite   Dialect = "sqlite"
+)
+
+// Store is a database holding rotator's state.
+type Store interface {
+	Reader
+	// Dialect names the implementation.
+	Dialect() Dialect
+	// Migrate applies every pending migration (idempotent).
+	Migrate(ctx context.Context) error
+	// InTx runs fn in one transaction, committing if it returns nil and
+	// rolling back otherwise. fn may be called again on a serialization
+	// failure, so it must not have side effects outside the transaction.
+	InTx(ctx context.Context, fn func(tx Tx) error) error
+	// Handle returns the underlying *pgxpool.Pool or *sql.DB, for River.
+	Handle() any
+	// Close releases the connections.
+	Close() error
+}
+
+// CredentialFilter selects credentials. Zero fields match everything.
+type CredentialFilter struct {
+	IDs      []string
+	Consumer string
+	// Labels must all match (k=v).
+	Labels map[string]string
+	// Provider selects credentials of one provider.
+	Provider string
+	// DueBefore selects credentials with next_rotation_at <= DueBefore.
+	DueBefore time.Time
+	// Limit caps the number returned; 0 means no limit.
+	Limit int
+	// AfterID pages: only ids greater than AfterID.
+	AfterID string
+}
+
+// RunFilter selects runs. Zero fields match everything.
+type RunFilter struct {
+	CredentialID string
+	State        string
+	Trigger      Trigger
+	ActiveOnly   bool
+	Since        time.Time
+	Until        time.Time
+	Limit        int
+}
+
+// AuditFilter selects audit events. Zero fields match everything.
+type AuditFilter struct {
+	CredentialID string
+	RunID        string
+	Since        time.Time
+	Until        time.Time
+	// AfterSeq selects sealed events with Seq > AfterSeq, in chain order.
+	AfterSeq int64
+	// Unsealed selects only events without a Seq, in insertion order.
+	Unsealed bool
+	Limit    int
+}
+
+// Reader reads state. Reads return ErrNotFound (wrapped) for a missing row.
+type Reader interface {
+	ListProviders(ctx context.Context) ([]Provider, error)
+	GetProvider(ctx context.Context, name string) (Provider, error)
+	// GetCredential returns a live (not deleted) credential with Current filled.
+	GetCredential(ctx context.Context, id string) (Credential, error)
+	// ListCredentials returns live credentials ordered by id, with Current filled.
+	ListCredentials(ctx context.Context, f CredentialFilter) ([]Credential, error)
+	GetVersion(ctx context.Context, id string) (Version, error)
+	// ListVersions returns a credential's versions, newest first, optionally
+	// only those in the given stages.
+	ListVersions(ctx context.Context, credentialID string, stages ...Stage) ([]Version, error)
+	GetRun(ctx context.Context, id string) (Run, error)
+	// ListRuns returns runs, newest first.
+	ListRuns(ctx context.Context, f RunFilter) ([]Run, error)
+	// ListSteps returns a run's steps in order.
+	ListSteps(ctx context.Context, runID string) ([]Step, error)
+	// ScanAuditEvents calls fn for each matching event, streaming (sealed
+	// events in Seq order, unsealed in ID order). Returning an error from fn
+	// stops the scan and returns that error.
+	ScanAuditEvents(ctx context.Context, f AuditFilter, fn func(AuditEvent) error) error
+}
+
+// Tx is a transaction: every Reader method plus writes.
+type Tx interface {
+	Reader
+	// Raw returns the underlying pgx.Tx or *sql.Tx, for River's InsertTx.
+	Raw() any
+
+	UpsertProvider(ctx context.Context, p Provider) error
+	DeleteProvider(ctx context.Context, name string) error
+
+	// LockCredential returns a live credential and locks its row (SELECT ...
+	// FOR UPDATE on Postgres; SQLite transactions are serial already).
+	LockCredential(ctx context.Context, id string) (Credential, error)
+	// UpsertCredentialSpec creates a credential or updates its spec fields,
+	// reviving it if it was deleted. State is written only on create.
+	UpsertCredentialSpec(ctx context.Context, c Credential) error
+	// UpdateCredentialState writes the engine-maintained fields.
+	UpdateCredentialState(ctx context.Context, id string, s CredentialState) error
+	// DeleteCredential marks a credential deleted; its history stays.
+	DeleteCredential(ctx context.Context, id string) error
+
+	InsertVersion(ctx context.Context, v Version) error
+	// UpdateVersion writes stage, activated/expires/retired times, granted
+	// scope, metadata, and the sealed value (cleared on retire/discard).
+	UpdateVersion(ctx context.Context, v Version) error
+
+	// InsertRun inserts a run; ErrActiveRun if the credential has one.
+	InsertRun(ctx context.Context, r Run) error
+	UpdateRun(ctx context.Context, r Run) error
+	InsertStep(ctx context.Context, s Step) error
+
+	// InsertAuditEvents appends unsealed events.
+	InsertAuditEvents(ctx context.Context, evs ...AuditEvent) error
+	// SealAuditEvents writes Seq, PrevHash, Hash and SealedAt of events
+	// previously returned unsealed.
+	SealAuditEvents(ctx context.Context, evs []AuditEvent) error
+}

@@ -1,0 +1,224 @@
+// Package faulty is a provider for testing rotator itself: it behaves like
+// a real resource that accepts several values at once (overlap), and it
+// fails, hangs or slows down on command, so fault-injection tests can break
+// a rotation at any step.
+//
+// The resource is a directory (state_dir) holding one file per valid value,
+// named by the SHA-256 of the value, so several processes (a killed serve
+// and its successor) see the same resource. Without state_dir the resource
+// lives in memory.
+//
+// Behaviour is read from a JSON control file (control_file) at every call:
+//
+//	{"fail": ["mint", "verify"], "hang": ["activate"], "delay": {"mint": "2s"}}
+//
+// It is refused unless ROTATOR_ENABLE_FAULTY_PROVIDER=1, so it cannot be
+// configured in production by accident.
+package faulty
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/rotatorhq/rotator/internal/secret"
+	"github.com/rotatorhq/rotator/internal/settings"
+	"github.com/rotatorhq/rotator/providers"
+)
+
+// Type is the provider type name.
+const Type = "faulty"
+
+// EnableEnv must be "1" for New to build a faulty provider.
+const EnableEnv = "ROTATOR_ENABLE_FAULTY_PROVIDER"
+
+var capabilities = providers.Capabilities{Overlap: true, Revocable: true}
+
+// Factory returns the registry entry of the faulty provider.
+func Factory() providers.Factory {
+	return providers.Factory{
+		Description:        "testing only: a resource that fails, hangs or slows on command",
+		Capabilities:       capabilities,
+		ValidateProvider:   func(s settings.Map) settings.Errors { _, errs := parse(s); return errs },
+		ValidateCredential: func(s settings.Map) settings.Errors { return nil },
+		New: func(_ context.Context, env providers.Env) (providers.Provider, error) {
+			if os.Getenv(EnableEnv) != "1" {
+				return nil, fmt.Errorf("provider %s: the faulty provider is for tests; set %s=1 to use it: %w", env.Name, EnableEnv, providers.ErrPermanent)
+			}
+			cfg, errs := parse(env.Settings)
+			if len(errs) > 0 {
+				return nil, fmt.Errorf("provider %s: %w: %v", env.Name, providers.ErrPermanent, errs[0])
+			}
+			return New(cfg), nil
+		},
+	}
+}
+
+// Config configures a faulty provider.
+type Config struct {
+	StateDir    string
+	ControlFile string
+}
+
+func parse(s settings.Map) (Config, settings.Errors) {
+	r := settings.NewReader(s)
+	c := Config{StateDir: r.String("state_dir", ""), ControlFile: r.String("control_file", "")}
+	r.Unknown()
+	return c, r.Errors()
+}
+
+// Control is the content of the control file.
+type Control struct {
+	Fail  []string          `json:"fail"`
+	Hang  []string          `json:"hang"`
+	Delay map[string]string `json:"delay"`
+}
+
+// Provider is the faulty provider.
+type Provider struct {
+	cfg Config
+	mu  sync.Mutex
+	mem map[string]bool
+}
+
+// New returns a faulty provider.
+func New(cfg Config) *Provider { return &Provider{cfg: cfg, mem: map[string]bool{}} }
+
+// ErrInjected is the error of an injected failure.
+var ErrInjected = errors.New("injected failure")
+
+func (p *Provider) behave(ctx context.Context, step string) error {
+	if p.cfg.ControlFile == "" {
+		return ctx.Err()
+	}
+	data, err := os.ReadFile(p.cfg.ControlFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return ctx.Err()
+	}
+	if err != nil {
+		return fmt.Errorf("reading control file: %w", err)
+	}
+	var c Control
+	if err := json.Unmarshal(data, &c); err != nil {
+		return fmt.Errorf("control file %s: %w", p.cfg.ControlFile, err)
+	}
+	if d, ok := c.Delay[step]; ok {
+		dur, err := time.ParseDuration(d)
+		if err == nil {
+			select {
+			case <-time.After(dur):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	if slices.Contains(c.Hang, step) {
+		<-ctx.Done()
+		return context.Cause(ctx)
+	}
+	if slices.Contains(c.Fail, step) {
+		return fmt.Errorf("%s: %w", step, ErrInjected)
+	}
+	return ctx.Err()
+}
+
+func digest(v secret.Value) string {
+	h := sha256.Sum256(v.Reveal())
+	return hex.EncodeToString(h[:])
+}
+
+func (p *Provider) set(v secret.Value, valid bool) error {
+	d := digest(v)
+	if p.cfg.StateDir == "" {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if valid {
+			p.mem[d] = true
+		} else {
+			delete(p.mem, d)
+		}
+		return nil
+	}
+	path := filepath.Join(p.cfg.StateDir, d)
+	if !valid {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	if err := os.MkdirAll(p.cfg.StateDir, 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(path, nil, 0o600)
+}
+
+// Valid reports whether the resource accepts v.
+func (p *Provider) Valid(v secret.Value) bool {
+	d := digest(v)
+	if p.cfg.StateDir == "" {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.mem[d]
+	}
+	_, err := os.Stat(filepath.Join(p.cfg.StateDir, d))
+	return err == nil
+}
+
+// Type implements providers.Provider.
+func (p *Provider) Type() string { return Type }
+
+// Capabilities implements providers.Provider.
+func (p *Provider) Capabilities() providers.Capabilities { return capabilities }
+
+// Mint implements providers.Provider.
+func (p *Provider) Mint(ctx context.Context, req providers.MintRequest) (providers.MintResponse, error) {
+	if err := p.behave(ctx, "mint"); err != nil {
+		return providers.MintResponse{}, err
+	}
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return providers.MintResponse{Value: secret.NewString("flt_" + base64.RawURLEncoding.EncodeToString(b)), GrantedScope: req.Scope}, nil
+}
+
+// Activate implements providers.Provider: the resource starts accepting the value.
+func (p *Provider) Activate(ctx context.Context, req providers.ActivateRequest) (providers.ActivateResponse, error) {
+	if err := p.behave(ctx, "activate"); err != nil {
+		return providers.ActivateResponse{}, err
+	}
+	return providers.ActivateResponse{}, p.set(req.Value, true)
+}
+
+// Verify implements providers.Provider: the resource must accept the value.
+func (p *Provider) Verify(ctx context.Context, req providers.VerifyRequest) (providers.VerifyResponse, error) {
+	if err := p.behave(ctx, "verify"); err != nil {
+		return providers.VerifyResponse{}, err
+	}
+	if !p.Valid(req.Value) {
+		return providers.VerifyResponse{}, fmt.Errorf("version %s is not accepted by the resource", req.VersionID)
+	}
+	return providers.VerifyResponse{GrantedScope: req.Scope, Evidence: map[string]string{"check": "resource accepts the value"}}, nil
+}
+
+// Revoke implements providers.Provider: the resource stops accepting the value.
+func (p *Provider) Revoke(ctx context.Context, req providers.RevokeRequest) error {
+	if err := p.behave(ctx, "revoke"); err != nil {
+		return err
+	}
+	if req.Value.IsZero() {
+		return nil
+	}
+	return p.set(req.Value, false)
+}
+
+var _ providers.Provider = (*Provider)(nil)

@@ -1,0 +1,160 @@
+// Package providers defines the contract between the rotation engine and the
+// systems that mint credentials (an OAuth2 authorization server, a Postgres
+// server, a random generator, ...), and the registry of provider types.
+//
+// A provider never imports the engine or the store. Every method takes a
+// request struct and returns a response struct, so fields can be added
+// without breaking implementations.
+package providers
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/rotatorhq/rotator/internal/secret"
+	"github.com/rotatorhq/rotator/internal/settings"
+)
+
+// Provider mints, activates, verifies and revokes the values of credentials.
+//
+// Every method must be idempotent for a given IdempotencyKey: the engine
+// runs a step again after a crash, and a provider that already did the work
+// must report success (and, for Mint, may return the same value again).
+// Errors must never contain the secret value. Return an error wrapping
+// ErrPermanent when retrying cannot help (bad configuration, permission
+// denied); any other error is retried with backoff.
+type Provider interface {
+	// Type returns the provider type name, as registered.
+	Type() string
+	// Capabilities describes what the provider can do.
+	Capabilities() Capabilities
+	// Mint creates a new value. It must not invalidate the current value.
+	Mint(ctx context.Context, req MintRequest) (MintResponse, error)
+	// Activate makes the minted value valid at the resource. It may be a no-op.
+	Activate(ctx context.Context, req ActivateRequest) (ActivateResponse, error)
+	// Verify proves that the value works and has the declared scope.
+	Verify(ctx context.Context, req VerifyRequest) (VerifyResponse, error)
+	// Revoke makes a value invalid. A value that is already gone is success.
+	Revoke(ctx context.Context, req RevokeRequest) error
+}
+
+// Capabilities describes a provider type.
+type Capabilities struct {
+	// Overlap is true when the old and the new value can be valid at once,
+	// so consumers see no failure at cutover.
+	Overlap bool `json:"overlap"`
+	// Revocable is true when Revoke actually invalidates a value.
+	Revocable bool `json:"revocable"`
+	// MaxTTL is the longest lifetime the provider can grant; 0 means no limit.
+	MaxTTL time.Duration `json:"max_ttl"`
+	// ScopeAware is true when the provider reports the scope it granted.
+	ScopeAware bool `json:"scope_aware"`
+}
+
+// Common carries the fields every request has.
+type Common struct {
+	// CredentialID is the id of the credential being rotated.
+	CredentialID string
+	// VersionID is the id of the version the request is about.
+	VersionID string
+	// IdempotencyKey is unique per run and step (run id + step name).
+	IdempotencyKey string
+	// Scope is the scope the credential declares.
+	Scope []string
+	// Settings are the credential's provider settings (for example the role
+	// of a postgres-role credential). References are already resolved.
+	Settings settings.Map
+}
+
+// MintRequest asks for a new value.
+type MintRequest struct {
+	Common
+	// Current is the version in use, if any (for alternating strategies).
+	Current *VersionRef
+}
+
+// MintResponse carries a new value.
+type MintResponse struct {
+	// Value is the new secret.
+	Value secret.Value
+	// ExpiresAt is when the value stops working at the resource; zero if never.
+	ExpiresAt time.Time
+	// GrantedScope is the scope the resource actually granted, if known.
+	GrantedScope []string
+	// Metadata is recorded with the version (never secret: a key id, a role name).
+	Metadata map[string]string
+}
+
+// VersionRef names an existing version and its provider metadata.
+type VersionRef struct {
+	VersionID string
+	Value     secret.Value
+	Metadata  map[string]string
+}
+
+// ActivateRequest asks the provider to make a minted value valid.
+type ActivateRequest struct {
+	Common
+	Value    secret.Value
+	Metadata map[string]string
+	// ExpiresAt is the expiry the engine wants for the value; zero if none.
+	ExpiresAt time.Time
+}
+
+// ActivateResponse reports the result of Activate.
+type ActivateResponse struct {
+	// Metadata, when non-nil, is merged into the version's metadata.
+	Metadata map[string]string
+}
+
+// VerifyRequest asks the provider to prove a value works.
+type VerifyRequest struct {
+	Common
+	Value    secret.Value
+	Metadata map[string]string
+}
+
+// VerifyResponse reports the evidence of a verification.
+type VerifyResponse struct {
+	// GrantedScope is the scope observed during verification, if known.
+	GrantedScope []string
+	// Evidence is a short, secret-free record of what was checked.
+	Evidence map[string]string
+}
+
+// RevokeRequest asks the provider to invalidate a value.
+type RevokeRequest struct {
+	Common
+	Value    secret.Value
+	Metadata map[string]string
+}
+
+// ErrPermanent marks an error that retrying cannot fix.
+var ErrPermanent = errors.New("permanent failure")
+
+// Env is what a factory may use to build a provider.
+type Env struct {
+	// Name is the configured provider name (the key under providers:).
+	Name string
+	// Settings are the provider-level settings with references resolved.
+	Settings settings.Map
+	// Logger is scoped to this provider.
+	Logger *slog.Logger
+}
+
+// Factory builds providers of one type.
+type Factory struct {
+	// Description is one line for `--help` and docs.
+	Description string
+	// Capabilities are the capabilities of every provider of this type.
+	Capabilities Capabilities
+	// ValidateProvider checks provider-level settings without resolving
+	// references or contacting anything.
+	ValidateProvider func(s settings.Map) settings.Errors
+	// ValidateCredential checks per-credential settings.
+	ValidateCredential func(s settings.Map) settings.Errors
+	// New builds a provider from resolved settings.
+	New func(ctx context.Context, env Env) (Provider, error)
+}

@@ -1,0 +1,28 @@
+// Package registry lists every built-in provider type in one literal map. It
+// lives beside the contract (package providers) rather than in it because
+// each provider package imports the contract.
+package registry
+
+import (
+	"maps"
+	"slices"
+
+	"github.com/rotatorhq/rotator/providers"
+	"github.com/rotatorhq/rotator/providers/faulty"
+	"github.com/rotatorhq/rotator/providers/generated"
+)
+
+var factories = map[string]providers.Factory{
+	generated.Type: generated.Factory(),
+	// faulty is for testing rotator; it refuses to start unless enabled.
+	faulty.Type: faulty.Factory(),
+}
+
+// Lookup returns the factory of a provider type.
+func Lookup(typ string) (providers.Factory, bool) {
+	f, ok := factories[typ]
+	return f, ok
+}
+
+// Types returns the registered provider type names, sorted.
+func Types() []string { return slices.Sorted(maps.Keys(factories)) }

@@ -1,0 +1,435 @@
+package rotation
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"path/filepath"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/rotatorhq/rotator/internal/runbook"
+	"github.com/rotatorhq/rotator/internal/secret"
+	"github.com/rotatorhq/rotator/internal/store"
+	"github.com/rotatorhq/rotator/notify"
+)
+
+// Options configure an Engine.
+type Options struct {
+	Store    store.Store
+	Keyring  secret.Keyring
+	Resolver *secret.Resolver
+	// Redactor learns every value the engine handles, so the log handler
+	// and error scrubbing can remove them.
+	Redactor *secret.Redactor
+	Logger   *slog.Logger
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// Notifier receives needs-attention and failure events; may be nil.
+	Notifier notify.Notifier
+	// RunbookDir is where relative runbook paths are resolved (the config
+	// file's directory); the working directory when empty.
+	RunbookDir string
+	// MaxAttempts is how many consecutive failed runs make a credential
+	// needs_attention (default 5).
+	MaxAttempts int
+	// BackoffBase and BackoffMax bound the delay before the next attempt
+	// after a failed run (defaults 30s and 1h).
+	BackoffBase, BackoffMax time.Duration
+	// StepTimeout bounds each provider or target call (default 2m).
+	StepTimeout time.Duration
+}
+
+// Engine drives rotations. It is safe for concurrent use; several engines
+// (in several processes) may work on one database.
+type Engine struct {
+	opts    Options
+	store   store.Store
+	log     *slog.Logger
+	now     func() time.Time
+	plugins *plugins
+	// enqueue inserts rotate jobs in a transaction; set by the Runner.
+	queue queue
+}
+
+// New returns an Engine.
+func New(opts Options) (*Engine, error) {
+	if opts.Store == nil || opts.Keyring.ActiveKeyID() == "" {
+		return nil, errors.New("rotation engine needs a store and a keyring")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Redactor == nil {
+		opts.Redactor = &secret.Redactor{}
+	}
+	if opts.Resolver == nil {
+		opts.Resolver = &secret.Resolver{}
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.MaxAttempts <= 0 {
+		opts.MaxAttempts = 5
+	}
+	if opts.BackoffBase <= 0 {
+		opts.BackoffBase = 30 * time.Second
+	}
+	if opts.BackoffMax <= 0 {
+		opts.BackoffMax = time.Hour
+	}
+	if opts.StepTimeout <= 0 {
+		opts.StepTimeout = 2 * time.Minute
+	}
+	e := &Engine{opts: opts, store: opts.Store, log: opts.Logger, now: func() time.Time { return opts.Now().UTC() }}
+	e.plugins = newPlugins(e)
+	return e, nil
+}
+
+// RunOptions are the per-run options stored with a run.
+type RunOptions struct {
+	Emergency   bool `json:"emergency,omitempty"`
+	RevokeFirst bool `json:"revoke_first,omitempty"`
+	// RetireAfter is when the previous version may be retired (cut-over
+	// time plus grace); set at cutover.
+	RetireAfter time.Time `json:"retire_after,omitzero"`
+}
+
+func runOptions(r store.Run) RunOptions {
+	var o RunOptions
+	if len(r.Options) > 0 {
+		_ = json.Unmarshal(r.Options, &o)
+	}
+	return o
+}
+
+func (o RunOptions) raw() json.RawMessage {
+	b, _ := json.Marshal(o)
+	return b
+}
+
+// Priorities of rotate jobs (River: 1 is the highest).
+const (
+	PriorityEmergency = 1
+	PriorityManual    = 2
+	PrioritySchedule  = 3
+)
+
+// Request asks for rotations of selected credentials now.
+type Request struct {
+	Selection   Selection
+	Trigger     store.Trigger
+	Actor       string
+	Reason      string
+	Emergency   bool
+	RevokeFirst bool
+}
+
+// Selection chooses credentials.
+type Selection struct {
+	IDs      []string
+	Labels   map[string]string
+	Consumer string
+	All      bool
+}
+
+// Empty reports whether the selection names nothing.
+func (s Selection) Empty() bool {
+	return len(s.IDs) == 0 && len(s.Labels) == 0 && s.Consumer == "" && !s.All
+}
+
+// ErrEmptySelection is returned when a rotation request selects nothing.
+var ErrEmptySelection = errors.New("no credentials selected: name ids, or use --selector, --consumer or --all")
+
+// Select returns the credentials a selection names. Unknown ids are an error.
+func (e *Engine) Select(ctx context.Context, sel Selection) ([]store.Credential, error) {
+	if sel.Empty() {
+		return nil, ErrEmptySelection
+	}
+	f := store.CredentialFilter{IDs: sel.IDs, Labels: sel.Labels, Consumer: sel.Consumer}
+	creds, err := e.store.ListCredentials(ctx, f)
+	if err != nil {
+		return nil, fmt.Errorf("selecting credentials: %w", err)
+	}
+	if len(sel.IDs) > 0 {
+		found := map[string]bool{}
+		for _, c := range creds {
+			found[c.ID] = true
+		}
+		for _, id := range sel.IDs {
+			if !found[id] {
+				return nil, fmt.Errorf("credential %q: %w", id, store.ErrNotFound)
+			}
+		}
+	}
+	return creds, nil
+}
+
+// Started is the outcome of requesting one credential's rotation.
+type Started struct {
+	CredentialID string
+	// RunID is the new run, or the run already active when Skipped.
+	RunID   string
+	Skipped bool
+	Reason  string
+}
+
+// Rotate creates runs for the selected credentials and enqueues them. A
+// credential that already has an active run is skipped (reported with that
+// run's id): the database allows one active run per credential.
+func (e *Engine) Rotate(ctx context.Context, req Request) ([]Started, error) {
+	if e.queue == nil {
+		return nil, errors.New("rotation engine has no queue; start a Runner first")
+	}
+	if req.Emergency && req.Reason == "" {
+		return nil, errors.New("an emergency rotation needs a reason")
+	}
+	creds, err := e.Select(ctx, req.Selection)
+	if err != nil {
+		return nil, err
+	}
+	if req.Emergency {
+		if err := e.expediteGrace(ctx, creds); err != nil {
+			return nil, err
+		}
+	}
+	trigger := req.Trigger
+	priority := PriorityManual
+	if req.Emergency {
+		trigger, priority = store.TriggerEmergency, PriorityEmergency
+	}
+	opts := RunOptions{Emergency: req.Emergency, RevokeFirst: req.RevokeFirst}
+	var out []Started
+	const batch = 500
+	for i := 0; i < len(creds); i += batch {
+		part := creds[i:min(i+batch, len(creds))]
+		runs := make([]store.Run, 0, len(part))
+		for _, c := range part {
+			runs = append(runs, e.newRun(c, trigger, req.Actor, req.Reason, priority, opts))
+		}
+		started, err := e.enqueue(ctx, runs)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, started...)
+	}
+	return out, nil
+}
+
+// expediteGrace ends the grace period of runs that already cut over for
+// the given credentials: in an emergency the previous value must not stay
+// valid, and its run must end so that the emergency run can start.
+func (e *Engine) expediteGrace(ctx context.Context, creds []store.Credential) error {
+	ids := make([]string, len(creds))
+	for i, c := range creds {
+		ids[i] = c.ID
+	}
+	for i := 0; i < len(ids); i += 500 {
+		active, err := e.store.ListRuns(ctx, store.RunFilter{ActiveOnly: true, CredentialIDs: ids[i:min(i+500, len(ids))]})
+		if err != nil {
+			return fmt.Errorf("listing active runs: %w", err)
+		}
+		for _, r := range active {
+			if s := State(r.State); s != StateCutOver && s != StateRetiringPrevious {
+				continue
+			}
+			opts := runOptions(r)
+			opts.RetireAfter = e.now()
+			r.Options = opts.raw()
+			err := e.store.InTx(ctx, func(tx store.Tx) error {
+				cur, err := tx.GetRun(ctx, r.ID)
+				if err != nil {
+					return err
+				}
+				if cur.State != r.State || !cur.UpdatedAt.Equal(r.UpdatedAt) {
+					return ErrRunMoved
+				}
+				r.UpdatedAt = e.now()
+				return tx.UpdateRun(ctx, r)
+			})
+			if err != nil && !errors.Is(err, ErrRunMoved) {
+				return fmt.Errorf("ending the grace period of run %s: %w", r.ID, err)
+			}
+			if err == nil {
+				if _, _, err := e.Execute(ctx, r.ID); err != nil {
+					return fmt.Errorf("retiring the previous version of %s: %w", r.CredentialID, err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (e *Engine) newRun(c store.Credential, trigger store.Trigger, actor, reason string, priority int, opts RunOptions) store.Run {
+	now := e.now()
+	r := store.Run{
+		ID:           NewID(now),
+		CredentialID: c.ID,
+		Trigger:      trigger,
+		Actor:        actor,
+		Reason:       reason,
+		State:        string(StatePlanned),
+		Active:       true,
+		Attempt:      c.State.FailureCount + 1,
+		Priority:     priority,
+		Options:      opts.raw(),
+		CreatedAt:    now,
+		UpdatedAt:    now,
+	}
+	if c.Current != nil {
+		r.OldVersionID = c.Current.ID
+	}
+	r.Runbook = e.runbookRef(c.Runbook)
+	return r
+}
+
+func (e *Engine) runbookRef(ref string) store.RunbookRef {
+	if ref == "" {
+		return store.RunbookRef{}
+	}
+	dir := e.opts.RunbookDir
+	if dir == "" {
+		dir = "."
+	}
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	rb, err := runbook.Resolve(dir, ref)
+	if err != nil {
+		path, anchor, _ := cutAnchor(ref)
+		e.log.Warn("runbook not found; the run records its path without a digest", slog.String("runbook", ref), slog.String("error", err.Error()))
+		return store.RunbookRef{Path: path, Anchor: anchor}
+	}
+	return store.RunbookRef{Path: rb.Path, Anchor: rb.Anchor, Digest: rb.Digest}
+}
+
+func cutAnchor(ref string) (string, string, bool) {
+	for i := len(ref) - 1; i >= 0; i-- {
+		if ref[i] == '#' {
+			return ref[:i], ref[i+1:], true
+		}
+	}
+	return ref, "", false
+}
+
+// enqueue inserts runs (skipping credentials with an active run), marks
+// their credentials rotating and inserts their jobs, in one transaction.
+func (e *Engine) enqueue(ctx context.Context, runs []store.Run) ([]Started, error) {
+	var out []Started
+	err := e.store.InTx(ctx, func(tx store.Tx) error {
+		out = out[:0]
+		inserted, err := tx.InsertRunsIfIdle(ctx, runs)
+		if err != nil {
+			return fmt.Errorf("creating runs: %w", err)
+		}
+		ok := map[string]bool{}
+		ids := make([]string, 0, len(inserted))
+		jobs := make([]job, 0, len(inserted))
+		events := make([]store.AuditEvent, 0, len(inserted))
+		for _, r := range inserted {
+			ok[r.ID] = true
+			ids = append(ids, r.CredentialID)
+			jobs = append(jobs, job{RunID: r.ID, CredentialID: r.CredentialID, Priority: r.Priority})
+			data, _ := json.Marshal(map[string]any{"trigger": r.Trigger, "reason": r.Reason, "attempt": r.Attempt, "runbook": r.Runbook})
+			events = append(events, store.AuditEvent{OccurredAt: r.CreatedAt, Actor: r.Actor, Action: "run.planned", CredentialID: r.CredentialID, RunID: r.ID, Data: data})
+		}
+		if len(ids) > 0 {
+			if err := tx.SetCredentialStatus(ctx, ids, store.StatusRotating); err != nil {
+				return fmt.Errorf("marking credentials rotating: %w", err)
+			}
+			if err := tx.InsertAuditEvents(ctx, events...); err != nil {
+				return fmt.Errorf("recording runs: %w", err)
+			}
+			if err := e.queue.insertRotate(ctx, tx, jobs); err != nil {
+				return fmt.Errorf("enqueueing runs: %w", err)
+			}
+		}
+		var skipped []string
+		for _, r := range runs {
+			if !ok[r.ID] {
+				skipped = append(skipped, r.CredentialID)
+			}
+		}
+		active := map[string]string{}
+		if len(skipped) > 0 {
+			act, err := tx.ListRuns(ctx, store.RunFilter{ActiveOnly: true, CredentialIDs: skipped})
+			if err != nil {
+				return fmt.Errorf("listing active runs: %w", err)
+			}
+			for _, r := range act {
+				active[r.CredentialID] = r.ID
+			}
+		}
+		for _, r := range runs {
+			if ok[r.ID] {
+				out = append(out, Started{CredentialID: r.CredentialID, RunID: r.ID})
+			} else {
+				out = append(out, Started{CredentialID: r.CredentialID, RunID: active[r.CredentialID], Skipped: true, Reason: "already rotating"})
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// EnqueueDue starts runs for up to limit credentials whose next rotation is
+// due, and returns how many it started. The scheduler calls it on the
+// leader only.
+func (e *Engine) EnqueueDue(ctx context.Context, limit int) (int, error) {
+	now := e.now()
+	creds, err := e.store.ListCredentials(ctx, store.CredentialFilter{
+		DueBefore: now, Limit: limit, OrderByDue: true,
+		ExcludeStatuses: []store.Status{store.StatusRotating, store.StatusNeedsAttention},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("listing due credentials: %w", err)
+	}
+	if len(creds) == 0 {
+		return 0, nil
+	}
+	runs := make([]store.Run, 0, len(creds))
+	for _, c := range creds {
+		trigger := store.TriggerSchedule
+		if plan, err := Schedule(c, now); err == nil && (plan.Reason == "expiry" || plan.Reason == "max_age") {
+			trigger = store.TriggerExpiry
+		}
+		runs = append(runs, e.newRun(c, trigger, "scheduler", "", PrioritySchedule, RunOptions{}))
+	}
+	started, err := e.enqueue(ctx, runs)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, s := range started {
+		if !s.Skipped {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// NewID returns a new sortable id (a ULID).
+func NewID(t time.Time) string {
+	return ulid.MustNew(ulid.Timestamp(t), ulid.DefaultEntropy()).String()
+}
+
+// backoff returns when the next attempt after the n-th consecutive failure
+// should start: exponential with ±20% jitter, at most BackoffMax, and
+// before the credential's expiry when one is known.
+func (e *Engine) backoff(n int, now, expiry time.Time) time.Time {
+	d := e.opts.BackoffBase
+	for i := 1; i < n && d < e.opts.BackoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, e.opts.BackoffMax)
+	d = time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+	next := now.Add(d)
+	if !expiry.IsZero() && next.After(expiry) && expiry.After(now) {
+		next = now.Add(expiry.Sub(now) / 2)
+	}
+	return next
+}

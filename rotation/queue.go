@@ -1,0 +1,281 @@
+package rotation
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+	"github.com/riverqueue/river/rivermigrate"
+
+	"github.com/rotatorhq/rotator/internal/store"
+)
+
+// Queue names.
+const (
+	QueueRotation  = "rotation"
+	QueueScheduler = "scheduler"
+)
+
+// RotateArgs is the River job that executes one run.
+type RotateArgs struct {
+	RunID        string `json:"run_id"`
+	CredentialID string `json:"credential_id"`
+}
+
+// Kind implements river.JobArgs.
+func (RotateArgs) Kind() string { return "rotator.rotate" }
+
+// TickArgs is the leader-only River job that enqueues due credentials.
+type TickArgs struct{}
+
+// Kind implements river.JobArgs.
+func (TickArgs) Kind() string { return "rotator.tick" }
+
+type job struct {
+	RunID        string
+	CredentialID string
+	Priority     int
+}
+
+// queue inserts jobs in the caller's transaction.
+type queue interface {
+	insertRotate(ctx context.Context, tx store.Tx, jobs []job) error
+}
+
+// MigrateQueue applies River's own migrations to the store's database.
+func MigrateQueue(ctx context.Context, st store.Store) error {
+	switch h := st.Handle().(type) {
+	case *pgxpool.Pool:
+		return migrateRiver(ctx, riverpgxv5.New(h))
+	case *sql.DB:
+		return migrateRiver(ctx, riversqlite.New(h))
+	}
+	return fmt.Errorf("no River driver for store %s", st.Dialect())
+}
+
+func migrateRiver[TTx any](ctx context.Context, d riverdriver.Driver[TTx]) error {
+	m, err := rivermigrate.New(d, &rivermigrate.Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return fmt.Errorf("river migrations: %w", err)
+	}
+	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return fmt.Errorf("river migrations: %w", err)
+	}
+	return nil
+}
+
+// RunnerOptions configure the workers of a process.
+type RunnerOptions struct {
+	// Workers is the number of runs executed at once (default 50).
+	Workers int
+	// Scheduler makes this process take part in leader election and run
+	// the leader-only tick that enqueues due credentials (serve does; the
+	// CLI's emergency rotation does not).
+	Scheduler bool
+	// TickInterval is how often the scheduler polls for due credentials
+	// (default 200ms).
+	TickInterval time.Duration
+	// SchedulerBatch is how many due credentials one poll enqueues at most
+	// (default 1000).
+	SchedulerBatch int
+	// JobTimeout bounds one execution of a run (default 4m); RescueAfter is
+	// when a run whose worker vanished is resumed elsewhere (default 5m,
+	// must exceed JobTimeout).
+	JobTimeout, RescueAfter time.Duration
+	// FetchPollInterval is how often idle workers poll for jobs when no
+	// notification arrives (default 100ms).
+	FetchPollInterval time.Duration
+	Logger            *slog.Logger
+}
+
+// Runner runs the engine's River workers (and, optionally, the scheduler)
+// in this process.
+type Runner struct {
+	e       *Engine
+	opts    RunnerOptions
+	startFn func(context.Context) error
+	stopFn  func(context.Context) error
+}
+
+// NewRunner builds the River client for the engine's store and attaches it
+// to the engine, so Rotate and EnqueueDue can insert jobs.
+func NewRunner(e *Engine, opts RunnerOptions) (*Runner, error) {
+	if opts.Workers <= 0 {
+		opts.Workers = 50
+	}
+	if opts.TickInterval <= 0 {
+		opts.TickInterval = 200 * time.Millisecond
+	}
+	if opts.SchedulerBatch <= 0 {
+		opts.SchedulerBatch = 1000
+	}
+	if opts.JobTimeout <= 0 {
+		opts.JobTimeout = 4 * time.Minute
+	}
+	if opts.RescueAfter <= opts.JobTimeout {
+		opts.RescueAfter = opts.JobTimeout + time.Minute
+	}
+	if opts.FetchPollInterval <= 0 {
+		opts.FetchPollInterval = 100 * time.Millisecond
+	}
+	if opts.Logger == nil {
+		opts.Logger = e.log
+	}
+	r := &Runner{e: e, opts: opts}
+	var err error
+	switch h := e.store.Handle().(type) {
+	case *pgxpool.Pool:
+		err = setupRiver[pgx.Tx](r, riverpgxv5.New(h))
+	case *sql.DB:
+		err = setupRiver[*sql.Tx](r, riversqlite.New(h))
+	default:
+		err = fmt.Errorf("no River driver for store %s", e.store.Dialect())
+	}
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+type riverQueue[TTx any] struct {
+	client *river.Client[TTx]
+}
+
+func (q *riverQueue[TTx]) insertRotate(ctx context.Context, tx store.Tx, jobs []job) error {
+	raw, ok := tx.Raw().(TTx)
+	if !ok {
+		return fmt.Errorf("store transaction %T is not a %T", tx.Raw(), raw)
+	}
+	params := make([]river.InsertManyParams, len(jobs))
+	for i, j := range jobs {
+		params[i] = river.InsertManyParams{
+			Args:       RotateArgs{RunID: j.RunID, CredentialID: j.CredentialID},
+			InsertOpts: &river.InsertOpts{Queue: QueueRotation, Priority: j.Priority, MaxAttempts: 25},
+		}
+	}
+	_, err := q.client.InsertManyFastTx(ctx, raw, params)
+	return err
+}
+
+func setupRiver[TTx any](r *Runner, driver riverdriver.Driver[TTx]) error {
+	workers := river.NewWorkers()
+	if err := river.AddWorkerSafely(workers, &rotateWorker{e: r.e, timeout: r.opts.JobTimeout}); err != nil {
+		return err
+	}
+	cfg := &river.Config{
+		Queues:                      map[string]river.QueueConfig{QueueRotation: {MaxWorkers: r.opts.Workers}},
+		Workers:                     workers,
+		JobTimeout:                  r.opts.JobTimeout,
+		RescueStuckJobsAfter:        r.opts.RescueAfter,
+		FetchCooldown:               5 * time.Millisecond,
+		FetchPollInterval:           r.opts.FetchPollInterval,
+		LeaderElectionDisabled:      !r.opts.Scheduler,
+		Logger:                      r.opts.Logger.With(slog.String("component", "river")),
+		CompletedJobRetentionPeriod: time.Hour,
+	}
+	if r.opts.Scheduler {
+		if err := river.AddWorkerSafely(workers, &tickWorker{e: r.e, interval: r.opts.TickInterval, batch: r.opts.SchedulerBatch, slice: 2 * time.Second}); err != nil {
+			return err
+		}
+		cfg.Queues[QueueScheduler] = river.QueueConfig{MaxWorkers: 1}
+		cfg.PeriodicJobs = []*river.PeriodicJob{river.NewPeriodicJob(
+			river.PeriodicInterval(2*time.Second),
+			func() (river.JobArgs, *river.InsertOpts) {
+				return TickArgs{}, &river.InsertOpts{Queue: QueueScheduler, MaxAttempts: 1, UniqueOpts: river.UniqueOpts{ByPeriod: 2 * time.Second}}
+			},
+			&river.PeriodicJobOpts{RunOnStart: true},
+		)}
+	}
+	client, err := river.NewClient(driver, cfg)
+	if err != nil {
+		return fmt.Errorf("starting River: %w", err)
+	}
+	r.e.queue = &riverQueue[TTx]{client: client}
+	r.startFn = client.Start
+	r.stopFn = client.Stop
+	return nil
+}
+
+// Start starts the workers (and the scheduler).
+func (r *Runner) Start(ctx context.Context) error { return r.startFn(ctx) }
+
+// Stop stops fetching new jobs and waits for running ones to finish or
+// reach a committed boundary, until ctx ends.
+func (r *Runner) Stop(ctx context.Context) error { return r.stopFn(ctx) }
+
+type rotateWorker struct {
+	river.WorkerDefaults[RotateArgs]
+	e       *Engine
+	timeout time.Duration
+}
+
+func (w *rotateWorker) Timeout(*river.Job[RotateArgs]) time.Duration { return w.timeout }
+
+func (w *rotateWorker) Work(ctx context.Context, j *river.Job[RotateArgs]) error {
+	outcome, at, err := w.e.Execute(ctx, j.Args.RunID)
+	if err != nil {
+		return err
+	}
+	if outcome == RetireLater {
+		// The job comes back when the grace period ends (a scheduled job).
+		return river.JobSnooze(max(time.Until(at), time.Second))
+	}
+	return nil
+}
+
+// NextRetryAt for rotate jobs: a job only fails for infrastructure reasons
+// (the database, a crash); run-level failures are handled by rollback and
+// the credential's own backoff.
+func (w *rotateWorker) NextRetry(j *river.Job[RotateArgs]) time.Time {
+	d := time.Duration(1<<min(j.Attempt, 8)) * time.Second
+	return time.Now().Add(d)
+}
+
+type tickWorker struct {
+	river.WorkerDefaults[TickArgs]
+	e               *Engine
+	interval, slice time.Duration
+	batch           int
+}
+
+// Work polls for due credentials every interval for one slice; the next
+// periodic tick job takes over. Only the leader inserts tick jobs.
+func (w *tickWorker) Work(ctx context.Context, _ *river.Job[TickArgs]) error {
+	deadline := time.Now().Add(w.slice)
+	t := time.NewTicker(w.interval)
+	defer t.Stop()
+	for {
+		for {
+			n, err := w.e.EnqueueDue(ctx, w.batch)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				w.e.log.Warn("scheduler tick failed", slog.String("error", w.e.opts.Redactor.Scrub(err.Error())))
+				break
+			}
+			if n < w.batch {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+var _ = errors.New

@@ -1,0 +1,697 @@
+package rotation
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/rotatorhq/rotator/internal/secret"
+	"github.com/rotatorhq/rotator/internal/store"
+	"github.com/rotatorhq/rotator/notify"
+	"github.com/rotatorhq/rotator/providers"
+	"github.com/rotatorhq/rotator/targets"
+)
+
+// ErrRunMoved is returned when another worker advanced a run between our
+// read and our write; the job stops and the other worker carries on.
+var ErrRunMoved = errors.New("run was advanced by another worker")
+
+// Outcome tells the queue what to do after Execute.
+type Outcome int
+
+// Outcomes of Execute.
+const (
+	// Done: the run is terminal, or another job owns its next step.
+	Done Outcome = iota
+	// RetireLater: the run cut over; retire the previous version at the
+	// returned time.
+	RetireLater
+)
+
+// execution is one pass of a run through the state machine. It collects
+// step rows and audit events and commits them with the state they
+// describe.
+type execution struct {
+	e      *Engine
+	run    store.Run
+	opts   RunOptions
+	cred   store.Credential
+	prov   providers.Provider
+	caps   providers.Capabilities
+	tgts   []boundTarget
+	steps  []store.Step
+	events []store.AuditEvent
+	seq    int
+
+	newVer *store.Version
+	newVal secret.Value
+	curVal secret.Value // the value of the version current before cutover
+	live   []secret.Value
+}
+
+// learn tells the redactor about a value for the duration of this
+// execution, so it is scrubbed from every log line and error.
+func (x *execution) learn(v secret.Value) {
+	x.e.opts.Redactor.Register(v)
+	x.live = append(x.live, v)
+}
+
+func (x *execution) forget() {
+	for _, v := range x.live {
+		x.e.opts.Redactor.Forget(v)
+	}
+}
+
+type boundTarget struct {
+	binding store.TargetBinding
+	t       targets.Target
+}
+
+// Execute advances a run as far as it can go now: to a terminal state, or
+// to cut_over when the previous version must stay valid for a grace period
+// (then it returns RetireLater and the time to retire). It is idempotent: a
+// run resumed after a crash continues from its last committed state, and
+// every provider and target call carries the idempotency key run id + step.
+func (e *Engine) Execute(ctx context.Context, runID string) (Outcome, time.Time, error) {
+	run, err := e.store.GetRun(ctx, runID)
+	if err != nil {
+		return Done, time.Time{}, fmt.Errorf("run %s: %w", runID, err)
+	}
+	if State(run.State).Terminal() {
+		return Done, time.Time{}, nil
+	}
+	x := &execution{e: e, run: run, opts: runOptions(run)}
+	defer x.forget()
+	steps, err := e.store.ListSteps(ctx, runID)
+	if err != nil {
+		return Done, time.Time{}, fmt.Errorf("run %s: reading steps: %w", runID, err)
+	}
+	x.seq = len(steps)
+	cred, err := e.store.GetCredential(ctx, run.CredentialID)
+	if errors.Is(err, store.ErrNotFound) {
+		return Done, time.Time{}, x.abandon(ctx, "credential was removed from the inventory")
+	}
+	if err != nil {
+		return Done, time.Time{}, fmt.Errorf("run %s: reading credential %s: %w", runID, run.CredentialID, err)
+	}
+	x.cred = cred
+	return x.proceed(ctx)
+}
+
+func (x *execution) logger() *slog.Logger {
+	return x.e.log.With(slog.String("run", x.run.ID), slog.String("credential", x.run.CredentialID))
+}
+
+func (x *execution) proceed(ctx context.Context) (Outcome, time.Time, error) {
+	var err error
+	if x.prov, err = x.e.plugins.provider(ctx, x.cred.Provider); err != nil {
+		return x.failBeforeCutover(ctx, "load", err)
+	}
+	x.caps = x.prov.Capabilities()
+	for _, b := range x.cred.Targets {
+		t, err := x.e.plugins.target(ctx, b.Target)
+		if err != nil {
+			return x.failBeforeCutover(ctx, "load", err)
+		}
+		x.tgts = append(x.tgts, boundTarget{binding: b, t: t})
+	}
+	if err := x.loadValues(ctx); err != nil {
+		return Done, time.Time{}, err
+	}
+
+	state := State(x.run.State)
+	switch state {
+	case StatePlanned, StateRevokingCurrent, StateMinting:
+		if x.opts.RevokeFirst && x.cred.Current != nil {
+			if err := x.revokeFirst(ctx); err != nil {
+				return x.failBeforeCutover(ctx, "revoke_first", err)
+			}
+		}
+		if err := x.mint(ctx); err != nil {
+			return x.failBeforeCutover(ctx, "mint", err)
+		}
+		fallthrough
+	case StateMinted, StateActivating, StateActivated, StateVerifying, StateVerified:
+		if err := x.prepare(ctx); err != nil {
+			return x.failBeforeCutover(ctx, x.lastStepName(), err)
+		}
+		fallthrough
+	case StateCuttingOver:
+		if err := x.cutover(ctx); err != nil {
+			return x.failAtCutover(ctx, err)
+		}
+		if at := x.opts.RetireAfter; at.After(x.e.now()) {
+			return RetireLater, at, nil
+		}
+		fallthrough
+	case StateCutOver, StateRetiringPrevious:
+		if at := x.opts.RetireAfter; at.After(x.e.now()) {
+			return RetireLater, at, nil
+		}
+		return Done, time.Time{}, x.retirePrevious(ctx)
+	case StateRollingBack:
+		return x.failBeforeCutover(ctx, "rollback", errors.New("resumed an interrupted rollback"))
+	case StateSucceeded, StateRolledBack, StateFailed:
+		return Done, time.Time{}, nil
+	}
+	return Done, time.Time{}, fmt.Errorf("run %s: unknown state %q", x.run.ID, x.run.State)
+}
+
+// loadValues opens the sealed values this run needs: the pending version
+// (after mint) and the current one (for rollback re-promotion).
+func (x *execution) loadValues(ctx context.Context) error {
+	kr := x.e.opts.Keyring
+	if x.run.NewVersionID != "" {
+		v, err := x.e.store.GetVersion(ctx, x.run.NewVersionID)
+		if err != nil {
+			return fmt.Errorf("run %s: reading version %s: %w", x.run.ID, x.run.NewVersionID, err)
+		}
+		x.newVer = &v
+		if len(v.Sealed) > 0 {
+			val, err := kr.Open(v.CredentialID, v.ID, v.KeyID, v.Sealed)
+			if err != nil {
+				return fmt.Errorf("run %s: %w", x.run.ID, err)
+			}
+			x.newVal = val
+			x.learn(val)
+		}
+	}
+	if cur := x.cred.Current; cur != nil && len(cur.Sealed) > 0 {
+		val, err := kr.Open(cur.CredentialID, cur.ID, cur.KeyID, cur.Sealed)
+		if err != nil {
+			return fmt.Errorf("run %s: %w", x.run.ID, err)
+		}
+		x.curVal = val
+		x.learn(val)
+	}
+	return nil
+}
+
+func (x *execution) key(step string) string { return x.run.ID + "/" + step }
+
+func (x *execution) common(step, versionID string) providers.Common {
+	return providers.Common{
+		CredentialID:   x.cred.ID,
+		VersionID:      versionID,
+		IdempotencyKey: x.key(step),
+		Scope:          x.cred.Scope,
+		Settings:       x.cred.Settings,
+	}
+}
+
+// call runs one plugin call with the step timeout. Errors are scrubbed of
+// every value the engine knows.
+func (x *execution) call(ctx context.Context, step string, fn func(ctx context.Context) error) error {
+	cctx, cancel := context.WithTimeoutCause(ctx, x.e.opts.StepTimeout, fmt.Errorf("step %s timed out after %s", step, x.e.opts.StepTimeout))
+	defer cancel()
+	err := fn(cctx)
+	if err != nil && cctx.Err() != nil && ctx.Err() == nil {
+		err = fmt.Errorf("%w: %w", context.Cause(cctx), err)
+	}
+	return err
+}
+
+// record appends a step row and its audit event; they are written by the
+// next commit.
+func (x *execution) record(name string, started time.Time, err error, evidence map[string]string) {
+	now := x.e.now()
+	st := store.Step{RunID: x.run.ID, Seq: x.seq, Name: name, State: StepOK, Attempt: x.run.Attempt, StartedAt: started, FinishedAt: now, Evidence: evidence}
+	if err != nil {
+		st.State = StepFailed
+		st.Error = x.scrub(err)
+	}
+	x.seq++
+	x.steps = append(x.steps, st)
+	data := map[string]any{"step": name, "outcome": st.State}
+	if st.Error != "" {
+		data["error"] = st.Error
+	}
+	if len(evidence) > 0 {
+		data["evidence"] = evidence
+	}
+	x.event("run."+name, data)
+}
+
+func (x *execution) event(action string, data map[string]any) {
+	if data == nil {
+		data = map[string]any{}
+	}
+	b, _ := json.Marshal(data)
+	x.events = append(x.events, store.AuditEvent{
+		OccurredAt: x.e.now(), Actor: x.run.Actor, Action: action,
+		CredentialID: x.run.CredentialID, RunID: x.run.ID, Data: b,
+	})
+}
+
+func (x *execution) scrub(err error) string { return x.e.opts.Redactor.Scrub(err.Error()) }
+
+func (x *execution) lastStepName() string {
+	if len(x.steps) == 0 {
+		return string(x.run.State)
+	}
+	return x.steps[len(x.steps)-1].Name
+}
+
+// commit writes the run (in state s), the recorded steps and events, and
+// whatever fn writes, in one transaction. It fails with ErrRunMoved if the
+// run changed since this execution read it.
+func (x *execution) commit(ctx context.Context, s State, fn func(tx store.Tx) error) error {
+	prevState, prevUpdated := x.run.State, x.run.UpdatedAt
+	x.run.State = string(s)
+	x.run.UpdatedAt = x.e.now()
+	if s.Terminal() {
+		x.run.Active = false
+		x.run.FinishedAt = x.run.UpdatedAt
+	}
+	err := x.e.store.InTx(ctx, func(tx store.Tx) error {
+		cur, err := tx.GetRun(ctx, x.run.ID)
+		if err != nil {
+			return err
+		}
+		if cur.State != prevState || !cur.UpdatedAt.Equal(prevUpdated) {
+			return fmt.Errorf("run %s: %w (now %s)", x.run.ID, ErrRunMoved, cur.State)
+		}
+		if fn != nil {
+			if err := fn(tx); err != nil {
+				return err
+			}
+		}
+		if err := tx.UpdateRun(ctx, x.run); err != nil {
+			return err
+		}
+		for _, st := range x.steps {
+			if err := tx.InsertStep(ctx, st); err != nil {
+				return err
+			}
+		}
+		return tx.InsertAuditEvents(ctx, x.events...)
+	})
+	if err != nil {
+		x.run.State, x.run.UpdatedAt = prevState, prevUpdated
+		x.seq -= len(x.steps)
+		return err
+	}
+	x.steps, x.events = nil, nil
+	return nil
+}
+
+func (x *execution) revokeFirst(ctx context.Context) error {
+	cur := *x.cred.Current
+	started := x.e.now()
+	err := x.call(ctx, "revoke_first", func(ctx context.Context) error {
+		return x.prov.Revoke(ctx, providers.RevokeRequest{Common: x.common("revoke_first", cur.ID), Value: x.curVal, Metadata: cur.Metadata})
+	})
+	x.record("revoke_first", started, err, map[string]string{"version": cur.ID, "fingerprint": cur.Fingerprint})
+	if err != nil {
+		return err
+	}
+	cur.Stage, cur.RetiredAt, cur.Sealed = store.StageRetired, x.e.now(), nil
+	st := x.cred.State
+	st.CurrentVersionID = ""
+	if x.run.StartedAt.IsZero() {
+		x.run.StartedAt = started
+	}
+	return x.commit(ctx, StateRevokingCurrent, func(tx store.Tx) error {
+		if err := tx.UpdateVersion(ctx, cur); err != nil {
+			return err
+		}
+		x.cred.State, x.cred.Current = st, nil
+		return tx.UpdateCredentialState(ctx, x.cred.ID, st)
+	})
+}
+
+// mint asks the provider for a new value and stores it, sealed, as the
+// pending version before anything is asked to use it (write-ahead).
+func (x *execution) mint(ctx context.Context) error {
+	started := x.e.now()
+	if x.run.StartedAt.IsZero() {
+		x.run.StartedAt = started
+	}
+	versionID := NewID(started)
+	req := providers.MintRequest{Common: x.common("mint", versionID)}
+	if cur := x.cred.Current; cur != nil {
+		req.Current = &providers.VersionRef{VersionID: cur.ID, Value: x.curVal, Metadata: cur.Metadata}
+	}
+	var resp providers.MintResponse
+	err := x.call(ctx, "mint", func(ctx context.Context) error {
+		var err error
+		resp, err = x.prov.Mint(ctx, req)
+		return err
+	})
+	if err == nil && resp.Value.IsZero() {
+		err = fmt.Errorf("provider %s returned an empty value", x.cred.Provider)
+	}
+	if err != nil {
+		x.record("mint", started, err, nil)
+		return err
+	}
+	x.learn(resp.Value)
+	kr := x.e.opts.Keyring
+	keyID, sealed, err := kr.Seal(x.cred.ID, versionID, resp.Value)
+	if err != nil {
+		x.record("mint", started, err, nil)
+		return err
+	}
+	v := store.Version{
+		ID: versionID, CredentialID: x.cred.ID, Stage: store.StagePending, Sealed: sealed, KeyID: keyID,
+		Fingerprint: kr.Fingerprint(resp.Value), CreatedAt: started, ExpiresAt: resp.ExpiresAt.UTC(),
+		GrantedScope: resp.GrantedScope, Metadata: resp.Metadata,
+	}
+	if resp.ExpiresAt.IsZero() {
+		v.ExpiresAt = time.Time{}
+	}
+	x.record("mint", started, nil, map[string]string{"version": v.ID, "fingerprint": v.Fingerprint})
+	x.run.NewVersionID = v.ID
+	st := x.cred.State
+	st.PendingVersionID = v.ID
+	st.Status = store.StatusRotating
+	if err := x.commit(ctx, StateMinted, func(tx store.Tx) error {
+		if err := tx.InsertVersion(ctx, v); err != nil {
+			return err
+		}
+		return tx.UpdateCredentialState(ctx, x.cred.ID, st)
+	}); err != nil {
+		// The minted value was never recorded: revoke it so it does not
+		// linger valid at the resource.
+		x.revokeUnrecorded(ctx, v, resp.Value)
+		return err
+	}
+	x.cred.State = st
+	x.newVer, x.newVal = &v, resp.Value
+	return nil
+}
+
+func (x *execution) revokeUnrecorded(ctx context.Context, v store.Version, val secret.Value) {
+	if !x.caps.Revocable {
+		return
+	}
+	err := x.call(context.WithoutCancel(ctx), "mint_revoke", func(ctx context.Context) error {
+		return x.prov.Revoke(ctx, providers.RevokeRequest{Common: x.common("mint_revoke", v.ID), Value: val, Metadata: v.Metadata})
+	})
+	if err != nil {
+		x.logger().Error("revoking a minted value that could not be recorded failed", slog.String("version", v.ID), slog.String("error", x.scrub(err)))
+	}
+}
+
+// prepare activates the pending value at the resource, stages it at every
+// target and verifies it. Nothing here changes what consumers read.
+func (x *execution) prepare(ctx context.Context) error {
+	v := x.newVer
+	if v == nil || x.newVal.IsZero() {
+		return fmt.Errorf("run %s has no pending value to activate", x.run.ID)
+	}
+	started := x.e.now()
+	var act providers.ActivateResponse
+	err := x.call(ctx, "activate", func(ctx context.Context) error {
+		var err error
+		act, err = x.prov.Activate(ctx, providers.ActivateRequest{Common: x.common("activate", v.ID), Value: x.newVal, Metadata: v.Metadata, ExpiresAt: v.ExpiresAt})
+		return err
+	})
+	x.record("activate", started, err, nil)
+	if err != nil {
+		return err
+	}
+	if act.Metadata != nil {
+		if v.Metadata == nil {
+			v.Metadata = map[string]string{}
+		}
+		maps.Copy(v.Metadata, act.Metadata)
+	}
+	v.ActivatedAt = x.e.now()
+
+	for _, bt := range x.tgts {
+		step := "stage:" + bt.binding.Target
+		started := x.e.now()
+		err := x.call(ctx, step, func(ctx context.Context) error {
+			return bt.t.Stage(ctx, targets.StageRequest{Common: x.targetCommon(step, bt.binding, v.ID, x.newVal)})
+		})
+		x.record(step, started, err, nil)
+		if err != nil {
+			return err
+		}
+	}
+
+	started = x.e.now()
+	var ver providers.VerifyResponse
+	err = x.call(ctx, "verify", func(ctx context.Context) error {
+		var err error
+		ver, err = x.prov.Verify(ctx, providers.VerifyRequest{Common: x.common("verify", v.ID), Value: x.newVal, Metadata: v.Metadata})
+		return err
+	})
+	if err == nil && len(ver.GrantedScope) > 0 {
+		v.GrantedScope = ver.GrantedScope
+	}
+	x.record("verify", started, err, ver.Evidence)
+	return err
+}
+
+func (x *execution) targetCommon(step string, b store.TargetBinding, versionID string, val secret.Value) targets.Common {
+	return targets.Common{CredentialID: x.cred.ID, VersionID: versionID, IdempotencyKey: x.key(step), Key: b.Key, Value: val}
+}
+
+// cutover promotes the new value at every target and commits: the pending
+// version becomes current, the old current becomes previous.
+func (x *execution) cutover(ctx context.Context) error {
+	v := x.newVer
+	if v == nil || x.newVal.IsZero() {
+		return fmt.Errorf("run %s has no pending value to cut over to", x.run.ID)
+	}
+	prevID := ""
+	if x.cred.Current != nil && x.cred.Current.ID != v.ID {
+		prevID = x.cred.Current.ID
+	}
+	for _, bt := range x.tgts {
+		step := "promote:" + bt.binding.Target
+		started := x.e.now()
+		err := x.call(ctx, step, func(ctx context.Context) error {
+			return bt.t.Promote(ctx, targets.PromoteRequest{Common: x.targetCommon(step, bt.binding, v.ID, x.newVal), PreviousVersionID: prevID})
+		})
+		x.record(step, started, err, nil)
+		if err != nil {
+			return err
+		}
+	}
+	now := x.e.now()
+	if v.ActivatedAt.IsZero() {
+		v.ActivatedAt = now
+	}
+	v.Stage = store.StageCurrent
+	grace := x.cred.Policy.Grace
+	if x.opts.Emergency || prevID == "" {
+		grace = 0
+	}
+	x.opts.RetireAfter = now.Add(grace)
+	x.run.Options = x.opts.raw()
+
+	st := x.cred.State
+	st.CurrentVersionID, st.PendingVersionID = v.ID, ""
+	st.LastRotatedAt = now
+	st.Status = store.StatusHealthy
+	st.FailureCount = 0
+	cred := x.cred
+	cred.Current, cred.State = v, st
+	plan, err := Schedule(cred, now)
+	if err != nil {
+		return err
+	}
+	st.NextRotationAt, st.ExpiresAt = plan.Due, plan.Expiry
+	x.event("run.cut_over", map[string]any{"new_version": v.ID, "fingerprint": v.Fingerprint, "previous_version": prevID, "retire_after": x.opts.RetireAfter})
+	x.record("cutover", now, nil, map[string]string{"version": v.ID, "fingerprint": v.Fingerprint})
+	err = x.commit(ctx, StateCutOver, func(tx store.Tx) error {
+		if prevID != "" {
+			prev := *x.cred.Current
+			prev.Stage = store.StagePrevious
+			if err := tx.UpdateVersion(ctx, prev); err != nil {
+				return err
+			}
+		}
+		if err := tx.UpdateVersion(ctx, *v); err != nil {
+			return err
+		}
+		return tx.UpdateCredentialState(ctx, x.cred.ID, st)
+	})
+	if err != nil {
+		return err
+	}
+	x.cred.State = st
+	return nil
+}
+
+// retirePrevious revokes the previous version at the provider and retires
+// it; the run succeeds.
+func (x *execution) retirePrevious(ctx context.Context) error {
+	prevs, err := x.e.store.ListVersions(ctx, x.cred.ID, store.StagePrevious)
+	if err != nil {
+		return fmt.Errorf("run %s: listing previous versions: %w", x.run.ID, err)
+	}
+	var retired []store.Version
+	for _, p := range prevs {
+		started := x.e.now()
+		var val secret.Value
+		if len(p.Sealed) > 0 {
+			val, err = x.e.opts.Keyring.Open(p.CredentialID, p.ID, p.KeyID, p.Sealed)
+			if err != nil {
+				return fmt.Errorf("run %s: %w", x.run.ID, err)
+			}
+			x.learn(val)
+		}
+		step := "revoke_previous"
+		err := x.call(ctx, step, func(ctx context.Context) error {
+			return x.prov.Revoke(ctx, providers.RevokeRequest{Common: x.common(step, p.ID), Value: val, Metadata: p.Metadata})
+		})
+		x.record(step, started, err, map[string]string{"version": p.ID, "fingerprint": p.Fingerprint})
+		if err != nil {
+			// Keep the run at cut_over so a retry revokes again; the new
+			// value is already current, consumers are unaffected.
+			if cerr := x.commit(ctx, StateRetiringPrevious, nil); cerr != nil {
+				return cerr
+			}
+			return fmt.Errorf("run %s: revoking previous version %s: %s", x.run.ID, p.ID, x.scrub(err))
+		}
+		p.Stage, p.RetiredAt, p.Sealed = store.StageRetired, x.e.now(), nil
+		retired = append(retired, p)
+	}
+	x.run.Error = ""
+	return x.commit(ctx, StateSucceeded, func(tx store.Tx) error {
+		for _, p := range retired {
+			if err := tx.UpdateVersion(ctx, p); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// failBeforeCutover rolls a run back: the current version is untouched;
+// the pending one is revoked (where the provider can) and discarded. The
+// credential is rescheduled with backoff or, after MaxAttempts failures,
+// marked needs_attention.
+func (x *execution) failBeforeCutover(ctx context.Context, step string, cause error) (Outcome, time.Time, error) {
+	if ctx.Err() != nil {
+		// Shutting down: stop at the last committed state; the job is
+		// retried and resumes from there.
+		return Done, time.Time{}, ctx.Err()
+	}
+	if errors.Is(cause, ErrRunMoved) {
+		return Done, time.Time{}, nil
+	}
+	msg := fmt.Sprintf("%s failed: %s", step, x.scrub(cause))
+	x.logger().Warn("rotation failed before cutover; rolling back", slog.String("step", step), slog.String("error", msg))
+	if v := x.newVer; v != nil && v.Stage == store.StagePending {
+		if x.caps.Revocable && !x.newVal.IsZero() {
+			started := x.e.now()
+			err := x.call(context.WithoutCancel(ctx), "rollback_revoke", func(ctx context.Context) error {
+				return x.prov.Revoke(ctx, providers.RevokeRequest{Common: x.common("rollback_revoke", v.ID), Value: x.newVal, Metadata: v.Metadata})
+			})
+			x.record("rollback_revoke", started, err, map[string]string{"version": v.ID})
+		}
+	}
+	return Done, time.Time{}, x.finishFailed(ctx, msg, nil)
+}
+
+// failAtCutover handles a failure while promoting at targets: targets that
+// already switched get the previous value back (it is still valid), the new
+// version is revoked and discarded, and the run is rolled back.
+func (x *execution) failAtCutover(ctx context.Context, cause error) (Outcome, time.Time, error) {
+	if ctx.Err() != nil {
+		return Done, time.Time{}, ctx.Err()
+	}
+	if errors.Is(cause, ErrRunMoved) {
+		return Done, time.Time{}, nil
+	}
+	msg := fmt.Sprintf("%s failed: %s", x.lastStepName(), x.scrub(cause))
+	x.logger().Warn("cutover failed; restoring the previous value at targets", slog.String("error", msg))
+	bg := context.WithoutCancel(ctx)
+	if cur := x.cred.Current; cur != nil && !x.curVal.IsZero() {
+		for _, bt := range x.tgts {
+			step := "restore:" + bt.binding.Target
+			started := x.e.now()
+			err := x.call(bg, step, func(ctx context.Context) error {
+				return bt.t.Promote(ctx, targets.PromoteRequest{Common: x.targetCommon(step, bt.binding, cur.ID, x.curVal)})
+			})
+			x.record(step, started, err, nil)
+		}
+	}
+	if v := x.newVer; v != nil && x.caps.Revocable && !x.newVal.IsZero() {
+		started := x.e.now()
+		err := x.call(bg, "rollback_revoke", func(ctx context.Context) error {
+			return x.prov.Revoke(ctx, providers.RevokeRequest{Common: x.common("rollback_revoke", v.ID), Value: x.newVal, Metadata: v.Metadata})
+		})
+		x.record("rollback_revoke", started, err, map[string]string{"version": v.ID})
+	}
+	return Done, time.Time{}, x.finishFailed(bg, msg, nil)
+}
+
+// finishFailed commits a rolled-back run and reschedules the credential.
+func (x *execution) finishFailed(ctx context.Context, msg string, extra func(tx store.Tx) error) error {
+	now := x.e.now()
+	x.run.Error = msg
+	st := x.cred.State
+	st.PendingVersionID = ""
+	st.FailureCount++
+	attention := st.FailureCount >= x.e.opts.MaxAttempts
+	if attention {
+		st.Status = store.StatusNeedsAttention
+		st.NextRotationAt = time.Time{}
+	} else {
+		st.Status = store.StatusFailing
+		st.NextRotationAt = x.e.backoff(st.FailureCount, now, st.ExpiresAt)
+	}
+	if x.cred.Current == nil && st.Status == store.StatusFailing {
+		st.Status = store.StatusFailing
+	}
+	x.event("run.rolled_back", map[string]any{"error": msg, "failures": st.FailureCount, "next_attempt": st.NextRotationAt})
+	if attention {
+		x.event("credential.needs_attention", map[string]any{"failures": st.FailureCount, "error": msg})
+	}
+	err := x.commit(ctx, StateRolledBack, func(tx store.Tx) error {
+		if v := x.newVer; v != nil && v.Stage == store.StagePending {
+			d := *v
+			d.Stage, d.RetiredAt, d.Sealed = store.StageDiscarded, now, nil
+			if err := tx.UpdateVersion(ctx, d); err != nil {
+				return err
+			}
+		}
+		if extra != nil {
+			if err := extra(tx); err != nil {
+				return err
+			}
+		}
+		return tx.UpdateCredentialState(ctx, x.cred.ID, st)
+	})
+	if err != nil {
+		if errors.Is(err, ErrRunMoved) {
+			return nil
+		}
+		return err
+	}
+	if attention && x.e.opts.Notifier != nil {
+		ev := notify.Event{
+			Kind: notify.KindNeedsAttention, Time: now, CredentialID: x.cred.ID, Consumer: x.cred.Consumer,
+			RunID: x.run.ID, Runbook: x.cred.Runbook, Labels: x.cred.Labels,
+			Summary: fmt.Sprintf("credential %s needs attention after %d failed rotations: %s", x.cred.ID, st.FailureCount, msg),
+		}
+		if _, err := x.e.opts.Notifier.Notify(context.WithoutCancel(ctx), ev); err != nil {
+			x.logger().Error("notifying needs_attention failed", slog.String("error", x.scrub(err)))
+		}
+	}
+	return nil
+}
+
+// abandon ends a run whose credential no longer exists.
+func (x *execution) abandon(ctx context.Context, why string) error {
+	x.run.Error = why
+	x.event("run.failed", map[string]any{"error": why})
+	err := x.commit(ctx, StateFailed, nil)
+	if errors.Is(err, ErrRunMoved) {
+		return nil
+	}
+	return err
+}
+
+var _ = slices.Contains[[]string]

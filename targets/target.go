@@ -1,0 +1,83 @@
+// Package targets defines the contract of the places where rotator publishes
+// the current value of a credential for its consumers to read (a file, AWS
+// Secrets Manager), and the types every target implementation shares.
+//
+// A target never imports the engine or the store. Every method takes a
+// request struct, so fields can be added without breaking implementations.
+package targets
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/rotatorhq/rotator/internal/secret"
+	"github.com/rotatorhq/rotator/internal/settings"
+)
+
+// Target publishes credential values.
+//
+// Both methods must be idempotent for a given IdempotencyKey: after a crash
+// the engine calls them again. Errors must never contain the value. Return
+// an error wrapping ErrPermanent when a
+// retry cannot help.
+type Target interface {
+	// Stage publishes the value as pending, where consumers that read the
+	// current value do not see it yet (AWSPENDING). It may be a no-op.
+	Stage(ctx context.Context, req StageRequest) error
+	// Promote makes the staged value the current one; the previous current
+	// value, where the target keeps one, becomes the previous.
+	Promote(ctx context.Context, req PromoteRequest) error
+}
+
+// Common carries the fields every request has.
+type Common struct {
+	// CredentialID is the credential being published.
+	CredentialID string
+	// VersionID is the version being published.
+	VersionID string
+	// IdempotencyKey is unique per run and step.
+	IdempotencyKey string
+	// Key is the binding's key (an environment variable name, a JSON field),
+	// empty when the binding has none.
+	Key string
+	// Value is the secret being published.
+	Value secret.Value
+}
+
+// StageRequest asks a target to publish a value as pending.
+type StageRequest struct {
+	Common
+}
+
+// PromoteRequest asks a target to make a value current.
+type PromoteRequest struct {
+	Common
+	// PreviousVersionID is the version that was current, if any.
+	PreviousVersionID string
+}
+
+// Env is what a factory may use to build a target.
+type Env struct {
+	// Name is the configured target name (the key under targets:).
+	Name string
+	// Settings are the target's settings with references resolved.
+	Settings settings.Map
+	// Logger is scoped to this target.
+	Logger *slog.Logger
+}
+
+// Factory builds targets of one type.
+type Factory struct {
+	// Description is one line for `--help` and docs.
+	Description string
+	// Validate checks settings without resolving references or contacting anything.
+	Validate func(s settings.Map) settings.Errors
+	// ValidateKey checks a credential binding's key; nil means any key is valid.
+	ValidateKey func(key string) error
+	// New builds a target from resolved settings.
+	New func(ctx context.Context, env Env) (Target, error)
+}
+
+// ErrPermanent marks an error that retrying cannot fix.
+var ErrPermanent = errors.New("permanent failure")
