@@ -85,7 +85,9 @@ func New(opts Options) (*Engine, error) {
 	if opts.StepTimeout <= 0 {
 		opts.StepTimeout = 2 * time.Minute
 	}
-	e := &Engine{opts: opts, store: opts.Store, log: opts.Logger, now: func() time.Time { return opts.Now().UTC() }}
+	// Times are kept at the store's precision (microseconds), so a value
+	// read back compares equal to the one written.
+	e := &Engine{opts: opts, store: opts.Store, log: opts.Logger, now: func() time.Time { return opts.Now().UTC().Truncate(time.Microsecond) }}
 	e.plugins = newPlugins(e)
 	return e, nil
 }

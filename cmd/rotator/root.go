@@ -64,7 +64,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var ce *config.Errors
 	switch {
 	case errors.As(err, &ce):
-		fmt.Fprintf(stderr, "rotator: configuration is invalid (%d problem(s)):\n%s\n", len(ce.Errs), msg)
+		fmt.Fprintf(stderr, "rotator: configuration is invalid (%d problem(s)):\n%s\n", len(ce.List), msg)
 		return exitUsage
 	case errors.As(err, &ue), isCobraUsage(err):
 		fmt.Fprintf(stderr, "rotator: %s\nRun 'rotator --help' for usage.\n", msg)

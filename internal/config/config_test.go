@@ -943,3 +943,29 @@ func TestErrorRendering(t *testing.T) {
 		t.Errorf("errors.As found %+v", one)
 	}
 }
+
+func TestLooksSecret(t *testing.T) {
+	t.Parallel()
+	cases := map[string]bool{
+		canaryGitHub:                         true,
+		"\u034a" + canaryRandom:              true,
+		"credentials:00000${" + canaryRandom: true,
+		"aaaaaaaaaaaaaaaaaaaaaa" + canaryRandom + "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa": true,
+		"prefix " + canaryAWS + " suffix":                                             true,
+		"x" + canarySlack:                                                             true,
+		"mcp-gateway":                                                                 false,
+		"generated-secrets-test-fixture":                                              false,
+		"/tmp/TestResolve1234567890/001/runbooks/generated.md":                        false,
+		"runbooks/oauth2-client-credentials.md#rotation":                              false,
+		"America/New_York":                                                            false,
+		"${env:OKTA_CLIENT_SECRET}":                                                   false,
+		"credentials[12].targets[3].key":                                              false,
+		"SELECT on reporting.*":                                                       false,
+		"CRON_TZ=Europe/Berlin 0 3 * * *":                                             false,
+	}
+	for in, want := range cases {
+		if got := looksSecret(in); got != want {
+			t.Errorf("looksSecret(%q) = %v, want %v", in, got, want)
+		}
+	}
+}

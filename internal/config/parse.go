@@ -568,7 +568,7 @@ func (p *parser) labels(n *yaml.Node, path string) map[string]string {
 	}
 	out := map[string]string{}
 	for _, e := range p.pairs(d, path) {
-		if e.knode.Tag != "!!str" {
+		if k := deref(e.knode); k == nil || k.Tag != "!!str" {
 			p.errorf(e.knode.Line, join(path, e.key), "label names must be strings, got %s; quote it", kindName(e.knode))
 			continue
 		}
@@ -692,7 +692,7 @@ func checkSchedule(spec string) (msg string) {
 
 func (p *parser) window(n *yaml.Node, path string) *store.Window {
 	d := deref(n)
-	if d.Kind != yaml.MappingNode {
+	if d == nil || d.Kind != yaml.MappingNode {
 		p.errorf(n.Line, path, `must be a mapping such as {start: "02:00", end: "05:00", timezone: Europe/Berlin}, got %s`, kindName(n))
 		return nil
 	}

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -200,10 +199,9 @@ func identifierKey(key string) bool {
 // ordinary words of messages survive.
 const minRawScrub = 8
 
-var word = regexp.MustCompile(`\S+`)
-
 // scrub removes from an error every string of the document that was found
-// to be a secret, and every word that contains a token or looks random. The
+// to be a secret, and every word (a run of printable ASCII) that contains a
+// token or a random-looking part. The
 // checks that produce messages already avoid quoting such values; this is
 // the last line of defence (plugin validators quote values).
 func (p *parser) scrub(e Error) Error {
@@ -218,7 +216,7 @@ func (p *parser) scrub(e Error) Error {
 				s = strings.ReplaceAll(s, v, secret.Redacted)
 			}
 		}
-		return word.ReplaceAllStringFunc(s, func(w string) string {
+		return printableRun.ReplaceAllStringFunc(s, func(w string) string {
 			if looksSecret(w) {
 				return secret.Redacted
 			}

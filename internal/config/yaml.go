@@ -93,13 +93,39 @@ func join(path, key string) string {
 func index(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]" }
 
 // looksSecret reports whether a string from the document must never be
-// repeated in a message: it contains a known token or looks random.
+// repeated in a message: it contains a known token, looks random as a
+// whole, or holds a random-looking part. The parts matter because a
+// secret glued to other text ("x${" + secret, a non-ASCII prefix, a run of
+// letters) no longer looks random as a whole.
 func looksSecret(s string) bool {
-	if _, ok := secret.DetectToken(s); ok {
+	if _, ok := secret.DetectToken(s); ok || secret.HighEntropy(s) {
 		return true
 	}
-	return secret.HighEntropy(s)
+	for _, w := range printableRun.FindAllString(s, -1) {
+		if w != s && secret.HighEntropy(w) {
+			return true
+		}
+	}
+	for _, w := range alnumRun.FindAllString(s, -1) {
+		if strings.ContainsAny(w, "0123456789") && strings.ContainsFunc(w, isASCIILetter) && !identifierWord.MatchString(w) {
+			return true
+		}
+	}
+	return false
 }
+
+var (
+	// printableRun splits text at white space and non-ASCII characters.
+	printableRun = regexp.MustCompile(`[!-~]+`)
+	// alnumRun finds letter-and-digit runs long enough to hold a key.
+	alnumRun = regexp.MustCompile(`[A-Za-z0-9]{16,}`)
+	// identifierWord matches the letter-and-digit runs of names: a word in
+	// lower, Capitalised, UPPER or camel case with leading or trailing
+	// digits ("TestResolve123", "v2024"), as secret.HighEntropy judges them.
+	identifierWord = regexp.MustCompile(`^[0-9]*(?:[a-z]+|[A-Z][a-z]+|[A-Z]+)(?:[A-Z][a-z]+)*[0-9]*$`)
+)
+
+func isASCIILetter(r rune) bool { return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' }
 
 // show quotes a value from the document for an error message, unless it
 // might be a secret (or is too long to be useful), in which case it says so

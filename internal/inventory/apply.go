@@ -6,6 +6,8 @@ package inventory
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -104,11 +106,17 @@ func Apply(ctx context.Context, st store.Store, cfg *config.Config, opts Options
 		if err := applyProviders(ctx, tx, cfg, t, record); err != nil {
 			return err
 		}
+		if err := applyTargets(ctx, tx, cfg, t, record); err != nil {
+			return err
+		}
 		if err := applyCredentials(ctx, tx, cfg, t, opts.Prune, record); err != nil {
 			return err
 		}
 		if opts.Prune {
 			if err := pruneProviders(ctx, tx, cfg, record); err != nil {
+				return err
+			}
+			if err := pruneTargets(ctx, tx, cfg, record); err != nil {
 				return err
 			}
 		}
@@ -329,4 +337,63 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+func targetToStore(t config.Target) store.Target {
+	spec, _ := json.Marshal(map[string]any{"type": t.Type, "settings": t.Settings})
+	sum := sha256.Sum256(spec)
+	return store.Target{Name: t.Name, Type: t.Type, Settings: t.Settings, SpecHash: hex.EncodeToString(sum[:])}
+}
+
+func applyTargets(ctx context.Context, tx store.Tx, cfg *config.Config, t time.Time, record func(Change, string)) error {
+	stored, err := tx.ListTargets(ctx)
+	if err != nil {
+		return fmt.Errorf("listing targets: %w", err)
+	}
+	byName := map[string]store.Target{}
+	for _, x := range stored {
+		byName[x.Name] = x
+	}
+	for _, name := range sortedKeys(cfg.Targets) {
+		tg := targetToStore(cfg.Targets[name])
+		old, exists := byName[name]
+		switch {
+		case !exists:
+			tg.CreatedAt, tg.UpdatedAt = t, t
+			record(Change{Kind: "target", Name: name, Action: Created}, "")
+		case old.SpecHash == tg.SpecHash:
+			record(Change{Kind: "target", Name: name, Action: Unchanged}, "")
+			continue
+		default:
+			tg.CreatedAt, tg.UpdatedAt = old.CreatedAt, t
+			fields := providerFields(store.Provider{Type: old.Type, Settings: old.Settings}, store.Provider{Type: tg.Type, Settings: tg.Settings})
+			record(Change{Kind: "target", Name: name, Action: Updated, Fields: fields}, "")
+		}
+		if err := tx.UpsertTarget(ctx, tg); err != nil {
+			return fmt.Errorf("writing target %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func pruneTargets(ctx context.Context, tx store.Tx, cfg *config.Config, record func(Change, string)) error {
+	stored, err := tx.ListTargets(ctx)
+	if err != nil {
+		return fmt.Errorf("listing targets: %w", err)
+	}
+	for _, x := range stored {
+		if _, ok := cfg.Targets[x.Name]; ok {
+			continue
+		}
+		err := tx.DeleteTarget(ctx, x.Name)
+		switch {
+		case errors.Is(err, store.ErrConflict):
+			record(Change{Kind: "target", Name: x.Name, Action: Orphaned, Note: "kept: a credential still publishes to it"}, "")
+		case err != nil:
+			return fmt.Errorf("removing target %s: %w", x.Name, err)
+		default:
+			record(Change{Kind: "target", Name: x.Name, Action: Removed}, "")
+		}
+	}
+	return nil
 }

@@ -137,7 +137,7 @@ func readLimited(file string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading runbook %s: %w", file, err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only: nothing to flush
 	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading runbook %s: %w", file, err)

@@ -114,6 +114,9 @@ const (
 // ("mcp", "Gateway", "AWS", "clientId", "v2", "us", "1h", "30d"), or a number.
 var identWord = regexp.MustCompile(`^(?:[0-9]+|[0-9]*(?:[a-z]+|[A-Z][a-z]+|[A-Z]+)(?:[A-Z][a-z]+)*[0-9]*)$`)
 
+// refSpan matches one complete reference such as ${env:NAME}.
+var refSpan = regexp.MustCompile(`\$\{[^{}]*\}`)
+
 // uuidRE matches a canonical UUID, an identifier rather than a secret.
 var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
@@ -121,11 +124,17 @@ var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[
 // printable ASCII characters without spaces, mixed character classes (two of
 // lower-case, upper-case and digits), at least 12 characters outside
 // identifier-like words, and a Shannon entropy of at least 3.5 bits per
-// character (3.0 for hex strings). URLs, paths, references (${...}), UUIDs,
-// host names, identifiers such as mcp-gateway or us-east-1, and character
-// sets ("abc...xyzABC...XYZ0123456789") do not match.
+// character (3.0 for hex strings). URLs, paths, complete references
+// (${...}), UUIDs, host names, identifiers such as mcp-gateway or us-east-1,
+// and character sets ("abc...xyzABC...XYZ0123456789") do not match.
 func HighEntropy(s string) bool {
-	if len(s) < minEntropyLen || strings.Contains(s, "://") || strings.Contains(s, "${") || uuidRE.MatchString(s) {
+	if rest := refSpan.ReplaceAllString(s, ""); rest != s {
+		// Judge what surrounds the references; a reference names where a
+		// secret lives, not the secret. An unterminated "${" is judged
+		// like any other text.
+		return HighEntropy(rest)
+	}
+	if len(s) < minEntropyLen || strings.Contains(s, "://") || uuidRE.MatchString(s) {
 		return false
 	}
 	var lower, upper, digit, other bool

@@ -47,6 +47,18 @@ type Provider struct {
 	UpdatedAt time.Time
 }
 
+// Target is a configured target instance: where current values are
+// published for consumers (AWS Secrets Manager, a file, ...).
+type Target struct {
+	Name string
+	Type string
+	// Settings hold references, never values.
+	Settings  settings.Map
+	SpecHash  string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
 // Window is a daily time window in which scheduled rotations may start.
 type Window struct {
 	Start    string `json:"start"`

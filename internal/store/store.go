@@ -63,30 +63,43 @@ type CredentialFilter struct {
 	Provider string
 	// DueBefore selects credentials with next_rotation_at <= DueBefore.
 	DueBefore time.Time
+	// ExcludeStatuses leaves out credentials in any of these statuses.
+	ExcludeStatuses []Status
+	// OrderByDue orders by next_rotation_at (unscheduled last), then id,
+	// instead of by id.
+	OrderByDue bool
 	// Limit caps the number returned; 0 means no limit.
 	Limit int
-	// AfterID pages: only ids greater than AfterID.
+	// AfterID pages: only ids greater than AfterID (for id order).
 	AfterID string
 }
 
 // RunFilter selects runs. Zero fields match everything.
 type RunFilter struct {
+	// IDs selects runs by id.
+	IDs          []string
 	CredentialID string
-	State        string
-	Trigger      Trigger
-	ActiveOnly   bool
-	Since        time.Time
-	Until        time.Time
-	Limit        int
+	// CredentialIDs selects runs of any of these credentials.
+	CredentialIDs []string
+	State         string
+	Trigger       Trigger
+	ActiveOnly    bool
+	// Since (inclusive) and Until (exclusive) bound CreatedAt.
+	Since time.Time
+	Until time.Time
+	Limit int
 }
 
 // AuditFilter selects audit events. Zero fields match everything.
 type AuditFilter struct {
 	CredentialID string
 	RunID        string
-	Since        time.Time
-	Until        time.Time
+	// Since (inclusive) and Until (exclusive) bound OccurredAt.
+	Since time.Time
+	Until time.Time
 	// AfterSeq selects sealed events with Seq > AfterSeq, in chain order.
+	// With AfterSeq 0 and Unsealed false a scan returns the sealed events
+	// in chain order, then the unsealed ones in insertion order.
 	AfterSeq int64
 	// Unsealed selects only events without a Seq, in insertion order.
 	Unsealed bool
@@ -97,6 +110,8 @@ type AuditFilter struct {
 type Reader interface {
 	ListProviders(ctx context.Context) ([]Provider, error)
 	GetProvider(ctx context.Context, name string) (Provider, error)
+	ListTargets(ctx context.Context) ([]Target, error)
+	GetTarget(ctx context.Context, name string) (Target, error)
 	// GetCredential returns a live (not deleted) credential with Current filled.
 	GetCredential(ctx context.Context, id string) (Credential, error)
 	// ListCredentials returns live credentials ordered by id, with Current filled.
@@ -112,18 +127,31 @@ type Reader interface {
 	ListSteps(ctx context.Context, runID string) ([]Step, error)
 	// ScanAuditEvents calls fn for each matching event, streaming (sealed
 	// events in Seq order, unsealed in ID order). Returning an error from fn
-	// stops the scan and returns that error.
+	// stops the scan and returns that error. Events are read in pages, so
+	// fn may use the same Store or Tx.
 	ScanAuditEvents(ctx context.Context, f AuditFilter, fn func(AuditEvent) error) error
 }
 
-// Tx is a transaction: every Reader method plus writes.
+// Tx is a transaction: every Reader method plus writes. After a write
+// fails with ErrConflict or ErrNotFound, return an error from the InTx
+// function: on Postgres the transaction can run nothing more.
 type Tx interface {
 	Reader
 	// Raw returns the underlying pgx.Tx or *sql.Tx, for River's InsertTx.
 	Raw() any
 
+	// UpsertProvider creates a provider or updates it, reviving it if it
+	// was deleted.
 	UpsertProvider(ctx context.Context, p Provider) error
+	// DeleteProvider marks a provider deleted; ErrConflict while live
+	// credentials use it.
 	DeleteProvider(ctx context.Context, name string) error
+	// UpsertTarget creates a target or updates it, reviving it if it was
+	// deleted.
+	UpsertTarget(ctx context.Context, t Target) error
+	// DeleteTarget marks a target deleted; ErrConflict while live
+	// credentials publish to it.
+	DeleteTarget(ctx context.Context, name string) error
 
 	// LockCredential returns a live credential and locks its row (SELECT ...
 	// FOR UPDATE on Postgres; SQLite transactions are serial already).
@@ -133,22 +161,34 @@ type Tx interface {
 	UpsertCredentialSpec(ctx context.Context, c Credential) error
 	// UpdateCredentialState writes the engine-maintained fields.
 	UpdateCredentialState(ctx context.Context, id string, s CredentialState) error
+	// SetCredentialStatus sets the status of several live credentials;
+	// missing or deleted ids are skipped.
+	SetCredentialStatus(ctx context.Context, ids []string, status Status) error
 	// DeleteCredential marks a credential deleted; its history stays.
 	DeleteCredential(ctx context.Context, id string) error
 
 	InsertVersion(ctx context.Context, v Version) error
 	// UpdateVersion writes stage, activated/expires/retired times, granted
-	// scope, metadata, and the sealed value (cleared on retire/discard).
+	// scope, metadata, key id and the sealed value (cleared on
+	// retire/discard). To swap the current version, demote the old one
+	// first: the one-current index is checked per statement.
 	UpdateVersion(ctx context.Context, v Version) error
 
-	// InsertRun inserts a run; ErrActiveRun if the credential has one.
+	// InsertRun inserts a run; ErrActiveRun if the credential has one, in
+	// which case the transaction stays usable.
 	InsertRun(ctx context.Context, r Run) error
+	// InsertRunsIfIdle inserts the runs whose credential has no active run
+	// (the first of several for one credential wins) and returns those it
+	// inserted, in input order. An existing run id is ErrConflict.
+	InsertRunsIfIdle(ctx context.Context, runs []Run) ([]Run, error)
+	// UpdateRun writes every field but ID, CredentialID and CreatedAt.
 	UpdateRun(ctx context.Context, r Run) error
 	InsertStep(ctx context.Context, s Step) error
 
 	// InsertAuditEvents appends unsealed events.
 	InsertAuditEvents(ctx context.Context, evs ...AuditEvent) error
 	// SealAuditEvents writes Seq, PrevHash, Hash and SealedAt of events
-	// previously returned unsealed.
+	// previously returned unsealed; ErrConflict if one is already sealed or
+	// a Seq is taken (another sealer won).
 	SealAuditEvents(ctx context.Context, evs []AuditEvent) error
 }

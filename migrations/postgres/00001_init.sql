@@ -18,6 +18,17 @@ CREATE TABLE providers (
     deleted_at timestamptz
 );
 
+-- Targets publish current values (config "targets:"); shaped like providers.
+CREATE TABLE targets (
+    name       text        PRIMARY KEY,
+    type       text        NOT NULL,
+    settings   jsonb       NOT NULL DEFAULT '{}',
+    spec_hash  text        NOT NULL DEFAULT '',
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL,
+    deleted_at timestamptz
+);
+
 CREATE TABLE credentials (
     id                   text        PRIMARY KEY,
     consumer             text        NOT NULL,
@@ -161,4 +172,5 @@ ALTER TABLE credentials
     DROP CONSTRAINT credentials_pending_version_fkey;
 DROP TABLE versions;
 DROP TABLE credentials;
+DROP TABLE targets;
 DROP TABLE providers;

@@ -19,6 +19,17 @@ CREATE TABLE providers (
     deleted_at INTEGER
 ) STRICT;
 
+-- Targets publish current values (config "targets:"); shaped like providers.
+CREATE TABLE targets (
+    name       TEXT    PRIMARY KEY,
+    type       TEXT    NOT NULL,
+    settings   TEXT    NOT NULL DEFAULT '{}',
+    spec_hash  TEXT    NOT NULL DEFAULT '',
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    deleted_at INTEGER
+) STRICT;
+
 CREATE TABLE credentials (
     id                   TEXT    PRIMARY KEY,
     consumer             TEXT    NOT NULL,
@@ -150,4 +161,5 @@ DROP TABLE run_steps;
 DROP TABLE runs;
 DROP TABLE versions;
 DROP TABLE credentials;
+DROP TABLE targets;
 DROP TABLE providers;

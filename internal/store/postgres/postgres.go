@@ -142,15 +142,18 @@ func classify(err error) (sqlstore.ErrorKind, string) {
 // poolConn adapts a pgxpool.Pool to sqlstore.DB.
 type poolConn struct{ p *pgxpool.Pool }
 
+// Exec runs a statement and returns the rows it affected.
 func (c poolConn) Exec(ctx context.Context, sql string, args ...any) (int64, error) {
 	tag, err := c.p.Exec(ctx, sql, args...)
 	return tag.RowsAffected(), err
 }
 
+// Query runs a query.
 func (c poolConn) Query(ctx context.Context, sql string, args ...any) (sqlstore.Rows, error) {
 	return c.p.Query(ctx, sql, args...)
 }
 
+// Begin starts a transaction.
 func (c poolConn) Begin(ctx context.Context) (sqlstore.TxConn, error) {
 	tx, err := c.p.Begin(ctx)
 	if err != nil {
@@ -162,16 +165,21 @@ func (c poolConn) Begin(ctx context.Context) (sqlstore.TxConn, error) {
 // txConn adapts a pgx.Tx to sqlstore.TxConn.
 type txConn struct{ tx pgx.Tx }
 
+// Exec runs a statement and returns the rows it affected.
 func (c txConn) Exec(ctx context.Context, sql string, args ...any) (int64, error) {
 	tag, err := c.tx.Exec(ctx, sql, args...)
 	return tag.RowsAffected(), err
 }
 
+// Query runs a query.
 func (c txConn) Query(ctx context.Context, sql string, args ...any) (sqlstore.Rows, error) {
 	return c.tx.Query(ctx, sql, args...)
 }
 
-func (c txConn) Commit(ctx context.Context) error   { return c.tx.Commit(ctx) }
+// Commit commits the transaction.
+func (c txConn) Commit(ctx context.Context) error { return c.tx.Commit(ctx) }
+
+// Rollback rolls the transaction back.
 func (c txConn) Rollback(ctx context.Context) error { return c.tx.Rollback(ctx) }
 
 // Raw returns the pgx.Tx.

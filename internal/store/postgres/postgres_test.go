@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	neturl "net/url"
 	"strings"
 	"testing"
 
@@ -58,12 +59,13 @@ func TestHandleIsPool(t *testing.T) {
 // independent, and that WithSchema works like ?search_path=.
 func TestSchemas(t *testing.T) {
 	url := testpg.New(t)
-	a := open(t, url)
-	admin := open(t, url)
-	if _, err := admin.Pool().Exec(t.Context(), "CREATE SCHEMA other"); err != nil {
+	u, err := neturl.Parse(testpg.New(t))
+	if err != nil {
 		t.Fatal(err)
 	}
-	b := open(t, url, postgres.WithSchema("other"))
+	other := u.Query().Get("search_path")
+	a := open(t, url)
+	b := open(t, url, postgres.WithSchema(other))
 	ctx := t.Context()
 	for _, s := range []*postgres.Store{a, b} {
 		if err := s.Migrate(ctx); err != nil {
@@ -76,11 +78,11 @@ func TestSchemas(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := b.GetProvider(ctx, "only-in-a"); err == nil {
-		t.Error("schema other sees the provider of the first schema")
+		t.Errorf("schema %s sees the provider of the first schema", other)
 	}
 	var schema string
-	if err := b.Pool().QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil || schema != "other" {
-		t.Errorf("current_schema() = %q, %v; want other", schema, err)
+	if err := b.Pool().QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil || schema != other {
+		t.Errorf("current_schema() = %q, %v; want %s", schema, err, other)
 	}
 }
 
@@ -115,4 +117,16 @@ func TestOpenErrorsHidePassword(t *testing.T) {
 			t.Errorf("error shows the password: %v", err)
 		}
 	}
+}
+
+func BenchmarkRotations(b *testing.B) {
+	s, err := postgres.Open(b.Context(), testpg.New(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Migrate(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	storetest.BenchmarkRotations(b, s)
 }

@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/pressly/goose/v3"
@@ -187,18 +188,29 @@ func constraint(msg string) string {
 // dbConn adapts a *sql.DB to sqlstore.DB.
 type dbConn struct{ db *sql.DB }
 
+// Exec runs a statement and returns the rows it affected.
 func (c dbConn) Exec(ctx context.Context, query string, args ...any) (int64, error) {
-	return rowsAffected(c.db.ExecContext(ctx, numbered(query), args...))
+	query, args, err := positional(query, args)
+	if err != nil {
+		return 0, err
+	}
+	return rowsAffected(c.db.ExecContext(ctx, query, args...))
 }
 
+// Query runs a query.
 func (c dbConn) Query(ctx context.Context, query string, args ...any) (sqlstore.Rows, error) {
-	rows, err := c.db.QueryContext(ctx, numbered(query), args...)
+	query, args, err := positional(query, args)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := c.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	return sqlRows{rows}, nil
 }
 
+// Begin starts a transaction.
 func (c dbConn) Begin(ctx context.Context) (sqlstore.TxConn, error) {
 	tx, err := c.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -210,19 +222,32 @@ func (c dbConn) Begin(ctx context.Context) (sqlstore.TxConn, error) {
 // txConn adapts a *sql.Tx to sqlstore.TxConn.
 type txConn struct{ tx *sql.Tx }
 
+// Exec runs a statement and returns the rows it affected.
 func (c txConn) Exec(ctx context.Context, query string, args ...any) (int64, error) {
-	return rowsAffected(c.tx.ExecContext(ctx, numbered(query), args...))
+	query, args, err := positional(query, args)
+	if err != nil {
+		return 0, err
+	}
+	return rowsAffected(c.tx.ExecContext(ctx, query, args...))
 }
 
+// Query runs a query.
 func (c txConn) Query(ctx context.Context, query string, args ...any) (sqlstore.Rows, error) {
-	rows, err := c.tx.QueryContext(ctx, numbered(query), args...)
+	query, args, err := positional(query, args)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := c.tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	return sqlRows{rows}, nil
 }
 
-func (c txConn) Commit(context.Context) error   { return c.tx.Commit() }
+// Commit commits the transaction.
+func (c txConn) Commit(context.Context) error { return c.tx.Commit() }
+
+// Rollback rolls the transaction back.
 func (c txConn) Rollback(context.Context) error { return c.tx.Rollback() }
 
 // Raw returns the *sql.Tx.
@@ -231,31 +256,48 @@ func (c txConn) Raw() any { return c.tx }
 // sqlRows adapts *sql.Rows to sqlstore.Rows.
 type sqlRows struct{ *sql.Rows }
 
+// Close closes the rows.
 func (r sqlRows) Close() { _ = r.Rows.Close() }
 
-// numbered rewrites $N placeholders to ?N. SQLite reads both positionally,
-// but looks every $N up by name while parsing, which is quadratic in the
-// number of parameters (a multi-row INSERT binds thousands); ?N is not.
-// Quoted literals and identifiers are left alone.
-func numbered(query string) string {
+// positional rewrites $N placeholders to ? and orders the arguments to
+// match, repeating one bound twice. SQLite reads $N too, but looks each up
+// by name while parsing and again while binding, which is quadratic in the
+// number of parameters (a multi-row INSERT binds thousands); bare ? is
+// not. Quoted literals and identifiers are left alone.
+func positional(query string, args []any) (string, []any, error) {
 	if !strings.Contains(query, "$") {
-		return query
+		return query, args, nil
 	}
-	b := []byte(query)
+	var b strings.Builder
+	b.Grow(len(query))
+	out := make([]any, 0, len(args))
 	var quote byte
-	for i := 0; i < len(b); i++ {
-		switch c := b[i]; {
+	for i := 0; i < len(query); i++ {
+		c := query[i]
+		switch {
 		case quote != 0:
 			if c == quote {
 				quote = 0
 			}
 		case c == '\'' || c == '"':
 			quote = c
-		case c == '$' && i+1 < len(b) && b[i+1] >= '0' && b[i+1] <= '9':
-			b[i] = '?'
+		case c == '$' && i+1 < len(query) && query[i+1] >= '0' && query[i+1] <= '9':
+			j := i + 1
+			for j < len(query) && query[j] >= '0' && query[j] <= '9' {
+				j++
+			}
+			n, err := strconv.Atoi(query[i+1 : j])
+			if err != nil || n < 1 || n > len(args) {
+				return "", nil, fmt.Errorf("placeholder %s with %d arguments", query[i:j], len(args))
+			}
+			out = append(out, args[n-1])
+			b.WriteByte('?')
+			i = j - 1
+			continue
 		}
+		b.WriteByte(c)
 	}
-	return string(b)
+	return b.String(), out, nil
 }
 
 func rowsAffected(res sql.Result, err error) (int64, error) {

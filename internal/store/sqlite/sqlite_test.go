@@ -36,10 +36,6 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-func TestConformanceInMemory(t *testing.T) {
-	storetest.Exercise(t, func(t *testing.T) store.Store { return open(t, "sqlite::memory:") })
-}
-
 func TestOpenCreatesPrivateFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "nested", "dir", "rotator.db")
 	s := open(t, "sqlite://"+path)
@@ -104,8 +100,18 @@ func TestOpenURLs(t *testing.T) {
 			if s.Path() != wantPath {
 				t.Errorf("Path() = %q, want %q", s.Path(), wantPath)
 			}
-			if err := s.Migrate(t.Context()); err != nil {
+			ctx := t.Context()
+			if err := s.Migrate(ctx); err != nil {
 				t.Fatalf("migrate: %v", err)
+			}
+			err := s.InTx(ctx, func(tx store.Tx) error {
+				return tx.UpsertProvider(ctx, store.Provider{Name: "p", Type: "generated"})
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.GetProvider(ctx, "p"); err != nil {
+				t.Errorf("read back: %v", err)
 			}
 		})
 	}
@@ -159,4 +165,16 @@ func TestTwoStoresOneFile(t *testing.T) {
 	if n != 100 {
 		t.Errorf("%d events, want 100", n)
 	}
+}
+
+func BenchmarkRotations(b *testing.B) {
+	s, err := sqlite.Open(b.Context(), "sqlite://"+filepath.Join(b.TempDir(), "rotator.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Migrate(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	storetest.BenchmarkRotations(b, s)
 }

@@ -133,10 +133,28 @@ func (r reader) ListCredentials(ctx context.Context, f store.CredentialFilter) (
 	if !f.DueBefore.IsZero() {
 		preds = append(preds, "c.next_rotation_at <= "+q.arg(d.time(f.DueBefore)))
 	}
+	if len(f.ExcludeStatuses) > 0 {
+		names := make([]string, len(f.ExcludeStatuses))
+		for i, s := range f.ExcludeStatuses {
+			names[i] = string(s)
+		}
+		p, err := d.inList(&q, "c.status", names)
+		if err != nil {
+			return nil, fmt.Errorf("list credentials: %w", err)
+		}
+		preds = append(preds, "NOT ("+p+")")
+	}
 	if f.AfterID != "" {
 		preds = append(preds, "c.id > "+q.arg(f.AfterID))
 	}
-	q.sql(credentialSelect, where(preds), " ORDER BY c.id")
+	order := " ORDER BY c.id"
+	switch {
+	case f.OrderByDue && !f.DueBefore.IsZero(): // all scheduled
+		order = " ORDER BY c.next_rotation_at, c.id"
+	case f.OrderByDue:
+		order = " ORDER BY c.next_rotation_at IS NULL, c.next_rotation_at, c.id"
+	}
+	q.sql(credentialSelect, where(preds), order)
 	if f.Limit > 0 {
 		q.sql(" LIMIT ", q.arg(f.Limit))
 	}
@@ -252,6 +270,26 @@ WHERE id = $1 AND deleted_at IS NULL`,
 	}
 	if n == 0 {
 		return fmt.Errorf("update state of credential %s: %w", id, store.ErrNotFound)
+	}
+	return nil
+}
+
+// SetCredentialStatus sets the status (and updated_at) of the live
+// credentials among ids.
+func (tx *Tx) SetCredentialStatus(ctx context.Context, ids []string, status store.Status) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	var q query
+	set := q.arg(string(status))
+	now := q.arg(tx.s.dialect().time(tx.s.now()))
+	in, err := tx.s.dialect().inList(&q, "id", ids)
+	if err != nil {
+		return fmt.Errorf("set status of %d credentials to %s: %w", len(ids), status, err)
+	}
+	q.sql(`UPDATE credentials SET status = `, set, `, updated_at = `, now, ` WHERE deleted_at IS NULL AND `, in)
+	if _, err := tx.exec(ctx, q.String(), q.args...); err != nil {
+		return fmt.Errorf("set status of %d credentials to %s: %w", len(ids), status, err)
 	}
 	return nil
 }

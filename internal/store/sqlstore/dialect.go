@@ -69,6 +69,20 @@ func (d dialect) labelsMatch(q *query, col string, want map[string]string) (stri
 		" WHERE l.key = w.key AND l.type = 'text' AND l.value = w.value))", nil
 }
 
+// targetsInclude returns a predicate "the target bindings in col (a JSON
+// array of {"target": name, "key": ...}) include target name".
+func (d dialect) targetsInclude(q *query, col, name string) (string, error) {
+	if d.pg() {
+		b, err := json.Marshal([]store.TargetBinding{{Target: name}})
+		if err != nil {
+			return "", err
+		}
+		return col + " @> CAST(" + q.arg(string(b)) + " AS jsonb)", nil
+	}
+	return "EXISTS (SELECT 1 FROM json_each(" + col + ") AS b" +
+		" WHERE json_extract(b.value, '$.target') = " + q.arg(name) + ")", nil
+}
+
 // sqlType names the column type of a bound value in a VALUES list, where
 // Postgres cannot infer it.
 type sqlType int

@@ -64,6 +64,20 @@ func (r reader) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, e
 	if f.CredentialID != "" {
 		preds = append(preds, "credential_id = "+q.arg(f.CredentialID))
 	}
+	if len(f.IDs) > 0 {
+		p, err := d.inList(&q, "id", f.IDs)
+		if err != nil {
+			return nil, fmt.Errorf("list runs: %w", err)
+		}
+		preds = append(preds, p)
+	}
+	if len(f.CredentialIDs) > 0 {
+		p, err := d.inList(&q, "credential_id", f.CredentialIDs)
+		if err != nil {
+			return nil, fmt.Errorf("list runs: %w", err)
+		}
+		preds = append(preds, p)
+	}
 	if f.State != "" {
 		preds = append(preds, "state = "+q.arg(f.State))
 	}
@@ -130,6 +144,81 @@ ON CONFLICT (credential_id) WHERE active DO NOTHING`, args...)
 	return nil
 }
 
+// runChunk is how many runs one INSERT of InsertRunsIfIdle writes (20
+// parameters each).
+const runChunk = 500
+
+// InsertRunsIfIdle inserts the runs whose credential has no active run, in
+// multi-row statements, and returns those it inserted in input order (with
+// CreatedAt and UpdatedAt defaulted as by InsertRun). Of several active
+// runs for one credential the first wins. An existing run id is
+// ErrConflict.
+func (tx *Tx) InsertRunsIfIdle(ctx context.Context, runs []store.Run) ([]store.Run, error) {
+	runs = slices.Clone(runs)
+	inserted := make(map[string]bool, len(runs))
+	for start := 0; start < len(runs); start += runChunk {
+		chunk := runs[start:min(start+runChunk, len(runs))]
+		var q query
+		q.sql(`INSERT INTO runs (`, runColumns, `) VALUES `)
+		for i := range chunk {
+			r := &chunk[i]
+			if r.ID == "" {
+				return nil, fmt.Errorf("insert run for credential %s: empty id", r.CredentialID)
+			}
+			r.CreatedAt = tx.s.orNow(r.CreatedAt)
+			if r.UpdatedAt.IsZero() {
+				r.UpdatedAt = r.CreatedAt
+			}
+			args, err := tx.runArgs(*r)
+			if err != nil {
+				return nil, err
+			}
+			if i > 0 {
+				q.sql(", ")
+			}
+			for j, a := range args {
+				if j == 0 {
+					q.sql("(")
+				} else {
+					q.sql(", ")
+				}
+				q.sql(q.arg(a))
+			}
+			q.sql(")")
+		}
+		q.sql(` ON CONFLICT (credential_id) WHERE active DO NOTHING RETURNING id`)
+		rows, err := tx.c.Query(ctx, q.String(), q.args...)
+		if err == nil {
+			for rows.Next() {
+				var id string
+				if err = rows.Scan(&id); err != nil {
+					break
+				}
+				inserted[id] = true
+			}
+			rows.Close()
+			if err == nil {
+				err = rows.Err()
+			}
+		}
+		if err != nil {
+			if kind, _ := tx.s.classify(err); kind == KindUnique {
+				return nil, fmt.Errorf("insert %d runs: a run id exists: %w", len(chunk), store.ErrConflict)
+			} else if kind == KindForeignKey {
+				return nil, fmt.Errorf("insert %d runs: a credential does not exist: %w", len(chunk), store.ErrNotFound)
+			}
+			return nil, fmt.Errorf("insert %d runs: %w", len(chunk), err)
+		}
+	}
+	out := make([]store.Run, 0, len(inserted))
+	for _, r := range runs {
+		if inserted[r.ID] {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
 // UpdateRun writes every field of a run but its id, credential and
 // creation time. UpdatedAt defaults to now.
 func (tx *Tx) UpdateRun(ctx context.Context, r store.Run) error {
@@ -176,6 +265,7 @@ func (tx *Tx) runError(verb string, r store.Run, err error) error {
 		return fmt.Errorf("%s run %s: run exists: %w", verb, r.ID, store.ErrConflict)
 	case KindForeignKey:
 		return fmt.Errorf("%s run %s: credential %s: %w", verb, r.ID, r.CredentialID, store.ErrNotFound)
+	case KindOther, KindRetry:
 	}
 	return fmt.Errorf("%s run %s of credential %s: %w", verb, r.ID, r.CredentialID, err)
 }
@@ -224,6 +314,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 			return fmt.Errorf("insert step %d of run %s: step exists: %w", s.Seq, s.RunID, store.ErrConflict)
 		case KindForeignKey:
 			return fmt.Errorf("insert step %d: run %s: %w", s.Seq, s.RunID, store.ErrNotFound)
+		case KindOther, KindRetry:
 		}
 		return fmt.Errorf("insert step %d of run %s: %w", s.Seq, s.RunID, err)
 	}

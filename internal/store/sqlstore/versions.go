@@ -179,6 +179,7 @@ func (tx *Tx) versionError(verb string, v store.Version, err error) error {
 		return fmt.Errorf("%s version %s: version exists: %w", verb, v.ID, store.ErrConflict)
 	case KindForeignKey:
 		return fmt.Errorf("%s version %s: credential %s: %w", verb, v.ID, v.CredentialID, store.ErrNotFound)
+	case KindOther, KindRetry:
 	}
 	return fmt.Errorf("%s version %s of credential %s: %w", verb, v.ID, v.CredentialID, err)
 }

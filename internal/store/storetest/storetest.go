@@ -65,6 +65,12 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		"SettingsNestedRoundTrip":    testSettingsNestedRoundTrip,
 		"AuditDataRoundTrip":         testAuditDataRoundTrip,
 		"ReadsOutsideTxSeeCommitted": testReadsSeeCommitted,
+		"Targets":                    testTargets,
+		"SetCredentialStatus":        testSetCredentialStatus,
+		"ListCredentialsByDue":       testListCredentialsByDue,
+		"InsertRunsIfIdle":           testInsertRunsIfIdle,
+		"InsertRunsIfIdleConcurrent": testInsertRunsIfIdleConcurrent,
+		"ListRunsByIDs":              testListRunsByIDs,
 	} {
 		t.Run(name, func(t *testing.T) {
 			s, ctx := setup(t)
@@ -1065,8 +1071,8 @@ func testAuditFilters(t *testing.T, s store.Store, ctx context.Context) {
 }
 
 func testAuditPaging(t *testing.T, s store.Store, ctx context.Context) {
-	// More events than one insert statement and one scan page hold.
-	const n = 2345
+	// More events than one insert statement and two scan pages hold.
+	const n = 1100
 	evs := make([]store.AuditEvent, n)
 	for i := range evs {
 		evs[i] = store.AuditEvent{Action: fmt.Sprintf("e%04d", i), OccurredAt: t0, CredentialID: "c1"}
@@ -1401,5 +1407,241 @@ func sameJSON(t *testing.T, what string, got, want json.RawMessage) {
 	}
 	if !reflect.DeepEqual(g, w) {
 		t.Errorf("%s:\n got  %s\n want %s", what, got, want)
+	}
+}
+
+func testTargets(t *testing.T, s store.Store, ctx context.Context) {
+	ts, err := s.ListTargets(ctx)
+	noErr(t, "list empty", err)
+	equal(t, "empty list", len(ts), 0)
+	sm := store.Target{Name: "sm-github", Type: "aws-secretsmanager", SpecHash: "th1",
+		Settings: settings.Map{"secret_id": "mcp/github-token", "tags": map[string]any{"team": "x"}}, CreatedAt: t0, UpdatedAt: t0}
+	file := store.Target{Name: "local-env", Type: "file", Settings: settings.Map{"path": "./run/mcp.env", "mode": 384},
+		CreatedAt: t0, UpdatedAt: t0}
+	tx(t, s, func(tx store.Tx) error {
+		noErr(t, "upsert sm", tx.UpsertTarget(ctx, sm))
+		return tx.UpsertTarget(ctx, file)
+	})
+	got, err := s.GetTarget(ctx, "sm-github")
+	noErr(t, "get", err)
+	equal(t, "target", got, sm)
+	ts, err = s.ListTargets(ctx)
+	noErr(t, "list", err)
+	equal(t, "targets by name", ts, []store.Target{file, sm})
+	_, err = s.GetProvider(ctx, "sm-github")
+	isErr(t, "a target is no provider", err, store.ErrNotFound)
+
+	sm.Type, sm.SpecHash, sm.UpdatedAt = "file", "th2", t0.Add(time.Minute)
+	tx(t, s, func(tx store.Tx) error { return tx.UpsertTarget(ctx, sm) })
+	got, err = s.GetTarget(ctx, "sm-github")
+	noErr(t, "get updated", err)
+	equal(t, "updated target", got, sm)
+
+	// A target in use by a live credential cannot go.
+	seed(t, s, credential("c1")) // targets sm-github and local-env
+	err = s.InTx(ctx, func(tx store.Tx) error { return tx.DeleteTarget(ctx, "local-env") })
+	isErr(t, "delete target in use", err, store.ErrConflict)
+	tx(t, s, func(tx store.Tx) error {
+		c := credential("c1", func(c *store.Credential) { c.Targets = []store.TargetBinding{{Target: "sm-github"}} })
+		noErr(t, "unbind", tx.UpsertCredentialSpec(ctx, c))
+		return tx.DeleteTarget(ctx, "local-env")
+	})
+	_, err = s.GetTarget(ctx, "local-env")
+	isErr(t, "get deleted", err, store.ErrNotFound)
+	err = s.InTx(ctx, func(tx store.Tx) error { return tx.DeleteTarget(ctx, "local-env") })
+	isErr(t, "delete deleted", err, store.ErrNotFound)
+	tx(t, s, func(tx store.Tx) error { return tx.DeleteCredential(ctx, "c1") })
+	tx(t, s, func(tx store.Tx) error { return tx.DeleteTarget(ctx, "sm-github") })
+	tx(t, s, func(tx store.Tx) error { return tx.UpsertTarget(ctx, file) })
+	ts, err = s.ListTargets(ctx)
+	noErr(t, "list revived", err)
+	equal(t, "revived", ts, []store.Target{file})
+}
+
+func testSetCredentialStatus(t *testing.T, s store.Store, ctx context.Context) {
+	seed(t, s, credential("a"), credential("b"), credential("c"), credential("d"))
+	tx(t, s, func(tx store.Tx) error { return tx.DeleteCredential(ctx, "d") })
+	tx(t, s, func(tx store.Tx) error {
+		noErr(t, "no ids", tx.SetCredentialStatus(ctx, nil, store.StatusDue))
+		return tx.SetCredentialStatus(ctx, []string{"a", "c", "d", "missing"}, store.StatusRotating)
+	})
+	list, err := s.ListCredentials(ctx, store.CredentialFilter{})
+	noErr(t, "list", err)
+	got := map[string]store.Status{}
+	for _, c := range list {
+		got[c.ID] = c.State.Status
+	}
+	equal(t, "statuses", got, map[string]store.Status{"a": store.StatusRotating, "b": store.StatusNew, "c": store.StatusRotating})
+	list, err = s.ListCredentials(ctx, store.CredentialFilter{ExcludeStatuses: []store.Status{store.StatusRotating, store.StatusNeedsAttention}})
+	noErr(t, "list excluding", err)
+	equal(t, "excluding rotating", credIDs(list), []string{"b"})
+}
+
+func testListCredentialsByDue(t *testing.T, s store.Store, ctx context.Context) {
+	due := func(d time.Duration) func(*store.Credential) {
+		return func(c *store.Credential) { c.State.NextRotationAt = t0.Add(d) }
+	}
+	seed(t, s,
+		credential("a", due(time.Hour)),
+		credential("b", due(-time.Hour)),
+		credential("c"), // unscheduled
+		credential("d", due(-time.Hour)),
+		credential("e", due(-2*time.Hour), func(c *store.Credential) { c.State.Status = store.StatusNeedsAttention }),
+		credential("f", due(-3*time.Hour)),
+	)
+	for name, tc := range map[string]struct {
+		f    store.CredentialFilter
+		want []string
+	}{
+		"due order":              {store.CredentialFilter{OrderByDue: true}, []string{"f", "e", "b", "d", "a", "c"}},
+		"due before, due order":  {store.CredentialFilter{OrderByDue: true, DueBefore: t0}, []string{"f", "e", "b", "d"}},
+		"the scheduler's query":  {store.CredentialFilter{OrderByDue: true, DueBefore: t0, Limit: 2, ExcludeStatuses: []store.Status{store.StatusNeedsAttention}}, []string{"f", "b"}},
+		"due before, id order":   {store.CredentialFilter{DueBefore: t0}, []string{"b", "d", "e", "f"}},
+		"exclude nothing listed": {store.CredentialFilter{ExcludeStatuses: []store.Status{store.StatusFailing}}, []string{"a", "b", "c", "d", "e", "f"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, err := s.ListCredentials(ctx, tc.f)
+			noErr(t, "list", err)
+			equal(t, "ids", credIDs(got), tc.want)
+		})
+	}
+}
+
+func testInsertRunsIfIdle(t *testing.T, s store.Store, ctx context.Context) {
+	seed(t, s, credential("c1"), credential("c2"), credential("c3"))
+	tx(t, s, func(tx store.Tx) error { return tx.InsertRun(ctx, run("r0", "c1", t0)) })
+	inactive := run("r4", "c3", t0)
+	inactive.Active = false
+	noDefaults := run("r5", "c3", time.Time{})
+	noDefaults.UpdatedAt = time.Time{}
+	batch := []store.Run{
+		run("r1", "c1", t0), // c1 has r0
+		run("r2", "c2", t0),
+		run("r3", "c2", t0.Add(time.Second)), // r2 came first
+		inactive,
+		noDefaults,
+	}
+	var inserted []store.Run
+	tx(t, s, func(tx store.Tx) error {
+		var err error
+		inserted, err = tx.InsertRunsIfIdle(ctx, batch)
+		noErr(t, "insert runs", err)
+		none, err := tx.InsertRunsIfIdle(ctx, nil)
+		noErr(t, "insert no runs", err)
+		equal(t, "inserted of none", len(none), 0)
+		return nil
+	})
+	equal(t, "inserted", ids(inserted, func(r store.Run) string { return r.ID }), []string{"r2", "r4", "r5"})
+	if len(inserted) == 3 {
+		equal(t, "inserted r2", inserted[0], batch[1])
+		if inserted[2].CreatedAt.IsZero() || !inserted[2].UpdatedAt.Equal(inserted[2].CreatedAt) {
+			t.Errorf("defaults not applied to the returned run: %+v", inserted[2])
+		}
+		got, err := s.GetRun(ctx, "r5")
+		noErr(t, "get r5", err)
+		equal(t, "stored r5", got, inserted[2])
+	}
+	if batch[4].CreatedAt != (time.Time{}) {
+		t.Error("InsertRunsIfIdle changed its argument")
+	}
+	for _, id := range []string{"r1", "r3"} {
+		_, err := s.GetRun(ctx, id)
+		isErr(t, "skipped run "+id, err, store.ErrNotFound)
+	}
+	err := s.InTx(ctx, func(tx store.Tx) error {
+		r := run("r2", "c3", t0)
+		r.Active = false
+		_, err := tx.InsertRunsIfIdle(ctx, []store.Run{r})
+		return err
+	})
+	isErr(t, "existing run id", err, store.ErrConflict)
+
+	// Larger than one statement.
+	var many []store.Credential
+	var runs []store.Run
+	for i := range 600 { // more than one statement holds
+		id := fmt.Sprintf("m%04d", i)
+		many = append(many, credential(id))
+		runs = append(runs, run("run-"+id, id, t0))
+	}
+	seed(t, s, many...)
+	tx(t, s, func(tx store.Tx) error {
+		got, err := tx.InsertRunsIfIdle(ctx, runs)
+		noErr(t, "insert many", err)
+		equal(t, "inserted many", len(got), len(runs))
+		// Runs of busy credentials are skipped, even when the active run
+		// is the same run.
+		got, err = tx.InsertRunsIfIdle(ctx, runs[:10])
+		noErr(t, "reinsert active runs", err)
+		equal(t, "reinserted", len(got), 0)
+		return nil
+	})
+}
+
+func testInsertRunsIfIdleConcurrent(t *testing.T, s store.Store, ctx context.Context) {
+	var creds []store.Credential
+	for i := range 20 {
+		creds = append(creds, credential(fmt.Sprintf("c%02d", i)))
+	}
+	seed(t, s, creds...)
+	const n = 8
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	won := map[string]int{}
+	for w := range n {
+		wg.Go(func() {
+			var runs []store.Run
+			for _, c := range creds {
+				runs = append(runs, run(fmt.Sprintf("%s-w%d", c.ID, w), c.ID, t0))
+			}
+			err := s.InTx(ctx, func(tx store.Tx) error {
+				got, err := tx.InsertRunsIfIdle(ctx, runs)
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				for _, r := range got {
+					won[r.CredentialID]++
+				}
+				return nil
+			})
+			if err != nil {
+				t.Errorf("worker %d: %v", w, err)
+			}
+		})
+	}
+	wg.Wait()
+	for _, c := range creds {
+		if won[c.ID] != 1 {
+			t.Errorf("credential %s: %d runs started, want 1", c.ID, won[c.ID])
+		}
+	}
+	active, err := s.ListRuns(ctx, store.RunFilter{ActiveOnly: true})
+	noErr(t, "list active", err)
+	equal(t, "active runs", len(active), len(creds))
+}
+
+func testListRunsByIDs(t *testing.T, s store.Store, ctx context.Context) {
+	seed(t, s, credential("c1"), credential("c2"), credential("c3"))
+	tx(t, s, func(tx store.Tx) error {
+		for i, c := range []string{"c1", "c2", "c3"} {
+			noErr(t, "insert", tx.InsertRun(ctx, run("r"+c, c, t0.Add(time.Duration(i)*time.Second))))
+		}
+		return nil
+	})
+	for name, tc := range map[string]struct {
+		f    store.RunFilter
+		want []string
+	}{
+		"ids":            {store.RunFilter{IDs: []string{"rc1", "rc3", "nope"}}, []string{"rc3", "rc1"}},
+		"credential ids": {store.RunFilter{CredentialIDs: []string{"c2", "c3"}}, []string{"rc3", "rc2"}},
+		"both":           {store.RunFilter{IDs: []string{"rc1", "rc2"}, CredentialIDs: []string{"c2", "c3"}}, []string{"rc2"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, err := s.ListRuns(ctx, tc.f)
+			noErr(t, "list", err)
+			equal(t, "run ids", ids(got, func(r store.Run) string { return r.ID }), tc.want)
+		})
 	}
 }
