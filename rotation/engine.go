@@ -99,7 +99,13 @@ type RunOptions struct {
 	// RetireAfter is when the previous version may be retired (cut-over
 	// time plus grace); set at cutover.
 	RetireAfter time.Time `json:"retire_after,omitzero"`
+	// DueAt is when a scheduled run was due (its scheduling lag is
+	// started_at − due_at).
+	DueAt time.Time `json:"due_at,omitzero"`
 }
+
+// OptionsOf returns the options a run was started with.
+func OptionsOf(r store.Run) RunOptions { return runOptions(r) }
 
 func runOptions(r store.Run) RunOptions {
 	var o RunOptions
@@ -384,7 +390,7 @@ func (e *Engine) enqueue(ctx context.Context, runs []store.Run) ([]Started, erro
 func (e *Engine) EnqueueDue(ctx context.Context, limit int) (int, error) {
 	now := e.now()
 	creds, err := e.store.ListCredentials(ctx, store.CredentialFilter{
-		DueBefore: now, Limit: limit, OrderByDue: true,
+		DueBefore: now, Limit: limit, OrderByDue: true, Idle: true,
 		ExcludeStatuses: []store.Status{store.StatusRotating, store.StatusNeedsAttention},
 	})
 	if err != nil {
@@ -399,7 +405,7 @@ func (e *Engine) EnqueueDue(ctx context.Context, limit int) (int, error) {
 		if plan, err := Schedule(c, now); err == nil && (plan.Reason == "expiry" || plan.Reason == "max_age") {
 			trigger = store.TriggerExpiry
 		}
-		runs = append(runs, e.newRun(c, trigger, "scheduler", "", PrioritySchedule, RunOptions{}))
+		runs = append(runs, e.newRun(c, trigger, "scheduler", "", PrioritySchedule, RunOptions{DueAt: c.State.NextRotationAt}))
 	}
 	started, err := e.enqueue(ctx, runs)
 	if err != nil {

@@ -172,14 +172,15 @@ func setupRiver[TTx any](r *Runner, driver riverdriver.Driver[TTx]) error {
 		return err
 	}
 	cfg := &river.Config{
-		Queues:                      map[string]river.QueueConfig{QueueRotation: {MaxWorkers: r.opts.Workers}},
-		Workers:                     workers,
-		JobTimeout:                  r.opts.JobTimeout,
-		RescueStuckJobsAfter:        r.opts.RescueAfter,
-		FetchCooldown:               5 * time.Millisecond,
-		FetchPollInterval:           r.opts.FetchPollInterval,
-		LeaderElectionDisabled:      !r.opts.Scheduler,
-		Logger:                      r.opts.Logger.With(slog.String("component", "river")),
+		Queues:                 map[string]river.QueueConfig{QueueRotation: {MaxWorkers: r.opts.Workers}},
+		Workers:                workers,
+		JobTimeout:             r.opts.JobTimeout,
+		RescueStuckJobsAfter:   r.opts.RescueAfter,
+		FetchCooldown:          5 * time.Millisecond,
+		FetchPollInterval:      r.opts.FetchPollInterval,
+		LeaderElectionDisabled: !r.opts.Scheduler,
+		// River logs job counts at info every 5s; operators need only its warnings.
+		Logger:                      slog.New(minLevel{h: r.opts.Logger.Handler(), min: slog.LevelWarn}).With(slog.String("component", "river")),
 		CompletedJobRetentionPeriod: time.Hour,
 	}
 	if r.opts.Scheduler {

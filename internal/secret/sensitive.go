@@ -29,6 +29,16 @@ func IsSensitiveKey(name string) bool {
 	if sensitiveKeyExceptions[n] {
 		return false
 	}
+	// Settings that describe a secret rather than hold one: its length,
+	// lifetime, policy, where it is fetched from, what it is called.
+	for _, suffix := range []string{"_url", "_length", "_len", "_ttl", "_lifetime", "_policy", "_style", "_type", "_id", "_ids", "_arn", "_name", "_header", "_count"} {
+		if strings.HasSuffix(n, suffix) {
+			return false
+		}
+	}
+	if strings.HasPrefix(n, "max_") || strings.HasPrefix(n, "min_") {
+		return false
+	}
 	for _, p := range sensitiveKeyParts {
 		if strings.Contains(n, p) {
 			return true

@@ -104,3 +104,18 @@ func TestValueReveal(t *testing.T) {
 		t.Fatal("Reveal of the zero Value is not nil")
 	}
 }
+
+func TestIsSensitiveKey(t *testing.T) {
+	t.Parallel()
+	cases := map[string]bool{
+		"client_secret": true, "api_key": true, "Authorization": true, "db-password": true, "token": true,
+		"private_key": true, "cookie": true, "admin_dsn": true,
+		"token_url": false, "password_length": false, "token_ttl": false, "max_tokens": false, "key_id": false,
+		"secret_id": false, "auth_style": false, "scope_policy": false, "consumer": false, "path": false,
+	}
+	for name, want := range cases {
+		if got := IsSensitiveKey(name); got != want {
+			t.Errorf("IsSensitiveKey(%q) = %v, want %v", name, got, want)
+		}
+	}
+}

@@ -63,6 +63,8 @@ type CredentialFilter struct {
 	Provider string
 	// DueBefore selects credentials with next_rotation_at <= DueBefore.
 	DueBefore time.Time
+	// Idle leaves out credentials that have an active run.
+	Idle bool
 	// ExcludeStatuses leaves out credentials in any of these statuses.
 	ExcludeStatuses []Status
 	// OrderByDue orders by next_rotation_at (unscheduled last), then id,

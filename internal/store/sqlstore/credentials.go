@@ -144,6 +144,9 @@ func (r reader) ListCredentials(ctx context.Context, f store.CredentialFilter) (
 		}
 		preds = append(preds, "NOT ("+p+")")
 	}
+	if f.Idle {
+		preds = append(preds, "NOT EXISTS (SELECT 1 FROM runs r WHERE r.credential_id = c.id AND r.active)")
+	}
 	if f.AfterID != "" {
 		preds = append(preds, "c.id > "+q.arg(f.AfterID))
 	}

@@ -1475,6 +1475,24 @@ func testSetCredentialStatus(t *testing.T, s store.Store, ctx context.Context) {
 	list, err = s.ListCredentials(ctx, store.CredentialFilter{ExcludeStatuses: []store.Status{store.StatusRotating, store.StatusNeedsAttention}})
 	noErr(t, "list excluding", err)
 	equal(t, "excluding rotating", credIDs(list), []string{"b"})
+
+	// Idle leaves out credentials with an active run (a run waiting out its
+	// grace period leaves the credential healthy but not idle).
+	tx(t, s, func(tx store.Tx) error { return tx.InsertRun(ctx, run("idle-r1", "b", t0)) })
+	list, err = s.ListCredentials(ctx, store.CredentialFilter{Idle: true})
+	noErr(t, "list idle", err)
+	equal(t, "idle", credIDs(list), []string{"a", "c"})
+	tx(t, s, func(tx store.Tx) error {
+		r, err := tx.GetRun(ctx, "idle-r1")
+		if err != nil {
+			return err
+		}
+		r.Active = false
+		return tx.UpdateRun(ctx, r)
+	})
+	list, err = s.ListCredentials(ctx, store.CredentialFilter{Idle: true})
+	noErr(t, "list idle after run ended", err)
+	equal(t, "idle after run ended", credIDs(list), []string{"a", "b", "c"})
 }
 
 func testListCredentialsByDue(t *testing.T, s store.Store, ctx context.Context) {
