@@ -124,6 +124,7 @@ Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.`,
 		a.serveCommand(),
 		a.rotateCommand(),
 		a.runsCommand(),
+		a.keysCommand(),
 		a.healthCommand(),
 		a.versionCommand(),
 	)
