@@ -52,6 +52,8 @@ type Engine struct {
 	log     *slog.Logger
 	now     func() time.Time
 	plugins *plugins
+	// runbooks caches resolved runbook references (runbook_cache.go).
+	runbooks runbookCache
 	// enqueue inserts rotate jobs in a transaction; set by the Runner.
 	queue queue
 }
@@ -248,22 +250,22 @@ func (e *Engine) expediteGrace(ctx context.Context, creds []store.Credential) er
 			opts := runOptions(r)
 			opts.RetireAfter = e.now()
 			r.Options = opts.raw()
+			prevUpdated := r.UpdatedAt
+			r.UpdatedAt = e.now()
 			err := e.store.InTx(ctx, func(tx store.Tx) error {
-				cur, err := tx.GetRun(ctx, r.ID)
-				if err != nil {
-					return err
-				}
-				if cur.State != r.State || !cur.UpdatedAt.Equal(r.UpdatedAt) {
+				err := tx.AdvanceRun(ctx, r, r.State, prevUpdated)
+				if errors.Is(err, store.ErrConflict) {
 					return ErrRunMoved
 				}
-				r.UpdatedAt = e.now()
-				return tx.UpdateRun(ctx, r)
+				return err
 			})
 			if err != nil && !errors.Is(err, ErrRunMoved) {
 				return fmt.Errorf("ending the grace period of run %s: %w", r.ID, err)
 			}
 			if err == nil {
-				if _, _, err := e.Execute(ctx, r.ID); err != nil {
+				// ErrRunMoved: the run's own job woke at the same moment and
+				// retires the previous version itself.
+				if _, _, err := e.Execute(ctx, r.ID); err != nil && !errors.Is(err, ErrRunMoved) {
 					return fmt.Errorf("retiring the previous version of %s: %w", r.CredentialID, err)
 				}
 			}
@@ -306,13 +308,18 @@ func (e *Engine) runbookRef(ref string) store.RunbookRef {
 	if abs, err := filepath.Abs(dir); err == nil {
 		dir = abs
 	}
+	if r, ok := e.runbooks.get(ref); ok {
+		return r
+	}
 	rb, err := runbook.Resolve(dir, ref)
 	if err != nil {
 		path, anchor, _ := cutAnchor(ref)
 		e.log.Warn("runbook not found; the run records its path without a digest", slog.String("runbook", ref), slog.String("error", err.Error()))
 		return store.RunbookRef{Path: path, Anchor: anchor}
 	}
-	return store.RunbookRef{Path: rb.Path, Anchor: rb.Anchor, Digest: rb.Digest}
+	r := store.RunbookRef{Path: rb.Path, Anchor: rb.Anchor, Digest: rb.Digest}
+	e.runbooks.put(ref, rb.File, r)
+	return r
 }
 
 func cutAnchor(ref string) (string, string, bool) {
@@ -401,11 +408,14 @@ func (e *Engine) EnqueueDue(ctx context.Context, limit int) (int, error) {
 	}
 	runs := make([]store.Run, 0, len(creds))
 	for _, c := range creds {
-		trigger := store.TriggerSchedule
-		if plan, err := Schedule(c, now); err == nil && (plan.Reason == "expiry" || plan.Reason == "max_age") {
+		trigger, reason := store.TriggerSchedule, ""
+		switch plan, err := Schedule(c, now); {
+		case c.State.FailureCount > 0:
+			reason = fmt.Sprintf("retry after %d failed run(s)", c.State.FailureCount)
+		case err == nil && (plan.Reason == "expiry" || plan.Reason == "max_age"):
 			trigger = store.TriggerExpiry
 		}
-		runs = append(runs, e.newRun(c, trigger, "scheduler", "", PrioritySchedule, RunOptions{DueAt: c.State.NextRotationAt}))
+		runs = append(runs, e.newRun(c, trigger, "scheduler", reason, PrioritySchedule, RunOptions{DueAt: c.State.NextRotationAt}))
 	}
 	started, err := e.enqueue(ctx, runs)
 	if err != nil {

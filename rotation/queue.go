@@ -95,6 +95,11 @@ type RunnerOptions struct {
 	// notification arrives (default 100ms).
 	FetchPollInterval time.Duration
 	Logger            *slog.Logger
+	// LeaderTasks run on the scheduler leader only, one after another, once
+	// per scheduler slice (about every 2s), after due credentials are
+	// enqueued; the audit sealer is one. Each should bound its own work.
+	// An error is logged and the task runs again next slice.
+	LeaderTasks []func(ctx context.Context) error
 }
 
 // Runner runs the engine's River workers (and, optionally, the scheduler)
@@ -184,7 +189,7 @@ func setupRiver[TTx any](r *Runner, driver riverdriver.Driver[TTx]) error {
 		CompletedJobRetentionPeriod: time.Hour,
 	}
 	if r.opts.Scheduler {
-		if err := river.AddWorkerSafely(workers, &tickWorker{e: r.e, interval: r.opts.TickInterval, batch: r.opts.SchedulerBatch, slice: 2 * time.Second}); err != nil {
+		if err := river.AddWorkerSafely(workers, &tickWorker{e: r.e, interval: r.opts.TickInterval, batch: r.opts.SchedulerBatch, slice: 2 * time.Second, tasks: r.opts.LeaderTasks}); err != nil {
 			return err
 		}
 		cfg.Queues[QueueScheduler] = river.QueueConfig{MaxWorkers: 1}
@@ -246,6 +251,7 @@ type tickWorker struct {
 	e               *Engine
 	interval, slice time.Duration
 	batch           int
+	tasks           []func(ctx context.Context) error
 }
 
 // Work polls for due credentials every interval for one slice; the next
@@ -269,12 +275,22 @@ func (w *tickWorker) Work(ctx context.Context, _ *river.Job[TickArgs]) error {
 			}
 		}
 		if time.Now().After(deadline) {
+			w.runTasks(ctx)
 			return nil
 		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		}
+	}
+}
+
+// runTasks runs the leader tasks once, logging failures.
+func (w *tickWorker) runTasks(ctx context.Context) {
+	for i, task := range w.tasks {
+		if err := task(ctx); err != nil && ctx.Err() == nil {
+			w.e.log.Warn("leader task failed", slog.Int("task", i), slog.String("error", w.e.opts.Redactor.Scrub(err.Error())))
 		}
 	}
 }

@@ -87,11 +87,16 @@ func (e *Engine) Execute(ctx context.Context, runID string) (Outcome, time.Time,
 	}
 	x := &execution{e: e, run: run, opts: runOptions(run)}
 	defer x.forget()
-	steps, err := e.store.ListSteps(ctx, runID)
-	if err != nil {
-		return Done, time.Time{}, fmt.Errorf("run %s: reading steps: %w", runID, err)
+	// Steps are written only by commits, and every commit moves the run out
+	// of planned: a planned run has none, and a fresh run (most of them)
+	// needs no read to number its steps.
+	if State(run.State) != StatePlanned {
+		steps, err := e.store.ListSteps(ctx, runID)
+		if err != nil {
+			return Done, time.Time{}, fmt.Errorf("run %s: reading steps: %w", runID, err)
+		}
+		x.seq = len(steps)
 	}
-	x.seq = len(steps)
 	cred, err := e.store.GetCredential(ctx, run.CredentialID)
 	if errors.Is(err, store.ErrNotFound) {
 		return Done, time.Time{}, x.abandon(ctx, "credential was removed from the inventory")
@@ -144,6 +149,9 @@ func (x *execution) proceed(ctx context.Context) (Outcome, time.Time, error) {
 	case StateCuttingOver:
 		if err := x.cutover(ctx); err != nil {
 			return x.failAtCutover(ctx, err)
+		}
+		if State(x.run.State).Terminal() { // retired at cutover
+			return Done, time.Time{}, nil
 		}
 		if at := x.opts.RetireAfter; at.After(x.e.now()) {
 			return RetireLater, at, nil
@@ -269,25 +277,21 @@ func (x *execution) commit(ctx context.Context, s State, fn func(tx store.Tx) er
 		x.run.FinishedAt = x.run.UpdatedAt
 	}
 	err := x.e.store.InTx(ctx, func(tx store.Tx) error {
-		cur, err := tx.GetRun(ctx, x.run.ID)
-		if err != nil {
+		// The run is written first, on the condition that it is still as
+		// this execution read it (one statement, no read).
+		if err := tx.AdvanceRun(ctx, x.run, prevState, prevUpdated); err != nil {
+			if errors.Is(err, store.ErrConflict) {
+				return fmt.Errorf("%w: %w", ErrRunMoved, err)
+			}
 			return err
-		}
-		if cur.State != prevState || !cur.UpdatedAt.Equal(prevUpdated) {
-			return fmt.Errorf("run %s: %w (now %s)", x.run.ID, ErrRunMoved, cur.State)
 		}
 		if fn != nil {
 			if err := fn(tx); err != nil {
 				return err
 			}
 		}
-		if err := tx.UpdateRun(ctx, x.run); err != nil {
+		if err := tx.InsertStep(ctx, x.steps...); err != nil {
 			return err
-		}
-		for _, st := range x.steps {
-			if err := tx.InsertStep(ctx, st); err != nil {
-				return err
-			}
 		}
 		return tx.InsertAuditEvents(ctx, x.events...)
 	})
@@ -457,10 +461,13 @@ func (x *execution) targetCommon(step string, b store.TargetBinding, versionID s
 // cutover promotes the new value at every target and commits: the pending
 // version becomes current, the old current becomes previous.
 func (x *execution) cutover(ctx context.Context) error {
-	v := x.newVer
-	if v == nil || x.newVal.IsZero() {
+	if x.newVer == nil || x.newVal.IsZero() {
 		return fmt.Errorf("run %s has no pending value to cut over to", x.run.ID)
 	}
+	// Work on a copy: if the commit fails, x.newVer must still say pending
+	// so that the rollback discards it.
+	cp := *x.newVer
+	v := &cp
 	prevID := ""
 	if x.cred.Current != nil && x.cred.Current.ID != v.ID {
 		prevID = x.cred.Current.ID
@@ -502,11 +509,30 @@ func (x *execution) cutover(ctx context.Context) error {
 	st.NextRotationAt, st.ExpiresAt = plan.Due, plan.Expiry
 	x.event("run.cut_over", map[string]any{"new_version": v.ID, "fingerprint": v.Fingerprint, "previous_version": prevID, "retire_after": x.opts.RetireAfter})
 	x.record("cutover", now, nil, map[string]string{"version": v.ID, "fingerprint": v.Fingerprint})
-	err = x.commit(ctx, StateCutOver, func(tx store.Tx) error {
-		if prevID != "" {
-			prev := *x.cred.Current
-			prev.Stage = store.StagePrevious
-			if err := tx.UpdateVersion(ctx, prev); err != nil {
+	var prev *store.Version
+	if prevID != "" {
+		prev = x.cred.Current
+	}
+	state := StateCutOver
+	nSteps, nEvents := len(x.steps), len(x.events)
+	retired, retireNow := x.retireAtCutover(ctx, prev, now)
+	if retireNow {
+		state = StateSucceeded
+		x.run.Error = ""
+		x.event("run.succeeded", map[string]any{"retired_versions": len(retired)})
+	}
+	err = x.commit(ctx, state, func(tx store.Tx) error {
+		if prev != nil && !retireNow {
+			p := *prev
+			p.Stage = store.StagePrevious
+			if err := tx.UpdateVersion(ctx, p); err != nil {
+				return err
+			}
+		}
+		// Retired versions (the old current among them) are demoted before
+		// the new one becomes current.
+		for _, p := range retired {
+			if err := tx.UpdateVersion(ctx, p); err != nil {
 				return err
 			}
 		}
@@ -516,10 +542,76 @@ func (x *execution) cutover(ctx context.Context) error {
 		return tx.UpdateCredentialState(ctx, x.cred.ID, st)
 	})
 	if err != nil {
+		if retireNow {
+			// Nothing was retired: drop what retireAtCutover recorded, so
+			// that the rollback's commit does not claim it.
+			x.steps, x.events = x.steps[:nSteps], x.events[:nEvents]
+			if nSteps > 0 {
+				x.seq = x.steps[nSteps-1].Seq + 1
+			}
+		}
 		return err
 	}
 	x.cred.State = st
+	x.newVer = v
 	return nil
+}
+
+// retireAtCutover decides whether the previous version is retired in the
+// cut-over commit itself, so that the run ends there (one commit fewer):
+// when there is no grace period to wait out (an emergency, a first version,
+// grace 0) and retiring needs nothing outside the database, because the
+// provider cannot revoke values (its Revoke invalidates nothing; it is
+// still called, as retirePrevious would) or there is nothing to revoke.
+// It returns the versions to retire — prev, the version current before the
+// cutover, and any other previous version — with their revoke_previous
+// steps recorded. Otherwise, or if a read or a Revoke call fails, it
+// records nothing and returns false: the run cuts over alone and
+// retirePrevious follows, as it does after a grace period.
+func (x *execution) retireAtCutover(ctx context.Context, prev *store.Version, now time.Time) ([]store.Version, bool) {
+	if x.opts.RetireAfter.After(now) || (x.caps.Revocable && prev != nil) {
+		return nil, false
+	}
+	others, err := x.e.store.ListVersions(ctx, x.cred.ID, store.StagePrevious)
+	if err != nil || (x.caps.Revocable && len(others) > 0) {
+		return nil, false
+	}
+	var prevs []store.Version
+	if prev != nil {
+		prevs = append(prevs, *prev)
+	}
+	prevs = append(prevs, others...)
+	type revoked struct {
+		started, finished time.Time
+	}
+	calls := make([]revoked, len(prevs))
+	for i, p := range prevs {
+		val := x.curVal
+		if prev == nil || p.ID != prev.ID {
+			val = secret.Value{}
+			if len(p.Sealed) > 0 {
+				if val, err = x.e.opts.Keyring.Open(p.CredentialID, p.ID, p.KeyID, p.Sealed); err != nil {
+					return nil, false
+				}
+				x.learn(val)
+			}
+		}
+		started := x.e.now()
+		step := "revoke_previous"
+		err := x.call(ctx, step, func(ctx context.Context) error {
+			return x.prov.Revoke(ctx, providers.RevokeRequest{Common: x.common(step, p.ID), Value: val, Metadata: p.Metadata})
+		})
+		if err != nil {
+			return nil, false
+		}
+		calls[i] = revoked{started: started, finished: x.e.now()}
+	}
+	for i := range prevs {
+		p := &prevs[i]
+		x.record("revoke_previous", calls[i].started, nil, map[string]string{"version": p.ID, "fingerprint": p.Fingerprint})
+		p.Stage, p.RetiredAt, p.Sealed = store.StageRetired, calls[i].finished, nil
+	}
+	return prevs, true
 }
 
 // retirePrevious revokes the previous version at the provider and retires
@@ -557,6 +649,7 @@ func (x *execution) retirePrevious(ctx context.Context) error {
 		retired = append(retired, p)
 	}
 	x.run.Error = ""
+	x.event("run.succeeded", map[string]any{"retired_versions": len(retired)})
 	return x.commit(ctx, StateSucceeded, func(tx store.Tx) error {
 		for _, p := range retired {
 			if err := tx.UpdateVersion(ctx, p); err != nil {
@@ -641,9 +734,6 @@ func (x *execution) finishFailed(ctx context.Context, msg string, extra func(tx 
 	} else {
 		st.Status = store.StatusFailing
 		st.NextRotationAt = x.e.backoff(st.FailureCount, now, st.ExpiresAt)
-	}
-	if x.cred.Current == nil && st.Status == store.StatusFailing {
-		st.Status = store.StatusFailing
 	}
 	x.event("run.rolled_back", map[string]any{"error": msg, "failures": st.FailureCount, "next_attempt": st.NextRotationAt})
 	if attention {

@@ -48,7 +48,9 @@ type Plan struct {
 //   - A credential with no current version is due now ("new").
 //   - Otherwise due = the earliest of: the cron schedule's next time after
 //     the last rotation; issued + max_age − renew_before (or issued +
-//     max_age × renew_at); the provider-reported expiry − renew_before.
+//     max_age × renew_at); the provider-reported expiry − renew_before (or
+//     issued + renew_at × the value's lifetime, also when renew_before
+//     exceeds that lifetime).
 //   - The due time moves into the next window unless that would pass expiry.
 //   - A deterministic jitter (a hash of the credential and issue time) of at
 //     most min(5% of the rotation interval, 2m) spreads credentials that
@@ -75,13 +77,13 @@ func Schedule(c store.Credential, now time.Time) (Plan, error) {
 	}
 
 	renewBefore := p.RenewBefore
+	frac := p.RenewAt
+	if frac <= 0 || frac >= 1 {
+		frac = DefaultRenewAt
+	}
 	if p.MaxAge > 0 {
 		plan.Expiry = issued.Add(p.MaxAge)
 		if renewBefore == 0 {
-			frac := p.RenewAt
-			if frac <= 0 || frac >= 1 {
-				frac = DefaultRenewAt
-			}
 			renewBefore = p.MaxAge - time.Duration(float64(p.MaxAge)*frac)
 		}
 		consider(plan.Expiry.Add(-renewBefore), "max_age")
@@ -90,7 +92,15 @@ func Schedule(c store.Credential, now time.Time) (Plan, error) {
 		if plan.Expiry.IsZero() || exp.Before(plan.Expiry) {
 			plan.Expiry = exp
 		}
-		consider(exp.Add(-renewBefore), "expiry")
+		// renew_at is a fraction of the value's own lifetime, not of
+		// max_age; and a renew_before longer than that lifetime would make
+		// every new value due at once (a rotation loop), so it falls back
+		// to the fraction too.
+		due := exp.Add(-p.RenewBefore)
+		if p.RenewBefore == 0 || !due.After(issued) {
+			due = issued.Add(time.Duration(float64(exp.Sub(issued)) * frac))
+		}
+		consider(due, "expiry")
 	}
 	var interval time.Duration
 	if p.Schedule != "" {
@@ -107,6 +117,9 @@ func Schedule(c store.Credential, now time.Time) (Plan, error) {
 	}
 	if interval == 0 || (p.MaxAge > 0 && p.MaxAge-renewBefore < interval) {
 		interval = p.MaxAge - renewBefore
+	}
+	if life := plan.Due.Sub(issued); plan.Reason == "expiry" && (interval <= 0 || life < interval) {
+		interval = life
 	}
 
 	if p.Window != nil {
@@ -126,7 +139,9 @@ func Schedule(c store.Credential, now time.Time) (Plan, error) {
 			}
 		}
 	}
-	plan.Due = plan.Due.UTC()
+	// The store keeps microseconds; so does the plan, so that a due time
+	// read back equals the one computed.
+	plan.Due = plan.Due.UTC().Truncate(time.Microsecond)
 	plan.Expiry = plan.Expiry.UTC()
 	if plan.Expiry.Equal(time.Time{}.UTC()) {
 		plan.Expiry = time.Time{}
@@ -205,7 +220,9 @@ func intoWindow(t time.Time, w store.Window) (time.Time, error) {
 	for i := 0; i < 3; i++ {
 		// time.Date normalises minutes past 59 and handles DST shifts.
 		cand := time.Date(day.Year(), day.Month(), day.Day()+i, 0, start, 0, 0, loc)
-		if !cand.Before(t) {
+		// On a spring-forward day a window inside the skipped hour does
+		// not exist: cand is normalised past it, so check it is inside.
+		if !cand.Before(t) && inWindow(cand, w) {
 			return cand, nil
 		}
 	}
@@ -214,8 +231,9 @@ func intoWindow(t time.Time, w store.Window) (time.Time, error) {
 
 // EffectiveStatus derives the status a user should see at now from the
 // stored status and the schedule: a healthy credential past its due time is
-// due, past due by more than a grace of 10% of the interval it is overdue,
-// and past its expiry it is expired. Engine-owned statuses (rotating,
+// due, past due by more than half the time that was left between due and
+// expiry (or by 10 minutes when no expiry is known) it is overdue, and past
+// its expiry it is expired. Engine-owned statuses (rotating,
 // failing, needs_attention) are shown as stored, except that an expired
 // value is always reported as expired.
 func EffectiveStatus(c store.Credential, now time.Time) store.Status {

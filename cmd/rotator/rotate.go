@@ -271,8 +271,11 @@ func (a *app) waitRuns(ctx context.Context, st store.Store, started []rotation.S
 				return fmt.Errorf("watching runs: %w", err)
 			}
 			for _, r := range runs {
+				// cut_over is final here only while the previous value waits
+				// out its grace period; otherwise (no previous value, an
+				// emergency, no grace) the worker retires it at once.
 				s := rotation.State(r.State)
-				if s.Terminal() || s == rotation.StateCutOver {
+				if s.Terminal() || (s == rotation.StateCutOver && rotation.OptionsOf(r).RetireAfter.After(time.Now())) {
 					final[r.ID] = r
 				}
 			}

@@ -78,6 +78,7 @@ next start.`,
 			}
 			runner, err := rotation.NewRunner(setup.engine, rotation.RunnerOptions{
 				Workers: workers, Scheduler: true, JobTimeout: jobTimeout, RescueAfter: rescueAfter,
+				LeaderTasks: a.leaderTasks(setup.store),
 			})
 			if err != nil {
 				_ = ln.Close()

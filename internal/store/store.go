@@ -185,7 +185,17 @@ type Tx interface {
 	InsertRunsIfIdle(ctx context.Context, runs []Run) ([]Run, error)
 	// UpdateRun writes every field but ID, CredentialID and CreatedAt.
 	UpdateRun(ctx context.Context, r Run) error
-	InsertStep(ctx context.Context, s Step) error
+	// AdvanceRun writes r like UpdateRun provided the stored run is still
+	// in state fromState and was last updated at fromUpdatedAt; otherwise
+	// it writes nothing and returns ErrConflict (ErrNotFound if the run does
+	// not exist). The check and the write are one statement, so of two
+	// transactions advancing one run from the same state only one succeeds
+	// (on Postgres the second waits for the first and then finds the run
+	// moved).
+	AdvanceRun(ctx context.Context, r Run, fromState string, fromUpdatedAt time.Time) error
+	// InsertStep inserts steps (several in one statement). An existing
+	// (run, seq) is ErrConflict; an unknown run is ErrNotFound.
+	InsertStep(ctx context.Context, steps ...Step) error
 
 	// InsertAuditEvents appends unsealed events.
 	InsertAuditEvents(ctx context.Context, evs ...AuditEvent) error

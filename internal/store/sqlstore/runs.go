@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/rotatorhq/rotator/internal/store"
 )
@@ -243,6 +244,38 @@ WHERE id = $1`, args...)
 	return nil
 }
 
+// AdvanceRun writes r like UpdateRun if the stored run is still in
+// fromState and was last updated at fromUpdatedAt: a compare-and-set in one
+// statement. Otherwise nothing is written and the error is ErrConflict, or
+// ErrNotFound when the run does not exist.
+func (tx *Tx) AdvanceRun(ctx context.Context, r store.Run, fromState string, fromUpdatedAt time.Time) error {
+	r.UpdatedAt = tx.s.orNow(r.UpdatedAt)
+	args, err := tx.runArgs(r)
+	if err != nil {
+		return err
+	}
+	args = slices.Delete(args, 16, 17) // created_at
+	args = slices.Delete(args, 1, 2)   // credential_id
+	args = append(args, fromState, tx.s.dialect().time(fromUpdatedAt))
+	n, err := tx.exec(ctx, `UPDATE runs SET trigger = $2, actor = $3, reason = $4, state = $5, active = $6,
+    attempt = $7, priority = $8, options = $9, old_version_id = $10, new_version_id = $11,
+    runbook_path = $12, runbook_anchor = $13, runbook_digest = $14, error = $15,
+    started_at = $16, finished_at = $17, updated_at = $18
+WHERE id = $1 AND state = $19 AND updated_at = $20`, args...)
+	if err != nil {
+		return tx.runError("advance", r, err)
+	}
+	if n == 0 {
+		cur, err := tx.GetRun(ctx, r.ID)
+		if err != nil {
+			return fmt.Errorf("advance run %s: %w", r.ID, err)
+		}
+		return fmt.Errorf("advance run %s from %s: it is %s since %s: %w", r.ID, fromState, cur.State,
+			cur.UpdatedAt.Format(time.RFC3339Nano), store.ErrConflict)
+	}
+	return nil
+}
+
 // runArgs are the arguments for runColumns, in order.
 func (tx *Tx) runArgs(r store.Run) ([]any, error) {
 	opts, err := jsonRaw(r.Options)
@@ -297,26 +330,45 @@ FROM run_steps WHERE run_id = $1 ORDER BY seq`, runID)
 	return out, nil
 }
 
-// InsertStep inserts a step. An existing (run, seq) is ErrConflict; an
-// unknown run is ErrNotFound.
-func (tx *Tx) InsertStep(ctx context.Context, s store.Step) error {
-	evidence, err := jsonText(s.Evidence, "{}")
-	if err != nil {
-		return fmt.Errorf("insert step %d of run %s: encode evidence: %w", s.Seq, s.RunID, err)
-	}
+// stepChunk is how many steps one INSERT of InsertStep writes (9
+// parameters each).
+const stepChunk = 500
+
+// InsertStep inserts steps, in multi-row statements. An existing (run, seq)
+// is ErrConflict; an unknown run is ErrNotFound.
+func (tx *Tx) InsertStep(ctx context.Context, steps ...store.Step) error {
 	d := tx.s.dialect()
-	_, err = tx.exec(ctx, `INSERT INTO run_steps (run_id, seq, name, state, attempt, started_at, finished_at, error, evidence)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		s.RunID, s.Seq, s.Name, s.State, s.Attempt, d.time(s.StartedAt), d.time(s.FinishedAt), s.Error, evidence)
-	if err != nil {
-		switch kind, _ := tx.s.classify(err); kind {
-		case KindUnique:
-			return fmt.Errorf("insert step %d of run %s: step exists: %w", s.Seq, s.RunID, store.ErrConflict)
-		case KindForeignKey:
-			return fmt.Errorf("insert step %d: run %s: %w", s.Seq, s.RunID, store.ErrNotFound)
-		case KindOther, KindRetry:
+	for start := 0; start < len(steps); start += stepChunk {
+		chunk := steps[start:min(start+stepChunk, len(steps))]
+		var q query
+		q.sql(`INSERT INTO run_steps (run_id, seq, name, state, attempt, started_at, finished_at, error, evidence) VALUES `)
+		for i, s := range chunk {
+			evidence, err := jsonText(s.Evidence, "{}")
+			if err != nil {
+				return fmt.Errorf("insert step %d of run %s: encode evidence: %w", s.Seq, s.RunID, err)
+			}
+			if i > 0 {
+				q.sql(", ")
+			}
+			q.sql("(", q.arg(s.RunID), ", ", q.arg(s.Seq), ", ", q.arg(s.Name), ", ", q.arg(s.State), ", ",
+				q.arg(s.Attempt), ", ", q.arg(d.time(s.StartedAt)), ", ", q.arg(d.time(s.FinishedAt)), ", ",
+				q.arg(s.Error), ", ", q.arg(evidence), ")")
 		}
-		return fmt.Errorf("insert step %d of run %s: %w", s.Seq, s.RunID, err)
+		if _, err := tx.exec(ctx, q.String(), q.args...); err != nil {
+			first := chunk[0]
+			what := fmt.Sprintf("step %d of run %s", first.Seq, first.RunID)
+			if len(chunk) > 1 {
+				what = fmt.Sprintf("%d steps of run %s", len(chunk), first.RunID)
+			}
+			switch kind, _ := tx.s.classify(err); kind {
+			case KindUnique:
+				return fmt.Errorf("insert %s: step exists: %w", what, store.ErrConflict)
+			case KindForeignKey:
+				return fmt.Errorf("insert %s: run %s: %w", what, first.RunID, store.ErrNotFound)
+			case KindOther, KindRetry:
+			}
+			return fmt.Errorf("insert %s: %w", what, err)
+		}
 	}
 	return nil
 }

@@ -71,6 +71,9 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		"InsertRunsIfIdle":           testInsertRunsIfIdle,
 		"InsertRunsIfIdleConcurrent": testInsertRunsIfIdleConcurrent,
 		"ListRunsByIDs":              testListRunsByIDs,
+		"AdvanceRun":                 testAdvanceRun,
+		"AdvanceRunConcurrent":       testAdvanceRunConcurrent,
+		"StepsMultiRow":              testStepsMultiRow,
 	} {
 		t.Run(name, func(t *testing.T) {
 			s, ctx := setup(t)
@@ -1662,4 +1665,103 @@ func testListRunsByIDs(t *testing.T, s store.Store, ctx context.Context) {
 			equal(t, "run ids", ids(got, func(r store.Run) string { return r.ID }), tc.want)
 		})
 	}
+}
+
+func testAdvanceRun(t *testing.T, s store.Store, ctx context.Context) {
+	seed(t, s, credential("c1"))
+	r := run("r1", "c1", t0)
+	tx(t, s, func(tx store.Tx) error { return tx.InsertRun(ctx, r) })
+
+	next := r
+	next.State, next.UpdatedAt, next.StartedAt = "minted", t0.Add(time.Second), t0.Add(time.Second)
+	tx(t, s, func(tx store.Tx) error { return tx.AdvanceRun(ctx, next, "planned", t0) })
+	got, err := s.GetRun(ctx, "r1")
+	noErr(t, "get advanced", err)
+	equal(t, "advanced run", got, next)
+
+	// From a state or an update time the run is no longer in: nothing is
+	// written.
+	stale := next
+	stale.State, stale.UpdatedAt = "succeeded", t0.Add(2*time.Second)
+	err = s.InTx(ctx, func(tx store.Tx) error { return tx.AdvanceRun(ctx, stale, "planned", t0) })
+	isErr(t, "advance from a past state", err, store.ErrConflict)
+	err = s.InTx(ctx, func(tx store.Tx) error { return tx.AdvanceRun(ctx, stale, "minted", t0) })
+	isErr(t, "advance from a past update time", err, store.ErrConflict)
+	got, err = s.GetRun(ctx, "r1")
+	noErr(t, "get after conflicts", err)
+	equal(t, "run after conflicts", got, next)
+
+	// A conflict leaves the transaction usable.
+	tx(t, s, func(tx store.Tx) error {
+		isErr(t, "conflict in a transaction", tx.AdvanceRun(ctx, stale, "planned", t0), store.ErrConflict)
+		return tx.AdvanceRun(ctx, stale, "minted", t0.Add(time.Second))
+	})
+	got, err = s.GetRun(ctx, "r1")
+	noErr(t, "get finished", err)
+	equal(t, "finished run", got.State, "succeeded")
+
+	err = s.InTx(ctx, func(tx store.Tx) error { return tx.AdvanceRun(ctx, run("nope", "c1", t0), "planned", t0) })
+	isErr(t, "advance missing run", err, store.ErrNotFound)
+}
+
+// testAdvanceRunConcurrent: of several transactions advancing one run from
+// the same state at once, exactly one succeeds.
+func testAdvanceRunConcurrent(t *testing.T, s store.Store, ctx context.Context) {
+	seed(t, s, credential("c1"))
+	r := run("r1", "c1", t0)
+	tx(t, s, func(tx store.Tx) error { return tx.InsertRun(ctx, r) })
+	const n = 8
+	start := make(chan struct{})
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			next := r
+			next.State, next.UpdatedAt = "minted", t0.Add(time.Duration(i+1)*time.Second)
+			errs[i] = s.InTx(ctx, func(tx store.Tx) error { return tx.AdvanceRun(ctx, next, "planned", t0) })
+		})
+	}
+	close(start)
+	wg.Wait()
+	won := 0
+	for i, err := range errs {
+		if err == nil {
+			won++
+			continue
+		}
+		isErr(t, fmt.Sprintf("advance %d", i), err, store.ErrConflict)
+	}
+	equal(t, "transactions that advanced the run", won, 1)
+}
+
+func testStepsMultiRow(t *testing.T, s store.Store, ctx context.Context) {
+	seed(t, s, credential("c1"))
+	var steps []store.Step
+	for i := range 1203 { // more than one statement's worth
+		steps = append(steps, store.Step{RunID: "r1", Seq: i, Name: fmt.Sprintf("step-%d", i), State: "ok", Attempt: 1,
+			StartedAt: t0.Add(time.Duration(i) * time.Millisecond), FinishedAt: t0.Add(time.Duration(i+1) * time.Millisecond),
+			Evidence: map[string]string{"i": fmt.Sprint(i)}})
+	}
+	steps[7].Evidence, steps[8].FinishedAt, steps[9].Error, steps[9].State = nil, time.Time{}, "boom", "failed"
+	tx(t, s, func(tx store.Tx) error {
+		noErr(t, "insert run", tx.InsertRun(ctx, run("r1", "c1", t0)))
+		noErr(t, "insert no steps", tx.InsertStep(ctx))
+		return tx.InsertStep(ctx, steps...)
+	})
+	got, err := s.ListSteps(ctx, "r1")
+	noErr(t, "list", err)
+	equal(t, "steps", got, steps)
+
+	err = s.InTx(ctx, func(tx store.Tx) error {
+		return tx.InsertStep(ctx, store.Step{RunID: "r1", Seq: 5000, Name: "new", State: "ok"}, steps[3])
+	})
+	isErr(t, "a duplicate among several", err, store.ErrConflict)
+	got, err = s.ListSteps(ctx, "r1")
+	noErr(t, "list after conflict", err)
+	equal(t, "steps after conflict", len(got), len(steps))
+	err = s.InTx(ctx, func(tx store.Tx) error {
+		return tx.InsertStep(ctx, store.Step{RunID: "nope", Seq: 1, Name: "a", State: "ok"}, store.Step{RunID: "nope", Seq: 2, Name: "b", State: "ok"})
+	})
+	isErr(t, "steps of a missing run", err, store.ErrNotFound)
 }

@@ -1,0 +1,285 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rotatorhq/rotator/internal/audit"
+	"github.com/rotatorhq/rotator/internal/duration"
+	"github.com/rotatorhq/rotator/internal/store"
+)
+
+// errAuditBroken reports a broken audit chain (exit code 1).
+var errAuditBroken = errors.New("the audit chain is broken")
+
+// sealerBatchesPerSlice bounds how many batches of 1,000 events the leader
+// seals per scheduler slice (about 2s), so a backlog never delays the
+// scheduler for long.
+const sealerBatchesPerSlice = 20
+
+// leaderTasks are the service's leader-only background tasks: the audit
+// sealer (DESIGN.md §4).
+func (a *app) leaderTasks(st store.Store) []func(ctx context.Context) error {
+	sealer := audit.NewSealer(st, audit.SealerOptions{Logger: a.logger.With(slog.String("component", "audit-sealer"))})
+	return []func(ctx context.Context) error{sealer.Task(sealerBatchesPerSlice)}
+}
+
+func (a *app) auditCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Verify and list the tamper-evident audit log",
+		Long: `Every change rotator makes (apply, each run step, emergency rotations, key
+operations) is recorded as an audit event in the same transaction as the change.
+The service's leader then chains committed events: each gets the next sequence
+number and hash = sha256(prev_hash || canonical event), so that editing,
+deleting, inserting or reordering a sealed event breaks the chain.
+See docs/audit.md.`,
+	}
+	cmd.AddCommand(a.auditVerifyCommand(), a.auditListCommand())
+	return cmd
+}
+
+func (a *app) auditVerifyCommand() *cobra.Command {
+	var (
+		output, since string
+		seal          bool
+	)
+	cmd := &cobra.Command{
+		Use:   "verify",
+		Short: "Check the audit chain and name the first modified, deleted, inserted or reordered event",
+		Long: `Recompute the hash chain of the sealed audit events and report the first break:
+the event whose content no longer matches its hash (modified), a gap in the
+sequence (deleted), an event the next one links past (inserted), or an intact
+event linked from the wrong place (reordered). Exit code 1 when the chain is
+broken.
+
+Events not yet sealed are counted, not checked: 'rotator serve' seals them on
+its leader every few seconds. Without a running service (a single-process
+SQLite setup), --seal seals them first.
+
+Record the reported head (seq and hash) outside the database, for example in
+your ticket system: a history rewritten or truncated later no longer has that
+hash at that seq.`,
+		Example: `  rotator audit verify
+  rotator audit verify --since 30d -o json
+  rotator audit verify --seal`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output, "text", "json"); err != nil {
+				return err
+			}
+			opts := audit.VerifyOptions{}
+			if since != "" {
+				t, err := parseTimeFlag("--since", since, time.Now())
+				if err != nil {
+					return err
+				}
+				opts.Since = t
+			}
+			ctx := cmd.Context()
+			st, err := a.openStore(ctx)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			if seal {
+				n, err := audit.NewSealer(st, audit.SealerOptions{}).Seal(ctx, 0)
+				if err != nil {
+					return fmt.Errorf("sealing audit events: %w", err)
+				}
+				if output == "text" && n > 0 {
+					fmt.Fprintf(a.stdout, "Sealed %d pending event(s).\n", n)
+				}
+			}
+			rep, err := audit.Verify(ctx, st, opts)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				if err := writeJSON(a.stdout, map[string]any{"audit_chain": rep}); err != nil {
+					return err
+				}
+			} else {
+				printVerify(a.stdout, rep)
+			}
+			if !rep.OK {
+				return fmt.Errorf("%w at seq %d (event %d): %s", errAuditBroken, rep.Problem.Seq, rep.Problem.EventID, rep.Problem.Message)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	cmd.Flags().StringVar(&since, "since", "", "check only events from this time on: a duration back from now (30d, 12h) or a date/time (2026-01-31, RFC 3339)")
+	cmd.Flags().BoolVar(&seal, "seal", false, "seal pending events first (when no 'rotator serve' is running to do it)")
+	return cmd
+}
+
+func printVerify(w io.Writer, rep audit.Report) {
+	scope := "the whole chain"
+	if rep.Since != nil {
+		scope = "events since " + rep.Since.Format(time.RFC3339)
+	}
+	if rep.OK {
+		if rep.Checked == 0 {
+			fmt.Fprintf(w, "Audit chain OK: no sealed events in %s.\n", scope)
+		} else {
+			fmt.Fprintf(w, "Audit chain OK: %d event(s) checked in %s (seq %d..%d).\n", rep.Checked, scope, rep.FirstSeq, rep.HeadSeq)
+			fmt.Fprintf(w, "Head:     seq %d, hash %s\n", rep.HeadSeq, rep.HeadHash)
+		}
+	} else {
+		p := rep.Problem
+		fmt.Fprintf(w, "Audit chain BROKEN: %s event at seq %d (event id %d).\n", p.Kind, p.Seq, p.EventID)
+		fmt.Fprintf(w, "Detail:   %s\n", p.Message)
+		fmt.Fprintf(w, "Checked:  %d intact event(s) before the break.\n", rep.Checked)
+	}
+	fmt.Fprintf(w, "Unsealed: %d event(s) not yet chained", rep.Unsealed)
+	if rep.Unsealed > 0 {
+		fmt.Fprint(w, " (the service seals them; or run with --seal)")
+	}
+	fmt.Fprintln(w)
+}
+
+func (a *app) auditListCommand() *cobra.Command {
+	var (
+		output, credential, run, since, until string
+		limit                                 int
+	)
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List audit events in chain order (sealed first, then those not yet sealed)",
+		Example: `  rotator audit list --credential github-mcp-token --since 7d
+  rotator audit list --run 01J9Z3K4ZQ6W7X8Y9A0B1C2D3E -o json
+  rotator audit list --since 2026-01-01 --until 2026-02-01 --limit 100`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output, "table", "json"); err != nil {
+				return err
+			}
+			if limit < 0 {
+				return usagef("--limit %d: use 0 (no limit) or a positive number", limit)
+			}
+			now := time.Now()
+			f := store.AuditFilter{CredentialID: credential, RunID: run, Limit: limit}
+			var err error
+			if since != "" {
+				if f.Since, err = parseTimeFlag("--since", since, now); err != nil {
+					return err
+				}
+			}
+			if until != "" {
+				if f.Until, err = parseTimeFlag("--until", until, now); err != nil {
+					return err
+				}
+			}
+			ctx := cmd.Context()
+			st, err := a.openStore(ctx)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			if output == "json" {
+				return streamEventsJSON(ctx, a.stdout, st, f)
+			}
+			return streamEventsTable(ctx, a.stdout, st, f)
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().StringVar(&credential, "credential", "", "only events about this credential")
+	cmd.Flags().StringVar(&run, "run", "", "only events of this run")
+	cmd.Flags().StringVar(&since, "since", "", "only events from this time on: a duration back from now (7d) or a date/time")
+	cmd.Flags().StringVar(&until, "until", "", "only events before this time: a duration back from now or a date/time")
+	cmd.Flags().IntVar(&limit, "limit", 0, "at most this many events (0: all, streamed)")
+	return cmd
+}
+
+// streamEventsJSON writes {"events": [...]} as the events are read, so a
+// long log never sits in memory.
+func streamEventsJSON(ctx context.Context, out io.Writer, st store.Reader, f store.AuditFilter) error {
+	w := bufio.NewWriter(out)
+	if _, err := w.WriteString("{\n  \"events\": ["); err != nil {
+		return err
+	}
+	n := 0
+	err := st.ScanAuditEvents(ctx, f, func(ev store.AuditEvent) error {
+		b, err := json.MarshalIndent(audit.NewRecord(ev), "    ", "  ")
+		if err != nil {
+			return fmt.Errorf("encoding audit event %d: %w", ev.ID, err)
+		}
+		sep := ",\n    "
+		if n == 0 {
+			sep = "\n    "
+		}
+		n++
+		if _, err := w.WriteString(sep); err != nil {
+			return err
+		}
+		_, err = w.Write(b)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("listing audit events: %w", err)
+	}
+	end := "\n  ]\n}\n"
+	if n == 0 {
+		end = "]\n}\n"
+	}
+	if _, err := w.WriteString(end); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+// streamEventsTable writes aligned rows, flushing every few hundred so the
+// output starts at once.
+func streamEventsTable(ctx context.Context, out io.Writer, st store.Reader, f store.AuditFilter) error {
+	const flushEvery = 500
+	t := newTable(out, "SEQ", "OCCURRED", "ACTOR", "ACTION", "CREDENTIAL", "RUN", "DATA")
+	n := 0
+	err := st.ScanAuditEvents(ctx, f, func(ev store.AuditEvent) error {
+		r := audit.NewRecord(ev)
+		seq := "unsealed"
+		if r.Seq != nil {
+			seq = fmt.Sprint(*r.Seq)
+		}
+		data := ""
+		if string(r.Data) != "null" {
+			data = truncate(string(r.Data), 100)
+		}
+		t.row(seq, r.OccurredAt.Format(time.RFC3339), orDash(r.Actor), r.Action, orDashPtr(r.Credential), orDashPtr(r.Run), orDash(data))
+		n++
+		if n%flushEvery == 0 {
+			return t.flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("listing audit events: %w", err)
+	}
+	return t.flush()
+}
+
+// parseTimeFlag reads a time flag: a duration back from now (Go syntax
+// plus d for days: 30d, 12h), a date (2026-01-31, midnight UTC) or an
+// RFC 3339 time.
+func parseTimeFlag(name, value string, now time.Time) (time.Time, error) {
+	v := strings.TrimSpace(value)
+	if d, err := duration.Parse(v); err == nil {
+		return now.Add(-d).UTC(), nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t.UTC(), nil
+	}
+	if t, err := time.Parse(time.DateOnly, v); err == nil {
+		return t.UTC(), nil
+	}
+	return time.Time{}, usagef("%s %q: use a duration back from now (30d, 12h), a date (2026-01-31) or an RFC 3339 time (2026-01-31T12:00:00Z)", name, value)
+}

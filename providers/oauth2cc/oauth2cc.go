@@ -1,0 +1,508 @@
+// Package oauth2cc is the oauth2-client-credentials provider: it obtains
+// access tokens from an OAuth 2.0 authorization server with the client
+// credentials grant (RFC 6749 §4.4), for the resource named by RFC 8707's
+// `resource` parameter (the MCP server the token is for, as the MCP
+// authorization spec requires).
+//
+// A token is the credential's value. Minting fetches a fresh token, which is
+// valid at once and does not invalidate earlier ones (overlap); activation
+// is a no-op; verification runs the configured checks (RFC 7662
+// introspection, a JWT check against the server's JWKS, an MCP probe that
+// initializes a session and lists the tools with the token, an HTTP probe)
+// and holds the granted scope against the declared one; revocation calls the
+// RFC 7009 revocation endpoint when one is configured.
+package oauth2cc
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/rotatorhq/rotator/internal/secret"
+	"github.com/rotatorhq/rotator/providers"
+)
+
+// Type is the provider type name.
+const Type = "oauth2-client-credentials"
+
+// factoryCapabilities are the capabilities of the type. A token does not
+// invalidate earlier ones (overlap), and the grant reports the scope it
+// gave. Revocable is what an instance with a revocation_url can do; an
+// instance without one reports Revocable false (see Provider.Capabilities).
+var factoryCapabilities = providers.Capabilities{Overlap: true, Revocable: true, ScopeAware: true}
+
+// Errors that callers can test with errors.Is.
+var (
+	// ErrScopePolicy marks a granted scope that the scope policy refuses.
+	// It wraps providers.ErrPermanent: a new token would get the same scope.
+	ErrScopePolicy = fmt.Errorf("scope policy violated: %w", providers.ErrPermanent)
+	// ErrTokenRejected marks a verification that found the token not
+	// accepted: inactive at introspection, expired, refused by a probe, for
+	// another audience.
+	ErrTokenRejected = errors.New("token rejected")
+)
+
+// Factory returns the registry entry of the oauth2-client-credentials provider.
+func Factory() providers.Factory {
+	return providers.Factory{
+		Description:        "OAuth 2.0 access tokens from the client credentials grant, verified by introspection, JWKS or an MCP probe",
+		Capabilities:       factoryCapabilities,
+		ValidateProvider:   ValidateProvider,
+		ValidateCredential: ValidateCredential,
+		New: func(_ context.Context, env providers.Env) (providers.Provider, error) {
+			return New(env)
+		},
+	}
+}
+
+// Provider mints OAuth 2.0 access tokens. It is safe for concurrent use.
+type Provider struct {
+	name      string
+	cfg       Config
+	log       *slog.Logger
+	transport *http.Transport
+	// oauth is the client for the authorization server's endpoints: it does
+	// not follow redirects, so neither a form-encoded client secret nor a
+	// token is ever re-sent to another location.
+	oauth *http.Client
+
+	mu sync.Mutex
+	// clients caches a clientcredentials.Config per requested scope and
+	// resource, so the auth style detected by AuthStyleAuto is kept.
+	clients map[string]*clientcredentials.Config
+}
+
+// New returns a provider configured by env.Settings, with references
+// already resolved.
+func New(env providers.Env) (*Provider, error) {
+	cfg, errs := parse(env.Settings, defaults, providerLevel)
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("provider %s settings: %w: %v", env.Name, providers.ErrPermanent, errs[0])
+	}
+	if cfg.ClientSecret.IsZero() {
+		return nil, fmt.Errorf("provider %s: client_secret resolved to an empty value: %w", env.Name, providers.ErrPermanent)
+	}
+	log := env.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	transport := &http.Transport{Proxy: http.ProxyFromEnvironment}
+	if def, ok := http.DefaultTransport.(*http.Transport); ok {
+		transport = def.Clone()
+	}
+	p := &Provider{
+		name:      env.Name,
+		cfg:       cfg,
+		log:       log,
+		transport: transport,
+		oauth: &http.Client{
+			Transport:     transport,
+			Timeout:       cfg.Timeout,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		clients: map[string]*clientcredentials.Config{},
+	}
+	if cfg.Verify.empty() {
+		log.Warn("no verify checks configured; Verify only holds the granted scope against the declared one and cannot prove the token works")
+	}
+	if cfg.RevocationURL == "" {
+		log.Info("no revocation_url configured; a retired token stays valid until it expires")
+	}
+	return p, nil
+}
+
+// Type implements providers.Provider.
+func (p *Provider) Type() string { return Type }
+
+// Capabilities implements providers.Provider. Revocable is true only when a
+// revocation_url is configured; without one, Revoke is a no-op and a retired
+// token simply expires.
+func (p *Provider) Capabilities() providers.Capabilities {
+	c := factoryCapabilities
+	c.Revocable = p.cfg.RevocationURL != ""
+	return c
+}
+
+// config returns the provider's configuration with the credential's
+// overrides applied.
+func (p *Provider) config(c providers.Common) (Config, error) {
+	if len(c.Settings) == 0 {
+		return p.cfg, nil
+	}
+	cfg, errs := parse(c.Settings, p.cfg, credentialLevel)
+	if len(errs) > 0 {
+		return Config{}, fmt.Errorf("credential %s settings: %w: %v", c.CredentialID, providers.ErrPermanent, errs[0])
+	}
+	return cfg, nil
+}
+
+// clientConfig returns the clientcredentials configuration for a token
+// request with the given scope and resource.
+func (p *Provider) clientConfig(cfg Config, scopes []string) *clientcredentials.Config {
+	key := cfg.Resource + "\x00" + strings.Join(scopes, " ")
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cc, ok := p.clients[key]; ok {
+		return cc
+	}
+	cc := &clientcredentials.Config{
+		ClientID:     cfg.ClientID,
+		ClientSecret: cfg.ClientSecret.RevealString(),
+		TokenURL:     cfg.TokenURL,
+		Scopes:       scopes,
+		AuthStyle:    oauthAuthStyle(cfg.AuthStyle),
+	}
+	if cfg.Resource != "" {
+		cc.EndpointParams = url.Values{"resource": {cfg.Resource}}
+	}
+	p.clients[key] = cc
+	return cc
+}
+
+func oauthAuthStyle(s string) oauth2.AuthStyle {
+	switch s {
+	case AuthStyleHeader:
+		return oauth2.AuthStyleInHeader
+	case AuthStyleParams:
+		return oauth2.AuthStyleInParams
+	}
+	return oauth2.AuthStyleAutoDetect
+}
+
+// Mint implements providers.Provider: it requests a token with the client
+// credentials grant. The token is the value; ExpiresAt comes from
+// expires_in; GrantedScope is the response's scope, or the requested scope
+// when the response omits it (RFC 6749 §5.1). Metadata holds the token type,
+// a hash of the token and, for a JWT, its jti; never the token.
+func (p *Provider) Mint(ctx context.Context, req providers.MintRequest) (providers.MintResponse, error) {
+	if err := ctx.Err(); err != nil {
+		return providers.MintResponse{}, fmt.Errorf("minting a token for credential %s: %w", req.CredentialID, err)
+	}
+	cfg, err := p.config(req.Common)
+	if err != nil {
+		return providers.MintResponse{}, err
+	}
+	requested := cfg.requested(req.Scope)
+	cc := p.clientConfig(cfg, requested)
+	tok, err := cc.Token(context.WithValue(ctx, oauth2.HTTPClient, p.oauth))
+	if err != nil {
+		return providers.MintResponse{}, p.clean(p.tokenError(cfg, err))
+	}
+	if tok.TokenType != "" && !strings.EqualFold(tok.TokenType, "bearer") {
+		return providers.MintResponse{}, fmt.Errorf("token endpoint %s issued a token of type %q; only bearer tokens are supported: %w",
+			cfg.TokenURL, tok.TokenType, providers.ErrPermanent)
+	}
+	granted := requested
+	if s, ok := tok.Extra("scope").(string); ok {
+		granted = strings.Fields(s)
+	}
+	if granted == nil {
+		granted = []string{}
+	}
+	value := secret.NewString(tok.AccessToken)
+	meta := map[string]string{
+		"token_type": tok.TokenType,
+		"hash":       tokenHash(value),
+		"scope":      strings.Join(granted, " "),
+	}
+	if jti := jwtID(value); jti != "" {
+		meta["jti"] = jti
+	}
+	if cfg.Resource != "" {
+		meta["resource"] = cfg.Resource
+	}
+	p.log.Debug("minted a token",
+		slog.String("credential", req.CredentialID), slog.String("version", req.VersionID),
+		slog.String("hash", meta["hash"]), slog.String("scope", meta["scope"]), slog.Time("expires_at", tok.Expiry))
+	return providers.MintResponse{
+		Value:        value,
+		ExpiresAt:    tok.Expiry.UTC(),
+		GrantedScope: granted,
+		Metadata:     meta,
+	}, nil
+}
+
+// Activate implements providers.Provider; a token is valid from the moment
+// it is issued.
+func (p *Provider) Activate(ctx context.Context, req providers.ActivateRequest) (providers.ActivateResponse, error) {
+	if err := ctx.Err(); err != nil {
+		return providers.ActivateResponse{}, fmt.Errorf("activating version %s: %w", req.VersionID, err)
+	}
+	return providers.ActivateResponse{}, nil
+}
+
+// Revoke implements providers.Provider: it asks the RFC 7009 revocation
+// endpoint to revoke the token. The endpoint answers 200 for a token it does
+// not know, so revoking twice succeeds. Without a revocation_url Revoke does
+// nothing: the token stays valid until it expires.
+func (p *Provider) Revoke(ctx context.Context, req providers.RevokeRequest) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("revoking version %s: %w", req.VersionID, err)
+	}
+	if req.Value.IsZero() {
+		return nil
+	}
+	cfg, err := p.config(req.Common)
+	if err != nil {
+		return err
+	}
+	if cfg.RevocationURL == "" {
+		p.log.Debug("no revocation_url; the token stays valid until it expires",
+			slog.String("credential", req.CredentialID), slog.String("version", req.VersionID))
+		return nil
+	}
+	form := url.Values{"token": {req.Value.RevealString()}, "token_type_hint": {"access_token"}}
+	resp, body, err := p.post(ctx, cfg, "revocation", cfg.RevocationURL, form, cfg.ClientID, cfg.ClientSecret)
+	if err != nil {
+		return p.clean(err, req.Value)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return p.clean(endpointError("revocation", cfg.RevocationURL, resp, body), req.Value)
+	}
+	p.log.Debug("revoked a token",
+		slog.String("credential", req.CredentialID), slog.String("version", req.VersionID), slog.String("hash", tokenHash(req.Value)))
+	return nil
+}
+
+// post sends a form to an endpoint of the authorization server,
+// authenticating the client as auth_style says. With AuthStyleAuto it uses
+// the Authorization header and retries with form parameters on HTTP 401.
+// It returns the response (body already read and closed) and its body.
+func (p *Provider) post(ctx context.Context, cfg Config, op, endpoint string, form url.Values, clientID string, clientSecret secret.Value) (*http.Response, []byte, error) {
+	styles := []string{cfg.AuthStyle}
+	if cfg.AuthStyle == AuthStyleAuto {
+		styles = []string{AuthStyleHeader, AuthStyleParams}
+	}
+	var (
+		resp *http.Response
+		body []byte
+	)
+	for _, style := range styles {
+		f := url.Values{}
+		for k, v := range form {
+			f[k] = v
+		}
+		if style == AuthStyleParams {
+			f.Set("client_id", clientID)
+			f.Set("client_secret", clientSecret.RevealString())
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(f.Encode()))
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s request to %s: %w", op, endpoint, err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Accept", "application/json")
+		if style == AuthStyleHeader {
+			req.SetBasicAuth(url.QueryEscape(clientID), url.QueryEscape(clientSecret.RevealString()))
+		}
+		resp, err = p.oauth.Do(req)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s request to %s: %w", op, endpoint, transportCause(err))
+		}
+		body, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		_ = resp.Body.Close()
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading the %s response of %s: %w", op, endpoint, transportCause(err))
+		}
+		if resp.StatusCode != http.StatusUnauthorized {
+			break
+		}
+	}
+	return resp, body, nil
+}
+
+// transportCause strips the *url.Error wrapper of an HTTP client error,
+// whose text repeats the method and URL that the caller's message names.
+func transportCause(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// OAuthError is an error response of an endpoint of the authorization
+// server (RFC 6749 §5.2, RFC 7009 §2.2.1, RFC 7662 §2.3). It wraps
+// providers.ErrPermanent when the response says that retrying cannot help.
+type OAuthError struct {
+	// Endpoint is "token", "introspection" or "revocation".
+	Endpoint string
+	// URL is the endpoint's URL.
+	URL string
+	// StatusCode is the HTTP status of the response.
+	StatusCode int
+	// Code is the `error` field (invalid_client, invalid_scope, ...), if any.
+	Code string
+	// Description is the `error_description` field, if any, shortened.
+	Description string
+}
+
+// Error implements error.
+func (e *OAuthError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s endpoint %s refused the request", e.Endpoint, e.URL)
+	if e.Code != "" {
+		fmt.Fprintf(&b, ": %s", e.Code)
+	}
+	if e.Description != "" {
+		fmt.Fprintf(&b, " (%q)", e.Description)
+	}
+	fmt.Fprintf(&b, " [HTTP %d]", e.StatusCode)
+	if hint := errorHints[e.Code]; hint != "" {
+		b.WriteString(": ")
+		b.WriteString(hint)
+	}
+	return b.String()
+}
+
+// Unwrap returns providers.ErrPermanent when retrying cannot help.
+func (e *OAuthError) Unwrap() error {
+	if e.Permanent() {
+		return providers.ErrPermanent
+	}
+	return nil
+}
+
+// Permanent reports whether the response says that retrying cannot help:
+// the client, grant, scope or resource was refused.
+func (e *OAuthError) Permanent() bool {
+	switch e.Code {
+	case "invalid_client", "unauthorized_client", "invalid_scope", "invalid_target", "unsupported_grant_type", "unsupported_token_type", "invalid_request":
+		return true
+	}
+	return e.Code == "" && (e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden)
+}
+
+var errorHints = map[string]string{
+	"invalid_client":         "client authentication failed; check client_id, client_secret and auth_style",
+	"unauthorized_client":    "the client may not use the client_credentials grant",
+	"invalid_scope":          "the client may not request this scope; check scopes or the credential's declared scope",
+	"invalid_target":         "the authorization server does not issue tokens for this resource; check resource",
+	"unsupported_grant_type": "the authorization server does not support the client_credentials grant",
+	"unsupported_token_type": "the server does not revoke access tokens",
+}
+
+// endpointError turns a non-success response into an *OAuthError.
+func endpointError(op, endpoint string, resp *http.Response, body []byte) error {
+	e := &OAuthError{Endpoint: op, URL: endpoint, StatusCode: resp.StatusCode}
+	var fields struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}
+	if json.Unmarshal(body, &fields) == nil {
+		e.Code, e.Description = printable(fields.Error, 64), printable(fields.Description, 200)
+	}
+	return e
+}
+
+// tokenError describes a failed token request without the response body.
+func (p *Provider) tokenError(cfg Config, err error) error {
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		e := &OAuthError{Endpoint: "token", URL: cfg.TokenURL, Code: printable(re.ErrorCode, 64), Description: printable(re.ErrorDescription, 200)}
+		if re.Response != nil {
+			e.StatusCode = re.Response.StatusCode
+		}
+		return e
+	}
+	return fmt.Errorf("requesting a token from %s: %w", cfg.TokenURL, transportCause(err))
+}
+
+// printable shortens s to n bytes and drops control characters, so a
+// server's text cannot forge log lines.
+func printable(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+	if len(s) > n {
+		s = s[:n] + "…"
+	}
+	return s
+}
+
+// clean returns err, or when its text contains the client secret or one of
+// vals (a server echoed it), an error with those scrubbed that still
+// matches the original under errors.Is.
+func (p *Provider) clean(err error, vals ...secret.Value) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	scrubbed := msg
+	secrets := append([]secret.Value{p.cfg.ClientSecret, p.introspectionSecret()}, vals...)
+	for _, v := range secrets {
+		if s := v.RevealString(); len(s) > 0 {
+			scrubbed = strings.ReplaceAll(scrubbed, s, secret.Redacted)
+			scrubbed = strings.ReplaceAll(scrubbed, url.QueryEscape(s), secret.Redacted)
+		}
+	}
+	if scrubbed == msg {
+		return err
+	}
+	return &scrubbedError{msg: scrubbed, orig: err}
+}
+
+func (p *Provider) introspectionSecret() secret.Value {
+	if in := p.cfg.Verify.Introspection; in != nil {
+		return in.ClientSecret
+	}
+	return secret.Value{}
+}
+
+// scrubbedError is an error whose text had a secret removed. It does not
+// unwrap (the wrapped errors hold the secret) but answers errors.Is for
+// the original chain.
+type scrubbedError struct {
+	msg  string
+	orig error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+
+func (e *scrubbedError) Is(target error) bool { return errors.Is(e.orig, target) }
+
+// tokenHash identifies a token without revealing it: the first 16 hex
+// digits of its SHA-256, prefixed with the algorithm.
+func tokenHash(v secret.Value) string {
+	h := sha256.Sum256(v.Reveal())
+	return "sha256:" + hex.EncodeToString(h[:8])
+}
+
+// jwtID returns the jti claim of a JWT access token, or "" for an opaque
+// token. The claim is read without checking the signature; it only labels
+// the version.
+func jwtID(v secret.Value) string {
+	parts := strings.Split(v.RevealString(), ".")
+	if len(parts) != 3 {
+		return ""
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return ""
+	}
+	var claims struct {
+		JTI string `json:"jti"`
+	}
+	if json.Unmarshal(payload, &claims) != nil {
+		return ""
+	}
+	return printable(claims.JTI, 128)
+}
+
+var _ providers.Provider = (*Provider)(nil)

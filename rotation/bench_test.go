@@ -1,0 +1,642 @@
+package rotation_test
+
+// Engine benchmarks (docs/benchmarks.md). They only run with -bench:
+//
+//	go test -run '^$' -bench . -benchtime 1x -timeout 30m ./rotation/
+//
+// Every benchmark seeds its credentials in bulk through the store (a
+// provider of type generated, no targets, grace 0, a real runbook), runs a
+// Runner in this process and reports custom metrics:
+//
+//	BenchmarkRotations      rotations/s from Rotate until every run is terminal
+//	BenchmarkSchedulingLag  lag-p50-ms, lag-p99-ms (run started_at − due time)
+//	                        and rss-MB / go-heap-MB with 100,000 credentials
+//	BenchmarkEmergency10k   seconds for an emergency rotation of 10,000
+//
+// Sizes and knobs are flags, passed after -args, e.g.
+//
+//	go test -run '^$' -bench Lag/postgres -benchtime 1x ./rotation/ -args -bench.lag.creds=20000
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/rotatorhq/rotator/internal/secret"
+	"github.com/rotatorhq/rotator/internal/settings"
+	"github.com/rotatorhq/rotator/internal/store"
+	"github.com/rotatorhq/rotator/internal/store/postgres"
+	"github.com/rotatorhq/rotator/internal/store/sqlite"
+	"github.com/rotatorhq/rotator/internal/testpg"
+	"github.com/rotatorhq/rotator/rotation"
+)
+
+var (
+	benchRotations = flag.Int("bench.rotations", 20000, "credentials rotated per iteration of BenchmarkRotations")
+	benchWorkers   = flag.Int("bench.workers", 100, "Runner workers (RunnerOptions.Workers)")
+	benchLagCreds  = flag.Int("bench.lag.creds", 100000, "credentials of BenchmarkSchedulingLag")
+	benchLagLead   = flag.Duration("bench.lag.lead", 60*time.Second, "BenchmarkSchedulingLag: first due time after the start of seeding")
+	benchLagSpread = flag.Duration("bench.lag.spread", 40*time.Second, "BenchmarkSchedulingLag: due times are spread evenly over this span")
+	benchEmergency = flag.Int("bench.emergency", 10000, "credentials of BenchmarkEmergency10k")
+	benchTick      = flag.Duration("bench.tick", 0, "RunnerOptions.TickInterval (0: the default)")
+	benchBatch     = flag.Int("bench.batch", 0, "RunnerOptions.SchedulerBatch (0: the default)")
+	benchFetchPoll = flag.Duration("bench.fetchpoll", 0, "RunnerOptions.FetchPollInterval (0: the default)")
+	benchPoolConns = flag.Int("bench.pgconns", 0, "Postgres pool size (0: the store's default)")
+)
+
+// The credentials' runbook: the repository's own, so runs resolve and hash
+// a real file.
+const (
+	benchRunbookDir = ".."
+	benchRunbook    = "runbooks/generated.md#rotation"
+	benchProvider   = "bench-gen"
+)
+
+var benchDialects = []string{"postgres", "sqlite"}
+
+// BenchmarkRotations measures sustained rotations per second: each
+// iteration rotates every seeded credential (a manual Rotate of all) and
+// waits until every run is terminal. Each rotation mints, cuts over and
+// retires the previous version (grace 0): three commits after the run is
+// created.
+func BenchmarkRotations(b *testing.B) {
+	for _, d := range benchDialects {
+		b.Run(d, func(b *testing.B) {
+			n := *benchRotations
+			h := newBenchHarness(b, d)
+			h.seed(n, func(int) time.Time { return time.Now().Add(30 * 24 * time.Hour) })
+			r := h.startRunner(rotation.RunnerOptions{Workers: *benchWorkers})
+			var total time.Duration
+			rotated := 0
+			cost := h.startCost()
+			for b.Loop() {
+				t0 := time.Now()
+				started, err := h.e.Rotate(b.Context(), rotation.Request{
+					Selection: rotation.Selection{All: true}, Trigger: store.TriggerManual, Actor: "bench",
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				enqueued := time.Since(t0)
+				ids := benchRunIDs(b, started, n)
+				last := h.waitTerminal(ids, t0, 10*time.Minute)
+				total += last.Sub(t0)
+				rotated += len(ids)
+				b.Logf("%s: %d rotations in %s (%.0f/s; Rotate returned after %s) with %d workers",
+					d, len(ids), last.Sub(t0).Round(time.Millisecond), float64(len(ids))/last.Sub(t0).Seconds(),
+					enqueued.Round(time.Millisecond), *benchWorkers)
+			}
+			h.stop(r)
+			cost.report(rotated)
+			b.ReportMetric(float64(rotated)/total.Seconds(), "rotations/s")
+		})
+	}
+}
+
+// BenchmarkSchedulingLag seeds 100,000 credentials whose next rotation is
+// spread evenly over [lead, lead+spread) after seeding began, runs a Runner
+// with the scheduler, and reports the lag between each run's due time
+// (RunOptions.DueAt) and its start (started_at, when a worker began to
+// mint), and the process's peak RSS and Go heap while serving.
+func BenchmarkSchedulingLag(b *testing.B) {
+	for _, d := range benchDialects {
+		b.Run(d, func(b *testing.B) {
+			for b.Loop() {
+				benchLagOnce(b, d)
+			}
+		})
+	}
+}
+
+func benchLagOnce(b *testing.B, d string) {
+	n := *benchLagCreds
+	lead, spread := *benchLagLead, *benchLagSpread
+	h := newBenchHarness(b, d)
+	base := time.Now().Add(lead).Truncate(time.Second)
+	seedStart := time.Now()
+	h.seed(n, func(i int) time.Time { return base.Add(spread * time.Duration(i) / time.Duration(n)) })
+	b.Logf("%s: seeded %d credentials in %s", d, n, time.Since(seedStart).Round(time.Millisecond))
+	if time.Until(base) < 5*time.Second {
+		b.Fatalf("seeding ended %s before the first due time; raise -bench.lag.lead", time.Until(base).Round(time.Millisecond))
+	}
+
+	runtime.GC()
+	debug.FreeOSMemory()
+	mem := benchStartMem(250 * time.Millisecond)
+	opts := rotation.RunnerOptions{Workers: *benchWorkers, Scheduler: true, TickInterval: *benchTick,
+		SchedulerBatch: *benchBatch, FetchPollInterval: *benchFetchPoll}
+	cost := h.startCost()
+	r := h.startRunner(opts)
+	end := base.Add(spread)
+	// Every credential is due by end; wait for the runs to finish.
+	h.waitScheduled(n, end.Add(10*time.Minute))
+	rssPeak, heapPeak, rssIdle := mem.stop()
+	h.stop(r)
+	cost.report(n)
+
+	runs, err := h.s.ListRuns(b.Context(), store.RunFilter{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	lags := make([]time.Duration, 0, len(runs))
+	failed := 0
+	var firstStart, lastFinish time.Time
+	for _, run := range runs {
+		if run.State != string(rotation.StateSucceeded) {
+			failed++
+		}
+		due := rotation.OptionsOf(run).DueAt
+		if due.IsZero() || run.StartedAt.IsZero() {
+			b.Fatalf("run %s (%s) has no due time or start", run.ID, run.State)
+		}
+		lags = append(lags, run.StartedAt.Sub(due))
+		if firstStart.IsZero() || run.StartedAt.Before(firstStart) {
+			firstStart = run.StartedAt
+		}
+		if run.FinishedAt.After(lastFinish) {
+			lastFinish = run.FinishedAt
+		}
+	}
+	if failed > 0 {
+		b.Errorf("%d of %d runs did not succeed", failed, len(runs))
+	}
+	slices.Sort(lags)
+	p := func(q float64) time.Duration { return lags[min(len(lags)-1, int(q*float64(len(lags))))] }
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	b.Logf("%s: %d runs, %d workers, due over %s (%.0f/s): lag p50 %s p90 %s p99 %s max %s; last run finished %s after the last due time; rss idle %.0f MB, peak %.0f MB; go heap+stacks peak %.0f MB",
+		d, len(runs), opts.Workers, spread, float64(n)/spread.Seconds(), p(0.5), p(0.9), p(0.99), lags[len(lags)-1],
+		lastFinish.Sub(end).Round(time.Millisecond), benchMB(rssIdle), benchMB(rssPeak), benchMB(heapPeak))
+	b.ReportMetric(ms(p(0.5)), "lag-p50-ms")
+	b.ReportMetric(ms(p(0.99)), "lag-p99-ms")
+	b.ReportMetric(ms(lags[len(lags)-1]), "lag-max-ms")
+	b.ReportMetric(benchMB(rssPeak), "rss-MB")
+	b.ReportMetric(benchMB(heapPeak), "go-heap-MB")
+}
+
+// BenchmarkEmergency10k measures an emergency rotation of 10,000
+// credentials: Rotate(Emergency) from a Runner's process until every run
+// is terminal.
+func BenchmarkEmergency10k(b *testing.B) {
+	for _, d := range benchDialects {
+		b.Run(d, func(b *testing.B) {
+			n := *benchEmergency
+			h := newBenchHarness(b, d)
+			h.seed(n, func(int) time.Time { return time.Now().Add(30 * 24 * time.Hour) })
+			r := h.startRunner(rotation.RunnerOptions{Workers: *benchWorkers})
+			var total time.Duration
+			iters := 0
+			cost := h.startCost()
+			for b.Loop() {
+				t0 := time.Now()
+				started, err := h.e.Rotate(b.Context(), rotation.Request{
+					Selection: rotation.Selection{All: true}, Actor: "bench", Reason: "benchmark: leaked", Emergency: true,
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				enqueued := time.Since(t0)
+				ids := benchRunIDs(b, started, n)
+				last := h.waitTerminal(ids, t0, 10*time.Minute)
+				total += last.Sub(t0)
+				iters++
+				b.Logf("%s: emergency rotation of %d credentials took %s (Rotate returned after %s) with %d workers",
+					d, n, last.Sub(t0).Round(time.Millisecond), enqueued.Round(time.Millisecond), *benchWorkers)
+			}
+			h.stop(r)
+			cost.report(n * iters)
+			b.ReportMetric(total.Seconds()/float64(iters), "s/emergency")
+			b.ReportMetric(float64(n*iters)/total.Seconds(), "rotations/s")
+		})
+	}
+}
+
+// benchHarness is one store, engine and keyring.
+type benchHarness struct {
+	b  *testing.B
+	s  store.Store
+	e  *rotation.Engine
+	kr secret.Keyring
+}
+
+func newBenchHarness(b *testing.B, dialect string) *benchHarness {
+	b.Helper()
+	ctx := b.Context()
+	var s store.Store
+	switch dialect {
+	case "postgres":
+		var opts []postgres.Option
+		if *benchPoolConns > 0 {
+			opts = append(opts, postgres.WithMaxConns(int32(*benchPoolConns)))
+		}
+		ps, err := postgres.Open(ctx, testpg.New(b), opts...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s = ps
+	case "sqlite":
+		ss, err := sqlite.Open(ctx, "sqlite://"+b.TempDir()+"/bench.db")
+		if err != nil {
+			b.Fatal(err)
+		}
+		s = ss
+	default:
+		b.Fatalf("unknown dialect %s", dialect)
+	}
+	b.Cleanup(func() { _ = s.Close() })
+	if err := s.Migrate(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if err := rotation.MigrateQueue(ctx, s); err != nil {
+		b.Fatal(err)
+	}
+	kr, err := secret.NewKeyring(secret.GenerateKey())
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := rotation.New(rotation.Options{Store: s, Keyring: kr, RunbookDir: benchRunbookDir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &benchHarness{b: b, s: s, e: e, kr: kr}
+}
+
+// seed creates the provider and n healthy credentials, each with a sealed
+// current version, due at due(i), in transactions of 1,000 credentials
+// (four at once on Postgres).
+func (h *benchHarness) seed(n int, due func(i int) time.Time) {
+	b, ctx := h.b, h.b.Context()
+	b.Helper()
+	err := h.s.InTx(ctx, func(tx store.Tx) error {
+		return tx.UpsertProvider(ctx, store.Provider{Name: benchProvider, Type: "generated",
+			Settings: settings.Map{"length": 40, "prefix": "rtr_"}, SpecHash: "bench"})
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const batch = 1000
+	parallel := 1
+	if h.s.Dialect() == store.DialectPostgres {
+		parallel = 4
+	}
+	starts := make(chan int)
+	errs := make(chan error, parallel)
+	var wg sync.WaitGroup
+	for range parallel {
+		wg.Go(func() {
+			for start := range starts {
+				if err := h.seedBatch(ctx, start, min(start+batch, n), due); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	go func() {
+		defer close(starts)
+		for start := 0; start < n; start += batch {
+			select {
+			case starts <- start:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+}
+
+func (h *benchHarness) seedBatch(ctx context.Context, from, to int, due func(int) time.Time) error {
+	issued := time.Now().Add(-time.Hour).UTC().Truncate(time.Microsecond)
+	type row struct {
+		c store.Credential
+		v store.Version
+	}
+	rows := make([]row, 0, to-from)
+	for i := from; i < to; i++ {
+		id := fmt.Sprintf("bench-%06d", i)
+		vid := rotation.NewID(issued)
+		val := secret.New([]byte(fmt.Sprintf("rtr_seed%032d", i)))
+		keyID, sealed, err := h.kr.Seal(id, vid, val)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, row{
+			c: store.Credential{
+				ID: id, Consumer: fmt.Sprintf("mcp-server-%03d", i%500), Provider: benchProvider,
+				Scope: []string{"read"}, Owner: "bench", Labels: map[string]string{"team": fmt.Sprintf("t%02d", i%50)},
+				Policy: store.Policy{MaxAge: 30 * 24 * time.Hour}, Runbook: benchRunbook, SpecHash: "bench",
+				State: store.CredentialState{Status: store.StatusHealthy, CurrentVersionID: vid,
+					NextRotationAt: due(i).UTC().Truncate(time.Microsecond), LastRotatedAt: issued},
+			},
+			v: store.Version{ID: vid, CredentialID: id, Stage: store.StageCurrent, Sealed: sealed, KeyID: keyID,
+				Fingerprint: h.kr.Fingerprint(val), CreatedAt: issued, ActivatedAt: issued},
+		})
+	}
+	return h.s.InTx(ctx, func(tx store.Tx) error {
+		for _, r := range rows {
+			if err := tx.UpsertCredentialSpec(ctx, r.c); err != nil {
+				return err
+			}
+			if err := tx.InsertVersion(ctx, r.v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (h *benchHarness) startRunner(opts rotation.RunnerOptions) *rotation.Runner {
+	h.b.Helper()
+	r, err := rotation.NewRunner(h.e, opts)
+	if err != nil {
+		h.b.Fatal(err)
+	}
+	if err := r.Start(h.b.Context()); err != nil {
+		h.b.Fatal(err)
+	}
+	return r
+}
+
+func (h *benchHarness) stop(r *rotation.Runner) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(h.b.Context()), time.Minute)
+	defer cancel()
+	if err := r.Stop(ctx); err != nil {
+		h.b.Errorf("stopping the runner: %v", err)
+	}
+}
+
+func benchRunIDs(b *testing.B, started []rotation.Started, want int) []string {
+	b.Helper()
+	ids := make([]string, 0, len(started))
+	for _, s := range started {
+		if s.Skipped {
+			b.Fatalf("credential %s skipped: %s", s.CredentialID, s.Reason)
+		}
+		ids = append(ids, s.RunID)
+	}
+	if len(ids) != want {
+		b.Fatalf("started %d runs, want %d", len(ids), want)
+	}
+	return ids
+}
+
+// waitTerminal waits until no run is active, checks that every run in ids
+// succeeded, and returns when the last of them finished.
+func (h *benchHarness) waitTerminal(ids []string, since time.Time, timeout time.Duration) time.Time {
+	h.b.Helper()
+	deadline := time.Now().Add(timeout)
+	for h.countActive() > 0 {
+		if time.Now().After(deadline) {
+			h.b.Fatalf("runs still active after %s", timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var last time.Time
+	states := map[string]int{}
+	for _, r := range h.runs(ids) {
+		states[r.State]++
+		if r.FinishedAt.After(last) {
+			last = r.FinishedAt
+		}
+	}
+	if states[string(rotation.StateSucceeded)] != len(ids) {
+		h.b.Fatalf("run states %v, want %d succeeded", states, len(ids))
+	}
+	if last.Before(since) {
+		h.b.Fatalf("last run finished at %s, before the rotation started at %s", last, since)
+	}
+	return last
+}
+
+// waitScheduled waits until n runs exist and none is active.
+func (h *benchHarness) waitScheduled(n int, deadline time.Time) {
+	h.b.Helper()
+	for {
+		if total, active := h.countRuns(); total >= n && active == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			total, active := h.countRuns()
+			h.b.Fatalf("%d runs (%d active) at the deadline, want %d finished", total, active, n)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// runs reads runs by id, in pages.
+func (h *benchHarness) runs(ids []string) []store.Run {
+	h.b.Helper()
+	out := make([]store.Run, 0, len(ids))
+	for i := 0; i < len(ids); i += 5000 {
+		part, err := h.s.ListRuns(h.b.Context(), store.RunFilter{IDs: ids[i:min(i+5000, len(ids))]})
+		if err != nil {
+			h.b.Fatal(err)
+		}
+		out = append(out, part...)
+	}
+	return out
+}
+
+func (h *benchHarness) countActive() int {
+	_, active := h.countRuns()
+	return active
+}
+
+// countRuns counts all and active runs with one query on the store's
+// handle.
+func (h *benchHarness) countRuns() (total, active int) {
+	h.b.Helper()
+	const q = `SELECT count(*), coalesce(sum(CASE WHEN active THEN 1 ELSE 0 END), 0) FROM runs`
+	ctx := h.b.Context()
+	var err error
+	switch db := h.s.Handle().(type) {
+	case *pgxpool.Pool:
+		err = db.QueryRow(ctx, q).Scan(&total, &active)
+	case *sql.DB:
+		err = db.QueryRowContext(ctx, q).Scan(&total, &active)
+	default:
+		err = errors.New("unknown store handle")
+	}
+	if err != nil {
+		h.b.Fatal(err)
+	}
+	return total, active
+}
+
+// benchMem records the peak resident set size (VmRSS) and the peak Go
+// heap objects + goroutine stacks (runtime/metrics) of this process.
+type benchMem struct {
+	done             chan struct{}
+	wg               sync.WaitGroup
+	mu               sync.Mutex
+	rssPeak, goPeak  uint64
+	rssIdle          uint64
+	heapMetricSample []metrics.Sample
+}
+
+func benchStartMem(every time.Duration) *benchMem {
+	m := &benchMem{done: make(chan struct{}), heapMetricSample: []metrics.Sample{
+		{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/stacks:bytes"},
+	}}
+	m.rssIdle = benchRSS()
+	m.sample()
+	m.wg.Go(func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-m.done:
+				return
+			case <-t.C:
+				m.sample()
+			}
+		}
+	})
+	return m
+}
+
+func (m *benchMem) sample() {
+	r := benchRSS()
+	metrics.Read(m.heapMetricSample)
+	g := m.heapMetricSample[0].Value.Uint64() + m.heapMetricSample[1].Value.Uint64()
+	m.mu.Lock()
+	m.rssPeak, m.goPeak = max(m.rssPeak, r), max(m.goPeak, g)
+	m.mu.Unlock()
+}
+
+// stop returns the peak RSS, the peak Go heap+stacks and the RSS when
+// sampling started.
+func (m *benchMem) stop() (rssPeak, goPeak, rssIdle uint64) {
+	m.sample()
+	close(m.done)
+	m.wg.Wait()
+	return m.rssPeak, m.goPeak, m.rssIdle
+}
+
+// rss returns this process's resident set size from /proc/self/status (0
+// where there is none).
+func benchRSS() uint64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(data)) {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func benchMB(b uint64) float64 { return float64(b) / (1 << 20) }
+
+// benchCost measures what rotations cost in CPU (this process, and on
+// Postgres the server processes serving the store's connections) and in
+// Postgres transactions, which are independent of how busy the shared
+// machine is.
+type benchCost struct {
+	h       *benchHarness
+	self    time.Duration
+	pg      map[int]time.Duration // by backend pid
+	commits int64
+}
+
+func (h *benchHarness) startCost() *benchCost {
+	c := &benchCost{h: h, self: selfCPU()}
+	c.pg, c.commits = h.pgCost()
+	return c
+}
+
+// report adds cpu-ms/rot, and on Postgres pg-cpu-ms/rot and commits/rot,
+// for n rotations since startCost.
+func (c *benchCost) report(n int) {
+	b := c.h.b
+	self := selfCPU() - c.self
+	b.ReportMetric(float64(self)/float64(time.Millisecond)/float64(n), "cpu-ms/rot")
+	if c.h.s.Dialect() != store.DialectPostgres {
+		return
+	}
+	// Backends publish their transaction counts when idle, at most 10s
+	// late.
+	time.Sleep(11 * time.Second)
+	pg, commits := c.h.pgCost()
+	var server time.Duration
+	for pid, t := range pg {
+		server += t - c.pg[pid]
+	}
+	b.ReportMetric(float64(server)/float64(time.Millisecond)/float64(n), "pg-cpu-ms/rot")
+	b.ReportMetric(float64(commits-c.commits)/float64(n), "commits/rot")
+}
+
+// pgCost returns the CPU time of the server processes of this database's
+// connections and the database's committed transactions.
+func (h *benchHarness) pgCost() (map[int]time.Duration, int64) {
+	pool, ok := h.s.Handle().(*pgxpool.Pool)
+	if !ok {
+		return nil, 0
+	}
+	ctx := h.b.Context()
+	var commits int64
+	if err := pool.QueryRow(ctx, `SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()`).Scan(&commits); err != nil {
+		h.b.Fatal(err)
+	}
+	rows, err := pool.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database()`)
+	if err != nil {
+		h.b.Fatal(err)
+	}
+	defer rows.Close()
+	cpu := map[int]time.Duration{}
+	for rows.Next() {
+		var pid int
+		if err := rows.Scan(&pid); err != nil {
+			h.b.Fatal(err)
+		}
+		cpu[pid] = procCPU(pid)
+	}
+	return cpu, commits
+}
+
+// procCPU returns the user+system CPU time of a process (0 if it is gone).
+func procCPU(pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command (which may hold spaces) in parentheses;
+	// utime and stime are fields 14 and 15, in clock ticks (100/s).
+	s := string(data)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -1,0 +1,378 @@
+package awssm
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+)
+
+// fakeSM is AWS Secrets Manager at the protocol level: it speaks the
+// awsJson1_1 protocol (POST /, Content-Type application/x-amz-json-1.1,
+// X-Amz-Target secretsmanager.<Operation>, SigV4-signed) and keeps versions
+// and staging labels as AWS does: a label is on at most one version; a
+// label given to PutSecretValue or UpdateSecretVersionStage moves off the
+// version holding it; moving AWSCURRENT moves AWSPREVIOUS to the version it
+// left; the first version of a secret is always AWSCURRENT; PutSecretValue
+// with an existing ClientRequestToken is a no-op when the data is the same
+// and ResourceExistsException otherwise. Request and response shapes and
+// error bodies follow the SDK's request_snapshot and response_snapshot
+// files (service/secretsmanager@v1.50.12).
+type fakeSM struct {
+	t   *testing.T
+	srv *httptest.Server
+
+	mu      sync.Mutex
+	secrets map[string]*fakeSecret // by name
+	calls   map[string]int         // by operation
+	// echoValue makes every PutSecretValue fail with an error message that
+	// quotes the secret data, to prove the target scrubs errors.
+	echoValue bool
+}
+
+type fakeSecret struct {
+	name, arn string
+	deleted   bool
+	rotation  bool
+	versions  map[string]*fakeVersion
+	order     []string // version ids in creation order
+}
+
+type fakeVersion struct {
+	str    string
+	labels []string
+	seq    int
+}
+
+func newFakeSM(t *testing.T) *fakeSM {
+	t.Helper()
+	f := &fakeSM{t: t, secrets: map[string]*fakeSecret{}, calls: map[string]int{}}
+	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+// client is a real SDK client pointed at the fake.
+func (f *fakeSM) client() *secretsmanager.Client {
+	return secretsmanager.New(secretsmanager.Options{
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String(f.srv.URL),
+		Credentials:  credentials.NewStaticCredentialsProvider("AKIDFAKE", "fake-secret-access-key", ""),
+		HTTPClient:   f.srv.Client(),
+	})
+}
+
+// addSecret creates a secret directly (as if made in the console).
+func (f *fakeSM) addSecret(name string) *fakeSecret {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.create(name)
+}
+
+func (f *fakeSM) create(name string) *fakeSecret {
+	s := &fakeSecret{name: name, arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:" + name + "-AbCdEf", versions: map[string]*fakeVersion{}}
+	f.secrets[name] = s
+	return s
+}
+
+func (f *fakeSM) lookup(id string) *fakeSecret {
+	if s, ok := f.secrets[id]; ok {
+		return s
+	}
+	for _, s := range f.secrets {
+		if s.arn == id {
+			return s
+		}
+	}
+	return nil
+}
+
+// labels returns label -> version id of a secret, and how many versions it has.
+func (f *fakeSM) labels(name string) (map[string]string, int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.secrets[name]
+	out := map[string]string{}
+	if s == nil {
+		return out, 0
+	}
+	for id, v := range s.versions {
+		for _, l := range v.labels {
+			out[l] = id
+		}
+	}
+	return out, len(s.versions)
+}
+
+func (f *fakeSM) count(op string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[op]
+}
+
+type apiError struct {
+	status int
+	typ    string
+	msg    string
+}
+
+func errf(typ, format string, args ...any) *apiError {
+	return &apiError{status: http.StatusBadRequest, typ: typ, msg: fmt.Sprintf(format, args...)}
+}
+
+func (f *fakeSM) serve(w http.ResponseWriter, req *http.Request) {
+	reply := func(status int, v any, e *apiError) {
+		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		w.Header().Set("X-Amzn-Requestid", "00000000-0000-0000-0000-000000000001")
+		if e != nil {
+			w.WriteHeader(e.status)
+			_ = json.NewEncoder(w).Encode(map[string]string{"__type": e.typ, "Message": e.msg})
+			return
+		}
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(v)
+	}
+	target := req.Header.Get("X-Amz-Target")
+	op, ok := strings.CutPrefix(target, "secretsmanager.")
+	switch {
+	case req.Method != http.MethodPost || req.URL.Path != "/":
+		f.t.Errorf("fake secrets manager: %s %s, want POST /", req.Method, req.URL.Path)
+		reply(0, nil, errf("UnknownOperationException", "bad method or path"))
+		return
+	case req.Header.Get("Content-Type") != "application/x-amz-json-1.1":
+		f.t.Errorf("fake secrets manager: Content-Type %q", req.Header.Get("Content-Type"))
+		reply(0, nil, errf("SerializationException", "bad content type"))
+		return
+	case !ok:
+		f.t.Errorf("fake secrets manager: X-Amz-Target %q", target)
+		reply(0, nil, errf("UnknownOperationException", "unknown operation"))
+		return
+	}
+	if auth := req.Header.Get("Authorization"); !strings.HasPrefix(auth, "AWS4-HMAC-SHA256 Credential=AKIDFAKE/") ||
+		!strings.Contains(auth, "/us-east-1/secretsmanager/aws4_request") {
+		reply(0, nil, &apiError{status: http.StatusForbidden, typ: "UnrecognizedClientException", msg: "The security token included in the request is invalid."})
+		return
+	}
+	body, _ := io.ReadAll(req.Body)
+	var in map[string]json.RawMessage
+	if err := json.Unmarshal(body, &in); err != nil {
+		reply(0, nil, errf("SerializationException", "body is not a JSON object"))
+		return
+	}
+	str := func(k string) string {
+		var s string
+		_ = json.Unmarshal(in[k], &s)
+		return s
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls[op]++
+	var (
+		out any
+		e   *apiError
+	)
+	switch op {
+	case "CreateSecret":
+		out, e = f.createSecret(str("Name"), str("ClientRequestToken"), in["SecretString"], str("SecretString"))
+	case "DescribeSecret":
+		out, e = f.describeSecret(str("SecretId"))
+	case "GetSecretValue":
+		out, e = f.getSecretValue(str("SecretId"), str("VersionId"), str("VersionStage"))
+	case "PutSecretValue":
+		var stages []string
+		_ = json.Unmarshal(in["VersionStages"], &stages)
+		out, e = f.putSecretValue(str("SecretId"), str("ClientRequestToken"), str("SecretString"), stages)
+	case "UpdateSecretVersionStage":
+		out, e = f.updateSecretVersionStage(str("SecretId"), str("VersionStage"), str("MoveToVersionId"), str("RemoveFromVersionId"))
+	default:
+		e = errf("UnknownOperationException", "operation %s is not supported by the fake", op)
+	}
+	reply(http.StatusOK, out, e)
+}
+
+func validToken(tok string) *apiError {
+	if len(tok) < 32 || len(tok) > 64 {
+		return errf("ValidationException", "1 validation error detected: Value at 'clientRequestToken' failed to satisfy constraint: Member must have length between 32 and 64")
+	}
+	return nil
+}
+
+func (f *fakeSM) live(id string) (*fakeSecret, *apiError) {
+	s := f.lookup(id)
+	if s == nil {
+		return nil, errf("ResourceNotFoundException", "Secrets Manager can't find the specified secret.")
+	}
+	if s.deleted {
+		return nil, errf("InvalidRequestException", "You can't perform this operation on the secret because it was marked for deletion.")
+	}
+	return s, nil
+}
+
+// attach puts label on version id, moving it off any other version; moving
+// AWSCURRENT moves AWSPREVIOUS to the version it left.
+func (s *fakeSecret) attach(label, id string) {
+	from := ""
+	for vid, v := range s.versions {
+		if i := slices.Index(v.labels, label); i >= 0 && vid != id {
+			v.labels = slices.Delete(v.labels, i, i+1)
+			from = vid
+		}
+	}
+	if v := s.versions[id]; !slices.Contains(v.labels, label) {
+		v.labels = append(v.labels, label)
+	}
+	if label == LabelCurrent && from != "" {
+		s.attach(LabelPrevious, from)
+	}
+}
+
+func (s *fakeSecret) addVersion(id, str string, stages []string) {
+	first := len(s.versions) == 0
+	s.versions[id] = &fakeVersion{str: str, seq: len(s.order)}
+	s.order = append(s.order, id)
+	if len(stages) == 0 || (first && !slices.Contains(stages, LabelCurrent)) {
+		stages = append(stages, LabelCurrent)
+	}
+	for _, l := range stages {
+		s.attach(l, id)
+	}
+}
+
+func (s *fakeSecret) labelled() map[string][]string {
+	m := map[string][]string{}
+	for id, v := range s.versions {
+		if len(v.labels) > 0 {
+			m[id] = slices.Clone(v.labels)
+		}
+	}
+	return m
+}
+
+func (f *fakeSM) createSecret(name, token string, rawValue json.RawMessage, value string) (any, *apiError) {
+	if s := f.secrets[name]; s != nil {
+		if s.deleted {
+			return nil, errf("InvalidRequestException", "You can't create this secret because a secret with this name is already scheduled for deletion.")
+		}
+		return nil, errf("ResourceExistsException", "The operation failed because the secret %s already exists.", name)
+	}
+	out := map[string]any{}
+	if rawValue != nil {
+		if e := validToken(token); e != nil {
+			return nil, e
+		}
+	}
+	s := f.create(name)
+	out["ARN"], out["Name"] = s.arn, s.name
+	if rawValue != nil {
+		s.addVersion(token, value, nil)
+		out["VersionId"] = token
+	}
+	return out, nil
+}
+
+func (f *fakeSM) describeSecret(id string) (any, *apiError) {
+	s := f.lookup(id)
+	if s == nil {
+		return nil, errf("ResourceNotFoundException", "Secrets Manager can't find the specified secret.")
+	}
+	out := map[string]any{
+		"ARN": s.arn, "Name": s.name, "CreatedDate": 946684800, "LastChangedDate": 946684800,
+		"VersionIdsToStages": s.labelled(),
+	}
+	if s.rotation {
+		out["RotationEnabled"] = true
+		out["RotationLambdaARN"] = "arn:aws:lambda:us-east-1:123456789012:function:rotate"
+	}
+	if s.deleted {
+		out["DeletedDate"] = 946684800
+	}
+	return out, nil
+}
+
+func (f *fakeSM) getSecretValue(id, versionID, stage string) (any, *apiError) {
+	s, e := f.live(id)
+	if e != nil {
+		return nil, e
+	}
+	if versionID == "" && stage == "" {
+		stage = LabelCurrent
+	}
+	for _, vid := range s.order {
+		v := s.versions[vid]
+		if (versionID == "" || vid == versionID) && (stage == "" || slices.Contains(v.labels, stage)) {
+			return map[string]any{
+				"ARN": s.arn, "Name": s.name, "VersionId": vid, "SecretString": v.str,
+				"VersionStages": slices.Clone(v.labels), "CreatedDate": 946684800,
+			}, nil
+		}
+	}
+	return nil, errf("ResourceNotFoundException", "Secrets Manager can't find the specified secret value for VersionId %q, staging label %q", versionID, stage)
+}
+
+func (f *fakeSM) putSecretValue(id, token, value string, stages []string) (any, *apiError) {
+	s, e := f.live(id)
+	if e != nil {
+		return nil, e
+	}
+	if f.echoValue {
+		return nil, &apiError{status: http.StatusInternalServerError, typ: "InternalServiceError", msg: "could not store " + value}
+	}
+	if e := validToken(token); e != nil {
+		return nil, e
+	}
+	if v, ok := s.versions[token]; ok {
+		if v.str != value {
+			return nil, errf("ResourceExistsException", "You can't modify an existing version, you can only create a new version.")
+		}
+		return map[string]any{"ARN": s.arn, "Name": s.name, "VersionId": token, "VersionStages": slices.Clone(v.labels)}, nil
+	}
+	s.addVersion(token, value, slices.Clone(stages))
+	return map[string]any{"ARN": s.arn, "Name": s.name, "VersionId": token, "VersionStages": slices.Clone(s.versions[token].labels)}, nil
+}
+
+func (f *fakeSM) updateSecretVersionStage(id, label, moveTo, removeFrom string) (any, *apiError) {
+	s, e := f.live(id)
+	if e != nil {
+		return nil, e
+	}
+	if label == "" {
+		return nil, errf("ValidationException", "1 validation error detected: VersionStage must not be null")
+	}
+	holder := ""
+	for vid, v := range s.versions {
+		if slices.Contains(v.labels, label) {
+			holder = vid
+		}
+	}
+	if moveTo != "" {
+		if _, ok := s.versions[moveTo]; !ok {
+			return nil, errf("InvalidParameterException", "The version %s doesn't exist.", moveTo)
+		}
+	}
+	if removeFrom != "" && removeFrom != holder {
+		return nil, errf("InvalidParameterException", "The parameter RemoveFromVersionId doesn't match the version the staging label %s is attached to.", label)
+	}
+	if moveTo != "" && holder != "" && holder != moveTo && removeFrom == "" {
+		return nil, errf("InvalidParameterException", "The staging label %s is currently attached to version %s, so you must explicitly reference that version in RemoveFromVersionId.", label, holder)
+	}
+	switch {
+	case moveTo != "":
+		s.attach(label, moveTo)
+	case removeFrom != "":
+		if label == LabelCurrent {
+			return nil, errf("InvalidParameterException", "You can only move staging label AWSCURRENT to a different secret version. It can't be completely removed.")
+		}
+		v := s.versions[removeFrom]
+		v.labels = slices.DeleteFunc(v.labels, func(l string) bool { return l == label })
+	}
+	return map[string]any{"ARN": s.arn, "Name": s.name}, nil
+}
