@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -293,13 +294,20 @@ func (e *Engine) newRun(c store.Credential, trigger store.Trigger, actor, reason
 	if c.Current != nil {
 		r.OldVersionID = c.Current.ID
 	}
-	r.Runbook = e.runbookRef(c.Runbook)
+	r.Runbook = e.runbookRef(c.Runbook, c.RunbookFile)
 	return r
 }
 
-func (e *Engine) runbookRef(ref string) store.RunbookRef {
+// runbookRef resolves a credential's runbook for a run: the file apply
+// resolved (file, recorded absolute), else ref relative to RunbookDir or
+// the working directory. The run records the path as written, the anchor
+// and the file's digest.
+func (e *Engine) runbookRef(ref, file string) store.RunbookRef {
 	if ref == "" {
 		return store.RunbookRef{}
+	}
+	if r, ok := e.runbooks.get(ref + "\x00" + file); ok {
+		return r
 	}
 	dir := e.opts.RunbookDir
 	if dir == "" {
@@ -308,17 +316,26 @@ func (e *Engine) runbookRef(ref string) store.RunbookRef {
 	if abs, err := filepath.Abs(dir); err == nil {
 		dir = abs
 	}
-	if r, ok := e.runbooks.get(ref); ok {
-		return r
+	lookup := ref
+	if file != "" {
+		if _, anchor, ok := cutAnchor(ref); ok {
+			lookup = file + "#" + anchor
+		} else {
+			lookup = file
+		}
+		if _, err := os.Stat(file); err != nil {
+			lookup = ref
+		}
 	}
-	rb, err := runbook.Resolve(dir, ref)
+	rb, err := runbook.Resolve(dir, lookup)
 	if err != nil {
 		path, anchor, _ := cutAnchor(ref)
 		e.log.Warn("runbook not found; the run records its path without a digest", slog.String("runbook", ref), slog.String("error", err.Error()))
 		return store.RunbookRef{Path: path, Anchor: anchor}
 	}
-	r := store.RunbookRef{Path: rb.Path, Anchor: rb.Anchor, Digest: rb.Digest}
-	e.runbooks.put(ref, rb.File, r)
+	path, _, _ := cutAnchor(ref)
+	r := store.RunbookRef{Path: path, Anchor: rb.Anchor, Digest: rb.Digest}
+	e.runbooks.put(ref+"\x00"+file, rb.File, r)
 	return r
 }
 

@@ -52,6 +52,10 @@ type execution struct {
 	newVal secret.Value
 	curVal secret.Value // the value of the version current before cutover
 	live   []secret.Value
+	// resumed: the run was past planned when this execution began, so an
+	// earlier, interrupted attempt may have promoted the new value at some
+	// targets without committing the cutover.
+	resumed bool
 }
 
 // learn tells the redactor about a value for the duration of this
@@ -85,7 +89,7 @@ func (e *Engine) Execute(ctx context.Context, runID string) (Outcome, time.Time,
 	if State(run.State).Terminal() {
 		return Done, time.Time{}, nil
 	}
-	x := &execution{e: e, run: run, opts: runOptions(run)}
+	x := &execution{e: e, run: run, opts: runOptions(run), resumed: State(run.State) != StatePlanned}
 	defer x.forget()
 	// Steps are written only by commits, and every commit moves the run out
 	// of planned: a planned run has none, and a fresh run (most of them)
@@ -675,6 +679,11 @@ func (x *execution) failBeforeCutover(ctx context.Context, step string, cause er
 	}
 	msg := fmt.Sprintf("%s failed: %s", step, x.scrub(cause))
 	x.logger().Warn("rotation failed before cutover; rolling back", slog.String("step", step), slog.String("error", msg))
+	if x.resumed {
+		// An interrupted attempt may have switched targets before the
+		// crash: give them the current value back before revoking the new.
+		x.restoreTargets(context.WithoutCancel(ctx))
+	}
 	if v := x.newVer; v != nil && v.Stage == store.StagePending {
 		if x.caps.Revocable && !x.newVal.IsZero() {
 			started := x.e.now()
@@ -700,16 +709,7 @@ func (x *execution) failAtCutover(ctx context.Context, cause error) (Outcome, ti
 	msg := fmt.Sprintf("%s failed: %s", x.lastStepName(), x.scrub(cause))
 	x.logger().Warn("cutover failed; restoring the previous value at targets", slog.String("error", msg))
 	bg := context.WithoutCancel(ctx)
-	if cur := x.cred.Current; cur != nil && !x.curVal.IsZero() {
-		for _, bt := range x.tgts {
-			step := "restore:" + bt.binding.Target
-			started := x.e.now()
-			err := x.call(bg, step, func(ctx context.Context) error {
-				return bt.t.Promote(ctx, targets.PromoteRequest{Common: x.targetCommon(step, bt.binding, cur.ID, x.curVal)})
-			})
-			x.record(step, started, err, nil)
-		}
-	}
+	x.restoreTargets(bg)
 	if v := x.newVer; v != nil && x.caps.Revocable && !x.newVal.IsZero() {
 		started := x.e.now()
 		err := x.call(bg, "rollback_revoke", func(ctx context.Context) error {
@@ -718,6 +718,23 @@ func (x *execution) failAtCutover(ctx context.Context, cause error) (Outcome, ti
 		x.record("rollback_revoke", started, err, map[string]string{"version": v.ID})
 	}
 	return Done, time.Time{}, x.finishFailed(bg, msg, nil)
+}
+
+// restoreTargets promotes the current value (still valid: nothing was
+// retired) at every target, undoing a partial cutover.
+func (x *execution) restoreTargets(ctx context.Context) {
+	cur := x.cred.Current
+	if cur == nil || x.curVal.IsZero() {
+		return
+	}
+	for _, bt := range x.tgts {
+		step := "restore:" + bt.binding.Target
+		started := x.e.now()
+		err := x.call(ctx, step, func(ctx context.Context) error {
+			return bt.t.Promote(ctx, targets.PromoteRequest{Common: x.targetCommon(step, bt.binding, cur.ID, x.curVal)})
+		})
+		x.record(step, started, err, nil)
+	}
 }
 
 // finishFailed commits a rolled-back run and reschedules the credential.

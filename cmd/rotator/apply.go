@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -34,7 +35,7 @@ file twice reports no changes. Credentials the file no longer declares are kept
 			if err := checkOutput(output, "text", "json"); err != nil {
 				return err
 			}
-			cfg, err := config.Load(file)
+			cfg, err := loadConfig(file)
 			if err != nil {
 				return err
 			}
@@ -91,4 +92,15 @@ func (a *app) printDiff(d inventory.Diff) error {
 	_, err := fmt.Fprintf(a.stdout, "%s: %d created, %d updated, %d unchanged, %d removed.\n", prefix,
 		d.Count(inventory.Created), d.Count(inventory.Updated), d.Count(inventory.Unchanged), d.Count(inventory.Removed))
 	return err
+}
+
+// loadConfig loads a configuration file; a file that cannot be read is a
+// usage error (exit 2), like an invalid one.
+func loadConfig(file string) (*config.Config, error) {
+	cfg, err := config.Load(file)
+	var ce *config.Errors
+	if err != nil && !errors.As(err, &ce) {
+		return nil, usageError{err}
+	}
+	return cfg, err
 }

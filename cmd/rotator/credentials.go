@@ -114,8 +114,7 @@ func (a *app) credentialsShowCommand() *cobra.Command {
 			v.Targets = c.Targets
 			if p, err := st.GetProvider(ctx, c.Provider); err == nil {
 				if f, ok := registry.Lookup(p.Type); ok {
-					caps := f.Capabilities
-					v.Capabilities = &caps
+					v.Capabilities = view.NewCapabilities(f.Capabilities)
 				}
 			}
 			versions, err := st.ListVersions(ctx, c.ID)

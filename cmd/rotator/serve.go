@@ -48,7 +48,7 @@ next start.`,
 			runbookDir := ""
 			if file != "" {
 				var err error
-				if cfg, err = config.Load(file); err != nil {
+				if cfg, err = loadConfig(file); err != nil {
 					return err
 				}
 				runbookDir = filepath.Dir(file)

@@ -152,6 +152,10 @@ type boundary struct {
 	// valuesAfterKill is how many values the resource accepts right after
 	// the kill.
 	valuesAfterKill func(second bool) int
+	// restart is the control file of the restarted process ({} if empty).
+	restart string
+	// want is how the targeted run must end (succeeded if empty).
+	want rotation.State
 }
 
 func delayStep(step string) func(r *crashRig) func() {
@@ -167,6 +171,17 @@ func base(second bool) int {
 	}
 	return 0
 }
+
+// inPromote: the first target switched, the second one's write waits for
+// the lock the test holds.
+func inPromote(_ *crashRig, p *proc, run store.Run) (bool, error) {
+	if run.State != string(rotation.StateMinted) {
+		return false, nil
+	}
+	return blockedOnFlock(p.pid())
+}
+
+func lockSecondTarget(r *crashRig) func() { return r.lockTarget() }
 
 var boundaries = []boundary{
 	{
@@ -214,20 +229,27 @@ var boundaries = []boundary{
 		valuesAfterKill: func(second bool) int { return base(second) + 1 },
 	},
 	{
-		// The file target's write blocks on its lock, which the test holds.
-		name: "promote",
-		arm: func(r *crashRig) func() {
-			return r.lockTarget()
-		},
-		inWindow: func(_ *crashRig, p *proc, run store.Run) (bool, error) {
-			if run.State != string(rotation.StateMinted) {
-				return false, nil
-			}
-			return blockedOnFlock(p.pid())
-		},
+		// Killed between the two targets' promotes.
+		name:            "promote",
+		arm:             lockSecondTarget,
+		inWindow:        inPromote,
 		committed:       rotation.StateMinted,
 		resumed:         1,
 		valuesAfterKill: func(second bool) int { return base(second) + 1 },
+	},
+	{
+		// Killed between the two targets' promotes, and the resumed run
+		// fails (verify) before it reaches the cutover again: the rollback
+		// must put the current value back at the target that had switched.
+		name:            "promote-then-fail",
+		second:          true,
+		arm:             lockSecondTarget,
+		inWindow:        inPromote,
+		committed:       rotation.StateMinted,
+		resumed:         1,
+		valuesAfterKill: func(bool) int { return 2 },
+		restart:         `{"fail":["verify"]}`,
+		want:            rotation.StateRolledBack,
 	},
 	{
 		// The run cut over and waits (a snoozed River job) for the 3s
@@ -245,7 +267,7 @@ var boundaries = []boundary{
 			return ok && j.State != "running", err
 		},
 		committed:       rotation.StateCutOver,
-		resumed:         6, // mint activate stage verify promote cutover
+		resumed:         8, // mint activate stage×2 verify promote×2 cutover
 		valuesAfterKill: func(bool) int { return 2 },
 	},
 	{
@@ -260,7 +282,7 @@ var boundaries = []boundary{
 			return r.jobRunning(run.ID)
 		},
 		committed:       rotation.StateCutOver,
-		resumed:         6,
+		resumed:         8,
 		valuesAfterKill: func(bool) int { return 2 },
 	},
 }
@@ -268,7 +290,7 @@ var boundaries = []boundary{
 // TestCrashResume kills `rotator serve` (SIGKILL) inside each step of a
 // rotation, restarts it with a short --rescue-after, and checks that the
 // run resumes from its last committed state and ends with exactly one
-// current version that the resource accepts and the target publishes.
+// current version that the resource accepts and every target publishes.
 func TestCrashResume(t *testing.T) {
 	t.Parallel()
 	for _, kind := range databases {
@@ -343,7 +365,20 @@ func testCrash(t *testing.T, kind string, b boundary, second bool) {
 	if names, _ := dirNames(r.stateDir); len(names) != b.valuesAfterKill(second) {
 		t.Fatalf("after the kill the resource accepts %d values, want %d", len(names), b.valuesAfterKill(second))
 	}
+	if strings.HasPrefix(b.name, "promote") {
+		// The first target already publishes the new value.
+		v, err := r.st.GetVersion(t.Context(), after.NewVersionID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if env, err := readDotenv(r.envFiles[0]); err != nil || env["CRASH_KEY"] != r.open(v) {
+			t.Fatalf("after the kill the first target does not publish the new value (%v)", err)
+		}
+	}
 	disarm()
+	if b.restart != "" {
+		r.setControl(b.restart)
+	}
 
 	p2 := r.serve("serve-2", r.config, "--job-timeout", "5s", "--rescue-after", "8s")
 	var final []store.Run
@@ -372,21 +407,31 @@ func testCrash(t *testing.T, kind string, b boundary, second bool) {
 
 func (r *crashRig) checkAfterCrash(t *testing.T, b boundary, final []store.Run, targetIndex int, killedAt time.Time, procs ...*proc) {
 	ctx := t.Context()
+	want := b.want
+	if want == "" {
+		want = rotation.StateSucceeded
+	}
 	// No duplicated run: one per rotation asked for.
 	if len(final) != targetIndex+1 {
 		t.Errorf("the credential has %d runs, want %d", len(final), targetIndex+1)
 	}
-	for _, x := range final {
-		if x.State != string(rotation.StateSucceeded) {
-			t.Errorf("run %s ended %s (error %q), want succeeded", x.ID, x.State, x.Error)
+	for i, x := range final {
+		w := rotation.StateSucceeded
+		if i == targetIndex {
+			w = want
+		}
+		if x.State != string(w) {
+			t.Errorf("run %s ended %s (error %q), want %s", x.ID, x.State, x.Error, w)
 		}
 		if x.Active {
 			t.Errorf("run %s is terminal but still active", x.ID)
 		}
 	}
 	run := final[min(targetIndex, len(final)-1)]
+	rolledBack := want == rotation.StateRolledBack
 
-	// Exactly one current version, no pending one, every other retired.
+	// Exactly one current version, no pending one, every other retired
+	// (or, for the rolled-back run's, discarded).
 	cred, err := r.st.GetCredential(ctx, crashCredential)
 	if err != nil {
 		t.Fatal(err)
@@ -407,6 +452,9 @@ func (r *crashRig) checkAfterCrash(t *testing.T, b boundary, final []store.Run, 
 		case store.StagePending, store.StagePrevious:
 			t.Errorf("version %s is still %s", v.ID, v.Stage)
 		}
+		if v.ID == run.NewVersionID && rolledBack && v.Stage != store.StageDiscarded {
+			t.Errorf("the rolled-back run's version %s is %s, want discarded", v.ID, v.Stage)
+		}
 	}
 	if len(current) != 1 {
 		t.Fatalf("the credential has %d current versions, want 1 (versions: %v)", len(current), stages(versions))
@@ -421,22 +469,35 @@ func (r *crashRig) checkAfterCrash(t *testing.T, b boundary, final []store.Run, 
 	if cred.State.PendingVersionID != "" {
 		t.Errorf("the credential still names pending version %s", cred.State.PendingVersionID)
 	}
-	if cred.State.Status != store.StatusHealthy || cred.State.FailureCount != 0 {
-		t.Errorf("credential status %s with %d failures, want healthy with 0", cred.State.Status, cred.State.FailureCount)
-	}
-	if run.NewVersionID != cur.ID {
-		t.Errorf("the resumed run made version %s, but %s is current", run.NewVersionID, cur.ID)
+	switch {
+	case rolledBack:
+		if cred.State.Status != store.StatusFailing || cred.State.FailureCount != 1 {
+			t.Errorf("credential status %s with %d failures, want failing with 1", cred.State.Status, cred.State.FailureCount)
+		}
+		if run.OldVersionID != cur.ID {
+			t.Errorf("the rolled-back run replaced %s, but %s is current", run.OldVersionID, cur.ID)
+		}
+	default:
+		if cred.State.Status != store.StatusHealthy || cred.State.FailureCount != 0 {
+			t.Errorf("credential status %s with %d failures, want healthy with 0", cred.State.Status, cred.State.FailureCount)
+		}
+		if run.NewVersionID != cur.ID {
+			t.Errorf("the resumed run made version %s, but %s is current", run.NewVersionID, cur.ID)
+		}
 	}
 
-	// The target publishes the current value and the resource accepts it,
-	// and nothing else (the previous value was revoked after grace).
+	// Every target publishes the current value and the resource accepts
+	// it, and nothing else (a previous value was revoked after its grace,
+	// a rolled-back one at once).
 	value := r.open(cur)
-	env, err := readDotenv(r.envFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if env["CRASH_KEY"] != value {
-		t.Errorf("the target file does not hold the current value")
+	for _, f := range r.envFiles {
+		env, err := readDotenv(f)
+		switch {
+		case err != nil:
+			t.Error(err)
+		case env["CRASH_KEY"] != value:
+			t.Errorf("target %s does not publish the current value (it publishes a value the resource accepts: %v)", filepath.Base(f), fileExists(filepath.Join(r.stateDir, sha256Hex(env["CRASH_KEY"]))))
+		}
 	}
 	names, err := dirNames(r.stateDir)
 	if err != nil {
@@ -452,17 +513,13 @@ func (r *crashRig) checkAfterCrash(t *testing.T, b boundary, final []store.Run, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"mint", "activate", "stage:env", "verify", "promote:env", "cutover"}
-	if run.OldVersionID != "" {
-		want = append(want, "revoke_previous")
-	}
 	var got []string
 	for i, s := range steps {
 		got = append(got, s.Name)
 		if s.Seq != i {
 			t.Errorf("step %d (%s) has seq %d", i, s.Name, s.Seq)
 		}
-		if s.State != rotation.StepOK {
+		if s.State != rotation.StepOK && !(rolledBack && s.Name == "verify") {
 			t.Errorf("step %s: %s %s", s.Name, s.State, s.Error)
 		}
 		if i < b.resumed && !s.FinishedAt.Before(killedAt) {
@@ -472,8 +529,15 @@ func (r *crashRig) checkAfterCrash(t *testing.T, b boundary, final []store.Run, 
 			t.Errorf("step %s (resumed) started at %s, before the kill at %s", s.Name, s.StartedAt.Format(time.RFC3339Nano), killedAt.Format(time.RFC3339Nano))
 		}
 	}
-	if !slices.Equal(got, want) {
-		t.Errorf("steps %v, want %v", got, want)
+	wantSteps := []string{"mint", "activate", "stage:env", "stage:env2", "verify", "promote:env", "promote:env2", "cutover"}
+	if run.OldVersionID != "" {
+		wantSteps = append(wantSteps, "revoke_previous")
+	}
+	if rolledBack {
+		wantSteps = []string{"mint", "activate", "stage:env", "stage:env2", "verify", "restore:env", "restore:env2", "rollback_revoke"}
+	}
+	if !slices.Equal(got, wantSteps) {
+		t.Errorf("steps %v, want %v", got, wantSteps)
 	}
 	t.Logf("steps: %s", stepTimeline(steps, killedAt))
 
@@ -507,8 +571,8 @@ func (r *crashRig) checkAfterCrash(t *testing.T, b boundary, final []store.Run, 
 	if err := json.Unmarshal([]byte(out), &shown); err != nil {
 		t.Fatalf("runs show -o json: %v\n%s", err, out)
 	}
-	if shown.Run.State != string(rotation.StateSucceeded) || len(shown.Run.Steps) != len(steps) {
-		t.Errorf("runs show: state %s with %d steps, want succeeded with %d", shown.Run.State, len(shown.Run.Steps), len(steps))
+	if shown.Run.State != string(want) || len(shown.Run.Steps) != len(steps) {
+		t.Errorf("runs show: state %s with %d steps, want %s with %d", shown.Run.State, len(shown.Run.Steps), want, len(steps))
 	}
 
 	var values []string
@@ -518,6 +582,11 @@ func (r *crashRig) checkAfterCrash(t *testing.T, b boundary, final []store.Run, 
 		}
 	}
 	assertNoLeak(t, procs, values...)
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 func stages(vs []store.Version) []string {

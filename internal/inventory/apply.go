@@ -208,6 +208,7 @@ func applyCredentials(ctx context.Context, tx store.Tx, cfg *config.Config, t ti
 	declared := map[string]bool{}
 	for _, cc := range cfg.Credentials {
 		c := cc.ToStore()
+		c.RunbookFile = cc.RunbookRef.File
 		declared[c.ID] = true
 		old, exists := byID[c.ID]
 		change := Change{Kind: "credential", Name: c.ID}
@@ -218,6 +219,14 @@ func applyCredentials(ctx context.Context, tx store.Tx, cfg *config.Config, t ti
 			c.State = store.CredentialState{Status: store.StatusNew}
 		case old.SpecHash == c.SpecHash:
 			record(Change{Kind: "credential", Name: c.ID, Action: Unchanged}, c.ID)
+			if c.RunbookFile != "" && c.RunbookFile != old.RunbookFile {
+				// Same spec, applied from elsewhere: remember where its
+				// runbook is now, without reporting a change.
+				c.CreatedAt, c.UpdatedAt, c.State = old.CreatedAt, old.UpdatedAt, old.State
+				if err := tx.UpsertCredentialSpec(ctx, c); err != nil {
+					return fmt.Errorf("writing credential %s: %w", c.ID, err)
+				}
+			}
 			continue
 		default:
 			change.Action = Updated

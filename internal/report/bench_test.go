@@ -122,7 +122,7 @@ func seedLarge(b *testing.B, st store.Store, events int) {
 		var steps []store.Step
 		var evs []store.AuditEvent
 		for i := start; i < min(start+chunk, runs); i++ {
-			created := now.Add(-span + time.Duration(i)*span/time.Duration(runs))
+			created := now.Add(-span + span/time.Duration(runs)*time.Duration(i))
 			r := store.Run{
 				ID: fmt.Sprintf("run-%07d", i), CredentialID: fmt.Sprintf("cred-%05d", i%creds), Trigger: store.TriggerSchedule,
 				Actor: "scheduler", State: "succeeded", Attempt: 1,

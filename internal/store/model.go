@@ -97,8 +97,11 @@ type Credential struct {
 	Settings settings.Map
 	Policy   Policy
 	Runbook  string
-	Targets  []TargetBinding
-	SpecHash string
+	// RunbookFile is the absolute path apply resolved Runbook to, so runs
+	// started from any directory find and digest the same file.
+	RunbookFile string
+	Targets     []TargetBinding
+	SpecHash    string
 
 	// State, written by the engine.
 	State CredentialState

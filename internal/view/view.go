@@ -41,12 +41,12 @@ type Credential struct {
 	Runbook        string            `json:"runbook"`
 
 	// Shown by `credentials show` only.
-	Schedule     string                  `json:"schedule,omitempty"`
-	RenewBefore  int64                   `json:"renew_before_seconds,omitempty"`
-	GraceSeconds int64                   `json:"grace_seconds,omitempty"`
-	Targets      []store.TargetBinding   `json:"targets,omitempty"`
-	Capabilities *providers.Capabilities `json:"capabilities,omitempty"`
-	Versions     []Version               `json:"versions,omitempty"`
+	Schedule     string                `json:"schedule,omitempty"`
+	RenewBefore  int64                 `json:"renew_before_seconds,omitempty"`
+	GraceSeconds int64                 `json:"grace_seconds,omitempty"`
+	Targets      []store.TargetBinding `json:"targets,omitempty"`
+	Capabilities *Capabilities         `json:"capabilities,omitempty"`
+	Versions     []Version             `json:"versions,omitempty"`
 }
 
 // NewCredential renders c as seen at now.
@@ -159,4 +159,17 @@ func strPtr(s string) *string {
 		return nil
 	}
 	return &s
+}
+
+// Capabilities are a provider type's capabilities as shown to users.
+type Capabilities struct {
+	Overlap       bool  `json:"overlap"`
+	Revocable     bool  `json:"revocable"`
+	ScopeAware    bool  `json:"scope_aware"`
+	MaxTTLSeconds int64 `json:"max_ttl_seconds"`
+}
+
+// NewCapabilities renders a provider type's capabilities.
+func NewCapabilities(c providers.Capabilities) *Capabilities {
+	return &Capabilities{Overlap: c.Overlap, Revocable: c.Revocable, ScopeAware: c.ScopeAware, MaxTTLSeconds: int64(c.MaxTTL / time.Second)}
 }

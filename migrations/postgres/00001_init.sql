@@ -44,6 +44,7 @@ CREATE TABLE credentials (
     rotation_window      jsonb,
     grace_seconds        bigint      NOT NULL DEFAULT 0,
     runbook              text        NOT NULL DEFAULT '',
+    runbook_file         text        NOT NULL DEFAULT '',  -- the runbook file apply resolved, absolute
     targets              jsonb       NOT NULL DEFAULT '[]',
     spec_hash            text        NOT NULL DEFAULT '',
     status               text        NOT NULL DEFAULT 'new',

@@ -45,6 +45,7 @@ CREATE TABLE credentials (
     rotation_window      TEXT,
     grace_seconds        INTEGER NOT NULL DEFAULT 0,
     runbook              TEXT    NOT NULL DEFAULT '',
+    runbook_file         TEXT    NOT NULL DEFAULT '',  -- the runbook file apply resolved, absolute
     targets              TEXT    NOT NULL DEFAULT '[]',
     spec_hash            TEXT    NOT NULL DEFAULT '',
     status               TEXT    NOT NULL DEFAULT 'new',

@@ -8,12 +8,20 @@ import (
 	"slices"
 
 	"github.com/rotatorhq/rotator/providers"
+	"github.com/rotatorhq/rotator/providers/execplugin"
 	"github.com/rotatorhq/rotator/providers/faulty"
 	"github.com/rotatorhq/rotator/providers/generated"
+	"github.com/rotatorhq/rotator/providers/oauth2cc"
+	"github.com/rotatorhq/rotator/providers/postgres"
+	"github.com/rotatorhq/rotator/providers/redisacl"
 )
 
 var factories = map[string]providers.Factory{
-	generated.Type: generated.Factory(),
+	generated.Type:  generated.Factory(),
+	oauth2cc.Type:   oauth2cc.Factory(),
+	postgres.Type:   postgres.Factory(),
+	redisacl.Type:   redisacl.Factory(),
+	execplugin.Type: execplugin.Factory(),
 	// faulty is for testing rotator; it refuses to start unless enabled.
 	faulty.Type: faulty.Factory(),
 }

@@ -8,11 +8,13 @@ import (
 	"slices"
 
 	"github.com/rotatorhq/rotator/targets"
+	"github.com/rotatorhq/rotator/targets/awssm"
 	"github.com/rotatorhq/rotator/targets/file"
 )
 
 var factories = map[string]targets.Factory{
-	file.Type: file.Factory(),
+	file.Type:  file.Factory(),
+	awssm.Type: awssm.Factory(),
 }
 
 // Lookup returns the factory of a target type.

@@ -5,17 +5,16 @@
 // expired. Several keys may be valid at once, so the plugin declares
 // overlap, and removing a key revokes it.
 //
-// Configure it as an exec provider:
+// Configure it as an exec provider; rotator appends the step name to the
+// command:
 //
 //	providers:
 //	  notes-keys:
 //	    type: exec
-//	    command: [/usr/local/libexec/rotator/apikeys]
+//	    command: [/usr/local/libexec/rotator/apikeys, --file, /var/lib/notes-mcp/keys.json]
 //	    timeout: 10s
 //	    overlap: true
 //	    revocable: true
-//	    env:
-//	      APIKEYS_FILE: /var/lib/notes-mcp/keys.json
 //
 // Credential settings it understands: prefix (default "ak_") and ttl (a Go
 // duration such as 720h; none by default).
@@ -38,6 +37,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -107,6 +107,10 @@ func handle(args []string, stdin io.Reader) (response, error) {
 		return response{}, fail(true, "no step given; rotator passes mint, activate, verify or revoke as the last argument")
 	}
 	step := args[len(args)-1]
+	path, err := fileFlag(args[:len(args)-1])
+	if err != nil {
+		return response{}, err
+	}
 	var req request
 	if err := json.NewDecoder(io.LimitReader(stdin, 1<<20)).Decode(&req); err != nil {
 		return response{}, fail(true, "stdin is not a JSON request")
@@ -116,10 +120,6 @@ func handle(args []string, stdin io.Reader) (response, error) {
 	}
 	if req.Step != step {
 		return response{}, fail(true, "the step argument %q and the request's step %q differ", step, req.Step)
-	}
-	path := os.Getenv("APIKEYS_FILE")
-	if path == "" {
-		return response{}, fail(true, "APIKEYS_FILE is not set; set it in the provider's env")
 	}
 	switch step {
 	case "mint":
@@ -132,6 +132,27 @@ func handle(args []string, stdin io.Reader) (response, error) {
 		return revoke(path, req)
 	}
 	return response{}, fail(true, "unknown step %q", step)
+}
+
+// fileFlag reads --file PATH (or --file=PATH) from the arguments before
+// the step.
+func fileFlag(args []string) (string, error) {
+	var path string
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; {
+		case a == "--file" && i+1 < len(args):
+			path = args[i+1]
+			i++
+		case strings.HasPrefix(a, "--file="):
+			path = strings.TrimPrefix(a, "--file=")
+		default:
+			return "", fail(true, "unknown argument %q; usage: apikeys --file PATH STEP", a)
+		}
+	}
+	if path == "" {
+		return "", fail(true, "no key file: add --file PATH to the provider's command")
+	}
+	return path, nil
 }
 
 // key is one entry of the key file.

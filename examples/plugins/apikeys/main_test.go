@@ -30,7 +30,7 @@ import (
 // asPlugin makes the test binary act as the plugin: the exec provider runs
 // os.Args[0] with this variable in its environment, so the tests exercise
 // exactly the code of main, as a separate process, without a build step.
-const asPlugin = "APIKEYS_TEST_AS_PLUGIN"
+const asPlugin = "ROTATOR_EXAMPLE_AS_PLUGIN"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(asPlugin) == "1" {
@@ -91,8 +91,8 @@ func TestExercise(t *testing.T) {
 		New: func(t *testing.T, logger *slog.Logger) providertest.Instance {
 			path := filepath.Join(t.TempDir(), "keys.json")
 			p, err := execplugin.Factory().New(t.Context(), providers.Env{Name: "apikeys", Logger: logger, Settings: settings.Map{
-				"command": []any{exe}, "timeout": "20s", "overlap": true, "revocable": true,
-				"env": map[string]any{"APIKEYS_FILE": path, asPlugin: "1"},
+				"command": []any{exe, "--file", path}, "timeout": "20s", "overlap": true, "revocable": true,
+				"env": map[string]any{asPlugin: "1"},
 			}})
 			if err != nil {
 				t.Fatal(err)
@@ -123,19 +123,22 @@ func TestKeyFileHoldsNoKeys(t *testing.T) {
 }
 
 func TestProtocolErrors(t *testing.T) {
-	t.Setenv("APIKEYS_FILE", filepath.Join(t.TempDir(), "keys.json"))
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "keys.json")
 	cases := map[string]struct {
 		args []string
 		in   string
 		want string
 	}{
 		"no step":        {nil, `{}`, "no step given"},
-		"bad json":       {[]string{"mint"}, `nope`, "not a JSON request"},
-		"old protocol":   {[]string{"mint"}, `{"protocol":"rotator.exec/v0","step":"mint"}`, "unsupported protocol"},
-		"step mismatch":  {[]string{"mint"}, `{"protocol":"rotator.exec/v1","step":"verify"}`, "differ"},
-		"unknown step":   {[]string{"rotate"}, `{"protocol":"rotator.exec/v1","step":"rotate"}`, "unknown step"},
-		"bad ttl":        {[]string{"mint"}, `{"protocol":"rotator.exec/v1","step":"mint","settings":{"ttl":"soon"}}`, "settings.ttl"},
-		"unknown verify": {[]string{"verify"}, `{"protocol":"rotator.exec/v1","step":"verify","value":"nk_never_issued_0123456789"}`, "is not in"},
+		"no file":        {[]string{"mint"}, `{"protocol":"rotator.exec/v1","step":"mint"}`, "no key file"},
+		"bad argument":   {[]string{"--dir", "x", "mint"}, `{}`, "unknown argument"},
+		"bad json":       {[]string{"--file", file, "mint"}, `nope`, "not a JSON request"},
+		"old protocol":   {[]string{"--file", file, "mint"}, `{"protocol":"rotator.exec/v0","step":"mint"}`, "unsupported protocol"},
+		"step mismatch":  {[]string{"--file", file, "mint"}, `{"protocol":"rotator.exec/v1","step":"verify"}`, "differ"},
+		"unknown step":   {[]string{"--file=" + file, "rotate"}, `{"protocol":"rotator.exec/v1","step":"rotate"}`, "unknown step"},
+		"bad ttl":        {[]string{"--file", file, "mint"}, `{"protocol":"rotator.exec/v1","step":"mint","settings":{"ttl":"soon"}}`, "settings.ttl"},
+		"unknown verify": {[]string{"--file", file, "verify"}, `{"protocol":"rotator.exec/v1","step":"verify","value":"nk_never_issued_0123456789"}`, "is not in"},
 	}
 	for name, tc := range cases {
 		var out, errOut bytes.Buffer
@@ -188,12 +191,11 @@ func TestThroughTheEngine(t *testing.T) {
 providers:
   notes-keys:
     type: exec
-    command: [%q]
+    command: [%q, --file, %q]
     timeout: 20s
     overlap: true
     revocable: true
     env:
-      APIKEYS_FILE: %q
       %s: "1"
 targets:
   notes-env:

@@ -13,7 +13,7 @@ import (
 // credentialSelect reads live credentials with their current version.
 const credentialSelect = `SELECT c.id, c.consumer, c.provider, c.scope, c.owner, c.labels, c.settings,
     c.max_age_seconds, c.renew_before_seconds, c.renew_at, c.schedule, c.rotation_window, c.grace_seconds,
-    c.runbook, c.targets, c.spec_hash, c.status, c.current_version_id, c.pending_version_id,
+    c.runbook, c.runbook_file, c.targets, c.spec_hash, c.status, c.current_version_id, c.pending_version_id,
     c.next_rotation_at, c.last_rotated_at, c.expires_at, c.failure_count, c.created_at, c.updated_at,
     ` + versionColumnsV + `
 FROM credentials AS c LEFT JOIN versions AS v ON v.id = c.current_version_id`
@@ -31,7 +31,7 @@ func (r *credentialRow) dest() []any {
 	c := &r.c
 	d := []any{&c.ID, &c.Consumer, &c.Provider, &jsonCol{&r.scope}, &c.Owner, &jsonCol{&r.labels}, &jsonCol{&r.settings},
 		&r.maxAge, &r.renewBefore, &c.Policy.RenewAt, &c.Policy.Schedule, &jsonCol{&r.window}, &r.grace,
-		&c.Runbook, &jsonCol{&r.targets}, &c.SpecHash, &r.statusText,
+		&c.Runbook, &c.RunbookFile, &jsonCol{&r.targets}, &c.SpecHash, &r.statusText,
 		&textCol{&c.State.CurrentVersionID}, &textCol{&c.State.PendingVersionID},
 		&timeCol{&c.State.NextRotationAt}, &timeCol{&c.State.LastRotatedAt}, &timeCol{&c.State.ExpiresAt},
 		&c.State.FailureCount, &timeCol{&c.CreatedAt}, &timeCol{&c.UpdatedAt}}
@@ -235,20 +235,20 @@ func (tx *Tx) UpsertCredentialSpec(ctx context.Context, c store.Credential) erro
 	_, err = tx.exec(ctx, `INSERT INTO credentials (id, consumer, provider, scope, owner, labels, settings,
     max_age_seconds, renew_before_seconds, renew_at, schedule, rotation_window, grace_seconds,
     runbook, targets, spec_hash, status, current_version_id, pending_version_id,
-    next_rotation_at, last_rotated_at, expires_at, failure_count, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)
+    next_rotation_at, last_rotated_at, expires_at, failure_count, created_at, updated_at, runbook_file)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)
 ON CONFLICT (id) DO UPDATE SET consumer = excluded.consumer, provider = excluded.provider,
     scope = excluded.scope, owner = excluded.owner, labels = excluded.labels, settings = excluded.settings,
     max_age_seconds = excluded.max_age_seconds, renew_before_seconds = excluded.renew_before_seconds,
     renew_at = excluded.renew_at, schedule = excluded.schedule, rotation_window = excluded.rotation_window,
-    grace_seconds = excluded.grace_seconds, runbook = excluded.runbook, targets = excluded.targets,
+    grace_seconds = excluded.grace_seconds, runbook = excluded.runbook, runbook_file = excluded.runbook_file, targets = excluded.targets,
     spec_hash = excluded.spec_hash, updated_at = excluded.updated_at, deleted_at = NULL`,
 		c.ID, c.Consumer, c.Provider, scope, c.Owner, labels, settings,
 		seconds(c.Policy.MaxAge), seconds(c.Policy.RenewBefore), c.Policy.RenewAt, c.Policy.Schedule, window,
 		seconds(c.Policy.Grace), c.Runbook, targets, c.SpecHash, string(status),
 		nullString(c.State.CurrentVersionID), nullString(c.State.PendingVersionID),
 		d.time(c.State.NextRotationAt), d.time(c.State.LastRotatedAt), d.time(c.State.ExpiresAt),
-		c.State.FailureCount, d.time(created), d.time(updated))
+		c.State.FailureCount, d.time(created), d.time(updated), c.RunbookFile)
 	if err != nil {
 		if kind, _ := tx.s.classify(err); kind == KindForeignKey {
 			return fmt.Errorf("upsert credential %s: provider %s: %w", c.ID, c.Provider, store.ErrNotFound)
