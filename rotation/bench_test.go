@@ -31,10 +31,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/rotatorhq/rotator/internal/secret"
@@ -239,7 +241,7 @@ func newBenchHarness(b *testing.B, dialect string) *benchHarness {
 	var s store.Store
 	switch dialect {
 	case "postgres":
-		var opts []postgres.Option
+		opts := []postgres.Option{func(c *pgxpool.Config) { c.ConnConfig.Tracer = &benchStatements }}
 		if *benchPoolConns > 0 {
 			opts = append(opts, postgres.WithMaxConns(int32(*benchPoolConns)))
 		}
@@ -554,14 +556,28 @@ func benchMB(b uint64) float64 { return float64(b) / (1 << 20) }
 // Postgres transactions, which are independent of how busy the shared
 // machine is.
 type benchCost struct {
-	h       *benchHarness
-	self    time.Duration
-	pg      map[int]time.Duration // by backend pid
-	commits int64
+	h          *benchHarness
+	self       time.Duration
+	pg         map[int]time.Duration // by backend pid
+	commits    int64
+	statements int64
 }
 
+// benchStatements counts the statements sent to Postgres (each one round
+// trip, begin and commit included) by every store the benchmarks open.
+var benchStatements benchTracer
+
+type benchTracer struct{ n atomic.Int64 }
+
+func (t *benchTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	t.n.Add(1)
+	return ctx
+}
+
+func (t *benchTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
 func (h *benchHarness) startCost() *benchCost {
-	c := &benchCost{h: h, self: selfCPU()}
+	c := &benchCost{h: h, self: selfCPU(), statements: benchStatements.n.Load()}
 	c.pg, c.commits = h.pgCost()
 	return c
 }
@@ -576,7 +592,9 @@ func (c *benchCost) report(n int) {
 		return
 	}
 	// Backends publish their transaction counts when idle, at most 10s
-	// late.
+	// late. The statements counted meanwhile (the benchmark's own
+	// queries) are left out.
+	stmts := benchStatements.n.Load()
 	time.Sleep(11 * time.Second)
 	pg, commits := c.h.pgCost()
 	var server time.Duration
@@ -584,7 +602,8 @@ func (c *benchCost) report(n int) {
 		server += t - c.pg[pid]
 	}
 	b.ReportMetric(float64(server)/float64(time.Millisecond)/float64(n), "pg-cpu-ms/rot")
-	b.ReportMetric(float64(commits-c.commits)/float64(n), "commits/rot")
+	b.ReportMetric(float64(commits-c.commits)/float64(n), "xacts/rot")
+	b.ReportMetric(float64(stmts-c.statements)/float64(n), "stmts/rot")
 }
 
 // pgCost returns the CPU time of the server processes of this database's

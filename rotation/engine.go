@@ -254,7 +254,7 @@ func (e *Engine) expediteGrace(ctx context.Context, creds []store.Credential) er
 			prevUpdated := r.UpdatedAt
 			r.UpdatedAt = e.now()
 			err := e.store.InTx(ctx, func(tx store.Tx) error {
-				err := tx.AdvanceRun(ctx, r, r.State, prevUpdated)
+				err := tx.AdvanceRun(ctx, store.RunAdvance{Run: r, FromState: r.State, FromUpdatedAt: prevUpdated})
 				if errors.Is(err, store.ErrConflict) {
 					return ErrRunMoved
 				}

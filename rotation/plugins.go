@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/internal/settings"
@@ -16,7 +17,11 @@ import (
 )
 
 // plugins builds provider and target instances from their stored
-// configuration and caches them until that configuration changes.
+// configuration and caches them until that configuration changes. A cached
+// instance is used without reading its row again for pluginRecheck, so a
+// changed configuration (apply, possibly in another process) takes effect
+// within that time; reading the row for every run cost one database round
+// trip per rotation (and per target).
 type plugins struct {
 	e         *Engine
 	mu        sync.Mutex
@@ -24,14 +29,20 @@ type plugins struct {
 	targets   map[string]cachedTarget
 }
 
+// pluginRecheck is how long a cached provider or target is used before its
+// stored configuration is read again.
+const pluginRecheck = time.Second
+
 type cachedProvider struct {
-	hash string
-	p    providers.Provider
+	hash    string
+	checked time.Time
+	p       providers.Provider
 }
 
 type cachedTarget struct {
-	hash string
-	t    targets.Target
+	hash    string
+	checked time.Time
+	t       targets.Target
 }
 
 func newPlugins(e *Engine) *plugins {
@@ -51,14 +62,24 @@ func (p *plugins) resolve(ctx context.Context, m settings.Map) (settings.Map, er
 }
 
 func (p *plugins) provider(ctx context.Context, name string) (providers.Provider, error) {
+	p.mu.Lock()
+	c, ok := p.providers[name]
+	p.mu.Unlock()
+	if ok && time.Since(c.checked) < pluginRecheck {
+		return c.p, nil
+	}
+	checked := time.Now()
 	row, err := p.e.store.GetProvider(ctx, name)
 	if err != nil {
 		return nil, fmt.Errorf("provider %s: %w", name, err)
 	}
-	p.mu.Lock()
-	c, ok := p.providers[name]
-	p.mu.Unlock()
 	if ok && c.hash == row.SpecHash {
+		p.mu.Lock()
+		if cur, ok := p.providers[name]; ok && cur.hash == row.SpecHash {
+			cur.checked = checked
+			p.providers[name] = cur
+		}
+		p.mu.Unlock()
 		return c.p, nil
 	}
 	f, ok := preg.Lookup(row.Type)
@@ -74,20 +95,30 @@ func (p *plugins) provider(ctx context.Context, name string) (providers.Provider
 		return nil, fmt.Errorf("provider %s: %w", name, err)
 	}
 	p.mu.Lock()
-	p.providers[name] = cachedProvider{hash: row.SpecHash, p: prov}
+	p.providers[name] = cachedProvider{hash: row.SpecHash, checked: checked, p: prov}
 	p.mu.Unlock()
 	return prov, nil
 }
 
 func (p *plugins) target(ctx context.Context, name string) (targets.Target, error) {
+	p.mu.Lock()
+	c, ok := p.targets[name]
+	p.mu.Unlock()
+	if ok && time.Since(c.checked) < pluginRecheck {
+		return c.t, nil
+	}
+	checked := time.Now()
 	row, err := p.e.store.GetTarget(ctx, name)
 	if err != nil {
 		return nil, fmt.Errorf("target %s: %w", name, err)
 	}
-	p.mu.Lock()
-	c, ok := p.targets[name]
-	p.mu.Unlock()
 	if ok && c.hash == row.SpecHash {
+		p.mu.Lock()
+		if cur, ok := p.targets[name]; ok && cur.hash == row.SpecHash {
+			cur.checked = checked
+			p.targets[name] = cur
+		}
+		p.mu.Unlock()
 		return c.t, nil
 	}
 	f, ok := treg.Lookup(row.Type)
@@ -103,7 +134,7 @@ func (p *plugins) target(ctx context.Context, name string) (targets.Target, erro
 		return nil, fmt.Errorf("target %s: %w", name, err)
 	}
 	p.mu.Lock()
-	p.targets[name] = cachedTarget{hash: row.SpecHash, t: t}
+	p.targets[name] = cachedTarget{hash: row.SpecHash, checked: checked, t: t}
 	p.mu.Unlock()
 	return t, nil
 }

@@ -281,23 +281,22 @@ func (x *execution) commit(ctx context.Context, s State, fn func(tx store.Tx) er
 		x.run.FinishedAt = x.run.UpdatedAt
 	}
 	err := x.e.store.InTx(ctx, func(tx store.Tx) error {
-		// The run is written first, on the condition that it is still as
-		// this execution read it (one statement, no read).
-		if err := tx.AdvanceRun(ctx, x.run, prevState, prevUpdated); err != nil {
-			if errors.Is(err, store.ErrConflict) {
-				return fmt.Errorf("%w: %w", ErrRunMoved, err)
-			}
-			return err
-		}
 		if fn != nil {
 			if err := fn(tx); err != nil {
 				return err
 			}
 		}
-		if err := tx.InsertStep(ctx, x.steps...); err != nil {
-			return err
+		// The run is written, with the steps and events, on the condition
+		// that it is still as this execution read it (one statement on
+		// Postgres, no read). It comes after fn: on SQLite, inserting a
+		// version while the run already points at it (a deferred foreign
+		// key pending) makes SQLite scan the tables referring to versions.
+		err := tx.AdvanceRun(ctx, store.RunAdvance{Run: x.run, FromState: prevState, FromUpdatedAt: prevUpdated,
+			Steps: x.steps, Events: x.events})
+		if errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("%w: %w", ErrRunMoved, err)
 		}
-		return tx.InsertAuditEvents(ctx, x.events...)
+		return err
 	})
 	if err != nil {
 		x.run.State, x.run.UpdatedAt = prevState, prevUpdated

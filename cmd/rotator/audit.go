@@ -100,6 +100,7 @@ hash at that seq.`,
 					fmt.Fprintf(a.stdout, "Sealed %d pending event(s).\n", n)
 				}
 			}
+			opts.Parallel = verifyParallelism(st)
 			rep, err := audit.Verify(ctx, st, opts)
 			if err != nil {
 				return err
@@ -265,6 +266,15 @@ func streamEventsTable(ctx context.Context, out io.Writer, st store.Reader, f st
 		return fmt.Errorf("listing audit events: %w", err)
 	}
 	return t.flush()
+}
+
+// verifyParallelism is how many ranges of the chain are checked at once:
+// Postgres serves them on separate connections; SQLite has one.
+func verifyParallelism(st store.Store) int {
+	if st.Dialect() == store.DialectPostgres {
+		return 4
+	}
+	return 1
 }
 
 // parseTimeFlag reads a time flag: a duration back from now (Go syntax

@@ -54,7 +54,7 @@ command still exits 0 (use 'rotator audit verify' to fail on it).`,
 			if err != nil {
 				return err
 			}
-			now := time.Now().UTC().Truncate(time.Second)
+			now := time.Now().UTC()
 			opts := report.Options{Format: f, Selector: labels, Now: now, Title: title, RunbookDir: runbookDir, RunbookBaseURL: baseURL}
 			if opts.Since, err = parseTimeFlag("--since", since, now); err != nil {
 				return err
@@ -71,6 +71,7 @@ command still exits 0 (use 'rotator audit verify' to fail on it).`,
 			}
 			defer st.Close()
 			opts.Database = string(st.Dialect())
+			opts.Parallel = verifyParallelism(st)
 
 			w, commit, err := outputFile(out, a.stdout)
 			if err != nil {

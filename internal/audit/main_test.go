@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -121,11 +123,35 @@ func seal(t testing.TB, st store.Store) int {
 	return n
 }
 
+// verify verifies sequentially and in parallel, and checks that both give
+// the same report and visit the same events.
 func verify(t testing.TB, st store.Store, opts audit.VerifyOptions) audit.Report {
 	t.Helper()
+	visit := opts.Visit
+	var seqVisits, parVisits []int64
+	opts.Visit = func(ev store.AuditEvent) {
+		seqVisits = append(seqVisits, ev.ID)
+		if visit != nil {
+			visit(ev)
+		}
+	}
 	rep, err := audit.Verify(context.Background(), st, opts)
 	if err != nil {
 		t.Fatalf("verify: %v", err)
+	}
+	opts.Visit = func(ev store.AuditEvent) { parVisits = append(parVisits, ev.ID) }
+	opts.Parallel = 4
+	par, err := audit.Verify(context.Background(), st, opts)
+	if err != nil {
+		t.Fatalf("verify in parallel: %v", err)
+	}
+	if !reflect.DeepEqual(rep, par) {
+		t.Fatalf("sequential and parallel verification disagree:\n%+v\n%+v", rep, par)
+	}
+	slices.Sort(seqVisits)
+	slices.Sort(parVisits)
+	if !slices.Equal(seqVisits, parVisits) {
+		t.Fatalf("sequential verification visited %d events, parallel %d", len(seqVisits), len(parVisits))
 	}
 	return rep
 }

@@ -70,8 +70,17 @@ type VerifyOptions struct {
 	// Visit, when set, is called with every event Verify reads: the sealed
 	// events in chain order (all of them, even after a problem), then the
 	// unsealed ones. The report uses it to collect policy events in the
-	// same pass.
+	// same pass. With Parallel > 1 it is called from several goroutines
+	// (never at once) and not in chain order.
 	Visit func(store.AuditEvent)
+	// Parallel splits the chain into this many ranges of seq checked at
+	// once, each on its own connection, and then checks that the ranges
+	// join up; worth it on Postgres, whose pool serves the ranges in
+	// parallel (SQLite's single connection serializes them). If any range
+	// is broken, the chain is verified again sequentially to locate and
+	// classify the first problem exactly as a sequential check would. 0 or
+	// 1: sequential.
+	Parallel int
 }
 
 // link is what Verify remembers of an intact event.
@@ -112,6 +121,19 @@ var errStop = errors.New("stop scanning")
 // Verify reads in pages and keeps O(1) state, so it runs in constant memory
 // however long the log; locating a reordering takes a second pass.
 func Verify(ctx context.Context, r store.Reader, opts VerifyOptions) (Report, error) {
+	if opts.Parallel > 1 {
+		rep, ok, err := verifyParallel(ctx, r, opts)
+		if err != nil || ok {
+			return rep, err
+		}
+		// Broken: locate and classify the problem sequentially (every
+		// event was visited already).
+		opts.Visit, opts.Parallel = nil, 0
+		unsealed := rep.Unsealed
+		rep, err = Verify(ctx, r, opts)
+		rep.Unsealed = unsealed
+		return rep, err
+	}
 	rep := Report{HeadHash: Genesis}
 	v := &verifier{ctx: ctx, r: r, rep: &rep, from: 1}
 	after := int64(0)
@@ -143,7 +165,11 @@ func Verify(ctx context.Context, r store.Reader, opts VerifyOptions) (Report, er
 			}
 			return nil
 		}
-		return v.push(&ev)
+		err := v.push(&ev)
+		if errors.Is(err, errStop) && opts.Visit != nil {
+			return nil // keep visiting
+		}
+		return err
 	})
 	if err != nil && !errors.Is(err, errStop) {
 		return rep, fmt.Errorf("verifying the audit chain: %w", err)

@@ -19,8 +19,9 @@ import (
 const crashCredential = "crash-key"
 
 // crashConfig is one credential on the faulty provider, published to two
-// dotenv files (promoted in that order), with a 3s grace. max_age is long, so only the first
-// rotation (the credential is new) and explicit `rotate` runs happen.
+// dotenv files (promoted in that order), with a 3s grace. max_age is long,
+// so only the first rotation (the credential is new) and explicit `rotate`
+// runs happen.
 const crashConfig = `providers:
   flaky:
     type: faulty
@@ -56,8 +57,16 @@ type crashRig struct {
 	envFiles [2]string
 }
 
+// pgSlots bounds the crash tests using Postgres at once (each holds about
+// four connections), leaving room on the server for other test binaries.
+var pgSlots = make(chan struct{}, 8)
+
 func newCrashRig(t *testing.T, kind string) *crashRig {
-	h := newHarness(t, kind, 5)
+	if kind == postgresDB {
+		pgSlots <- struct{}{}
+		t.Cleanup(func() { <-pgSlots })
+	}
+	h := newHarness(t, kind, 3)
 	r := &crashRig{
 		harness:  h,
 		config:   filepath.Join(h.dir, "rotator.yaml"),
@@ -156,6 +165,8 @@ type boundary struct {
 	restart string
 	// want is how the targeted run must end (succeeded if empty).
 	want rotation.State
+	// sigterm stops the process gracefully instead of killing it.
+	sigterm bool
 }
 
 func delayStep(step string) func(r *crashRig) func() {
@@ -250,6 +261,23 @@ var boundaries = []boundary{
 		valuesAfterKill: func(bool) int { return 2 },
 		restart:         `{"fail":["verify"]}`,
 		want:            rotation.StateRolledBack,
+	},
+	{
+		// SIGTERM during a step: the process stops promptly, nothing is
+		// rolled back, and the next start resumes the run at once (its
+		// job is retryable, not stuck).
+		name: "shutdown",
+		arm:  delayStep("activate"),
+		inWindow: func(r *crashRig, _ *proc, run store.Run) (bool, error) {
+			if run.State != string(rotation.StateMinted) {
+				return false, nil
+			}
+			return r.jobRunning(run.ID)
+		},
+		committed:       rotation.StateMinted,
+		resumed:         1,
+		valuesAfterKill: base,
+		sigterm:         true,
 	},
 	{
 		// The run cut over and waits (a snoozed River job) for the 3s
@@ -352,7 +380,14 @@ func testCrash(t *testing.T, kind string, b boundary, second bool) {
 		return b.inWindow(r, p1, run)
 	})
 	killedAt := time.Now()
-	p1.kill()
+	if b.sigterm {
+		if err := p1.stop(15 * time.Second); err != nil {
+			t.Fatalf("serve-1 did not stop cleanly on SIGTERM: %v", err)
+		}
+		t.Logf("serve-1 stopped %.1fs after SIGTERM", time.Since(killedAt).Seconds())
+	} else {
+		p1.kill()
+	}
 
 	// The kill landed inside the window: nothing past it was committed.
 	after, err := r.st.GetRun(t.Context(), run.ID)
@@ -551,7 +586,9 @@ func (r *crashRig) checkAfterCrash(t *testing.T, b boundary, final []store.Run, 
 		t.Errorf("no River job for run %s", run.ID)
 	case job.State != "completed":
 		t.Errorf("the run's job is %s, want completed", job.State)
-	case b.name != "grace" && !strings.Contains(job.Errors, "Stuck job rescued"):
+	case b.sigterm && (strings.Contains(job.Errors, "Stuck job rescued") || !strings.Contains(job.Errors, "context canceled")):
+		t.Errorf("the run's job should have been stopped (context canceled), not rescued (attempt %d, errors %s)", job.Attempt, job.Errors)
+	case !b.sigterm && b.name != "grace" && !strings.Contains(job.Errors, "Stuck job rescued"):
 		t.Errorf("the run's job was not rescued by River (attempt %d, errors %s)", job.Attempt, job.Errors)
 	}
 

@@ -15,6 +15,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -25,15 +26,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/goleak"
-
-	"database/sql"
 
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/internal/store"
@@ -118,7 +116,7 @@ func newHarness(t *testing.T, kind string, maxConns int) *harness {
 		testURL = h.url
 	case postgresDB:
 		h.url = testpg.New(t)
-		testURL = withQuery(t, h.url, "pool_max_conns", "2")
+		testURL = withQuery(t, h.url, "pool_max_conns", "1")
 		if maxConns > 0 {
 			h.url = withQuery(t, h.url, "pool_max_conns", fmt.Sprint(maxConns))
 		}
@@ -126,17 +124,25 @@ func newHarness(t *testing.T, kind string, maxConns int) *harness {
 		t.Fatalf("unknown database kind %q", kind)
 	}
 	ctx := context.Background()
+	// Migrate (with a default pool: migrations hold a lock on one
+	// connection and work on another), then keep a small pool for reads.
+	mig, err := storeopen.Open(ctx, h.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = mig.Migrate(ctx)
+	if err == nil {
+		err = rotation.MigrateQueue(ctx, mig)
+	}
+	_ = mig.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
 	st, err := storeopen.Open(ctx, testURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := rotation.MigrateQueue(ctx, st); err != nil {
-		t.Fatal(err)
-	}
 	h.st = st
 	kr, _, err := secret.LoadMasterKey(secret.MasterKeyOptions{LookupEnv: func(k string) (string, bool) {
 		if k == secret.EnvMasterKey {
@@ -473,25 +479,4 @@ func assertNoLeak(t *testing.T, procs []*proc, values ...string) {
 			}
 		}
 	}
-}
-
-// syncCounter is a mutex-guarded counter map for samplers.
-type syncCounter struct {
-	mu sync.Mutex
-	n  map[string]int
-}
-
-func (c *syncCounter) add(k string, d int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.n == nil {
-		c.n = map[string]int{}
-	}
-	c.n[k] += d
-}
-
-func (c *syncCounter) get(k string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.n[k]
 }

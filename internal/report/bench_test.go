@@ -57,7 +57,7 @@ func BenchmarkReportHTML(b *testing.B) {
 					b.Fatal(err)
 				}
 				stats, err = report.Write(context.Background(), st, f, report.Options{
-					Format: report.FormatHTML, Now: now, Since: now.Add(-30 * 24 * time.Hour), RunbookDir: dir,
+					Format: report.FormatHTML, Now: now, Since: now.Add(-30 * 24 * time.Hour), RunbookDir: dir, Parallel: parallel[name],
 				})
 				if err != nil {
 					b.Fatal(err)
@@ -77,6 +77,9 @@ func BenchmarkReportHTML(b *testing.B) {
 		})
 	}
 }
+
+// parallel is what rotator report uses for the audit check per store.
+var parallel = map[string]int{"postgres": 4, "sqlite": 1}
 
 // seedLarge writes events/100 credentials, events/10 runs spread over the
 // 30 days before now and events audit events (10 per run), then seals them.

@@ -84,7 +84,7 @@ func (r *mdRenderer) start(sec section) error {
 // row counts a row, writing the table header before the first.
 func (r *mdRenderer) row() {
 	if r.rows == 0 {
-		r.w.WriteString(r.header)
+		_, _ = r.w.WriteString(r.header)
 	}
 	r.rows++
 }

@@ -23,7 +23,9 @@ const (
 )
 
 // renderer writes one format. Calls come in order: begin, then for each
-// section start, its rows, finish; then end.
+// section start, its rows, finish; then end. Renderers write to a
+// bufio.Writer, whose first write error sticks and is returned by the
+// final Flush, so single writes go unchecked.
 type renderer interface {
 	begin(m Meta, s *Summary) error
 	start(sec section) error
@@ -64,15 +66,15 @@ var sectionKeys = map[section]string{
 }
 
 func (r *jsonRenderer) begin(m Meta, s *Summary) error {
-	r.w.WriteString(`{"report":`)
+	_, _ = r.w.WriteString(`{"report":`)
 	if err := r.value(m); err != nil {
 		return err
 	}
-	r.w.WriteString(",\n\"summary\":")
+	_, _ = r.w.WriteString(",\n\"summary\":")
 	if err := r.value(s); err != nil {
 		return err
 	}
-	r.w.WriteString(",\n\"audit_chain\":")
+	_, _ = r.w.WriteString(",\n\"audit_chain\":")
 	return r.value(s.Audit)
 }
 
@@ -93,10 +95,10 @@ func (r *jsonRenderer) start(sec section) error {
 
 func (r *jsonRenderer) row(v any) error {
 	if r.first {
-		r.w.WriteString("\n")
+		_, _ = r.w.WriteString("\n")
 		r.first = false
 	} else {
-		r.w.WriteString(",\n")
+		_, _ = r.w.WriteString(",\n")
 	}
 	return r.value(v)
 }

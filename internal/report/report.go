@@ -20,6 +20,7 @@ package report
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -27,6 +28,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rotatorhq/rotator/internal/audit"
@@ -66,7 +68,8 @@ type Options struct {
 	// Format is the output format (default FormatMarkdown).
 	Format Format
 	// Since (inclusive) and Until (exclusive) bound the period: runs
-	// created and policy events that occurred in it. Until defaults to Now,
+	// created and policy events that occurred in it. Until defaults to just
+	// after Now (a run created at Now is in the period),
 	// Since to Until − DefaultPeriod.
 	Since, Until time.Time
 	// Selector limits the report to credentials carrying every label (and
@@ -94,6 +97,10 @@ type Options struct {
 	// MaxPolicyEvents caps how many policy events the violations section
 	// lists one by one (default 1000); all are counted.
 	MaxPolicyEvents int
+	// Parallel is how many connections the audit chain check may use at
+	// once (audit.VerifyOptions.Parallel): 4 suits Postgres; SQLite's single
+	// connection gains nothing. 0 or 1: sequential.
+	Parallel int
 }
 
 // Stats says what a written report covers.
@@ -158,9 +165,10 @@ func newGenerator(st store.Reader, opts Options) (*generator, error) {
 	if opts.Now.IsZero() {
 		opts.Now = time.Now()
 	}
-	opts.Now = opts.Now.UTC().Truncate(time.Second)
+	opts.Now = opts.Now.UTC()
 	if opts.Until.IsZero() {
-		opts.Until = opts.Now
+		// Just after Now, so that a run created at Now is in the period.
+		opts.Until = opts.Now.Add(time.Microsecond)
 	}
 	if opts.Since.IsZero() {
 		opts.Since = opts.Until.Add(-DefaultPeriod)
@@ -187,7 +195,7 @@ func newGenerator(st store.Reader, opts Options) (*generator, error) {
 	}
 	g := &generator{st: st, opts: opts, runbooks: map[string]runbookState{}}
 	g.meta = Meta{
-		Title: opts.Title, GeneratedAt: opts.Now, Since: opts.Since, Until: opts.Until,
+		Title: opts.Title, GeneratedAt: opts.Now.Truncate(time.Second), Since: opts.Since, Until: opts.Until,
 		Selector: selectorString(opts.Selector), Database: opts.Database,
 	}
 	g.summary = newSummary(opts.Since, opts.Until)
@@ -214,9 +222,34 @@ func (g *generator) run(ctx context.Context, r renderer) error {
 			return err
 		}
 	}
-	if err := g.verifyAudit(ctx); err != nil {
+	// The audit chain is checked while the other aggregates are computed.
+	auditDone := make(chan auditResult, 1)
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { auditDone <- g.verifyAudit(actx) }()
+	if err := g.aggregate(ctx); err != nil {
+		cancel()
+		<-auditDone
 		return err
 	}
+	res := <-auditDone
+	if res.err != nil {
+		return res.err
+	}
+	g.summary.Audit, g.policy = res.status, res.policy
+	g.summary.PolicyEvents = res.status.PolicyEvents
+	g.summary.Violations += res.status.PolicyEvents
+	g.summary.finish()
+	g.stats.Audit = g.summary.Audit.Report
+	if err := r.begin(g.meta, &g.summary); err != nil {
+		return err
+	}
+	return g.sections(ctx, r)
+}
+
+// aggregate makes the first pass over credentials and runs, for the
+// summary.
+func (g *generator) aggregate(ctx context.Context) error {
 	if err := g.eachCredential(ctx, func(c store.Credential) error {
 		row := g.credentialRow(c)
 		g.summary.addCredential(row)
@@ -225,18 +258,14 @@ func (g *generator) run(ctx context.Context, r renderer) error {
 	}); err != nil {
 		return err
 	}
-	if err := g.eachRun(ctx, store.RunFilter{}, func(run store.Run) error {
+	return g.eachRun(ctx, store.RunFilter{}, func(run store.Run) error {
 		g.summary.addRun(run)
 		return nil
-	}); err != nil {
-		return err
-	}
-	g.summary.finish()
-	g.stats.Audit = g.summary.Audit.Report
-	if err := r.begin(g.meta, &g.summary); err != nil {
-		return err
-	}
+	})
+}
 
+// sections writes the sections, streaming.
+func (g *generator) sections(ctx context.Context, r renderer) error {
 	if err := r.start(sectionCredentials); err != nil {
 		return err
 	}
@@ -310,28 +339,42 @@ func (g *generator) run(ctx context.Context, r renderer) error {
 	return r.end(&g.summary)
 }
 
+// auditResult is what the audit pass found.
+type auditResult struct {
+	status AuditStatus
+	policy []Violation
+	err    error
+}
+
 // verifyAudit checks the whole chain and, in the same pass, collects the
-// policy events of the period.
-func (g *generator) verifyAudit(ctx context.Context) error {
+// policy events of the period. It touches no generator state, so it runs
+// beside the aggregating passes.
+func (g *generator) verifyAudit(ctx context.Context) auditResult {
 	since, until := g.opts.Since, g.opts.Until
-	rep, err := audit.Verify(ctx, g.st, audit.VerifyOptions{Visit: func(ev store.AuditEvent) {
+	var res auditResult
+	var mu sync.Mutex // Visit may be called from several goroutines
+	rep, err := audit.Verify(ctx, g.st, audit.VerifyOptions{Parallel: g.opts.Parallel, Visit: func(ev store.AuditEvent) {
 		if !strings.HasPrefix(ev.Action, "policy.") || ev.OccurredAt.Before(since) || !ev.OccurredAt.Before(until) {
 			return
 		}
 		if g.selected != nil && !g.selected[ev.CredentialID] {
 			return
 		}
-		g.summary.PolicyEvents++
-		if len(g.policy) < g.opts.MaxPolicyEvents {
-			g.policy = append(g.policy, policyViolation(ev, g.link))
+		mu.Lock()
+		defer mu.Unlock()
+		res.status.PolicyEvents++
+		if len(res.policy) < g.opts.MaxPolicyEvents {
+			res.policy = append(res.policy, policyViolation(ev, g.link))
 		}
 	}})
 	if err != nil {
-		return fmt.Errorf("verifying the audit chain: %w", err)
+		res.err = fmt.Errorf("verifying the audit chain: %w", err)
+		return res
 	}
-	g.summary.Violations += g.summary.PolicyEvents
-	g.summary.Audit = AuditStatus{Report: rep, PolicyEvents: g.summary.PolicyEvents}
-	return nil
+	res.status.Report = rep
+	// Listed in chain order whatever order they were visited in.
+	slices.SortFunc(res.policy, func(a, b Violation) int { return cmp.Compare(*a.EventID, *b.EventID) })
+	return res
 }
 
 // eachCredential calls fn for every selected live credential, by id, a

@@ -17,9 +17,9 @@ import (
 
 // parsed is the JSON report, decoded loosely for assertions.
 type parsed struct {
-	Report      map[string]any        `json:"report"`
-	Summary     map[string]any        `json:"summary"`
-	AuditChain  map[string]any        `json:"audit_chain"`
+	Report      map[string]any         `json:"report"`
+	Summary     map[string]any         `json:"summary"`
+	AuditChain  map[string]any         `json:"audit_chain"`
 	Credentials []report.CredentialRow `json:"credentials"`
 	Runs        []report.RunRow        `json:"runs"`
 	Emergencies []report.RunRow        `json:"emergencies"`
@@ -59,7 +59,7 @@ func TestSeededReport(t *testing.T) {
 	schema := loadSchema(t)
 	eachDialect(t, func(t *testing.T, st store.Store, exec func(string)) {
 		s := seed(t, st)
-		opts := report.Options{Now: now, Since: now.Add(-30 * 24 * time.Hour), RunbookDir: s.dir, PageSize: 4, Database: string(st.Dialect())}
+		opts := report.Options{Now: now, Since: now.Add(-30 * 24 * time.Hour), RunbookDir: s.dir, PageSize: 4, Database: string(st.Dialect()), Parallel: 4}
 
 		opts.Format = report.FormatJSON
 		p := decodeJSON(t, schema, write(t, st, opts))
@@ -296,4 +296,16 @@ func TestEmptyDatabase(t *testing.T) {
 			}
 		}
 	})
+}
+
+func TestHumanDuration(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[time.Duration]string{
+		0: "0s", 59 * time.Second: "59s", 250 * time.Second: "4m10s", 5*time.Hour + 30*time.Minute: "5h30m",
+		30 * 24 * time.Hour: "30d", 12*24*time.Hour + 7*time.Hour + 3*time.Minute: "12d7h", -time.Hour: "-1h",
+	} {
+		if got := report.HumanDuration(in); got != want {
+			t.Errorf("humanDuration(%v) = %q, want %q", in, got, want)
+		}
+	}
 }

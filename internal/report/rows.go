@@ -457,9 +457,30 @@ func fmtSeconds(s *int64) string {
 	if s == nil {
 		return "-"
 	}
-	d := time.Duration(*s) * time.Second
-	if d >= 48*time.Hour {
-		return fmt.Sprintf("%.1fd", d.Hours()/24)
+	return humanDuration(time.Duration(*s) * time.Second)
+}
+
+// humanDuration renders d with its two largest units: 30d, 12d7h, 5h30m,
+// 4m10s, 0s.
+func humanDuration(d time.Duration) string {
+	if d < 0 {
+		return "-" + humanDuration(-d)
 	}
-	return d.String()
+	units := []struct {
+		d    time.Duration
+		name string
+	}{{24 * time.Hour, "d"}, {time.Hour, "h"}, {time.Minute, "m"}, {time.Second, "s"}}
+	for i, u := range units {
+		if d < u.d && i < len(units)-1 {
+			continue
+		}
+		out := fmt.Sprintf("%d%s", d/u.d, u.name)
+		if i+1 < len(units) {
+			if rest := (d % u.d) / units[i+1].d; rest > 0 {
+				out += fmt.Sprintf("%d%s", rest, units[i+1].name)
+			}
+		}
+		return out
+	}
+	return "0s"
 }

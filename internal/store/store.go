@@ -108,6 +108,17 @@ type AuditFilter struct {
 	Limit    int
 }
 
+// RunAdvance is one committed transition of a run (Tx.AdvanceRun): the
+// run as it is after the transition, what the stored run must still be,
+// and the step rows and audit events that describe the transition.
+type RunAdvance struct {
+	Run           Run
+	FromState     string
+	FromUpdatedAt time.Time
+	Steps         []Step
+	Events        []AuditEvent
+}
+
 // Reader reads state. Reads return ErrNotFound (wrapped) for a missing row.
 type Reader interface {
 	ListProviders(ctx context.Context) ([]Provider, error)
@@ -185,14 +196,15 @@ type Tx interface {
 	InsertRunsIfIdle(ctx context.Context, runs []Run) ([]Run, error)
 	// UpdateRun writes every field but ID, CredentialID and CreatedAt.
 	UpdateRun(ctx context.Context, r Run) error
-	// AdvanceRun writes r like UpdateRun provided the stored run is still
-	// in state fromState and was last updated at fromUpdatedAt; otherwise
-	// it writes nothing and returns ErrConflict (ErrNotFound if the run does
-	// not exist). The check and the write are one statement, so of two
-	// transactions advancing one run from the same state only one succeeds
-	// (on Postgres the second waits for the first and then finds the run
-	// moved).
-	AdvanceRun(ctx context.Context, r Run, fromState string, fromUpdatedAt time.Time) error
+	// AdvanceRun writes a.Run like UpdateRun, and inserts a.Steps and
+	// a.Events, provided the stored run is still in state a.FromState and
+	// was last updated at a.FromUpdatedAt; otherwise it writes nothing and
+	// returns ErrConflict (ErrNotFound if the run does not exist). The check
+	// and the write of the run are one statement, so of two transactions
+	// advancing one run from the same state only one succeeds (on Postgres
+	// the second waits for the first and then finds the run moved). On
+	// Postgres the whole transition is one statement (one round trip).
+	AdvanceRun(ctx context.Context, a RunAdvance) error
 	// InsertStep inserts steps (several in one statement). An existing
 	// (run, seq) is ErrConflict; an unknown run is ErrNotFound.
 	InsertStep(ctx context.Context, steps ...Step) error

@@ -247,7 +247,7 @@ func (p *Provider) run(ctx context.Context, req Request, known []secret.Value) (
 	rctx, cancel := context.WithTimeoutCause(ctx, p.cfg.Timeout, fmt.Errorf("exec plugin %s: %s timed out after %s", p.name(), req.Step, p.cfg.Timeout))
 	defer cancel()
 	argv := p.cfg.Command
-	cmd := exec.CommandContext(rctx, argv[0], append(slices.Clone(argv[1:]), req.Step)...)
+	cmd := exec.CommandContext(rctx, argv[0], append(slices.Clone(argv[1:]), req.Step)...) //nolint:gosec // G204: running the operator's configured plugin is the point
 	cmd.Dir = p.cfg.Dir
 	cmd.Env = p.environ(req.Step)
 	cmd.Stdin = bytes.NewReader(body)

@@ -440,22 +440,7 @@ func printable(s string, n int) string {
 // vals (a server echoed it), an error with those scrubbed that still
 // matches the original under errors.Is.
 func (p *Provider) clean(err error, vals ...secret.Value) error {
-	if err == nil {
-		return nil
-	}
-	msg := err.Error()
-	scrubbed := msg
-	secrets := append([]secret.Value{p.cfg.ClientSecret, p.introspectionSecret()}, vals...)
-	for _, v := range secrets {
-		if s := v.RevealString(); len(s) > 0 {
-			scrubbed = strings.ReplaceAll(scrubbed, s, secret.Redacted)
-			scrubbed = strings.ReplaceAll(scrubbed, url.QueryEscape(s), secret.Redacted)
-		}
-	}
-	if scrubbed == msg {
-		return err
-	}
-	return &scrubbedError{msg: scrubbed, orig: err}
+	return secret.ScrubError(err, append([]secret.Value{p.cfg.ClientSecret, p.introspectionSecret()}, vals...)...)
 }
 
 func (p *Provider) introspectionSecret() secret.Value {
@@ -464,18 +449,6 @@ func (p *Provider) introspectionSecret() secret.Value {
 	}
 	return secret.Value{}
 }
-
-// scrubbedError is an error whose text had a secret removed. It does not
-// unwrap (the wrapped errors hold the secret) but answers errors.Is for
-// the original chain.
-type scrubbedError struct {
-	msg  string
-	orig error
-}
-
-func (e *scrubbedError) Error() string { return e.msg }
-
-func (e *scrubbedError) Is(target error) bool { return errors.Is(e.orig, target) }
 
 // tokenHash identifies a token without revealing it: the first 16 hex
 // digits of its SHA-256, prefixed with the algorithm.

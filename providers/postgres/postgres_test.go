@@ -86,7 +86,7 @@ func requirePasswordAuth(t *testing.T, dsn string) {
 			authErr = err
 			return
 		}
-		defer conn.Exec(ctx, "DROP ROLE "+probe) //nolint:errcheck
+		defer conn.Exec(ctx, "DROP ROLE "+probe) //nolint:errcheck // best-effort removal of the probe role
 		cfg, _ := pgx.ParseConfig(dsn)
 		cfg.User, cfg.Password = probe, "probe-wrong-password"
 		c, err := pgx.ConnectConfig(ctx, cfg)

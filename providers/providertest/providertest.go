@@ -156,9 +156,12 @@ func (h Harness) withDefaults() Harness {
 //
 // After every subtest, no minted value and no Instance.Secrets value may
 // appear in the provider's log output, in any error it returned, or in any
-// metadata, evidence or granted scope. For minted values any 16 consecutive
-// bytes of a random-looking part count (a truncated value is still a leak);
-// Instance.Secrets count whole.
+// metadata, evidence or granted scope. A minted value leaks when it appears
+// whole or when any 16 consecutive bytes of its secret part do (a truncated
+// value is still a leak): Harness.SecretParts, else its longest
+// random-looking piece, less stretches of strings known not to be secret
+// (metadata, evidence, the credential's settings and scope). Instance.Secrets
+// count whole.
 func Exercise(t *testing.T, h Harness) {
 	t.Helper()
 	if h.New == nil {

@@ -339,24 +339,8 @@ func (p *Provider) fail(ctx context.Context, val secret.Value, err error, format
 		err = fmt.Errorf("%w: %w", cerr, err)
 	}
 	e := fmt.Errorf("redis-acl %s: "+format+": %w", append([]any{p.cfg.Addr}, append(args, err)...)...)
-	msg := e.Error()
-	for _, s := range []string{val.RevealString(), p.cfg.Password.RevealString(), hash(val)} {
-		if len(s) >= 4 {
-			msg = strings.ReplaceAll(msg, s, secret.Redacted)
-		}
-	}
-	return &scrubbedError{msg: msg, err: e}
+	return secret.ScrubError(e, val, p.cfg.Password, secret.NewString(hash(val)))
 }
-
-// scrubbedError is an error whose message has had secrets removed; it still
-// unwraps to the original chain for errors.Is and errors.As.
-type scrubbedError struct {
-	msg string
-	err error
-}
-
-func (e *scrubbedError) Error() string { return e.msg }
-func (e *scrubbedError) Unwrap() error { return e.err }
 
 const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 

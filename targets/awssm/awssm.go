@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -381,21 +380,7 @@ func (t *Target) fail(val secret.Value, err error, format string, args ...any) e
 		what = ": " + what
 	}
 	e := fmt.Errorf("aws-secretsmanager %s%s: %w", t.cfg.SecretID, what, err)
-	msg := e.Error()
-	if v := val.RevealString(); v != "" {
-		msg = strings.ReplaceAll(msg, v, secret.Redacted)
-	}
-	return &scrubbedError{msg: msg, err: e}
+	return secret.ScrubError(e, val)
 }
-
-// scrubbedError is an error whose message has had a secret removed; it
-// still unwraps to the original chain for errors.Is and errors.As.
-type scrubbedError struct {
-	msg string
-	err error
-}
-
-func (e *scrubbedError) Error() string { return e.msg }
-func (e *scrubbedError) Unwrap() error { return e.err }
 
 var _ targets.Target = (*Target)(nil)

@@ -139,32 +139,46 @@ func (r reader) auditPage(ctx context.Context, q query) ([]store.AuditEvent, err
 // or valid JSON; Postgres stores it as jsonb, so it reads back normalized
 // (key order, spacing): hash events as read back, never as written.
 func (tx *Tx) InsertAuditEvents(ctx context.Context, evs ...store.AuditEvent) error {
-	d := tx.s.dialect()
-	now := tx.s.now()
 	for start := 0; start < len(evs); start += auditChunk {
 		chunk := evs[start:min(start+auditChunk, len(evs))]
 		var q query
-		q.sql(`INSERT INTO audit_events (occurred_at, actor, action, credential_id, run_id, data) VALUES `)
-		for i, ev := range chunk {
-			data, err := jsonRaw(ev.Data)
-			if err != nil {
-				return fmt.Errorf("insert audit event %s (credential %s, run %s): data: %w",
-					ev.Action, ev.CredentialID, ev.RunID, err)
-			}
-			occurred := ev.OccurredAt
-			if occurred.IsZero() {
-				occurred = now
-			}
-			if i > 0 {
-				q.sql(", ")
-			}
-			q.sql("(", q.arg(d.time(occurred)), ", ", q.arg(ev.Actor), ", ", q.arg(ev.Action), ", ",
-				q.arg(nullString(ev.CredentialID)), ", ", q.arg(nullString(ev.RunID)), ", ", q.arg(data), ")")
+		if err := tx.auditValues(&q, chunk, "INSERT INTO audit_events "+auditInsertColumns+" VALUES ", ""); err != nil {
+			return err
 		}
 		if _, err := tx.exec(ctx, q.String(), q.args...); err != nil {
 			return fmt.Errorf("insert %d audit events: %w", len(chunk), err)
 		}
 	}
+	return nil
+}
+
+const auditInsertColumns = `(occurred_at, actor, action, credential_id, run_id, data)`
+
+// auditValues appends prefix, the rows of evs (typed, so that Postgres
+// accepts them in a VALUES list that is not directly an INSERT's) and
+// suffix to q. A zero OccurredAt is now.
+func (tx *Tx) auditValues(q *query, evs []store.AuditEvent, prefix, suffix string) error {
+	d := tx.s.dialect()
+	now := tx.s.now()
+	q.sql(prefix)
+	for i, ev := range evs {
+		data, err := jsonRaw(ev.Data)
+		if err != nil {
+			return fmt.Errorf("insert audit event %s (credential %s, run %s): data: %w",
+				ev.Action, ev.CredentialID, ev.RunID, err)
+		}
+		occurred := ev.OccurredAt
+		if occurred.IsZero() {
+			occurred = now
+		}
+		if i > 0 {
+			q.sql(", ")
+		}
+		q.sql("(", d.cast(q.arg(d.time(occurred)), typeTime), ", ", d.cast(q.arg(ev.Actor), typeText), ", ",
+			d.cast(q.arg(ev.Action), typeText), ", ", d.cast(q.arg(nullString(ev.CredentialID)), typeText), ", ",
+			d.cast(q.arg(nullString(ev.RunID)), typeText), ", ", d.cast(q.arg(data), typeJSON), ")")
+	}
+	q.sql(suffix)
 	return nil
 }
 

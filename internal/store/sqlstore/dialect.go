@@ -91,6 +91,7 @@ const (
 	typeInt sqlType = iota
 	typeText
 	typeTime
+	typeJSON
 )
 
 // cast types an argument placeholder where Postgres cannot infer it (VALUES
@@ -106,6 +107,8 @@ func (d dialect) cast(placeholder string, t sqlType) string {
 		return "CAST(" + placeholder + " AS timestamptz)"
 	case typeText:
 		return "CAST(" + placeholder + " AS text)"
+	case typeJSON:
+		return "CAST(" + placeholder + " AS jsonb)"
 	}
 	panic(fmt.Sprintf("sqlstore: unknown sql type %d", t))
 }

@@ -244,11 +244,15 @@ WHERE id = $1`, args...)
 	return nil
 }
 
-// AdvanceRun writes r like UpdateRun if the stored run is still in
-// fromState and was last updated at fromUpdatedAt: a compare-and-set in one
-// statement. Otherwise nothing is written and the error is ErrConflict, or
-// ErrNotFound when the run does not exist.
-func (tx *Tx) AdvanceRun(ctx context.Context, r store.Run, fromState string, fromUpdatedAt time.Time) error {
+// AdvanceRun writes a.Run like UpdateRun if the stored run is still in
+// a.FromState and was last updated at a.FromUpdatedAt (a compare-and-set),
+// and inserts a.Steps and a.Events. Otherwise nothing is written and the
+// error is ErrConflict, or ErrNotFound when the run does not exist. On
+// Postgres it is one statement: the step and event inserts are
+// data-modifying CTEs that insert only if the run's update matched.
+func (tx *Tx) AdvanceRun(ctx context.Context, a store.RunAdvance) error {
+	d := tx.s.dialect()
+	r := a.Run
 	r.UpdatedAt = tx.s.orNow(r.UpdatedAt)
 	args, err := tx.runArgs(r)
 	if err != nil {
@@ -256,13 +260,41 @@ func (tx *Tx) AdvanceRun(ctx context.Context, r store.Run, fromState string, fro
 	}
 	args = slices.Delete(args, 16, 17) // created_at
 	args = slices.Delete(args, 1, 2)   // credential_id
-	args = append(args, fromState, tx.s.dialect().time(fromUpdatedAt))
-	n, err := tx.exec(ctx, `UPDATE runs SET trigger = $2, actor = $3, reason = $4, state = $5, active = $6,
+	var q query
+	for _, arg := range args {
+		q.arg(arg) // $1 … $18, as in UpdateRun
+	}
+	update := `UPDATE runs SET trigger = $2, actor = $3, reason = $4, state = $5, active = $6,
     attempt = $7, priority = $8, options = $9, old_version_id = $10, new_version_id = $11,
     runbook_path = $12, runbook_anchor = $13, runbook_digest = $14, error = $15,
     started_at = $16, finished_at = $17, updated_at = $18
-WHERE id = $1 AND state = $19 AND updated_at = $20`, args...)
+WHERE id = $1 AND state = ` + q.arg(a.FromState) + ` AND updated_at = ` + q.arg(d.time(a.FromUpdatedAt))
+
+	oneStatement := d.pg() && len(a.Steps) <= stepChunk && len(a.Events) <= auditChunk
+	var n int64
+	if oneStatement {
+		q.sql(`WITH r AS (`, update, ` RETURNING id)`)
+		if len(a.Steps) > 0 {
+			if err := tx.stepValues(&q, a.Steps, ", s AS (INSERT INTO run_steps "+stepInsertColumns+
+				" SELECT * FROM (VALUES ", ") AS v WHERE EXISTS (SELECT 1 FROM r))"); err != nil {
+				return err
+			}
+		}
+		if len(a.Events) > 0 {
+			if err := tx.auditValues(&q, a.Events, ", e AS (INSERT INTO audit_events "+auditInsertColumns+
+				" SELECT * FROM (VALUES ", ") AS v WHERE EXISTS (SELECT 1 FROM r))"); err != nil {
+				return err
+			}
+		}
+		q.sql(` SELECT count(*) FROM r`)
+		err = tx.queryOne(ctx, q.String(), q.args, &n)
+	} else {
+		n, err = tx.exec(ctx, update, q.args...)
+	}
 	if err != nil {
+		if kind, constraint := tx.s.classify(err); kind == KindUnique && !slices.Contains(activeRunIndex, constraint) {
+			return fmt.Errorf("advance run %s: a step exists: %w", r.ID, store.ErrConflict)
+		}
 		return tx.runError("advance", r, err)
 	}
 	if n == 0 {
@@ -270,8 +302,16 @@ WHERE id = $1 AND state = $19 AND updated_at = $20`, args...)
 		if err != nil {
 			return fmt.Errorf("advance run %s: %w", r.ID, err)
 		}
-		return fmt.Errorf("advance run %s from %s: it is %s since %s: %w", r.ID, fromState, cur.State,
+		return fmt.Errorf("advance run %s from %s: it is %s since %s: %w", r.ID, a.FromState, cur.State,
 			cur.UpdatedAt.Format(time.RFC3339Nano), store.ErrConflict)
+	}
+	if !oneStatement {
+		if err := tx.InsertStep(ctx, a.Steps...); err != nil {
+			return err
+		}
+		if err := tx.InsertAuditEvents(ctx, a.Events...); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -334,25 +374,40 @@ FROM run_steps WHERE run_id = $1 ORDER BY seq`, runID)
 // parameters each).
 const stepChunk = 500
 
+const stepInsertColumns = `(run_id, seq, name, state, attempt, started_at, finished_at, error, evidence)`
+
+// stepValues appends prefix, the rows of steps (typed, so that Postgres
+// accepts them in a VALUES list that is not directly an INSERT's) and
+// suffix to q.
+func (tx *Tx) stepValues(q *query, steps []store.Step, prefix, suffix string) error {
+	d := tx.s.dialect()
+	q.sql(prefix)
+	for i, s := range steps {
+		evidence, err := jsonText(s.Evidence, "{}")
+		if err != nil {
+			return fmt.Errorf("insert step %d of run %s: encode evidence: %w", s.Seq, s.RunID, err)
+		}
+		if i > 0 {
+			q.sql(", ")
+		}
+		q.sql("(", d.cast(q.arg(s.RunID), typeText), ", ", d.cast(q.arg(s.Seq), typeInt), ", ",
+			d.cast(q.arg(s.Name), typeText), ", ", d.cast(q.arg(s.State), typeText), ", ",
+			d.cast(q.arg(s.Attempt), typeInt), ", ", d.cast(q.arg(d.time(s.StartedAt)), typeTime), ", ",
+			d.cast(q.arg(d.time(s.FinishedAt)), typeTime), ", ", d.cast(q.arg(s.Error), typeText), ", ",
+			d.cast(q.arg(evidence), typeJSON), ")")
+	}
+	q.sql(suffix)
+	return nil
+}
+
 // InsertStep inserts steps, in multi-row statements. An existing (run, seq)
 // is ErrConflict; an unknown run is ErrNotFound.
 func (tx *Tx) InsertStep(ctx context.Context, steps ...store.Step) error {
-	d := tx.s.dialect()
 	for start := 0; start < len(steps); start += stepChunk {
 		chunk := steps[start:min(start+stepChunk, len(steps))]
 		var q query
-		q.sql(`INSERT INTO run_steps (run_id, seq, name, state, attempt, started_at, finished_at, error, evidence) VALUES `)
-		for i, s := range chunk {
-			evidence, err := jsonText(s.Evidence, "{}")
-			if err != nil {
-				return fmt.Errorf("insert step %d of run %s: encode evidence: %w", s.Seq, s.RunID, err)
-			}
-			if i > 0 {
-				q.sql(", ")
-			}
-			q.sql("(", q.arg(s.RunID), ", ", q.arg(s.Seq), ", ", q.arg(s.Name), ", ", q.arg(s.State), ", ",
-				q.arg(s.Attempt), ", ", q.arg(d.time(s.StartedAt)), ", ", q.arg(d.time(s.FinishedAt)), ", ",
-				q.arg(s.Error), ", ", q.arg(evidence), ")")
+		if err := tx.stepValues(&q, chunk, "INSERT INTO run_steps "+stepInsertColumns+" VALUES ", ""); err != nil {
+			return err
 		}
 		if _, err := tx.exec(ctx, q.String(), q.args...); err != nil {
 			first := chunk[0]

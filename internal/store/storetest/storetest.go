@@ -1671,37 +1671,61 @@ func testAdvanceRun(t *testing.T, s store.Store, ctx context.Context) {
 	seed(t, s, credential("c1"))
 	r := run("r1", "c1", t0)
 	tx(t, s, func(tx store.Tx) error { return tx.InsertRun(ctx, r) })
+	advance := func(r store.Run, from string, fromUpdated time.Time, steps []store.Step, evs ...store.AuditEvent) error {
+		return s.InTx(ctx, func(tx store.Tx) error {
+			return tx.AdvanceRun(ctx, store.RunAdvance{Run: r, FromState: from, FromUpdatedAt: fromUpdated, Steps: steps, Events: evs})
+		})
+	}
+	step := func(seq int, name string) store.Step {
+		return store.Step{RunID: "r1", Seq: seq, Name: name, State: "ok", Attempt: 1, StartedAt: t0, FinishedAt: t0.Add(time.Second),
+			Evidence: map[string]string{"version": "v1"}}
+	}
+	event := func(action string) store.AuditEvent {
+		return store.AuditEvent{OccurredAt: t0, Actor: "scheduler", Action: action, CredentialID: "c1", RunID: "r1", Data: json.RawMessage(`{"step":"mint"}`)}
+	}
 
 	next := r
 	next.State, next.UpdatedAt, next.StartedAt = "minted", t0.Add(time.Second), t0.Add(time.Second)
-	tx(t, s, func(tx store.Tx) error { return tx.AdvanceRun(ctx, next, "planned", t0) })
+	steps := []store.Step{step(0, "mint"), step(1, "activate")}
+	noErr(t, "advance", advance(next, "planned", t0, steps, event("run.mint"), event("run.activate")))
 	got, err := s.GetRun(ctx, "r1")
 	noErr(t, "get advanced", err)
 	equal(t, "advanced run", got, next)
+	gotSteps, err := s.ListSteps(ctx, "r1")
+	noErr(t, "list steps", err)
+	equal(t, "steps of the transition", gotSteps, steps)
+	equal(t, "events of the transition", actions(collect(t, s, store.AuditFilter{RunID: "r1"})), []string{"run.mint", "run.activate"})
 
 	// From a state or an update time the run is no longer in: nothing is
-	// written.
+	// written, neither the run nor its steps and events.
 	stale := next
 	stale.State, stale.UpdatedAt = "succeeded", t0.Add(2*time.Second)
-	err = s.InTx(ctx, func(tx store.Tx) error { return tx.AdvanceRun(ctx, stale, "planned", t0) })
-	isErr(t, "advance from a past state", err, store.ErrConflict)
-	err = s.InTx(ctx, func(tx store.Tx) error { return tx.AdvanceRun(ctx, stale, "minted", t0) })
-	isErr(t, "advance from a past update time", err, store.ErrConflict)
+	isErr(t, "advance from a past state", advance(stale, "planned", t0, []store.Step{step(2, "verify")}, event("run.verify")), store.ErrConflict)
+	isErr(t, "advance from a past update time", advance(stale, "minted", t0, []store.Step{step(2, "verify")}, event("run.verify")), store.ErrConflict)
 	got, err = s.GetRun(ctx, "r1")
 	noErr(t, "get after conflicts", err)
 	equal(t, "run after conflicts", got, next)
+	gotSteps, err = s.ListSteps(ctx, "r1")
+	noErr(t, "list steps after conflicts", err)
+	equal(t, "steps after conflicts", len(gotSteps), 2)
+	equal(t, "events after conflicts", len(collect(t, s, store.AuditFilter{RunID: "r1"})), 2)
 
 	// A conflict leaves the transaction usable.
 	tx(t, s, func(tx store.Tx) error {
-		isErr(t, "conflict in a transaction", tx.AdvanceRun(ctx, stale, "planned", t0), store.ErrConflict)
-		return tx.AdvanceRun(ctx, stale, "minted", t0.Add(time.Second))
+		err := tx.AdvanceRun(ctx, store.RunAdvance{Run: stale, FromState: "planned", FromUpdatedAt: t0})
+		isErr(t, "conflict in a transaction", err, store.ErrConflict)
+		return tx.AdvanceRun(ctx, store.RunAdvance{Run: stale, FromState: "minted", FromUpdatedAt: t0.Add(time.Second)})
 	})
 	got, err = s.GetRun(ctx, "r1")
 	noErr(t, "get finished", err)
 	equal(t, "finished run", got.State, "succeeded")
 
-	err = s.InTx(ctx, func(tx store.Tx) error { return tx.AdvanceRun(ctx, run("nope", "c1", t0), "planned", t0) })
-	isErr(t, "advance missing run", err, store.ErrNotFound)
+	// A step that exists fails the transition.
+	again := stale
+	again.UpdatedAt = t0.Add(3 * time.Second)
+	isErr(t, "advance with an existing step", advance(again, "succeeded", stale.UpdatedAt, []store.Step{step(1, "activate")}), store.ErrConflict)
+
+	isErr(t, "advance missing run", advance(run("nope", "c1", t0), "planned", t0, nil), store.ErrNotFound)
 }
 
 // testAdvanceRunConcurrent: of several transactions advancing one run from
@@ -1719,7 +1743,10 @@ func testAdvanceRunConcurrent(t *testing.T, s store.Store, ctx context.Context) 
 			<-start
 			next := r
 			next.State, next.UpdatedAt = "minted", t0.Add(time.Duration(i+1)*time.Second)
-			errs[i] = s.InTx(ctx, func(tx store.Tx) error { return tx.AdvanceRun(ctx, next, "planned", t0) })
+			a := store.RunAdvance{Run: next, FromState: "planned", FromUpdatedAt: t0,
+				Steps:  []store.Step{{RunID: "r1", Seq: 0, Name: fmt.Sprintf("mint-%d", i), State: "ok"}},
+				Events: []store.AuditEvent{{Action: fmt.Sprintf("run.mint-%d", i), RunID: "r1"}}}
+			errs[i] = s.InTx(ctx, func(tx store.Tx) error { return tx.AdvanceRun(ctx, a) })
 		})
 	}
 	close(start)
@@ -1733,6 +1760,10 @@ func testAdvanceRunConcurrent(t *testing.T, s store.Store, ctx context.Context) 
 		isErr(t, fmt.Sprintf("advance %d", i), err, store.ErrConflict)
 	}
 	equal(t, "transactions that advanced the run", won, 1)
+	steps, err := s.ListSteps(ctx, "r1")
+	noErr(t, "list steps", err)
+	equal(t, "steps written", len(steps), 1)
+	equal(t, "events written", len(collect(t, s, store.AuditFilter{RunID: "r1"})), 1)
 }
 
 func testStepsMultiRow(t *testing.T, s store.Store, ctx context.Context) {

@@ -1,0 +1,4 @@
+package report
+
+// HumanDuration exposes humanDuration to the tests.
+var HumanDuration = humanDuration
