@@ -148,8 +148,14 @@ type Env struct {
 type Factory struct {
 	// Description is one line for `--help` and docs.
 	Description string
-	// Capabilities are the capabilities of every provider of this type.
+	// Capabilities are what the type can do at best (with the most capable
+	// settings).
 	Capabilities Capabilities
+	// CapabilitiesOf, when set, tells what a provider configured with the
+	// given (unresolved) settings can do, where that depends on them (a
+	// postgres-role with strategy single has no overlap). Nil means
+	// Capabilities.
+	CapabilitiesOf func(s settings.Map) Capabilities
 	// ValidateProvider checks provider-level settings without resolving
 	// references or contacting anything.
 	ValidateProvider func(s settings.Map) settings.Errors
@@ -157,4 +163,13 @@ type Factory struct {
 	ValidateCredential func(s settings.Map) settings.Errors
 	// New builds a provider from resolved settings.
 	New func(ctx context.Context, env Env) (Provider, error)
+}
+
+// CapabilitiesFor returns what a provider of this type configured with s
+// can do.
+func (f Factory) CapabilitiesFor(s settings.Map) Capabilities {
+	if f.CapabilitiesOf != nil {
+		return f.CapabilitiesOf(s)
+	}
+	return f.Capabilities
 }

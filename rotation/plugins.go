@@ -149,7 +149,7 @@ func (e *Engine) Capabilities(ctx context.Context, providerName string) (provide
 	if !ok {
 		return providers.Capabilities{}, row.Type, fmt.Errorf("provider %s has unknown type %q", providerName, row.Type)
 	}
-	return f.Capabilities, row.Type, nil
+	return f.CapabilitiesFor(row.Settings), row.Type, nil
 }
 
 var _ = store.Provider{}

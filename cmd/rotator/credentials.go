@@ -114,7 +114,7 @@ func (a *app) credentialsShowCommand() *cobra.Command {
 			v.Targets = c.Targets
 			if p, err := st.GetProvider(ctx, c.Provider); err == nil {
 				if f, ok := registry.Lookup(p.Type); ok {
-					v.Capabilities = view.NewCapabilities(f.Capabilities)
+					v.Capabilities = view.NewCapabilities(f.CapabilitiesFor(p.Settings))
 				}
 			}
 			versions, err := st.ListVersions(ctx, c.ID)

@@ -836,7 +836,7 @@ func (p *parser) capabilityWarnings(c Credential, prov Provider, fields map[stri
 	if !ok {
 		return
 	}
-	caps := f.Capabilities
+	caps := f.CapabilitiesFor(prov.Settings)
 	if e, ok := fields["grace"]; ok && c.Policy.Grace > 0 && !caps.Overlap {
 		p.warnf(e.val.Line, join(path, "grace"), "provider %s (type %s) cannot keep the old and the new value valid at once, so the grace period does not protect consumers; consumers may fail between activation and cutover", prov.Name, prov.Type)
 	}

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/rotatorhq/rotator/internal/secret"
+	"github.com/rotatorhq/rotator/internal/settings"
 	"github.com/rotatorhq/rotator/providers"
 )
 
@@ -60,8 +61,12 @@ var factoryCapabilities = providers.Capabilities{Overlap: true, Revocable: true}
 // Factory returns the registry entry of the exec provider.
 func Factory() providers.Factory {
 	return providers.Factory{
-		Description:        "an external program speaking rotator.exec/v1 (JSON on stdin and stdout), in any language",
-		Capabilities:       factoryCapabilities,
+		Description:  "an external program speaking rotator.exec/v1 (JSON on stdin and stdout), in any language",
+		Capabilities: factoryCapabilities,
+		CapabilitiesOf: func(s settings.Map) providers.Capabilities {
+			cfg, _ := parse(s)
+			return providers.Capabilities{Overlap: cfg.Overlap, Revocable: cfg.Revocable}
+		},
 		ValidateProvider:   ValidateProvider,
 		ValidateCredential: ValidateCredential,
 		New: func(_ context.Context, env providers.Env) (providers.Provider, error) {

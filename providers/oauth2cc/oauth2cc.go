@@ -32,6 +32,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/rotatorhq/rotator/internal/secret"
+	"github.com/rotatorhq/rotator/internal/settings"
 	"github.com/rotatorhq/rotator/providers"
 )
 
@@ -58,8 +59,14 @@ var (
 // Factory returns the registry entry of the oauth2-client-credentials provider.
 func Factory() providers.Factory {
 	return providers.Factory{
-		Description:        "OAuth 2.0 access tokens from the client credentials grant, verified by introspection, JWKS or an MCP probe",
-		Capabilities:       factoryCapabilities,
+		Description:  "OAuth 2.0 access tokens from the client credentials grant, verified by introspection, JWKS or an MCP probe",
+		Capabilities: factoryCapabilities,
+		CapabilitiesOf: func(s settings.Map) providers.Capabilities {
+			c := factoryCapabilities
+			_, revocable := s["revocation_url"]
+			c.Revocable = revocable
+			return c
+		},
 		ValidateProvider:   ValidateProvider,
 		ValidateCredential: ValidateCredential,
 		New: func(_ context.Context, env providers.Env) (providers.Provider, error) {

@@ -42,6 +42,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/rotatorhq/rotator/internal/secret"
+	"github.com/rotatorhq/rotator/internal/settings"
 	"github.com/rotatorhq/rotator/providers"
 )
 
@@ -55,8 +56,12 @@ var factoryCapabilities = providers.Capabilities{Overlap: true, Revocable: true}
 // Factory returns the registry entry of the postgres-role provider.
 func Factory() providers.Factory {
 	return providers.Factory{
-		Description:        "PostgreSQL role passwords (SCRAM), alternating login roles <role>_a/<role>_b for zero-downtime rotation",
-		Capabilities:       factoryCapabilities,
+		Description:  "PostgreSQL role passwords (SCRAM), alternating login roles <role>_a/<role>_b for zero-downtime rotation",
+		Capabilities: factoryCapabilities,
+		CapabilitiesOf: func(s settings.Map) providers.Capabilities {
+			cfg, _ := parse(s)
+			return capabilitiesOf(cfg)
+		},
 		ValidateProvider:   ValidateProvider,
 		ValidateCredential: ValidateCredential,
 		New: func(_ context.Context, env providers.Env) (providers.Provider, error) {
@@ -109,8 +114,12 @@ func (p *Provider) Type() string { return Type }
 
 // Capabilities implements providers.Provider: strategy single cannot keep
 // the old password valid beside the new one.
-func (p *Provider) Capabilities() providers.Capabilities {
-	if p.cfg.Strategy == StrategySingle {
+func (p *Provider) Capabilities() providers.Capabilities { return capabilitiesOf(p.cfg) }
+
+// capabilitiesOf: a single role cannot hold two passwords, so strategy
+// single has no overlap.
+func capabilitiesOf(cfg Config) providers.Capabilities {
+	if cfg.Strategy == StrategySingle {
 		return providers.Capabilities{Overlap: false, Revocable: true}
 	}
 	return factoryCapabilities
