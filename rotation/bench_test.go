@@ -39,6 +39,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/rotatorhq/rotator/internal/audit"
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/internal/settings"
 	"github.com/rotatorhq/rotator/internal/store"
@@ -59,7 +60,12 @@ var (
 	benchBatch     = flag.Int("bench.batch", 0, "RunnerOptions.SchedulerBatch (0: the default)")
 	benchFetchPoll = flag.Duration("bench.fetchpoll", 0, "RunnerOptions.FetchPollInterval (0: the default)")
 	benchPoolConns = flag.Int("bench.pgconns", 0, "Postgres pool size (0: the store's default)")
+	benchSealer    = flag.Bool("bench.sealer", true, "BenchmarkSchedulingLag: run the audit sealer as a leader task, as serve does")
 )
+
+// benchSealerBatches mirrors serve's sealer batches per scheduler slice
+// (cmd/rotator sealerBatchesPerSlice).
+const benchSealerBatches = 20
 
 // The credentials' runbook: the repository's own, so runs resolve and hash
 // a real file.
@@ -142,6 +148,9 @@ func benchLagOnce(b *testing.B, d string) {
 	mem := benchStartMem(250 * time.Millisecond)
 	opts := rotation.RunnerOptions{Workers: *benchWorkers, Scheduler: true, TickInterval: *benchTick,
 		SchedulerBatch: *benchBatch, FetchPollInterval: *benchFetchPoll}
+	if *benchSealer {
+		opts.LeaderTasks = append(opts.LeaderTasks, audit.NewSealer(h.s, audit.SealerOptions{}).Task(benchSealerBatches))
+	}
 	cost := h.startCost()
 	r := h.startRunner(opts)
 	end := base.Add(spread)
@@ -180,6 +189,12 @@ func benchLagOnce(b *testing.B, d string) {
 	slices.Sort(lags)
 	p := func(q float64) time.Duration { return lags[min(len(lags)-1, int(q*float64(len(lags))))] }
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	unsealed := 0
+	err = h.s.ScanAuditEvents(b.Context(), store.AuditFilter{Unsealed: true}, func(store.AuditEvent) error { unsealed++; return nil })
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("%s: sealer %v, %d audit events unsealed at the end", d, *benchSealer, unsealed)
 	b.Logf("%s: %d runs, %d workers, due over %s (%.0f/s): lag p50 %s p90 %s p99 %s max %s; last run finished %s after the last due time; rss idle %.0f MB, peak %.0f MB; go heap+stacks peak %.0f MB",
 		d, len(runs), opts.Workers, spread, float64(n)/spread.Seconds(), p(0.5), p(0.9), p(0.99), lags[len(lags)-1],
 		lastFinish.Sub(end).Round(time.Millisecond), benchMB(rssIdle), benchMB(rssPeak), benchMB(heapPeak))

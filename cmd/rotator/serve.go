@@ -44,6 +44,12 @@ next start.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if rescueAfter <= jobTimeout {
+				return usagef("--rescue-after (%s) must be longer than --job-timeout (%s): a rotation still running would be resumed by a second worker", rescueAfter, jobTimeout)
+			}
+			if workers < 1 {
+				return usagef("--workers must be at least 1")
+			}
 			var cfg *config.Config
 			runbookDir := ""
 			if file != "" {

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -109,22 +108,6 @@ func (r *crashRig) lockTarget() (unlock func()) {
 	return unlock
 }
 
-// blockedOnFlock reports whether process pid waits for a flock
-// (/proc/locks lists waiters with "->").
-func blockedOnFlock(pid int) (bool, error) {
-	data, err := os.ReadFile("/proc/locks")
-	if err != nil {
-		return false, err
-	}
-	for line := range strings.SplitSeq(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 6 && f[1] == "->" && f[2] == "FLOCK" && f[5] == strconv.Itoa(pid) {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
 // targetRun returns the index-th run (0 = first) of the credential.
 func (r *crashRig) targetRun(index int) (store.Run, bool, error) {
 	rs, err := r.runs(crashCredential)
@@ -185,11 +168,22 @@ func base(second bool) int {
 
 // inPromote: the first target switched, the second one's write waits for
 // the lock the test holds.
-func inPromote(_ *crashRig, p *proc, run store.Run) (bool, error) {
-	if run.State != string(rotation.StateMinted) {
+func inPromote(r *crashRig, _ *proc, run store.Run) (bool, error) {
+	if run.State != string(rotation.StateMinted) || run.NewVersionID == "" {
 		return false, nil
 	}
-	return blockedOnFlock(p.pid())
+	// The file target polls for the lock (so its wait honours the step's
+	// context), so the sign is that the first target already publishes the
+	// pending value while the run has not cut over.
+	v, err := r.st.GetVersion(r.t.Context(), run.NewVersionID)
+	if err != nil {
+		return false, err
+	}
+	env, err := readDotenv(r.envFiles[0])
+	if err != nil {
+		return false, nil
+	}
+	return env["CRASH_KEY"] == r.open(v), nil
 }
 
 func lockSecondTarget(r *crashRig) func() { return r.lockTarget() }
@@ -574,7 +568,11 @@ func (r *crashRig) checkAfterCrash(t *testing.T, b boundary, final []store.Run, 
 	if !slices.Equal(got, wantSteps) {
 		t.Errorf("steps %v, want %v", got, wantSteps)
 	}
-	t.Logf("steps: %s", stepTimeline(steps, killedAt))
+	mark := "[KILL]"
+	if b.sigterm {
+		mark = "[SIGTERM]"
+	}
+	t.Logf("steps: %s", stepTimeline(steps, killedAt, mark))
 
 	// River resumed the job: a rescue of the killed attempt, or (grace) the
 	// snoozed job coming back.
@@ -634,12 +632,12 @@ func stages(vs []store.Version) []string {
 	return out
 }
 
-func stepTimeline(steps []store.Step, killedAt time.Time) string {
+func stepTimeline(steps []store.Step, killedAt time.Time, mark string) string {
 	var b strings.Builder
 	marked := false
 	for _, s := range steps {
 		if !marked && s.StartedAt.After(killedAt) {
-			b.WriteString(" [KILL] ")
+			b.WriteString(" " + mark + " ")
 			marked = true
 		}
 		fmt.Fprintf(&b, " %s(%+.1fs)", s.Name, s.StartedAt.Sub(killedAt).Seconds())

@@ -31,10 +31,16 @@ const MinRedactLen = 8
 // 8 KiB bitmap, and confirms candidates against the values sharing that
 // 8-byte prefix. Its cost grows with the text, not with the number of
 // registered values, and overlapping matches are all covered.
+//
+// Register and Forget only update the set of values; the matcher is rebuilt
+// by the first Scrub after a change, so a process that handles thousands of
+// values a second (the engine registers every value it opens, for the
+// duration of a run) and logs rarely does not rebuild it for each one.
 type Redactor struct {
 	mu     sync.Mutex
 	counts map[string]int          // registered value -> registrations; guarded by mu
-	m      atomic.Pointer[matcher] // immutable snapshot of counts; nil when empty
+	m      atomic.Pointer[matcher] // immutable snapshot of counts (when not stale); nil when empty
+	stale  atomic.Bool             // counts changed since m was built; set under mu
 }
 
 // Register makes r scrub v until it is forgotten as many times as it was
@@ -51,7 +57,7 @@ func (r *Redactor) Register(v Value) {
 	}
 	r.counts[s]++
 	if r.counts[s] == 1 {
-		r.rebuild()
+		r.stale.Store(true)
 	}
 }
 
@@ -72,7 +78,26 @@ func (r *Redactor) Forget(v Value) {
 		return
 	}
 	delete(r.counts, s)
-	r.rebuild()
+	if len(r.counts) == 0 {
+		r.m.Store(nil)
+		r.stale.Store(false)
+		return
+	}
+	r.stale.Store(true)
+}
+
+// current returns the matcher of the values registered now, rebuilding it
+// if they changed since it was built; nil when there are none.
+func (r *Redactor) current() *matcher {
+	if r.stale.Load() {
+		r.mu.Lock()
+		if r.stale.Load() {
+			r.rebuild()
+			r.stale.Store(false)
+		}
+		r.mu.Unlock()
+	}
+	return r.m.Load()
 }
 
 // rebuild publishes a new matcher for r.counts; r.mu must be held.
@@ -99,7 +124,7 @@ func (r *Redactor) rebuild() {
 // Scrub returns s with every occurrence of every registered value replaced
 // by "[REDACTED]". Overlapping or adjacent occurrences become one marker.
 func (r *Redactor) Scrub(s string) string {
-	m := r.m.Load()
+	m := r.current()
 	if m == nil || len(s) < MinRedactLen {
 		return s
 	}
@@ -246,7 +271,7 @@ func (h *handler) scrubAttr(a slog.Attr) slog.Attr {
 // %+v, JSON) and, if any rendering contains a registered secret, returns the
 // scrubbed text of the first such rendering and true.
 func (h *handler) scrubAny(x any) (string, bool) {
-	if h.r.m.Load() == nil {
+	if h.r.current() == nil {
 		return "", false
 	}
 	var renderings []string
@@ -299,7 +324,7 @@ func (sw *ScrubWriter) Write(p []byte) (int, error) {
 	defer sw.mu.Unlock()
 	sw.buf = append(sw.buf, p...)
 	n := bytes.LastIndexByte(sw.buf, '\n') + 1
-	m := sw.r.m.Load()
+	m := sw.r.current()
 	if m != nil {
 		pending := m.multiline
 		if n == 0 && len(sw.buf) > maxLineLen {

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/rotatorhq/rotator/targets"
 )
@@ -51,9 +52,10 @@ type Target struct {
 // New returns a file target.
 func New(cfg Config) *Target { return &Target{cfg: cfg} }
 
-// pathLocks serialises writers of the same file inside this process; flock
-// serialises them across processes.
-var pathLocks sync.Map // string → *sync.Mutex
+// pathLocks serialises writers of the same file inside this process (a
+// one-slot channel, so waiting honours the context); flock serialises them
+// across processes.
+var pathLocks sync.Map // string → chan struct{}
 
 // Stage implements targets.Target. A file has no pending slot that readers
 // ignore, so staging only checks that the file can be written: a failure
@@ -89,11 +91,15 @@ func (t *Target) Promote(ctx context.Context, req targets.PromoteRequest) error 
 	if err != nil {
 		return fmt.Errorf("file target: %w", err)
 	}
-	mu, _ := pathLocks.LoadOrStore(abs, &sync.Mutex{})
-	mu.(*sync.Mutex).Lock()
-	defer mu.(*sync.Mutex).Unlock()
+	sem, _ := pathLocks.LoadOrStore(abs, make(chan struct{}, 1))
+	select {
+	case sem.(chan struct{}) <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("file target: waiting for %s: %w", abs, ctx.Err())
+	}
+	defer func() { <-sem.(chan struct{}) }()
 
-	unlock, err := lockFile(abs + ".lock")
+	unlock, err := lockFile(ctx, abs+".lock")
 	if err != nil {
 		return err
 	}
@@ -269,14 +275,28 @@ func writeAtomic(path string, content []byte, mode fs.FileMode) error {
 	return nil
 }
 
-func lockFile(path string) (func(), error) {
+// lockFile takes an exclusive flock on path, polling so that a holder that
+// hangs cannot block the caller past its context.
+func lockFile(ctx context.Context, path string) (func(), error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("file target: opening lock %s: %w", path, err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		_ = f.Close()
-		return nil, fmt.Errorf("file target: locking %s: %w", path, err)
+	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			_ = f.Close()
+			return nil, fmt.Errorf("file target: locking %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			_ = f.Close()
+			return nil, fmt.Errorf("file target: %s is locked by another writer: %w", path, ctx.Err())
+		case <-time.After(wait):
+		}
 	}
 	return func() {
 		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)

@@ -3,11 +3,13 @@ package file
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/internal/settings"
@@ -152,5 +154,29 @@ func TestValidate(t *testing.T) {
 	}
 	if ValidateKey("GITHUB_TOKEN") != nil || ValidateKey("bad key") == nil {
 		t.Error("ValidateKey")
+	}
+}
+
+// A writer that holds the lock forever must not block Promote past its
+// context (the engine's step timeout).
+func TestPromoteHonoursContextWhileLocked(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "mcp.env")
+	unlock, err := lockFile(context.Background(), path+".lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = New(Config{Path: path, Format: FormatDotenv, Mode: 0o600}).Promote(ctx, targets.PromoteRequest{Common: targets.Common{
+		CredentialID: "c", Key: "K", Value: secret.NewString("value-123456789"),
+	}})
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Promote on a locked file: err = %v, want a deadline error", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("Promote gave up after %s, want about 200ms", d)
 	}
 }
