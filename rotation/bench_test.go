@@ -60,6 +60,7 @@ var (
 	benchBatch     = flag.Int("bench.batch", 0, "RunnerOptions.SchedulerBatch (0: the default)")
 	benchFetchPoll = flag.Duration("bench.fetchpoll", 0, "RunnerOptions.FetchPollInterval (0: the default)")
 	benchPoolConns = flag.Int("bench.pgconns", 0, "Postgres pool size (0: the store's default)")
+	benchProvType  = flag.String("bench.provider", "generated", "provider type of the seeded credentials: generated (not revocable: cut-over and retirement share a commit) or faulty (revocable, in memory: three commits)")
 	benchSealer    = flag.Bool("bench.sealer", true, "BenchmarkSchedulingLag: run the audit sealer as a leader task, as serve does")
 )
 
@@ -252,6 +253,8 @@ type benchHarness struct {
 
 func newBenchHarness(b *testing.B, dialect string) *benchHarness {
 	b.Helper()
+	b.Logf("%s: load average at start %s; provider type %s", dialect, benchLoad(), *benchProvType)
+	b.Cleanup(func() { b.Logf("%s: load average at end %s", dialect, benchLoad()) })
 	ctx := b.Context()
 	var s store.Store
 	switch dialect {
@@ -299,8 +302,11 @@ func (h *benchHarness) seed(n int, due func(i int) time.Time) {
 	b, ctx := h.b, h.b.Context()
 	b.Helper()
 	err := h.s.InTx(ctx, func(tx store.Tx) error {
-		return tx.UpsertProvider(ctx, store.Provider{Name: benchProvider, Type: "generated",
-			Settings: settings.Map{"length": 40, "prefix": "rtr_"}, SpecHash: "bench"})
+		p := store.Provider{Name: benchProvider, Type: *benchProvType, SpecHash: "bench"}
+		if p.Type == "generated" {
+			p.Settings = settings.Map{"length": 40, "prefix": "rtr_"}
+		}
+		return tx.UpsertProvider(ctx, p)
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -673,4 +679,18 @@ func selfCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchLoad returns the 1, 5 and 15 minute load averages: the machine is
+// shared, so every figure is reported with the load it was measured under.
+func benchLoad() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
