@@ -408,4 +408,3 @@ func (p *fastJSON) object(out []byte, depth int) ([]byte, bool) {
 	}
 	return append(out, '}'), true
 }
-
