@@ -19,11 +19,15 @@ package rotation_test
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
@@ -61,6 +65,9 @@ var (
 	benchFetchPoll = flag.Duration("bench.fetchpoll", 0, "RunnerOptions.FetchPollInterval (0: the default)")
 	benchPoolConns = flag.Int("bench.pgconns", 0, "Postgres pool size (0: the store's default)")
 	benchProvType  = flag.String("bench.provider", "generated", "provider type of the seeded credentials: generated (not revocable: cut-over and retirement share a commit) or faulty (revocable, in memory: three commits)")
+	benchPgSetup   = flag.String("bench.pgsetup", "", "SQL run on the Postgres schema after migrating (experiments, e.g. dropping an index)")
+	benchServe     = flag.String("bench.serve", "", "BenchmarkSchedulingLag: path of a rotator binary; its `serve` (a separate process, with its own sealer and --workers -bench.workers) does the work instead of a Runner in this process, and its RSS is measured")
+	benchFileTgts  = flag.Int("bench.filetargets", 0, "bind credential i to file target i mod N (dotenv files in a temporary directory; 0: no targets)")
 	benchSealer    = flag.Bool("bench.sealer", true, "BenchmarkSchedulingLag: run the audit sealer as a leader task, as serve does")
 )
 
@@ -90,8 +97,8 @@ func BenchmarkRotations(b *testing.B) {
 			h := newBenchHarness(b, d)
 			h.seed(n, func(int) time.Time { return time.Now().Add(30 * 24 * time.Hour) })
 			r := h.startRunner(rotation.RunnerOptions{Workers: *benchWorkers})
-			var total time.Duration
-			rotated := 0
+			var total, steadyT time.Duration
+			rotated, steadyN := 0, 0
 			cost := h.startCost()
 			for b.Loop() {
 				t0 := time.Now()
@@ -103,16 +110,27 @@ func BenchmarkRotations(b *testing.B) {
 				}
 				enqueued := time.Since(t0)
 				ids := benchRunIDs(b, started, n)
-				last := h.waitTerminal(ids, t0, 10*time.Minute)
+				last, finished := h.waitTerminal(ids, t0, 10*time.Minute)
 				total += last.Sub(t0)
 				rotated += len(ids)
-				b.Logf("%s: %d rotations in %s (%.0f/s; Rotate returned after %s) with %d workers",
+				// Steady state: the runs finished after Rotate returned,
+				// when workers no longer share the machine with the
+				// enqueueing of 20,000 runs.
+				from := t0.Add(enqueued)
+				for _, f := range finished {
+					if !f.Before(from) {
+						steadyN++
+					}
+				}
+				steadyT += last.Sub(from)
+				b.Logf("%s: %d rotations in %s (%.0f/s; Rotate returned after %s; %.0f/s after that) with %d workers",
 					d, len(ids), last.Sub(t0).Round(time.Millisecond), float64(len(ids))/last.Sub(t0).Seconds(),
-					enqueued.Round(time.Millisecond), *benchWorkers)
+					enqueued.Round(time.Millisecond), float64(steadyN)/steadyT.Seconds(), *benchWorkers)
 			}
 			h.stop(r)
 			cost.report(rotated)
 			b.ReportMetric(float64(rotated)/total.Seconds(), "rotations/s")
+			b.ReportMetric(float64(steadyN)/steadyT.Seconds(), "steady-rot/s")
 		})
 	}
 }
@@ -146,20 +164,29 @@ func benchLagOnce(b *testing.B, d string) {
 
 	runtime.GC()
 	debug.FreeOSMemory()
-	mem := benchStartMem(250 * time.Millisecond)
 	opts := rotation.RunnerOptions{Workers: *benchWorkers, Scheduler: true, TickInterval: *benchTick,
 		SchedulerBatch: *benchBatch, FetchPollInterval: *benchFetchPoll}
 	if *benchSealer {
 		opts.LeaderTasks = append(opts.LeaderTasks, audit.NewSealer(h.s, audit.SealerOptions{}).Task(benchSealerBatches))
 	}
-	cost := h.startCost()
-	r := h.startRunner(opts)
 	end := base.Add(spread)
-	// Every credential is due by end; wait for the runs to finish.
-	h.waitScheduled(n, end.Add(10*time.Minute))
-	rssPeak, heapPeak, rssIdle := mem.stop()
-	h.stop(r)
-	cost.report(n)
+	var rssPeak, heapPeak, rssIdle uint64
+	if *benchServe != "" {
+		// A rotator serve process does the work; this one only watches.
+		srv := h.startServe(*benchServe, *benchWorkers)
+		h.waitScheduled(n, end.Add(10*time.Minute))
+		rssPeak, rssIdle = srv.stop()
+		b.Logf("%s: rotator serve (pid %d, --workers %d): RSS after start %.0f MB, peak %.0f MB (VmHWM)", d, srv.cmd.Process.Pid, *benchWorkers, benchMB(rssIdle), benchMB(rssPeak))
+	} else {
+		mem := benchStartMem(250 * time.Millisecond)
+		cost := h.startCost()
+		r := h.startRunner(opts)
+		// Every credential is due by end; wait for the runs to finish.
+		h.waitScheduled(n, end.Add(10*time.Minute))
+		rssPeak, heapPeak, rssIdle = mem.stop()
+		h.stop(r)
+		cost.report(n)
+	}
 
 	runs, err := h.s.ListRuns(b.Context(), store.RunFilter{})
 	if err != nil {
@@ -195,15 +222,79 @@ func benchLagOnce(b *testing.B, d string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Logf("%s: sealer %v, %d audit events unsealed at the end", d, *benchSealer, unsealed)
-	b.Logf("%s: %d runs, %d workers, due over %s (%.0f/s): lag p50 %s p90 %s p99 %s max %s; last run finished %s after the last due time; rss idle %.0f MB, peak %.0f MB; go heap+stacks peak %.0f MB",
+	sealer := fmt.Sprint(*benchSealer)
+	if *benchServe != "" {
+		sealer = "serve's own"
+	}
+	b.Logf("%s: sealer %s, %d audit events unsealed at the end", d, sealer, unsealed)
+	b.Logf("%s: %d runs, %d workers, due over %s (%.0f/s): lag p50 %s p90 %s p99 %s max %s; last run finished %s after the last due time; rss idle %.0f MB, peak %.0f MB; go heap+stacks peak %.0f MB (0: not measured)",
 		d, len(runs), opts.Workers, spread, float64(n)/spread.Seconds(), p(0.5), p(0.9), p(0.99), lags[len(lags)-1],
 		lastFinish.Sub(end).Round(time.Millisecond), benchMB(rssIdle), benchMB(rssPeak), benchMB(heapPeak))
 	b.ReportMetric(ms(p(0.5)), "lag-p50-ms")
 	b.ReportMetric(ms(p(0.99)), "lag-p99-ms")
 	b.ReportMetric(ms(lags[len(lags)-1]), "lag-max-ms")
 	b.ReportMetric(benchMB(rssPeak), "rss-MB")
-	b.ReportMetric(benchMB(heapPeak), "go-heap-MB")
+	if *benchServe == "" {
+		b.ReportMetric(benchMB(heapPeak), "go-heap-MB")
+	}
+}
+
+// benchServeProc is a rotator serve process working on the harness's store.
+type benchServeProc struct {
+	b       *testing.B
+	cmd     *exec.Cmd
+	rssIdle uint64
+}
+
+// startServe starts `rotator serve` on the harness's database and master
+// key, from the repository root (where the credentials' runbook resolves),
+// and waits until it is ready.
+func (h *benchHarness) startServe(bin string, workers int) *benchServeProc {
+	b := h.b
+	b.Helper()
+	log, err := os.Create(filepath.Join(b.TempDir(), "serve.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = log.Close() })
+	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--workers", strconv.Itoa(workers))
+	cmd.Dir = benchRunbookDir
+	cmd.Env = append(os.Environ(), "ROTATOR_DATABASE_URL="+h.url, "ROTATOR_MASTER_KEY="+h.keyB64)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	srv := &benchServeProc{b: b, cmd: cmd}
+	b.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		data, _ := os.ReadFile(log.Name())
+		if strings.Contains(string(data), "rotator serving") {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("rotator serve did not start:\n%s", data)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	srv.rssIdle = procStatus(cmd.Process.Pid, "VmRSS:")
+	return srv
+}
+
+// stop ends the serve process (SIGTERM) and returns its peak RSS (VmHWM)
+// and its RSS once it was serving.
+func (s *benchServeProc) stop() (peak, idle uint64) {
+	peak = procStatus(s.cmd.Process.Pid, "VmHWM:")
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	if err := s.cmd.Wait(); err != nil {
+		s.b.Errorf("rotator serve: %v", err)
+	}
+	return peak, s.rssIdle
 }
 
 // BenchmarkEmergency10k measures an emergency rotation of 10,000
@@ -229,7 +320,7 @@ func BenchmarkEmergency10k(b *testing.B) {
 				}
 				enqueued := time.Since(t0)
 				ids := benchRunIDs(b, started, n)
-				last := h.waitTerminal(ids, t0, 10*time.Minute)
+				last, _ := h.waitTerminal(ids, t0, 10*time.Minute)
 				total += last.Sub(t0)
 				iters++
 				b.Logf("%s: emergency rotation of %d credentials took %s (Rotate returned after %s) with %d workers",
@@ -245,31 +336,36 @@ func BenchmarkEmergency10k(b *testing.B) {
 
 // benchHarness is one store, engine and keyring.
 type benchHarness struct {
-	b  *testing.B
-	s  store.Store
-	e  *rotation.Engine
-	kr secret.Keyring
+	b      *testing.B
+	s      store.Store
+	e      *rotation.Engine
+	kr     secret.Keyring
+	url    string // the store's database URL
+	keyB64 string // the master key, base64 (for a rotator serve process)
 }
 
 func newBenchHarness(b *testing.B, dialect string) *benchHarness {
 	b.Helper()
-	b.Logf("%s: load average at start %s; provider type %s", dialect, benchLoad(), *benchProvType)
+	b.Logf("%s: load average at start %s; provider type %s; %d file targets", dialect, benchLoad(), *benchProvType, *benchFileTgts)
 	b.Cleanup(func() { b.Logf("%s: load average at end %s", dialect, benchLoad()) })
 	ctx := b.Context()
 	var s store.Store
+	var url string
 	switch dialect {
 	case "postgres":
 		opts := []postgres.Option{func(c *pgxpool.Config) { c.ConnConfig.Tracer = &benchStatements }}
 		if *benchPoolConns > 0 {
 			opts = append(opts, postgres.WithMaxConns(int32(*benchPoolConns)))
 		}
-		ps, err := postgres.Open(ctx, testpg.New(b), opts...)
+		url = testpg.New(b)
+		ps, err := postgres.Open(ctx, url, opts...)
 		if err != nil {
 			b.Fatal(err)
 		}
 		s = ps
 	case "sqlite":
-		ss, err := sqlite.Open(ctx, "sqlite://"+b.TempDir()+"/bench.db")
+		url = "sqlite://" + b.TempDir() + "/bench.db"
+		ss, err := sqlite.Open(ctx, url)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -284,7 +380,20 @@ func newBenchHarness(b *testing.B, dialect string) *benchHarness {
 	if err := rotation.MigrateQueue(ctx, s); err != nil {
 		b.Fatal(err)
 	}
-	kr, err := secret.NewKeyring(secret.GenerateKey())
+	if pool, ok := s.Handle().(*pgxpool.Pool); ok && *benchPgSetup != "" {
+		if _, err := pool.Exec(ctx, *benchPgSetup); err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("%s: ran %q", dialect, *benchPgSetup)
+	}
+	raw := make([]byte, secret.KeySize)
+	_, _ = rand.Read(raw)
+	keyB64 := base64.StdEncoding.EncodeToString(raw)
+	key, err := secret.ParseKey(keyB64)
+	if err != nil {
+		b.Fatal(err)
+	}
+	kr, err := secret.NewKeyring(key)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -292,7 +401,7 @@ func newBenchHarness(b *testing.B, dialect string) *benchHarness {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return &benchHarness{b: b, s: s, e: e, kr: kr}
+	return &benchHarness{b: b, s: s, e: e, kr: kr, url: url, keyB64: keyB64}
 }
 
 // seed creates the provider and n healthy credentials, each with a sealed
@@ -306,7 +415,20 @@ func (h *benchHarness) seed(n int, due func(i int) time.Time) {
 		if p.Type == "generated" {
 			p.Settings = settings.Map{"length": 40, "prefix": "rtr_"}
 		}
-		return tx.UpsertProvider(ctx, p)
+		if err := tx.UpsertProvider(ctx, p); err != nil {
+			return err
+		}
+		if *benchFileTgts > 0 {
+			dir := b.TempDir()
+			for t := range *benchFileTgts {
+				err := tx.UpsertTarget(ctx, store.Target{Name: fmt.Sprintf("bench-file-%03d", t), Type: "file", SpecHash: "bench",
+					Settings: settings.Map{"path": filepath.Join(dir, fmt.Sprintf("mcp-%03d.env", t)), "format": "dotenv"}})
+				if err != nil {
+					return err
+				}
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -346,6 +468,14 @@ func (h *benchHarness) seed(n int, due func(i int) time.Time) {
 	}
 }
 
+// benchTargets binds credential i to one of -bench.filetargets files.
+func benchTargets(i int) []store.TargetBinding {
+	if *benchFileTgts <= 0 {
+		return nil
+	}
+	return []store.TargetBinding{{Target: fmt.Sprintf("bench-file-%03d", i%*benchFileTgts), Key: fmt.Sprintf("CRED_%06d", i)}}
+}
+
 func (h *benchHarness) seedBatch(ctx context.Context, from, to int, due func(int) time.Time) error {
 	issued := time.Now().Add(-time.Hour).UTC().Truncate(time.Microsecond)
 	type row struct {
@@ -365,7 +495,7 @@ func (h *benchHarness) seedBatch(ctx context.Context, from, to int, due func(int
 			c: store.Credential{
 				ID: id, Consumer: fmt.Sprintf("mcp-server-%03d", i%500), Provider: benchProvider,
 				Scope: []string{"read"}, Owner: "bench", Labels: map[string]string{"team": fmt.Sprintf("t%02d", i%50)},
-				Policy: store.Policy{MaxAge: 30 * 24 * time.Hour}, Runbook: benchRunbook, SpecHash: "bench",
+				Policy: store.Policy{MaxAge: 30 * 24 * time.Hour}, Runbook: benchRunbook, SpecHash: "bench", Targets: benchTargets(i),
 				State: store.CredentialState{Status: store.StatusHealthy, CurrentVersionID: vid,
 					NextRotationAt: due(i).UTC().Truncate(time.Microsecond), LastRotatedAt: issued},
 			},
@@ -375,10 +505,20 @@ func (h *benchHarness) seedBatch(ctx context.Context, from, to int, due func(int
 	}
 	return h.s.InTx(ctx, func(tx store.Tx) error {
 		for _, r := range rows {
+			// The credential first (the version refers to it), without
+			// its current version id: inserting a version while a
+			// credential already points at it makes SQLite scan every
+			// table that refers to versions (a pending deferred foreign
+			// key), which is quadratic over 100,000 credentials.
+			st := r.c.State
+			r.c.State.CurrentVersionID = ""
 			if err := tx.UpsertCredentialSpec(ctx, r.c); err != nil {
 				return err
 			}
 			if err := tx.InsertVersion(ctx, r.v); err != nil {
+				return err
+			}
+			if err := tx.UpdateCredentialState(ctx, r.c.ID, st); err != nil {
 				return err
 			}
 		}
@@ -423,7 +563,7 @@ func benchRunIDs(b *testing.B, started []rotation.Started, want int) []string {
 
 // waitTerminal waits until no run is active, checks that every run in ids
 // succeeded, and returns when the last of them finished.
-func (h *benchHarness) waitTerminal(ids []string, since time.Time, timeout time.Duration) time.Time {
+func (h *benchHarness) waitTerminal(ids []string, since time.Time, timeout time.Duration) (time.Time, []time.Time) {
 	h.b.Helper()
 	deadline := time.Now().Add(timeout)
 	for h.countActive() > 0 {
@@ -434,8 +574,10 @@ func (h *benchHarness) waitTerminal(ids []string, since time.Time, timeout time.
 	}
 	var last time.Time
 	states := map[string]int{}
+	finished := make([]time.Time, 0, len(ids))
 	for _, r := range h.runs(ids) {
 		states[r.State]++
+		finished = append(finished, r.FinishedAt)
 		if r.FinishedAt.After(last) {
 			last = r.FinishedAt
 		}
@@ -446,7 +588,7 @@ func (h *benchHarness) waitTerminal(ids []string, since time.Time, timeout time.
 	if last.Before(since) {
 		h.b.Fatalf("last run finished at %s, before the rotation started at %s", last, since)
 	}
-	return last
+	return last, finished
 }
 
 // waitScheduled waits until n runs exist and none is active.
@@ -554,15 +696,19 @@ func (m *benchMem) stop() (rssPeak, goPeak, rssIdle uint64) {
 	return m.rssPeak, m.goPeak, m.rssIdle
 }
 
-// rss returns this process's resident set size from /proc/self/status (0
-// where there is none).
-func benchRSS() uint64 {
-	data, err := os.ReadFile("/proc/self/status")
+// benchRSS returns this process's resident set size (0 where /proc is
+// missing).
+func benchRSS() uint64 { return procStatus(os.Getpid(), "VmRSS:") }
+
+// procStatus returns a size field (VmRSS:, VmHWM:) of /proc/<pid>/status in
+// bytes; 0 if unavailable.
+func procStatus(pid int, field string) uint64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for line := range strings.Lines(string(data)) {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(line, field); ok {
 			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			return kb << 10
 		}

@@ -256,8 +256,19 @@ type tickWorker struct {
 
 // Work polls for due credentials every interval for one slice; the next
 // periodic tick job takes over. Only the leader inserts tick jobs.
+//
+// The leader tasks (the audit sealer) run once per slice beside the polls,
+// not between them: a task that takes a second (sealing thousands of
+// events) must not hold due credentials back for that second. The slice
+// ends once its time is up and the tasks are done.
 func (w *tickWorker) Work(ctx context.Context, _ *river.Job[TickArgs]) error {
 	deadline := time.Now().Add(w.slice)
+	tasksDone := make(chan struct{})
+	go func() {
+		defer close(tasksDone)
+		w.runTasks(ctx)
+	}()
+	defer func() { <-tasksDone }()
 	t := time.NewTicker(w.interval)
 	defer t.Stop()
 	for {
@@ -275,8 +286,11 @@ func (w *tickWorker) Work(ctx context.Context, _ *river.Job[TickArgs]) error {
 			}
 		}
 		if time.Now().After(deadline) {
-			w.runTasks(ctx)
-			return nil
+			select {
+			case <-tasksDone:
+				return nil
+			default:
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -286,7 +300,7 @@ func (w *tickWorker) Work(ctx context.Context, _ *river.Job[TickArgs]) error {
 	}
 }
 
-// runTasks runs the leader tasks once, logging failures.
+// runTasks runs the leader tasks once, one after another, logging failures.
 func (w *tickWorker) runTasks(ctx context.Context) {
 	for i, task := range w.tasks {
 		if err := task(ctx); err != nil && ctx.Err() == nil {
