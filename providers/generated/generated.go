@@ -5,9 +5,7 @@ package generated
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
-	"math/big"
 	"time"
 
 	"github.com/rotatorhq/rotator/internal/duration"
@@ -66,22 +64,15 @@ func (p *Provider) Mint(ctx context.Context, req providers.MintRequest) (provide
 	if len(errs) > 0 {
 		return providers.MintResponse{}, fmt.Errorf("credential %s settings: %w: %v", req.CredentialID, providers.ErrPermanent, errs[0])
 	}
-	buf := make([]byte, 0, len(cfg.Prefix)+cfg.Length)
-	buf = append(buf, cfg.Prefix...)
-	max := big.NewInt(int64(len(cfg.Alphabet)))
-	for range cfg.Length {
-		n, err := rand.Int(rand.Reader, max)
-		if err != nil {
-			return providers.MintResponse{}, fmt.Errorf("reading randomness: %w", err)
-		}
-		buf = append(buf, cfg.Alphabet[n.Int64()])
+	val, err := secret.Random(cfg.Prefix, cfg.Length, cfg.Alphabet)
+	if err != nil {
+		return providers.MintResponse{}, err
 	}
 	resp := providers.MintResponse{
-		Value:        secret.New(buf),
+		Value:        val,
 		GrantedScope: req.Scope,
 		Metadata:     map[string]string{"length": fmt.Sprint(cfg.Length)},
 	}
-	clear(buf)
 	if cfg.TTL != "" {
 		ttl, err := duration.Parse(cfg.TTL)
 		if err == nil && ttl > 0 {

@@ -31,7 +31,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/url"
 	"strconv"
@@ -199,7 +198,8 @@ func (p *Provider) Mint(ctx context.Context, req providers.MintRequest) (provide
 			return providers.MintResponse{}, err
 		}
 	}
-	pw, err := randomPassword(p.cfg.PasswordLength)
+	pwv, err := secret.Random("", p.cfg.PasswordLength, secret.Alphanumeric)
+	pw := pwv.RevealString()
 	if err != nil {
 		return providers.MintResponse{}, err
 	}
@@ -557,24 +557,6 @@ func (p *Provider) sslmode() string {
 		return "verify-ca"
 	}
 	return "require"
-}
-
-const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-
-// randomPassword draws n characters uniformly from an alphanumeric
-// alphabet: no character needs quoting in a URL, a dotenv file or a
-// connection string, and SASLprep leaves it unchanged.
-func randomPassword(n int) (string, error) {
-	max := big.NewInt(int64(len(alphabet)))
-	b := make([]byte, n)
-	for i := range b {
-		x, err := rand.Int(rand.Reader, max)
-		if err != nil {
-			return "", fmt.Errorf("reading randomness: %w", err)
-		}
-		b[i] = alphabet[x.Int64()]
-	}
-	return string(b), nil
 }
 
 // scramIterations matches PostgreSQL's default scram_iterations.

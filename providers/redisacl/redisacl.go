@@ -11,14 +11,12 @@ package redisacl
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"slices"
 	"strings"
@@ -157,7 +155,8 @@ func (p *Provider) Mint(ctx context.Context, req providers.MintRequest) (provide
 	if err != nil {
 		return providers.MintResponse{}, err
 	}
-	pw, err := randomPassword(p.cfg.PasswordLength)
+	pwv, err := secret.Random("", p.cfg.PasswordLength, secret.Alphanumeric)
+	pw := pwv.RevealString()
 	if err != nil {
 		return providers.MintResponse{}, err
 	}
@@ -340,21 +339,6 @@ func (p *Provider) fail(ctx context.Context, val secret.Value, err error, format
 	}
 	e := fmt.Errorf("redis-acl %s: "+format+": %w", append([]any{p.cfg.Addr}, append(args, err)...)...)
 	return secret.ScrubError(e, val, p.cfg.Password, secret.NewString(hash(val)))
-}
-
-const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-
-func randomPassword(n int) (string, error) {
-	max := big.NewInt(int64(len(alphabet)))
-	b := make([]byte, n)
-	for i := range b {
-		x, err := rand.Int(rand.Reader, max)
-		if err != nil {
-			return "", fmt.Errorf("reading randomness: %w", err)
-		}
-		b[i] = alphabet[x.Int64()]
-	}
-	return string(b), nil
 }
 
 var _ providers.Provider = (*Provider)(nil)
