@@ -68,6 +68,7 @@ var (
 	benchPgSetup   = flag.String("bench.pgsetup", "", "SQL run on the Postgres schema after migrating (experiments, e.g. dropping an index)")
 	benchServe     = flag.String("bench.serve", "", "BenchmarkSchedulingLag: path of a rotator binary; its `serve` (a separate process, with its own sealer and --workers -bench.workers) does the work instead of a Runner in this process, and its RSS is measured")
 	benchFileTgts  = flag.Int("bench.filetargets", 0, "bind credential i to file target i mod N (dotenv files in a temporary directory; 0: no targets)")
+	benchRotSealer = flag.Bool("bench.rot.sealer", false, "BenchmarkRotations: run the Runner as serve does (scheduler on, audit sealer as a leader task)")
 	benchSealer    = flag.Bool("bench.sealer", true, "BenchmarkSchedulingLag: run the audit sealer as a leader task, as serve does")
 )
 
@@ -96,7 +97,13 @@ func BenchmarkRotations(b *testing.B) {
 			n := *benchRotations
 			h := newBenchHarness(b, d)
 			h.seed(n, func(int) time.Time { return time.Now().Add(30 * 24 * time.Hour) })
-			r := h.startRunner(rotation.RunnerOptions{Workers: *benchWorkers})
+			ropts := rotation.RunnerOptions{Workers: *benchWorkers}
+			if *benchRotSealer {
+				ropts.Scheduler = true
+				ropts.LeaderTasks = append(ropts.LeaderTasks, audit.NewSealer(h.s, audit.SealerOptions{}).Task(benchSealerBatches))
+				b.Logf("%s: scheduler and audit sealer on", d)
+			}
+			r := h.startRunner(ropts)
 			var total, steadyT time.Duration
 			rotated, steadyN := 0, 0
 			cost := h.startCost()
@@ -505,21 +512,27 @@ func (h *benchHarness) seedBatch(ctx context.Context, from, to int, due func(int
 	}
 	return h.s.InTx(ctx, func(tx store.Tx) error {
 		for _, r := range rows {
-			// The credential first (the version refers to it), without
-			// its current version id: inserting a version while a
-			// credential already points at it makes SQLite scan every
-			// table that refers to versions (a pending deferred foreign
-			// key), which is quadratic over 100,000 credentials.
+			// The credential first (the version refers to it). On
+			// SQLite without its current version id, set afterwards:
+			// inserting a version while a credential already points at
+			// it makes SQLite scan every table that refers to versions (a
+			// pending deferred foreign key), quadratic over 100,000
+			// credentials. Postgres checks the pointer at commit.
 			st := r.c.State
-			r.c.State.CurrentVersionID = ""
+			sqliteOrder := h.s.Dialect() == store.DialectSQLite
+			if sqliteOrder {
+				r.c.State.CurrentVersionID = ""
+			}
 			if err := tx.UpsertCredentialSpec(ctx, r.c); err != nil {
 				return err
 			}
 			if err := tx.InsertVersion(ctx, r.v); err != nil {
 				return err
 			}
-			if err := tx.UpdateCredentialState(ctx, r.c.ID, st); err != nil {
-				return err
+			if sqliteOrder {
+				if err := tx.UpdateCredentialState(ctx, r.c.ID, st); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
@@ -728,23 +741,36 @@ type benchCost struct {
 	pg         map[int]time.Duration // by backend pid
 	commits    int64
 	statements int64
+	trips      int64
 }
 
-// benchStatements counts the statements sent to Postgres (each one round
-// trip, begin and commit included) by every store the benchmarks open.
+// benchStatements counts the statements sent to Postgres (begin and commit
+// included) and the round trips they took (a batch is one) by every store
+// the benchmarks open.
 var benchStatements benchTracer
 
-type benchTracer struct{ n atomic.Int64 }
+type benchTracer struct{ n, trips atomic.Int64 }
 
 func (t *benchTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
 	t.n.Add(1)
+	t.trips.Add(1)
 	return ctx
 }
 
 func (t *benchTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
+func (t *benchTracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceBatchStartData) context.Context {
+	t.n.Add(int64(d.Batch.Len()))
+	t.trips.Add(1)
+	return ctx
+}
+
+func (t *benchTracer) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+
+func (t *benchTracer) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
 func (h *benchHarness) startCost() *benchCost {
-	c := &benchCost{h: h, self: selfCPU(), statements: benchStatements.n.Load()}
+	c := &benchCost{h: h, self: selfCPU(), statements: benchStatements.n.Load(), trips: benchStatements.trips.Load()}
 	c.pg, c.commits = h.pgCost()
 	return c
 }
@@ -761,7 +787,7 @@ func (c *benchCost) report(n int) {
 	// Backends publish their transaction counts when idle, at most 10s
 	// late. The statements counted meanwhile (the benchmark's own
 	// queries) are left out.
-	stmts := benchStatements.n.Load()
+	stmts, trips := benchStatements.n.Load(), benchStatements.trips.Load()
 	time.Sleep(11 * time.Second)
 	pg, commits := c.h.pgCost()
 	var server time.Duration
@@ -771,6 +797,7 @@ func (c *benchCost) report(n int) {
 	b.ReportMetric(float64(server)/float64(time.Millisecond)/float64(n), "pg-cpu-ms/rot")
 	b.ReportMetric(float64(commits-c.commits)/float64(n), "xacts/rot")
 	b.ReportMetric(float64(stmts-c.statements)/float64(n), "stmts/rot")
+	b.ReportMetric(float64(trips-c.trips)/float64(n), "trips/rot")
 }
 
 // pgCost returns the CPU time of the server processes of this database's

@@ -56,6 +56,11 @@ type execution struct {
 	// earlier, interrupted attempt may have promoted the new value at some
 	// targets without committing the cutover.
 	resumed bool
+	// pending and previous are the credential's versions in those stages
+	// when the execution began; previousRead says previous is still
+	// accurate (until this execution's cutover demotes the current one).
+	pending, previous []store.Version
+	previousRead      bool
 }
 
 // learn tells the redactor about a value for the duration of this
@@ -82,14 +87,18 @@ type boundTarget struct {
 // run resumed after a crash continues from its last committed state, and
 // every provider and target call carries the idempotency key run id + step.
 func (e *Engine) Execute(ctx context.Context, runID string) (Outcome, time.Time, error) {
-	run, err := e.store.GetRun(ctx, runID)
+	// The run, its credential and the credential's pending and previous
+	// versions, in one round trip on Postgres.
+	w, err := e.store.GetRunWork(ctx, runID)
 	if err != nil {
-		return Done, time.Time{}, fmt.Errorf("run %s: %w", runID, err)
+		return Done, time.Time{}, err
 	}
+	run := w.Run
 	if State(run.State).Terminal() {
 		return Done, time.Time{}, nil
 	}
-	x := &execution{e: e, run: run, opts: runOptions(run), resumed: State(run.State) != StatePlanned}
+	x := &execution{e: e, run: run, opts: runOptions(run), resumed: State(run.State) != StatePlanned,
+		pending: w.Pending, previous: w.Previous, previousRead: true}
 	defer x.forget()
 	// Steps are written only by commits, and every commit moves the run out
 	// of planned: a planned run has none, and a fresh run (most of them)
@@ -101,14 +110,10 @@ func (e *Engine) Execute(ctx context.Context, runID string) (Outcome, time.Time,
 		}
 		x.seq = len(steps)
 	}
-	cred, err := e.store.GetCredential(ctx, run.CredentialID)
-	if errors.Is(err, store.ErrNotFound) {
+	if w.Credential == nil {
 		return Done, time.Time{}, x.abandon(ctx, "credential was removed from the inventory")
 	}
-	if err != nil {
-		return Done, time.Time{}, fmt.Errorf("run %s: reading credential %s: %w", runID, run.CredentialID, err)
-	}
-	x.cred = cred
+	x.cred = *w.Credential
 	return x.proceed(ctx)
 }
 
@@ -178,10 +183,10 @@ func (x *execution) proceed(ctx context.Context) (Outcome, time.Time, error) {
 // (after mint) and the current one (for rollback re-promotion).
 func (x *execution) loadValues(ctx context.Context) error {
 	kr := x.e.opts.Keyring
-	if x.run.NewVersionID != "" {
-		v, err := x.e.store.GetVersion(ctx, x.run.NewVersionID)
+	if id := x.run.NewVersionID; id != "" {
+		v, err := x.version(ctx, id)
 		if err != nil {
-			return fmt.Errorf("run %s: reading version %s: %w", x.run.ID, x.run.NewVersionID, err)
+			return fmt.Errorf("run %s: reading version %s: %w", x.run.ID, id, err)
 		}
 		x.newVer = &v
 		if len(v.Sealed) > 0 {
@@ -202,6 +207,28 @@ func (x *execution) loadValues(ctx context.Context) error {
 		x.learn(val)
 	}
 	return nil
+}
+
+// version returns a version of the credential: from what the execution
+// read at its start when it is there, else from the store.
+func (x *execution) version(ctx context.Context, id string) (store.Version, error) {
+	if cur := x.cred.Current; cur != nil && cur.ID == id {
+		return *cur, nil
+	}
+	for _, v := range append(x.pending, x.previous...) {
+		if v.ID == id {
+			return v, nil
+		}
+	}
+	return x.e.store.GetVersion(ctx, id)
+}
+
+// previousVersions returns the credential's previous versions.
+func (x *execution) previousVersions(ctx context.Context) ([]store.Version, error) {
+	if x.previousRead {
+		return x.previous, nil
+	}
+	return x.e.store.ListVersions(ctx, x.cred.ID, store.StagePrevious)
 }
 
 func (x *execution) key(step string) string { return x.run.ID + "/" + step }
@@ -280,7 +307,9 @@ func (x *execution) commit(ctx context.Context, s State, fn func(tx store.Tx) er
 		x.run.Active = false
 		x.run.FinishedAt = x.run.UpdatedAt
 	}
-	err := x.e.store.InTx(ctx, func(tx store.Tx) error {
+	// Pipelined: on Postgres the begin and every write of the commit go in
+	// one round trip, the commit in a second.
+	err := x.e.store.InPipelinedTx(ctx, func(tx store.Tx) error {
 		if fn != nil {
 			if err := fn(tx); err != nil {
 				return err
@@ -557,6 +586,7 @@ func (x *execution) cutover(ctx context.Context) error {
 	}
 	x.cred.State = st
 	x.newVer = v
+	x.previousRead = false // the old current version is previous now
 	return nil
 }
 
@@ -575,7 +605,7 @@ func (x *execution) retireAtCutover(ctx context.Context, prev *store.Version, no
 	if x.opts.RetireAfter.After(now) || (x.caps.Revocable && prev != nil) {
 		return nil, false
 	}
-	others, err := x.e.store.ListVersions(ctx, x.cred.ID, store.StagePrevious)
+	others, err := x.previousVersions(ctx)
 	if err != nil || (x.caps.Revocable && len(others) > 0) {
 		return nil, false
 	}
@@ -620,7 +650,7 @@ func (x *execution) retireAtCutover(ctx context.Context, prev *store.Version, no
 // retirePrevious revokes the previous version at the provider and retires
 // it; the run succeeds.
 func (x *execution) retirePrevious(ctx context.Context) error {
-	prevs, err := x.e.store.ListVersions(ctx, x.cred.ID, store.StagePrevious)
+	prevs, err := x.previousVersions(ctx)
 	if err != nil {
 		return fmt.Errorf("run %s: listing previous versions: %w", x.run.ID, err)
 	}

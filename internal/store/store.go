@@ -47,6 +47,17 @@ type Store interface {
 	// rolling back otherwise. fn may be called again on a serialization
 	// failure, so it must not have side effects outside the transaction.
 	InTx(ctx context.Context, fn func(tx Tx) error) error
+	// InPipelinedTx is InTx for a transaction whose writes need not be
+	// checked one by one: where the database can (Postgres), the begin and
+	// the writes are sent together when fn returns (or when fn reads), and
+	// the commit follows, in two round trips. The error of a write (a
+	// conflict, a row not found) may then be returned by InPipelinedTx
+	// instead of by the write; either way nothing is committed.
+	InPipelinedTx(ctx context.Context, fn func(tx Tx) error) error
+	// GetRunWork reads what executing a run needs, in one round trip on
+	// Postgres: the run, its credential and the credential's pending and
+	// previous versions.
+	GetRunWork(ctx context.Context, runID string) (RunWork, error)
 	// Handle returns the underlying *pgxpool.Pool or *sql.DB, for River.
 	Handle() any
 	// Close releases the connections.
@@ -117,6 +128,17 @@ type RunAdvance struct {
 	FromUpdatedAt time.Time
 	Steps         []Step
 	Events        []AuditEvent
+}
+
+// RunWork is a run with what executing it needs (Store.GetRunWork).
+type RunWork struct {
+	Run Run
+	// Credential is the run's live credential with Current filled; nil
+	// when it was removed from the inventory.
+	Credential *Credential
+	// Pending and Previous are the credential's versions in those stages,
+	// newest first.
+	Pending, Previous []Version
 }
 
 // Reader reads state. Reads return ErrNotFound (wrapped) for a missing row.

@@ -135,6 +135,8 @@ func classify(err error) (sqlstore.ErrorKind, string) {
 		return sqlstore.KindForeignKey, pgErr.ConstraintName
 	case "40001", "40P01": // serialization_failure, deadlock_detected
 		return sqlstore.KindRetry, ""
+	case "RTR01": // rotator_expect_rows (migration 00002)
+		return sqlstore.KindNoRows, pgErr.Message
 	}
 	return sqlstore.KindOther, ""
 }
@@ -161,6 +163,153 @@ func (c poolConn) Begin(ctx context.Context) (sqlstore.TxConn, error) {
 	}
 	return txConn{tx}, nil
 }
+
+// BeginPipe starts a transaction whose BEGIN is queued with its first
+// statements: nothing is sent until the first Exec, Query, Flush or Commit,
+// and Commit queues the COMMIT behind the last statements. A transaction
+// that only writes is one round trip.
+func (c poolConn) BeginPipe(context.Context) (sqlstore.PipeTx, error) {
+	p := &pipeTx{pool: c.p, b: &pgx.Batch{}}
+	p.b.Queue("BEGIN")
+	return p, nil
+}
+
+// pipeTx is a sqlstore.PipeTx: statements queued in a pgx.Batch, sent on a
+// connection of the pool acquired by the first send and released by Commit
+// or Rollback.
+type pipeTx struct {
+	pool *pgxpool.Pool
+	conn *pgxpool.Conn // nil until the first send
+	b    *pgx.Batch
+	done bool
+}
+
+// QueueExec queues a statement.
+func (p *pipeTx) QueueExec(sql string, args []any, then func(int64, error) error) {
+	qq := p.b.Queue(sql, args...)
+	qq.Fn = func(br pgx.BatchResults) error {
+		tag, err := br.Exec()
+		return then(tag.RowsAffected(), err)
+	}
+}
+
+// QueueQuery queues a query.
+func (p *pipeTx) QueueQuery(sql string, args []any, then func(sqlstore.Rows) error) {
+	qq := p.b.Queue(sql, args...)
+	qq.Fn = func(br pgx.BatchResults) error {
+		rows, _ := br.Query() // the error is also rows.Err()
+		defer rows.Close()
+		return then(rows)
+	}
+}
+
+// Flush sends the queue in one round trip.
+func (p *pipeTx) Flush(ctx context.Context) error {
+	if p.done {
+		return pgx.ErrTxClosed
+	}
+	if p.b.Len() == 0 {
+		return nil
+	}
+	if p.conn == nil {
+		conn, err := p.pool.Acquire(ctx)
+		if err != nil {
+			return err
+		}
+		p.conn = conn
+	}
+	b := p.b
+	p.b = &pgx.Batch{}
+	return p.conn.SendBatch(ctx, b).Close()
+}
+
+// Exec sends the queue, then runs a statement.
+func (p *pipeTx) Exec(ctx context.Context, sql string, args ...any) (int64, error) {
+	if err := p.Flush(ctx); err != nil {
+		return 0, err
+	}
+	tag, err := p.conn.Exec(ctx, sql, args...)
+	return tag.RowsAffected(), err
+}
+
+// Query sends the queue, then runs a query.
+func (p *pipeTx) Query(ctx context.Context, sql string, args ...any) (sqlstore.Rows, error) {
+	if err := p.Flush(ctx); err != nil {
+		return nil, err
+	}
+	return p.conn.Query(ctx, sql, args...)
+}
+
+// errCommitRolledBack: the server answered the COMMIT with ROLLBACK (the
+// transaction had failed).
+var errCommitRolledBack = errors.New("commit: the transaction was rolled back")
+
+// Commit queues the COMMIT and sends the queue. Every check of the queued
+// statements runs on the server (sqlstore's updateThen), so a statement
+// that fails stops the COMMIT from running. Should a handler fail after the
+// COMMIT ran (a result that cannot be read), the error says so.
+func (p *pipeTx) Commit(ctx context.Context) error {
+	if p.done {
+		return pgx.ErrTxClosed
+	}
+	if p.conn == nil && p.b.Len() == 1 { // only the BEGIN: nothing to do
+		p.done = true
+		return nil
+	}
+	qq := p.b.Queue("COMMIT")
+	qq.Fn = func(br pgx.BatchResults) error {
+		tag, err := br.Exec()
+		if err == nil && tag.String() == "ROLLBACK" {
+			err = errCommitRolledBack
+		}
+		if err != nil {
+			return &sqlstore.CommitError{Err: err}
+		}
+		return nil
+	}
+	err := p.Flush(ctx)
+	if err != nil && p.conn != nil && p.conn.Conn().PgConn().TxStatus() == 'I' {
+		var pgErr *pgconn.PgError
+		var ce *sqlstore.CommitError
+		if !errors.As(err, &pgErr) && !errors.As(err, &ce) {
+			err = fmt.Errorf("transaction committed, but reading a result failed: %w", err)
+		}
+	}
+	if err != nil {
+		return errors.Join(err, p.Rollback(ctx))
+	}
+	p.done = true
+	p.release()
+	return nil
+}
+
+// Rollback rolls back whatever was sent and releases the connection; a
+// queue never sent is dropped.
+func (p *pipeTx) Rollback(ctx context.Context) error {
+	p.b = &pgx.Batch{}
+	p.done = true
+	if p.conn == nil {
+		return nil
+	}
+	defer p.release()
+	if p.conn.Conn().PgConn().TxStatus() == 'I' {
+		return nil
+	}
+	_, err := p.conn.Exec(ctx, "ROLLBACK")
+	return err
+}
+
+// release returns the connection to the pool, which closes it if it is
+// still in a transaction (a rollback that failed).
+func (p *pipeTx) release() {
+	if p.conn != nil {
+		p.conn.Release()
+		p.conn = nil
+	}
+}
+
+// Raw returns nil: a pipelined transaction has no pgx.Tx.
+func (p *pipeTx) Raw() any { return nil }
 
 // txConn adapts a pgx.Tx to sqlstore.TxConn.
 type txConn struct{ tx pgx.Tx }

@@ -2,13 +2,17 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	neturl "net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/rotatorhq/rotator/internal/store"
 	"github.com/rotatorhq/rotator/internal/store/postgres"
@@ -129,4 +133,90 @@ func BenchmarkRotations(b *testing.B) {
 		b.Fatal(err)
 	}
 	storetest.BenchmarkRotations(b, s)
+}
+
+// roundTrips counts what a pool sends: single statements and batches (one
+// round trip each).
+type roundTrips struct{ queries, batches atomic.Int64 }
+
+func (r *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	r.queries.Add(1)
+	return ctx
+}
+
+func (r *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func (r *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	r.batches.Add(1)
+	return ctx
+}
+
+func (r *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+
+func (r *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
+// TestPipelinedTxOneRoundTrip: a pipelined transaction that only writes
+// (the engine's commit: a version, the credential, the run) is sent as one
+// batch, BEGIN and COMMIT included; InTx sends each statement alone.
+func TestPipelinedTxOneRoundTrip(t *testing.T) {
+	trips := &roundTrips{}
+	s := open(t, testpg.New(t), func(c *pgxpool.Config) { c.ConnConfig.Tracer = trips })
+	ctx := t.Context()
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	err := s.InTx(ctx, func(tx store.Tx) error {
+		if err := tx.UpsertProvider(ctx, store.Provider{Name: "gen", Type: "generated", CreatedAt: t0, UpdatedAt: t0}); err != nil {
+			return err
+		}
+		if err := tx.UpsertCredentialSpec(ctx, store.Credential{ID: "c1", Provider: "gen", State: store.CredentialState{Status: store.StatusNew}, CreatedAt: t0, UpdatedAt: t0}); err != nil {
+			return err
+		}
+		return tx.InsertRun(ctx, store.Run{ID: "r1", CredentialID: "c1", Trigger: store.TriggerManual, State: "planned", Active: true, CreatedAt: t0, UpdatedAt: t0})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit := func(i int, in func(context.Context, func(store.Tx) error) error) error {
+		from := t0.Add(time.Duration(i) * time.Second)
+		next := store.Run{ID: "r1", CredentialID: "c1", Trigger: store.TriggerManual, State: "minted", Active: true,
+			CreatedAt: t0, UpdatedAt: from.Add(time.Second), NewVersionID: fmt.Sprintf("v%d", i)}
+		return in(ctx, func(tx store.Tx) error {
+			if err := tx.InsertVersion(ctx, store.Version{ID: next.NewVersionID, CredentialID: "c1", Stage: store.StagePending, CreatedAt: from}); err != nil {
+				return err
+			}
+			if err := tx.UpdateCredentialState(ctx, "c1", store.CredentialState{Status: store.StatusRotating, PendingVersionID: next.NewVersionID}); err != nil {
+				return err
+			}
+			fromState := "minted"
+			if i == 0 {
+				fromState = "planned"
+			}
+			return tx.AdvanceRun(ctx, store.RunAdvance{Run: next, FromState: fromState, FromUpdatedAt: from,
+				Steps:  []store.Step{{RunID: "r1", Seq: i, Name: "mint", State: "ok"}},
+				Events: []store.AuditEvent{{Action: "run.mint", RunID: "r1"}}})
+		})
+	}
+	for i, c := range []struct {
+		name             string
+		in               func(context.Context, func(store.Tx) error) error
+		queries, batches int64
+	}{
+		{"pipelined", s.InPipelinedTx, 0, 1},
+		{"pipelined again (statements cached)", s.InPipelinedTx, 0, 1},
+		{"InTx", s.InTx, 5, 0}, // begin, 3 statements, commit
+	} {
+		q0, b0 := trips.queries.Load(), trips.batches.Load()
+		if err := commit(i, c.in); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if q, b := trips.queries.Load()-q0, trips.batches.Load()-b0; q != c.queries || b != c.batches {
+			t.Errorf("%s: sent %d statements and %d batches, want %d and %d", c.name, q, b, c.queries, c.batches)
+		}
+	}
+	r, err := s.GetRun(ctx, "r1")
+	if err != nil || r.NewVersionID != "v2" {
+		t.Errorf("run after three commits: %+v, %v; want new version v2", r, err)
+	}
 }

@@ -58,6 +58,10 @@ const (
 	// KindRetry is a transient failure (serialization failure, deadlock,
 	// database busy): the whole transaction may be run again.
 	KindRetry
+	// KindNoRows is a write that matched no row, reported by the server
+	// (rotator_expect_rows, Postgres) in a pipelined transaction; the
+	// Classifier returns the check's detail in place of a constraint.
+	KindNoRows
 )
 
 // Classifier tells the kind of a (possibly wrapped) database error and, for
@@ -65,3 +69,35 @@ const (
 // constraint or index name on Postgres ("runs_one_active_per_credential"),
 // the columns on SQLite ("runs.credential_id").
 type Classifier func(err error) (kind ErrorKind, constraint string)
+
+// PipeTx is a transaction that queues statements: a queued statement is
+// sent, with every statement queued before it, by the next Exec, Query,
+// Flush or Commit, in one round trip. Its handler then runs with its
+// result, in queue order; the first handler error stops the others and is
+// returned by the call that sent the queue.
+type PipeTx interface {
+	TxConn
+	// QueueExec queues a statement; then gets the rows it affected or its
+	// error.
+	QueueExec(sql string, args []any, then func(rowsAffected int64, err error) error)
+	// QueueQuery queues a query; then reads its rows (and checks Err,
+	// where the query's error is reported). then must not close them.
+	QueueQuery(sql string, args []any, then func(rows Rows) error)
+	// Flush sends the queue.
+	Flush(ctx context.Context) error
+}
+
+// PipeDB is a DB whose transactions can queue statements: BeginPipe queues
+// the begin itself, so a transaction that only writes takes two round trips
+// (begin and writes, then commit).
+type PipeDB interface {
+	BeginPipe(ctx context.Context) (PipeTx, error)
+}
+
+// CommitError is the error of a PipeTx's queued COMMIT itself (a deferred
+// constraint), as opposed to an error of a statement queued before it.
+type CommitError struct{ Err error }
+
+func (e *CommitError) Error() string { return e.Err.Error() }
+
+func (e *CommitError) Unwrap() error { return e.Err }

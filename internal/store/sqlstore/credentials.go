@@ -262,19 +262,21 @@ ON CONFLICT (id) DO UPDATE SET consumer = excluded.consumer, provider = excluded
 // credential and its updated_at.
 func (tx *Tx) UpdateCredentialState(ctx context.Context, id string, st store.CredentialState) error {
 	d := tx.s.dialect()
-	n, err := tx.exec(ctx, `UPDATE credentials SET status = $2, current_version_id = $3, pending_version_id = $4,
+	return tx.updateThen(ctx, `UPDATE credentials SET status = $2, current_version_id = $3, pending_version_id = $4,
     next_rotation_at = $5, last_rotated_at = $6, expires_at = $7, failure_count = $8, updated_at = $9
 WHERE id = $1 AND deleted_at IS NULL`,
-		id, string(st.Status), nullString(st.CurrentVersionID), nullString(st.PendingVersionID),
-		d.time(st.NextRotationAt), d.time(st.LastRotatedAt), d.time(st.ExpiresAt), st.FailureCount,
-		d.time(tx.s.now()))
-	if err != nil {
-		return fmt.Errorf("update state of credential %s: %w", id, err)
-	}
-	if n == 0 {
-		return fmt.Errorf("update state of credential %s: %w", id, store.ErrNotFound)
-	}
-	return nil
+		[]any{id, string(st.Status), nullString(st.CurrentVersionID), nullString(st.PendingVersionID),
+			d.time(st.NextRotationAt), d.time(st.LastRotatedAt), d.time(st.ExpiresAt), st.FailureCount,
+			d.time(tx.s.now())},
+		func(n int64, err error) error {
+			if err != nil {
+				return fmt.Errorf("update state of credential %s: %w", id, err)
+			}
+			if n == 0 {
+				return fmt.Errorf("update state of credential %s: %w", id, store.ErrNotFound)
+			}
+			return nil
+		})
 }
 
 // SetCredentialStatus sets the status (and updated_at) of the live

@@ -270,31 +270,11 @@ func (tx *Tx) AdvanceRun(ctx context.Context, a store.RunAdvance) error {
     started_at = $16, finished_at = $17, updated_at = $18
 WHERE id = $1 AND state = ` + q.arg(a.FromState) + ` AND updated_at = ` + q.arg(d.time(a.FromUpdatedAt))
 
-	oneStatement := d.pg() && len(a.Steps) <= stepChunk && len(a.Events) <= auditChunk
-	var n int64
-	if oneStatement {
-		q.sql(`WITH r AS (`, update, ` RETURNING id)`)
-		if len(a.Steps) > 0 {
-			if err := tx.stepValues(&q, a.Steps, ", s AS (INSERT INTO run_steps "+stepInsertColumns+
-				" SELECT * FROM (VALUES ", ") AS v WHERE EXISTS (SELECT 1 FROM r))"); err != nil {
-				return err
-			}
-		}
-		if len(a.Events) > 0 {
-			if err := tx.auditValues(&q, a.Events, ", e AS (INSERT INTO audit_events "+auditInsertColumns+
-				" SELECT * FROM (VALUES ", ") AS v WHERE EXISTS (SELECT 1 FROM r))"); err != nil {
-				return err
-			}
-		}
-		q.sql(` SELECT count(*) FROM r`)
-		err = tx.queryOne(ctx, q.String(), q.args, &n)
-	} else {
-		n, err = tx.exec(ctx, update, q.args...)
+	if d.pg() && len(a.Steps) <= stepChunk && len(a.Events) <= auditChunk {
+		return tx.advanceRunPg(ctx, a, r, update, q)
 	}
+	n, err := tx.exec(ctx, update, q.args...)
 	if err != nil {
-		if kind, constraint := tx.s.classify(err); kind == KindUnique && !slices.Contains(activeRunIndex, constraint) {
-			return fmt.Errorf("advance run %s: a step exists: %w", r.ID, store.ErrConflict)
-		}
 		return tx.runError("advance", r, err)
 	}
 	if n == 0 {
@@ -305,15 +285,69 @@ WHERE id = $1 AND state = ` + q.arg(a.FromState) + ` AND updated_at = ` + q.arg(
 		return fmt.Errorf("advance run %s from %s: it is %s since %s: %w", r.ID, a.FromState, cur.State,
 			cur.UpdatedAt.Format(time.RFC3339Nano), store.ErrConflict)
 	}
-	if !oneStatement {
-		if err := tx.InsertStep(ctx, a.Steps...); err != nil {
-			return err
-		}
-		if err := tx.InsertAuditEvents(ctx, a.Events...); err != nil {
+	if err := tx.InsertStep(ctx, a.Steps...); err != nil {
+		return err
+	}
+	return tx.InsertAuditEvents(ctx, a.Events...)
+}
+
+// advanceRunPg is AdvanceRun in one Postgres statement: the step and event
+// inserts are data-modifying CTEs that insert only if the run's update
+// matched, and the statement also returns the run as it was before (all
+// parts of a statement see one snapshot), to explain a mismatch without a
+// second read. In a pipelined transaction it is queued.
+func (tx *Tx) advanceRunPg(ctx context.Context, a store.RunAdvance, r store.Run, update string, q query) error {
+	q.sql(`WITH r AS (`, update, ` RETURNING id)`)
+	if len(a.Steps) > 0 {
+		if err := tx.stepValues(&q, a.Steps, ", s AS (INSERT INTO run_steps "+stepInsertColumns+
+			" SELECT * FROM (VALUES ", ") AS v WHERE EXISTS (SELECT 1 FROM r))"); err != nil {
 			return err
 		}
 	}
-	return nil
+	if len(a.Events) > 0 {
+		if err := tx.auditValues(&q, a.Events, ", e AS (INSERT INTO audit_events "+auditInsertColumns+
+			" SELECT * FROM (VALUES ", ") AS v WHERE EXISTS (SELECT 1 FROM r))"); err != nil {
+			return err
+		}
+	}
+	count := `(SELECT count(*) FROM r)`
+	if _, piped := tx.conn.(PipeTx); piped {
+		// A mismatch must fail the transaction on the server, before the
+		// COMMIT queued behind it.
+		count = `rotator_expect_rows(` + count + `, CASE WHEN o.id IS NULL THEN 'missing' ELSE o.state || ' since ' ||
+    to_char(o.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') END)`
+	}
+	q.sql(` SELECT `, count, `, o.state, o.updated_at FROM (SELECT 1) AS one
+LEFT JOIN runs AS o ON o.id = $1`)
+	return tx.queryThen(ctx, q.String(), q.args, func(rows Rows) error {
+		var n int64
+		var state *string
+		var updated time.Time
+		if rows.Next() {
+			if err := rows.Scan(&n, &state, &timeCol{&updated}); err != nil {
+				return tx.runError("advance", r, err)
+			}
+		}
+		if err := rows.Err(); err != nil {
+			switch kind, detail := tx.s.classify(err); {
+			case kind == KindUnique && !slices.Contains(activeRunIndex, detail):
+				return fmt.Errorf("advance run %s: a step exists: %w", r.ID, store.ErrConflict)
+			case kind == KindNoRows && detail == "missing":
+				return fmt.Errorf("advance run %s: %w", r.ID, store.ErrNotFound)
+			case kind == KindNoRows:
+				return fmt.Errorf("advance run %s from %s: it is %s: %w", r.ID, a.FromState, detail, store.ErrConflict)
+			}
+			return tx.runError("advance", r, err)
+		}
+		switch {
+		case n > 0:
+			return nil
+		case state == nil:
+			return fmt.Errorf("advance run %s: %w", r.ID, store.ErrNotFound)
+		}
+		return fmt.Errorf("advance run %s from %s: it is %s since %s: %w", r.ID, a.FromState, *state,
+			updated.Format(time.RFC3339Nano), store.ErrConflict)
+	})
 }
 
 // runArgs are the arguments for runColumns, in order.
@@ -338,7 +372,7 @@ func (tx *Tx) runError(verb string, r store.Run, err error) error {
 		return fmt.Errorf("%s run %s: run exists: %w", verb, r.ID, store.ErrConflict)
 	case KindForeignKey:
 		return fmt.Errorf("%s run %s: credential %s: %w", verb, r.ID, r.CredentialID, store.ErrNotFound)
-	case KindOther, KindRetry:
+	case KindOther, KindRetry, KindNoRows:
 	}
 	return fmt.Errorf("%s run %s of credential %s: %w", verb, r.ID, r.CredentialID, err)
 }
@@ -420,7 +454,7 @@ func (tx *Tx) InsertStep(ctx context.Context, steps ...store.Step) error {
 				return fmt.Errorf("insert %s: step exists: %w", what, store.ErrConflict)
 			case KindForeignKey:
 				return fmt.Errorf("insert %s: run %s: %w", what, first.RunID, store.ErrNotFound)
-			case KindOther, KindRetry:
+			case KindOther, KindRetry, KindNoRows:
 			}
 			return fmt.Errorf("insert %s: %w", what, err)
 		}

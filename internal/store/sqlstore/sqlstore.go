@@ -81,9 +81,29 @@ func (s *Store) Close() error {
 // On SQLite the store has a single connection: inside fn use only tx, never
 // the Store itself, or fn waits for the connection it holds.
 func (s *Store) InTx(ctx context.Context, fn func(tx store.Tx) error) error {
+	return s.retryTx(ctx, s.cfg.DB.Begin, fn)
+}
+
+// InPipelinedTx is InTx for a transaction that writes and does not need a
+// write's outcome before its next statement. Where the database can
+// (Postgres), the begin and the writes are queued and sent together when fn
+// returns, or when fn reads, and the commit follows: two round trips
+// instead of one per statement. An error of a queued write (a conflict, a
+// row not found) is then returned by InPipelinedTx, not by the write. On
+// SQLite it is InTx.
+func (s *Store) InPipelinedTx(ctx context.Context, fn func(tx store.Tx) error) error {
+	p, ok := s.cfg.DB.(PipeDB)
+	if !ok {
+		return s.InTx(ctx, fn)
+	}
+	begin := func(ctx context.Context) (TxConn, error) { return p.BeginPipe(ctx) }
+	return s.retryTx(ctx, begin, fn)
+}
+
+func (s *Store) retryTx(ctx context.Context, begin func(context.Context) (TxConn, error), fn func(tx store.Tx) error) error {
 	backoff := 5 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err := s.inTx(ctx, fn)
+		err := s.inTx(ctx, begin, fn)
 		if err == nil || attempt >= s.cfg.MaxTxAttempts || !s.retryable(err) {
 			return err
 		}
@@ -99,8 +119,8 @@ func (s *Store) InTx(ctx context.Context, fn func(tx store.Tx) error) error {
 	}
 }
 
-func (s *Store) inTx(ctx context.Context, fn func(tx store.Tx) error) (err error) {
-	conn, err := s.cfg.DB.Begin(ctx)
+func (s *Store) inTx(ctx context.Context, begin func(context.Context) (TxConn, error), fn func(tx store.Tx) error) (err error) {
+	conn, err := begin(ctx)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
@@ -116,7 +136,13 @@ func (s *Store) inTx(ctx context.Context, fn func(tx store.Tx) error) (err error
 		return err
 	}
 	done = true
+	// A PipeTx sends its queue with the COMMIT; a queued write's error is
+	// returned here, as its handler made it.
 	if err := conn.Commit(ctx); err != nil {
+		var ce *CommitError
+		if _, piped := conn.(PipeTx); piped && !errors.As(err, &ce) {
+			return err
+		}
 		if kind, constraint := s.classify(err); kind == KindForeignKey || kind == KindUnique {
 			// Deferred constraints are checked at commit.
 			return fmt.Errorf("commit transaction: %s: %w: %w", constraint, store.ErrConflict, err)
@@ -194,6 +220,72 @@ func (r reader) queryOne(ctx context.Context, sql string, args []any, dest ...an
 func (r reader) exec(ctx context.Context, sql string, args ...any) (int64, error) {
 	return r.c.Exec(ctx, sql, args...)
 }
+
+// execThen runs a statement and returns what then makes of its result. In
+// a pipelined transaction (InPipelinedTx) it queues the statement and
+// returns nil: then runs when the queue is sent, and its error fails the
+// transaction.
+func (tx *Tx) execThen(ctx context.Context, sql string, args []any, then func(n int64, err error) error) error {
+	if p, ok := tx.conn.(PipeTx); ok {
+		p.QueueExec(sql, args, then)
+		return nil
+	}
+	n, err := tx.exec(ctx, sql, args...)
+	return then(n, err)
+}
+
+// updateThen is execThen for an UPDATE that must match a row: in a
+// pipelined transaction the server checks that it did
+// (rotator_expect_rows), so that a miss fails the transaction before the
+// COMMIT queued behind it. then sees 0 rows for a miss, either way.
+func (tx *Tx) updateThen(ctx context.Context, sql string, args []any, then func(n int64, err error) error) error {
+	p, ok := tx.conn.(PipeTx)
+	if !ok {
+		n, err := tx.exec(ctx, sql, args...)
+		return then(n, err)
+	}
+	p.QueueQuery(`WITH u AS (`+sql+` RETURNING 1) SELECT rotator_expect_rows(count(*), '') FROM u`, args,
+		func(rows Rows) error {
+			var n int64
+			if rows.Next() {
+				if err := rows.Scan(&n); err != nil {
+					return then(0, err)
+				}
+			}
+			if err := rows.Err(); err != nil {
+				if kind, _ := tx.s.classify(err); kind == KindNoRows {
+					return then(0, nil)
+				}
+				return then(0, err)
+			}
+			return then(n, nil)
+		})
+	return nil
+}
+
+// queryThen runs a query and returns what then makes of its rows (then
+// checks rows.Err, where the query's error is reported). In a pipelined
+// transaction it is queued, as with execThen.
+func (tx *Tx) queryThen(ctx context.Context, sql string, args []any, then func(rows Rows) error) error {
+	if p, ok := tx.conn.(PipeTx); ok {
+		p.QueueQuery(sql, args, then)
+		return nil
+	}
+	rows, err := tx.c.Query(ctx, sql, args...)
+	if err != nil {
+		return then(errRows{err})
+	}
+	defer rows.Close()
+	return then(rows)
+}
+
+// errRows are the Rows of a query that failed before returning any.
+type errRows struct{ err error }
+
+func (r errRows) Next() bool        { return false }
+func (r errRows) Scan(...any) error { return r.err }
+func (r errRows) Err() error        { return r.err }
+func (r errRows) Close()            {}
 
 var (
 	_ store.Store = (*Store)(nil)

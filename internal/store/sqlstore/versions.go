@@ -121,15 +121,17 @@ func (tx *Tx) InsertVersion(ctx context.Context, v store.Version) error {
 		return fmt.Errorf("insert version %s: encode metadata: %w", v.ID, err)
 	}
 	d := tx.s.dialect()
-	_, err = tx.exec(ctx, `INSERT INTO versions (`+versionColumns+`)
+	return tx.execThen(ctx, `INSERT INTO versions (`+versionColumns+`)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-		v.ID, v.CredentialID, string(v.Stage), sealedArg(v), v.KeyID, v.Fingerprint,
-		d.time(tx.s.orNow(v.CreatedAt)), d.time(v.ActivatedAt), d.time(v.ExpiresAt), d.time(v.RetiredAt),
-		scope, meta)
-	if err != nil {
-		return tx.versionError("insert", v, err)
-	}
-	return nil
+		[]any{v.ID, v.CredentialID, string(v.Stage), sealedArg(v), v.KeyID, v.Fingerprint,
+			d.time(tx.s.orNow(v.CreatedAt)), d.time(v.ActivatedAt), d.time(v.ExpiresAt), d.time(v.RetiredAt),
+			scope, meta},
+		func(_ int64, err error) error {
+			if err != nil {
+				return tx.versionError("insert", v, err)
+			}
+			return nil
+		})
 }
 
 // UpdateVersion writes a version's stage, key id, activated, expires and
@@ -147,18 +149,20 @@ func (tx *Tx) UpdateVersion(ctx context.Context, v store.Version) error {
 		return fmt.Errorf("update version %s: encode metadata: %w", v.ID, err)
 	}
 	d := tx.s.dialect()
-	n, err := tx.exec(ctx, `UPDATE versions SET stage = $2, sealed = $3, key_id = $4,
+	return tx.updateThen(ctx, `UPDATE versions SET stage = $2, sealed = $3, key_id = $4,
     activated_at = $5, expires_at = $6, retired_at = $7, granted_scope = $8, metadata = $9
 WHERE id = $1`,
-		v.ID, string(v.Stage), sealedArg(v), v.KeyID,
-		d.time(v.ActivatedAt), d.time(v.ExpiresAt), d.time(v.RetiredAt), scope, meta)
-	if err != nil {
-		return tx.versionError("update", v, err)
-	}
-	if n == 0 {
-		return fmt.Errorf("update version %s: %w", v.ID, store.ErrNotFound)
-	}
-	return nil
+		[]any{v.ID, string(v.Stage), sealedArg(v), v.KeyID,
+			d.time(v.ActivatedAt), d.time(v.ExpiresAt), d.time(v.RetiredAt), scope, meta},
+		func(n int64, err error) error {
+			if err != nil {
+				return tx.versionError("update", v, err)
+			}
+			if n == 0 {
+				return fmt.Errorf("update version %s: %w", v.ID, store.ErrNotFound)
+			}
+			return nil
+		})
 }
 
 // sealedArg is the sealed value to store: none once retired or discarded.
@@ -179,7 +183,7 @@ func (tx *Tx) versionError(verb string, v store.Version, err error) error {
 		return fmt.Errorf("%s version %s: version exists: %w", verb, v.ID, store.ErrConflict)
 	case KindForeignKey:
 		return fmt.Errorf("%s version %s: credential %s: %w", verb, v.ID, v.CredentialID, store.ErrNotFound)
-	case KindOther, KindRetry:
+	case KindOther, KindRetry, KindNoRows:
 	}
 	return fmt.Errorf("%s version %s of credential %s: %w", verb, v.ID, v.CredentialID, err)
 }

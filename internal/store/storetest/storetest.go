@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -74,6 +75,9 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		"AdvanceRun":                 testAdvanceRun,
 		"AdvanceRunConcurrent":       testAdvanceRunConcurrent,
 		"StepsMultiRow":              testStepsMultiRow,
+		"PipelinedTx":                testPipelinedTx,
+		"PipelinedTxConcurrent":      testPipelinedTxConcurrent,
+		"GetRunWork":                 testGetRunWork,
 	} {
 		t.Run(name, func(t *testing.T) {
 			s, ctx := setup(t)
@@ -1795,4 +1799,224 @@ func testStepsMultiRow(t *testing.T, s store.Store, ctx context.Context) {
 		return tx.InsertStep(ctx, store.Step{RunID: "nope", Seq: 1, Name: "a", State: "ok"}, store.Step{RunID: "nope", Seq: 2, Name: "b", State: "ok"})
 	})
 	isErr(t, "steps of a missing run", err, store.ErrNotFound)
+}
+
+// testPipelinedTx: InPipelinedTx commits what its writes wrote, like InTx;
+// a failing write or a run that moved fails the whole transaction, even
+// when the failure is only known after fn returned; reads inside see the
+// writes before them.
+func testPipelinedTx(t *testing.T, s store.Store, ctx context.Context) {
+	seed(t, s, credential("c1"))
+	tx(t, s, func(tx store.Tx) error {
+		if err := tx.InsertVersion(ctx, version("v1", "c1", store.StageCurrent, t0)); err != nil {
+			return err
+		}
+		st := store.CredentialState{Status: store.StatusHealthy, CurrentVersionID: "v1"}
+		if err := tx.UpdateCredentialState(ctx, "c1", st); err != nil {
+			return err
+		}
+		return tx.InsertRun(ctx, run("r1", "c1", t0))
+	})
+	r, err := s.GetRun(ctx, "r1")
+	noErr(t, "get run", err)
+
+	// The engine's minted commit: a version, the credential, the run.
+	minted := r
+	minted.State, minted.UpdatedAt, minted.NewVersionID = "minted", t0.Add(time.Second), "v2"
+	mintedState := store.CredentialState{Status: store.StatusRotating, CurrentVersionID: "v1", PendingVersionID: "v2"}
+	err = s.InPipelinedTx(ctx, func(tx store.Tx) error {
+		if err := tx.InsertVersion(ctx, version("v2", "c1", store.StagePending, t0.Add(time.Second))); err != nil {
+			return err
+		}
+		if err := tx.UpdateCredentialState(ctx, "c1", mintedState); err != nil {
+			return err
+		}
+		return tx.AdvanceRun(ctx, store.RunAdvance{Run: minted, FromState: "planned", FromUpdatedAt: t0,
+			Steps:  []store.Step{{RunID: "r1", Seq: 0, Name: "mint", State: "ok", Attempt: 1}},
+			Events: []store.AuditEvent{{Action: "run.mint", RunID: "r1", CredentialID: "c1"}}})
+	})
+	noErr(t, "pipelined commit", err)
+	got, err := s.GetRun(ctx, "r1")
+	noErr(t, "get minted run", err)
+	equal(t, "minted run", got, minted)
+	c, err := s.GetCredential(ctx, "c1")
+	noErr(t, "get credential", err)
+	equal(t, "credential's pending version", c.State.PendingVersionID, "v2")
+	_, err = s.GetVersion(ctx, "v2")
+	noErr(t, "pending version written", err)
+
+	// A run that moved on: the conflict is the transaction's error and the
+	// writes queued before the run's are rolled back.
+	stale := minted
+	stale.State, stale.UpdatedAt = "cut_over", t0.Add(2*time.Second)
+	err = s.InPipelinedTx(ctx, func(tx store.Tx) error {
+		if err := tx.InsertVersion(ctx, version("v3", "c1", store.StagePending, t0)); err != nil {
+			return err
+		}
+		return tx.AdvanceRun(ctx, store.RunAdvance{Run: stale, FromState: "planned", FromUpdatedAt: t0,
+			Events: []store.AuditEvent{{Action: "run.stale", RunID: "r1"}}})
+	})
+	isErr(t, "pipelined advance from a past state", err, store.ErrConflict)
+	if err != nil && !strings.Contains(err.Error(), "it is minted") {
+		t.Errorf("conflict error %q does not say the state the run is in", err)
+	}
+	_, err = s.GetVersion(ctx, "v3")
+	isErr(t, "version of a failed pipelined transaction", err, store.ErrNotFound)
+	equal(t, "events of a failed pipelined transaction", actions(collect(t, s, store.AuditFilter{RunID: "r1"})), []string{"run.mint"})
+
+	// A write that fails (an existing version id) fails the transaction,
+	// and the run's advance queued after it is not committed.
+	err = s.InPipelinedTx(ctx, func(tx store.Tx) error {
+		if err := tx.InsertVersion(ctx, version("v2", "c1", store.StagePending, t0)); err != nil {
+			return err
+		}
+		return tx.AdvanceRun(ctx, store.RunAdvance{Run: stale, FromState: "minted", FromUpdatedAt: minted.UpdatedAt})
+	})
+	isErr(t, "pipelined insert of an existing version", err, store.ErrConflict)
+	got, err = s.GetRun(ctx, "r1")
+	noErr(t, "get run after a failed write", err)
+	equal(t, "run after a failed write", got.State, "minted")
+
+	// An update of a row that does not exist fails the transaction.
+	err = s.InPipelinedTx(ctx, func(tx store.Tx) error {
+		return tx.UpdateVersion(ctx, version("nope", "c1", store.StagePrevious, t0))
+	})
+	isErr(t, "pipelined update of a missing version", err, store.ErrNotFound)
+	err = s.InPipelinedTx(ctx, func(tx store.Tx) error {
+		return tx.AdvanceRun(ctx, store.RunAdvance{Run: run("nope", "c1", t0), FromState: "planned", FromUpdatedAt: t0})
+	})
+	isErr(t, "pipelined advance of a missing run", err, store.ErrNotFound)
+
+	// Reads see the writes queued before them; fn's error rolls back.
+	boom := errors.New("boom")
+	err = s.InPipelinedTx(ctx, func(tx store.Tx) error {
+		st := mintedState
+		st.Status = store.StatusFailing
+		if err := tx.UpdateCredentialState(ctx, "c1", st); err != nil {
+			return err
+		}
+		c, err := tx.GetCredential(ctx, "c1")
+		if err != nil {
+			return err
+		}
+		equal(t, "read after a queued write", c.State.Status, store.StatusFailing)
+		return boom
+	})
+	isErr(t, "fn's error", err, boom)
+	c, err = s.GetCredential(ctx, "c1")
+	noErr(t, "get credential after rollback", err)
+	equal(t, "status after rollback", c.State.Status, store.StatusRotating)
+
+	// A deferred constraint checked at commit (the credential points at a
+	// version that does not exist) fails the transaction.
+	err = s.InPipelinedTx(ctx, func(tx store.Tx) error {
+		st := mintedState
+		st.CurrentVersionID = "ghost"
+		return tx.UpdateCredentialState(ctx, "c1", st)
+	})
+	isErr(t, "pipelined write breaking a deferred foreign key", err, store.ErrConflict)
+	c, err = s.GetCredential(ctx, "c1")
+	noErr(t, "get credential after a failed commit", err)
+	equal(t, "current version after a failed commit", c.State.CurrentVersionID, "v1")
+
+	// An empty transaction commits nothing and fails nothing.
+	noErr(t, "empty pipelined transaction", s.InPipelinedTx(ctx, func(store.Tx) error { return nil }))
+}
+
+// testPipelinedTxConcurrent: of several pipelined transactions advancing
+// one run from the same state at once, exactly one commits its writes.
+func testPipelinedTxConcurrent(t *testing.T, s store.Store, ctx context.Context) {
+	seed(t, s, credential("c1"))
+	r := run("r1", "c1", t0)
+	tx(t, s, func(tx store.Tx) error { return tx.InsertRun(ctx, r) })
+	const n = 8
+	start := make(chan struct{})
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			next := r
+			vid := fmt.Sprintf("v%d", i)
+			next.State, next.UpdatedAt, next.NewVersionID = "minted", t0.Add(time.Duration(i+1)*time.Second), vid
+			errs[i] = s.InPipelinedTx(ctx, func(tx store.Tx) error {
+				if err := tx.InsertVersion(ctx, version(vid, "c1", store.StagePending, t0)); err != nil {
+					return err
+				}
+				return tx.AdvanceRun(ctx, store.RunAdvance{Run: next, FromState: "planned", FromUpdatedAt: t0,
+					Steps: []store.Step{{RunID: "r1", Seq: 0, Name: "mint-" + vid, State: "ok"}}})
+			})
+		})
+	}
+	close(start)
+	wg.Wait()
+	won := 0
+	for i, err := range errs {
+		if err == nil {
+			won++
+			continue
+		}
+		isErr(t, fmt.Sprintf("advance %d", i), err, store.ErrConflict)
+	}
+	equal(t, "transactions that advanced the run", won, 1)
+	vs, err := s.ListVersions(ctx, "c1")
+	noErr(t, "list versions", err)
+	equal(t, "versions written", len(vs), 1)
+	steps, err := s.ListSteps(ctx, "r1")
+	noErr(t, "list steps", err)
+	equal(t, "steps written", len(steps), 1)
+}
+
+// testGetRunWork: a run with its credential and the credential's pending
+// and previous versions (not current, retired or discarded ones).
+func testGetRunWork(t *testing.T, s store.Store, ctx context.Context) {
+	seed(t, s, credential("c1"), credential("c2"))
+	tx(t, s, func(tx store.Tx) error {
+		for _, v := range []store.Version{
+			version("v1", "c1", store.StageRetired, t0),
+			version("v2", "c1", store.StagePrevious, t0.Add(time.Second)),
+			version("v3", "c1", store.StagePrevious, t0.Add(2*time.Second)),
+			version("v4", "c1", store.StageCurrent, t0.Add(3*time.Second)),
+			version("v5", "c1", store.StagePending, t0.Add(4*time.Second)),
+			version("w1", "c2", store.StagePending, t0),
+		} {
+			if err := tx.InsertVersion(ctx, v); err != nil {
+				return err
+			}
+		}
+		st := store.CredentialState{Status: store.StatusRotating, CurrentVersionID: "v4", PendingVersionID: "v5"}
+		if err := tx.UpdateCredentialState(ctx, "c1", st); err != nil {
+			return err
+		}
+		if err := tx.InsertRun(ctx, run("r1", "c1", t0)); err != nil {
+			return err
+		}
+		return tx.InsertRun(ctx, run("r2", "c2", t0))
+	})
+	w, err := s.GetRunWork(ctx, "r1")
+	noErr(t, "get run work", err)
+	want, err := s.GetRun(ctx, "r1")
+	noErr(t, "get run", err)
+	equal(t, "run", w.Run, want)
+	wantCred, err := s.GetCredential(ctx, "c1")
+	noErr(t, "get credential", err)
+	if w.Credential == nil {
+		t.Fatal("credential missing")
+	}
+	equal(t, "credential", *w.Credential, wantCred)
+	equal(t, "pending versions", ids(w.Pending, func(v store.Version) string { return v.ID }), []string{"v5"})
+	equal(t, "previous versions, newest first", ids(w.Previous, func(v store.Version) string { return v.ID }), []string{"v3", "v2"})
+	v2, err := s.GetVersion(ctx, "v2")
+	noErr(t, "get version", err)
+	equal(t, "a previous version as stored", w.Previous[1], v2)
+
+	tx(t, s, func(tx store.Tx) error { return tx.DeleteCredential(ctx, "c2") })
+	w, err = s.GetRunWork(ctx, "r2")
+	noErr(t, "get run work of a removed credential", err)
+	equal(t, "run of a removed credential", w.Run.ID, "r2")
+	if w.Credential != nil {
+		t.Errorf("removed credential returned: %+v", w.Credential)
+	}
+	_, err = s.GetRunWork(ctx, "nope")
+	isErr(t, "get run work of a missing run", err, store.ErrNotFound)
 }

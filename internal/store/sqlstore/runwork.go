@@ -1,0 +1,80 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/rotatorhq/rotator/internal/store"
+)
+
+// GetRunWork reads a run, its live credential and the credential's pending
+// and previous versions: three queries, queued in one pipelined transaction
+// (one round trip on Postgres, BEGIN and COMMIT included). A missing run is
+// ErrNotFound; a missing credential leaves Credential nil.
+func (s *Store) GetRunWork(ctx context.Context, runID string) (store.RunWork, error) {
+	var w store.RunWork
+	err := s.InPipelinedTx(ctx, func(stx store.Tx) error {
+		w = store.RunWork{}
+		tx := stx.(*Tx)
+		if err := tx.queryThen(ctx, `SELECT `+runColumns+` FROM runs WHERE id = $1`, []any{runID}, func(rows Rows) error {
+			var row runRow
+			if rows.Next() {
+				if err := rows.Scan(row.dest()...); err != nil {
+					return err
+				}
+				w.Run = row.run()
+			}
+			return rows.Err()
+		}); err != nil {
+			return err
+		}
+		const ofRun = `(SELECT credential_id FROM runs WHERE id = $1)`
+		if err := tx.queryThen(ctx, credentialSelect+` WHERE c.id = `+ofRun+` AND c.deleted_at IS NULL`, []any{runID}, func(rows Rows) error {
+			var row credentialRow
+			if rows.Next() {
+				if err := rows.Scan(row.dest()...); err != nil {
+					return err
+				}
+				c, err := row.credential()
+				if err != nil {
+					return err
+				}
+				w.Credential = &c
+			}
+			return rows.Err()
+		}); err != nil {
+			return err
+		}
+		if err := tx.queryThen(ctx, `SELECT `+versionColumns+` FROM versions WHERE credential_id = `+ofRun+
+			` AND stage IN ('pending', 'previous') ORDER BY created_at DESC, id DESC`, []any{runID}, func(rows Rows) error {
+			for rows.Next() {
+				var row versionRow
+				if err := rows.Scan(row.dest()...); err != nil {
+					return err
+				}
+				v, err := row.version()
+				if err != nil {
+					return err
+				}
+				if v.Stage == store.StagePending {
+					w.Pending = append(w.Pending, v)
+				} else {
+					w.Previous = append(w.Previous, v)
+				}
+			}
+			return rows.Err()
+		}); err != nil {
+			return err
+		}
+		// On Postgres the handlers above run when the queue is sent, at
+		// commit: a missing run is known after InPipelinedTx returns.
+		return nil
+	})
+	if err != nil {
+		return store.RunWork{}, fmt.Errorf("read run %s: %w", runID, err)
+	}
+	if w.Run.ID == "" {
+		return store.RunWork{}, fmt.Errorf("run %s: %w", runID, store.ErrNotFound)
+	}
+	return w, nil
+}
