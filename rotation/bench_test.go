@@ -59,6 +59,7 @@ var (
 	benchLagCreds  = flag.Int("bench.lag.creds", 100000, "credentials of BenchmarkSchedulingLag")
 	benchLagLead   = flag.Duration("bench.lag.lead", 60*time.Second, "BenchmarkSchedulingLag: first due time after the start of seeding")
 	benchLagSpread = flag.Duration("bench.lag.spread", 40*time.Second, "BenchmarkSchedulingLag: due times are spread evenly over this span")
+	benchLagDue    = flag.Int("bench.lag.due", 0, "BenchmarkSchedulingLag: only this many of the credentials come due during the span, the others a day later (0: all of them)")
 	benchEmergency = flag.Int("bench.emergency", 10000, "credentials of BenchmarkEmergency10k")
 	benchTick      = flag.Duration("bench.tick", 0, "RunnerOptions.TickInterval (0: the default)")
 	benchBatch     = flag.Int("bench.batch", 0, "RunnerOptions.SchedulerBatch (0: the default)")
@@ -158,24 +159,29 @@ func BenchmarkSchedulingLag(b *testing.B) {
 }
 
 func benchLagOnce(b *testing.B, d string) {
-	n := *benchLagCreds
+	total := *benchLagCreds
+	n := total // the credentials that come due during the span
+	if *benchLagDue > 0 && *benchLagDue < total {
+		n = *benchLagDue
+	}
 	lead, spread := *benchLagLead, *benchLagSpread
 	h := newBenchHarness(b, d)
 	base := time.Now().Add(lead).Truncate(time.Second)
 	seedStart := time.Now()
-	h.seed(n, func(i int) time.Time { return base.Add(spread * time.Duration(i) / time.Duration(n)) })
-	b.Logf("%s: seeded %d credentials in %s", d, n, time.Since(seedStart).Round(time.Millisecond))
+	h.seed(total, func(i int) time.Time {
+		if i >= n {
+			return base.Add(24 * time.Hour)
+		}
+		return base.Add(spread * time.Duration(i) / time.Duration(n))
+	})
+	b.Logf("%s: seeded %d credentials in %s; %d of them due over %s", d, total, time.Since(seedStart).Round(time.Millisecond), n, spread)
 	if time.Until(base) < 5*time.Second {
 		b.Fatalf("seeding ended %s before the first due time; raise -bench.lag.lead", time.Until(base).Round(time.Millisecond))
 	}
 
 	runtime.GC()
 	debug.FreeOSMemory()
-	opts := rotation.RunnerOptions{Workers: *benchWorkers, Scheduler: true, TickInterval: *benchTick,
-		SchedulerBatch: *benchBatch, FetchPollInterval: *benchFetchPoll}
-	if *benchSealer {
-		opts.LeaderTasks = append(opts.LeaderTasks, audit.NewSealer(h.s, audit.SealerOptions{}).Task(benchSealerBatches))
-	}
+	opts := benchServeLikeOptions(h)
 	end := base.Add(spread)
 	var rssPeak, heapPeak, rssIdle uint64
 	if *benchServe != "" {
@@ -244,6 +250,18 @@ func benchLagOnce(b *testing.B, d string) {
 	if *benchServe == "" {
 		b.ReportMetric(benchMB(heapPeak), "go-heap-MB")
 	}
+}
+
+// benchServeLikeOptions are the Runner options of the lag benchmarks: the
+// scheduler on and, unless -bench.sealer=false, the audit sealer as a
+// leader task, as serve runs them.
+func benchServeLikeOptions(h *benchHarness) rotation.RunnerOptions {
+	opts := rotation.RunnerOptions{Workers: *benchWorkers, Scheduler: true, TickInterval: *benchTick,
+		SchedulerBatch: *benchBatch, FetchPollInterval: *benchFetchPoll}
+	if *benchSealer {
+		opts.LeaderTasks = append(opts.LeaderTasks, audit.NewSealer(h.s, audit.SealerOptions{}).Task(benchSealerBatches))
+	}
+	return opts
 }
 
 // benchServeProc is a rotator serve process working on the harness's store.
