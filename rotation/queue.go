@@ -51,6 +51,27 @@ type queue interface {
 	insertRotate(ctx context.Context, tx store.Tx, jobs []job) error
 }
 
+// ServiceRunning reports whether a Runner holds River's leadership on the
+// store's database, which is what a running 'rotator serve' does (its
+// leadership expires within seconds of its end): queued runs will be
+// executed.
+func ServiceRunning(ctx context.Context, st store.Store) (bool, error) {
+	var n int
+	var err error
+	switch h := st.Handle().(type) {
+	case *pgxpool.Pool:
+		err = h.QueryRow(ctx, `SELECT count(*) FROM river_leader WHERE expires_at > now()`).Scan(&n)
+	case *sql.DB:
+		err = h.QueryRowContext(ctx, `SELECT count(*) FROM river_leader WHERE expires_at >= datetime('now', 'subsec')`).Scan(&n)
+	default:
+		return false, fmt.Errorf("no queue on a %T store", st.Handle())
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading the queue's leader: %w", err)
+	}
+	return n > 0, nil
+}
+
 // MigrateQueue applies River's own migrations to the store's database.
 func MigrateQueue(ctx context.Context, st store.Store) error {
 	switch h := st.Handle().(type) {

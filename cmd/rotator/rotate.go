@@ -35,7 +35,8 @@ func (a *app) rotateCommand() *cobra.Command {
 consumer or --all reaches. Each rotation mints a new value, verifies it, cuts
 consumers over and retires the previous value after the credential's grace.
 
-Without --wait the runs are queued for a running 'rotator serve'. With --wait
+Without --wait the runs are queued for a running 'rotator serve'; when none
+is running on the database, they are executed here, as with --wait. With --wait
 they are executed here, by this process's own workers on the same queue (so an
 emergency rotation works while the service is down), with progress on stderr;
 the exit code is 1 if any run failed.
@@ -118,6 +119,19 @@ func (a *app) rotate(ctx context.Context, ids []string, f rotateFlags) error {
 		return a.printPlan(ctx, e, creds, f)
 	}
 
+	if !f.wait {
+		// Queued runs are executed by a running service; without one they
+		// would wait, so execute them here.
+		running, err := rotation.ServiceRunning(ctx, setup.store)
+		if err != nil || !running {
+			why := "no 'rotator serve' is running on this database"
+			if err != nil {
+				why = fmt.Sprintf("cannot tell whether a 'rotator serve' is running (%v)", err)
+			}
+			fmt.Fprintf(a.stderr, "%s: executing the runs in this process, as with --wait\n", why)
+			f.wait = true
+		}
+	}
 	runner, err := rotation.NewRunner(e, rotation.RunnerOptions{Workers: f.concurrency, Scheduler: false})
 	if err != nil {
 		return err

@@ -465,6 +465,31 @@ func TestRotateWaitEmergencyRetiresPrevious(t *testing.T) {
 	}
 }
 
+// TestRotateWithoutService: rotate without --wait queues runs for a
+// running serve; with none running on the database it says so and executes
+// them itself, so that a rotation asked for is never left waiting.
+func TestRotateWithoutService(t *testing.T) {
+	for _, store := range storeKinds {
+		t.Run(store, func(t *testing.T) {
+			t.Parallel()
+			c := newCLI(t, store)
+			writeFile(t, c.path("rotator.yaml"), readFile(t, quickstartPath))
+			c.copyRunbooks(t)
+			c.must(t, 0, "apply", "-f", "rotator.yaml")
+			r := c.must(t, 0, "rotate", "notes-api-key", "-o", "json")
+			if !strings.Contains(r.stderr, "no 'rotator serve' is running on this database: executing the runs in this process") {
+				t.Errorf("no notice that the runs are executed here:\n%s", r)
+			}
+			if got := decodeWait(t, r.stdout)["notes-api-key"]; got.State != "succeeded" {
+				t.Errorf("rotation without a service: %+v\n%s", got, r)
+			}
+			if env := readFile(t, c.path("run", "mcp.env")); !strings.Contains(env, "NOTES_API_KEY=rtr_") {
+				t.Errorf("run/mcp.env does not hold a rotated value:\n%s", env)
+			}
+		})
+	}
+}
+
 func TestRotateWaitFailingRun(t *testing.T) {
 	config, err := filepath.Abs(filepath.Join("testdata", "faulty.yaml"))
 	if err != nil {

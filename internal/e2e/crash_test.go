@@ -354,8 +354,14 @@ func testCrash(t *testing.T, kind string, b boundary, second bool) {
 			return ok && run.State == string(rotation.StateSucceeded), err
 		})
 		disarm = b.arm(r)
-		if _, err := r.cli("rotate", crashCredential, "--actor", "e2e", "--reason", "crash test"); err != nil {
+		// serve-1 is running: rotate only queues the run (it would block on
+		// the armed boundary if it executed the run itself).
+		out, err := r.cli("rotate", crashCredential, "--actor", "e2e", "--reason", "crash test")
+		if err != nil {
 			t.Fatal(err)
+		}
+		if !strings.Contains(out, "Queued for a running 'rotator serve'") {
+			t.Errorf("rotate with a service running did not queue the run:\n%s", out)
 		}
 		targetIndex = 1
 	}
