@@ -7,9 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"time"
-
 	"testing"
+	"time"
 
 	"github.com/rotatorhq/rotator/internal/settings"
 	"github.com/rotatorhq/rotator/internal/store"

@@ -1738,19 +1738,31 @@ func testAdvanceRunConcurrent(t *testing.T, s store.Store, ctx context.Context) 
 	seed(t, s, credential("c1"))
 	r := run("r1", "c1", t0)
 	tx(t, s, func(tx store.Tx) error { return tx.InsertRun(ctx, r) })
-	const n = 8
+	exactlyOneAdvances(t, 8, func(i int) error {
+		next := r
+		next.State, next.UpdatedAt = "minted", t0.Add(time.Duration(i+1)*time.Second)
+		a := store.RunAdvance{Run: next, FromState: "planned", FromUpdatedAt: t0,
+			Steps:  []store.Step{{RunID: "r1", Seq: 0, Name: fmt.Sprintf("mint-%d", i), State: "ok"}},
+			Events: []store.AuditEvent{{Action: fmt.Sprintf("run.mint-%d", i), RunID: "r1"}}}
+		return s.InTx(ctx, func(tx store.Tx) error { return tx.AdvanceRun(ctx, a) })
+	})
+	steps, err := s.ListSteps(ctx, "r1")
+	noErr(t, "list steps", err)
+	equal(t, "steps written", len(steps), 1)
+	equal(t, "events written", len(collect(t, s, store.AuditFilter{RunID: "r1"})), 1)
+}
+
+// exactlyOneAdvances runs advance(i) for n transactions at once and checks
+// that exactly one succeeded and every other failed with ErrConflict.
+func exactlyOneAdvances(t *testing.T, n int, advance func(i int) error) {
+	t.Helper()
 	start := make(chan struct{})
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			next := r
-			next.State, next.UpdatedAt = "minted", t0.Add(time.Duration(i+1)*time.Second)
-			a := store.RunAdvance{Run: next, FromState: "planned", FromUpdatedAt: t0,
-				Steps:  []store.Step{{RunID: "r1", Seq: 0, Name: fmt.Sprintf("mint-%d", i), State: "ok"}},
-				Events: []store.AuditEvent{{Action: fmt.Sprintf("run.mint-%d", i), RunID: "r1"}}}
-			errs[i] = s.InTx(ctx, func(tx store.Tx) error { return tx.AdvanceRun(ctx, a) })
+			errs[i] = advance(i)
 		})
 	}
 	close(start)
@@ -1764,10 +1776,6 @@ func testAdvanceRunConcurrent(t *testing.T, s store.Store, ctx context.Context) 
 		isErr(t, fmt.Sprintf("advance %d", i), err, store.ErrConflict)
 	}
 	equal(t, "transactions that advanced the run", won, 1)
-	steps, err := s.ListSteps(ctx, "r1")
-	noErr(t, "list steps", err)
-	equal(t, "steps written", len(steps), 1)
-	equal(t, "events written", len(collect(t, s, store.AuditFilter{RunID: "r1"})), 1)
 }
 
 func testStepsMultiRow(t *testing.T, s store.Store, ctx context.Context) {
@@ -1929,36 +1937,18 @@ func testPipelinedTxConcurrent(t *testing.T, s store.Store, ctx context.Context)
 	seed(t, s, credential("c1"))
 	r := run("r1", "c1", t0)
 	tx(t, s, func(tx store.Tx) error { return tx.InsertRun(ctx, r) })
-	const n = 8
-	start := make(chan struct{})
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			next := r
-			vid := fmt.Sprintf("v%d", i)
-			next.State, next.UpdatedAt, next.NewVersionID = "minted", t0.Add(time.Duration(i+1)*time.Second), vid
-			errs[i] = s.InPipelinedTx(ctx, func(tx store.Tx) error {
-				if err := tx.InsertVersion(ctx, version(vid, "c1", store.StagePending, t0)); err != nil {
-					return err
-				}
-				return tx.AdvanceRun(ctx, store.RunAdvance{Run: next, FromState: "planned", FromUpdatedAt: t0,
-					Steps: []store.Step{{RunID: "r1", Seq: 0, Name: "mint-" + vid, State: "ok"}}})
-			})
+	exactlyOneAdvances(t, 8, func(i int) error {
+		next := r
+		vid := fmt.Sprintf("v%d", i)
+		next.State, next.UpdatedAt, next.NewVersionID = "minted", t0.Add(time.Duration(i+1)*time.Second), vid
+		return s.InPipelinedTx(ctx, func(tx store.Tx) error {
+			if err := tx.InsertVersion(ctx, version(vid, "c1", store.StagePending, t0)); err != nil {
+				return err
+			}
+			return tx.AdvanceRun(ctx, store.RunAdvance{Run: next, FromState: "planned", FromUpdatedAt: t0,
+				Steps: []store.Step{{RunID: "r1", Seq: 0, Name: "mint-" + vid, State: "ok"}}})
 		})
-	}
-	close(start)
-	wg.Wait()
-	won := 0
-	for i, err := range errs {
-		if err == nil {
-			won++
-			continue
-		}
-		isErr(t, fmt.Sprintf("advance %d", i), err, store.ErrConflict)
-	}
-	equal(t, "transactions that advanced the run", won, 1)
+	})
 	vs, err := s.ListVersions(ctx, "c1")
 	noErr(t, "list versions", err)
 	equal(t, "versions written", len(vs), 1)
