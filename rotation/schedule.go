@@ -250,6 +250,8 @@ func EffectiveStatus(c store.Credential, now time.Time) store.Status {
 	}
 	switch st {
 	case store.StatusHealthy, store.StatusDue, store.StatusOverdue, "":
+	case store.StatusRotating, store.StatusExpired, store.StatusFailing, store.StatusNeedsAttention, store.StatusNew:
+		return st
 	default:
 		return st
 	}

@@ -79,7 +79,7 @@ next start.`,
 					slog.Int("created", diff.Count(inventory.Created)), slog.Int("updated", diff.Count(inventory.Updated)),
 					slog.Int("unchanged", diff.Count(inventory.Unchanged)), slog.Int("removed", diff.Count(inventory.Removed)))
 				for _, w := range diff.Warnings {
-					a.logger.Warn(w)
+					a.logger.Warn("configuration warning", slog.String("warning", w))
 				}
 			}
 			runner, err := rotation.NewRunner(setup.engine, rotation.RunnerOptions{

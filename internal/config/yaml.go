@@ -75,7 +75,7 @@ var plainName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 // join appends a mapping key to a dotted path. Keys that are not plain
 // names are quoted in brackets; keys that look like secrets are redacted.
 func join(path, key string) string {
-	k := key
+	var k string
 	switch {
 	case looksSecret(key):
 		k = secret.Redacted

@@ -276,7 +276,11 @@ func Resolve(ctx context.Context, m Map, resolve func(context.Context, string) (
 	if out == nil {
 		return nil, nil
 	}
-	return Map(out.(map[string]any)), nil
+	resolved, ok := out.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("settings resolved to %T, want a map", out)
+	}
+	return Map(resolved), nil
 }
 
 func resolveAny(ctx context.Context, v any, path string, resolve func(context.Context, string) (secret.Value, error)) (any, error) {

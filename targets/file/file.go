@@ -91,13 +91,17 @@ func (t *Target) Promote(ctx context.Context, req targets.PromoteRequest) error 
 	if err != nil {
 		return fmt.Errorf("file target: %w", err)
 	}
-	sem, _ := pathLocks.LoadOrStore(abs, make(chan struct{}, 1))
+	v, _ := pathLocks.LoadOrStore(abs, make(chan struct{}, 1))
+	sem, ok := v.(chan struct{})
+	if !ok {
+		return fmt.Errorf("file target: lock of %s has type %T", abs, v)
+	}
 	select {
-	case sem.(chan struct{}) <- struct{}{}:
+	case sem <- struct{}{}:
 	case <-ctx.Done():
 		return fmt.Errorf("file target: waiting for %s: %w", abs, ctx.Err())
 	}
-	defer func() { <-sem.(chan struct{}) }()
+	defer func() { <-sem }()
 
 	unlock, err := lockFile(ctx, abs+".lock")
 	if err != nil {

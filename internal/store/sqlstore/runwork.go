@@ -15,7 +15,10 @@ func (s *Store) GetRunWork(ctx context.Context, runID string) (store.RunWork, er
 	var w store.RunWork
 	err := s.InPipelinedTx(ctx, func(stx store.Tx) error {
 		w = store.RunWork{}
-		tx := stx.(*Tx)
+		tx, ok := stx.(*Tx)
+		if !ok {
+			return fmt.Errorf("unexpected transaction type %T", stx)
+		}
 		if err := tx.queryThen(ctx, `SELECT `+runColumns+` FROM runs WHERE id = $1`, []any{runID}, func(rows Rows) error {
 			var row runRow
 			if rows.Next() {

@@ -55,7 +55,7 @@ func Open(ctx context.Context, url string) (store.Store, error) {
 	}
 	return nil, fmt.Errorf("open store %q: unknown database URL scheme; valid forms are "+
 		"postgres://user:pass@host:5432/db, postgresql://..., sqlite://./rotator.db, "+
-		"sqlite:///abs/path.db, file:path.db and sqlite::memory:", sqlstore.RedactURL(url))
+		"sqlite:///abs/path.db, sqlite::memory: and file:path.db", sqlstore.RedactURL(url))
 }
 
 // Redact returns url with its password replaced by xxxxx, for messages.
