@@ -215,9 +215,11 @@ func (x *execution) version(ctx context.Context, id string) (store.Version, erro
 	if cur := x.cred.Current; cur != nil && cur.ID == id {
 		return *cur, nil
 	}
-	for _, v := range append(x.pending, x.previous...) {
-		if v.ID == id {
-			return v, nil
+	for _, vs := range [][]store.Version{x.pending, x.previous} {
+		for _, v := range vs {
+			if v.ID == id {
+				return v, nil
+			}
 		}
 	}
 	return x.e.store.GetVersion(ctx, id)

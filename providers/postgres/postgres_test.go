@@ -9,13 +9,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +22,7 @@ import (
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/internal/settings"
 	"github.com/rotatorhq/rotator/internal/testpg"
+	"github.com/rotatorhq/rotator/internal/testproxy"
 	"github.com/rotatorhq/rotator/providers"
 	"github.com/rotatorhq/rotator/providers/providertest"
 )
@@ -141,7 +139,7 @@ type resource struct {
 	dsn      string
 	strategy string
 	role     string
-	proxy    *proxy
+	proxy    *testproxy.Proxy
 }
 
 func (r *resource) Accepts(ctx context.Context, v providers.VersionRef) (bool, error) {
@@ -181,143 +179,21 @@ func (r *resource) credentials(v providers.VersionRef) (user, password string) {
 
 // Stall implements providertest.Staller: the proxy in front of the server
 // holds new connections without answering.
-func (r *resource) Stall(t *testing.T) func() { return r.proxy.stall() }
-
-// proxy is a TCP proxy in front of the server. It records what clients
-// send, so a test can check that no password crosses the wire in clear,
-// and it can stall new connections.
-type proxy struct {
-	ln     net.Listener
-	target string
-
-	mu      sync.Mutex
-	stalled chan struct{} // closed on resume; nil when not stalled
-	sent    bytes.Buffer
-	conns   map[net.Conn]bool
-	wg      sync.WaitGroup
-}
-
-func newProxy(t *testing.T, target string) *proxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		p.mu.Lock()
-		if p.stalled != nil {
-			close(p.stalled)
-			p.stalled = nil
-		}
-		for c := range p.conns {
-			_ = c.Close()
-		}
-		p.mu.Unlock()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *proxy) track(c net.Conn, on bool) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if on {
-		p.conns[c] = true
-	} else {
-		delete(p.conns, c)
-	}
-	return true
-}
-
-func (p *proxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.track(c, true)
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			defer p.track(c, false)
-			defer c.Close()
-			p.mu.Lock()
-			stall := p.stalled
-			p.mu.Unlock()
-			if stall != nil {
-				<-stall
-				return
-			}
-			up, err := net.Dial("tcp", p.target)
-			if err != nil {
-				return
-			}
-			p.track(up, true)
-			defer p.track(up, false)
-			defer up.Close()
-			done := make(chan struct{})
-			go func() {
-				_, _ = io.Copy(c, up)
-				_ = c.Close()
-				close(done)
-			}()
-			_, _ = io.Copy(io.MultiWriter(up, (*lockedWriter)(p)), c)
-			_ = up.Close()
-			<-done
-		}()
-	}
-}
-
-type lockedWriter proxy
-
-func (w *lockedWriter) Write(b []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.sent.Write(b)
-}
-
-func (p *proxy) stall() func() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	ch := make(chan struct{})
-	p.stalled = ch
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			p.mu.Lock()
-			defer p.mu.Unlock()
-			if p.stalled == ch {
-				close(ch)
-				p.stalled = nil
-			}
-		})
-	}
-}
-
-func (p *proxy) sentBytes() []byte {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return bytes.Clone(p.sent.Bytes())
-}
+func (r *resource) Stall(t *testing.T) func() { return r.proxy.Stall() }
 
 // viaProxy returns dsn with its host and port replaced by the proxy's.
-func viaProxy(t *testing.T, dsn string) (string, *proxy) {
+func viaProxy(t *testing.T, dsn string) (string, *testproxy.Proxy) {
 	t.Helper()
 	u, err := url.Parse(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := newProxy(t, u.Host)
-	u.Host = p.ln.Addr().String()
+	p := testproxy.New(t, u.Host)
+	u.Host = p.Addr()
 	return u.String(), p
 }
 
-func newProvider(t *testing.T, e *pgEnv, s settings.Map, logger *slog.Logger) (*Provider, *proxy) {
+func newProvider(t *testing.T, e *pgEnv, s settings.Map, logger *slog.Logger) (*Provider, *testproxy.Proxy) {
 	t.Helper()
 	dsn, px := viaProxy(t, e.dsn)
 	m := settings.Map{"admin_dsn": secret.NewString(dsn)}
@@ -381,46 +257,6 @@ func rotate(t *testing.T, p *Provider, cred settings.Map, n int, cur *providers.
 	return providers.VersionRef{VersionID: ver, Value: m.Value, Metadata: m.Metadata}
 }
 
-// published is what the target currently publishes, and how many clients
-// are still using each published value (the grace period lasts until the
-// last one is done, as a consumer's re-read would).
-type published struct {
-	mu  sync.Mutex
-	cur *pubValue
-}
-
-type pubValue struct {
-	ref   providers.VersionRef
-	users int
-}
-
-func (p *published) take() *pubValue {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cur.users++
-	return p.cur
-}
-
-func (p *published) release(v *pubValue) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	v.users--
-}
-
-func (p *published) promote(ref providers.VersionRef) *pubValue {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	old := p.cur
-	p.cur = &pubValue{ref: ref}
-	return old
-}
-
-func (p *published) drained(v *pubValue) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return v.users == 0
-}
-
 // TestZeroDisruption: clients keep opening connections with whatever
 // credential is published while 50 alternating rotations run in the
 // engine's order (activate → verify → promote → after grace revoke the
@@ -431,80 +267,46 @@ func TestZeroDisruption(t *testing.T) {
 	p, _ := newProvider(t, e, settings.Map{"strategy": StrategyAlternating}, nil)
 	cred := settings.Map{"role": e.group, "check_query": e.checkQuery()}
 
-	pub := &published{}
-	first := rotate(t, p, cred, 0, nil)
-	pub.promote(first)
-
-	const rotations, clients = 50, 4
-	var attempts, authFailures atomic.Int64
+	const rotations = 50
 	users := sync.Map{}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range clients {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				v := pub.take()
-				ok, err := func() (bool, error) {
-					defer pub.release(v)
-					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-					defer cancel()
-					conn, err := pgx.Connect(ctx, v.ref.Value.RevealString())
-					if err != nil {
-						return false, err
-					}
-					defer conn.Close(context.Background())
-					var n int
-					if err := conn.QueryRow(ctx, e.checkQuery()).Scan(&n); err != nil {
-						return false, err
-					}
-					return n == 2, nil
-				}()
-				attempts.Add(1)
-				switch {
-				case isAuthFailure(err):
-					authFailures.Add(1)
-				case err != nil:
-					t.Errorf("client: %v", errors.New(strings.ReplaceAll(err.Error(), v.ref.Value.RevealString(), "[REDACTED]")))
-					return
-				case !ok:
-					t.Error("client: check query returned the wrong result")
-					return
-				default:
-					users.Store(v.ref.Metadata[MetaLoginRole], true)
-				}
+	r := providertest.ZeroDisruption{
+		Rotations: rotations, Clients: 4,
+		Rotate: func(n int, cur *providers.VersionRef) providers.VersionRef {
+			next := rotate(t, p, cred, n, cur)
+			if cur != nil && next.Metadata[MetaLoginRole] == cur.Metadata[MetaLoginRole] {
+				t.Fatalf("rotation %d reused login role %s", n, cur.Metadata[MetaLoginRole])
 			}
-		})
-	}
+			return next
+		},
+		Revoke: func(n int, prev providers.VersionRef) {
+			err := p.Revoke(t.Context(), providers.RevokeRequest{
+				Common: providers.Common{CredentialID: "reports-db", VersionID: prev.VersionID, IdempotencyKey: fmt.Sprintf("run%03d/revoke_previous", n), Settings: cred},
+				Value:  prev.Value, Metadata: prev.Metadata,
+			})
+			if err != nil {
+				t.Fatalf("rotation %d: revoke previous: %v", n, err)
+			}
+		},
+		Use: func(ctx context.Context, _ int, ref providers.VersionRef) error {
+			conn, err := pgx.Connect(ctx, ref.Value.RevealString())
+			if err != nil {
+				return err
+			}
+			defer conn.Close(context.Background())
+			var n int
+			if err := conn.QueryRow(ctx, e.checkQuery()).Scan(&n); err != nil {
+				return err
+			}
+			if n != 2 {
+				return fmt.Errorf("check query returned %d, want 2", n)
+			}
+			users.Store(ref.Metadata[MetaLoginRole], true)
+			return nil
+		},
+		AuthFailure: isAuthFailure,
+	}.Run(t)
 
-	cur := first
-	for i := 1; i <= rotations; i++ {
-		next := rotate(t, p, cred, i, &cur)
-		if next.Metadata[MetaLoginRole] == cur.Metadata[MetaLoginRole] {
-			t.Fatalf("rotation %d reused login role %s", i, cur.Metadata[MetaLoginRole])
-		}
-		old := pub.promote(next)
-		// Grace: until every client that took the old value is done with it.
-		for !pub.drained(old) {
-			time.Sleep(time.Millisecond)
-		}
-		err := p.Revoke(t.Context(), providers.RevokeRequest{
-			Common: providers.Common{CredentialID: "reports-db", VersionID: cur.VersionID, IdempotencyKey: fmt.Sprintf("run%03d/revoke_previous", i), Settings: cred},
-			Value:  cur.Value, Metadata: cur.Metadata,
-		})
-		if err != nil {
-			t.Fatalf("rotation %d: revoke previous: %v", i, err)
-		}
-		cur = next
-	}
-	close(stop)
-	wg.Wait()
-
-	n, failed := attempts.Load(), authFailures.Load()
+	n, failed := r.Attempts, r.AuthFailures
 	t.Logf("zero-disruption (postgres-role, alternating): %d rotations, %d client connections, %d authentication failures", rotations, n, failed)
 	if failed != 0 {
 		t.Fatalf("%d of %d client connections failed authentication during rotation", failed, n)
@@ -512,6 +314,7 @@ func TestZeroDisruption(t *testing.T) {
 	if n < rotations {
 		t.Fatalf("only %d client connections over %d rotations; the clients did not overlap the rotations", n, rotations)
 	}
+	first, cur := r.First, r.Last
 	_, a := users.Load(e.group + "_a")
 	_, b := users.Load(e.group + "_b")
 	if !a || !b {
@@ -545,7 +348,7 @@ func TestNoPlaintextOnTheWire(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		wire := px.sentBytes()
+		wire := px.Sent()
 		if !bytes.Contains(wire, []byte("SCRAM-SHA-256$4096:")) {
 			t.Fatalf("%s: the proxy did not see the ALTER ROLE with a verifier; it records nothing", strategy)
 		}

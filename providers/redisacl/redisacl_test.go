@@ -7,13 +7,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"os"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +19,7 @@ import (
 
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/internal/settings"
+	"github.com/rotatorhq/rotator/internal/testproxy"
 	"github.com/rotatorhq/rotator/providers"
 	"github.com/rotatorhq/rotator/providers/providertest"
 )
@@ -70,7 +67,7 @@ func newUser(t *testing.T) string {
 // resource authenticates as a consumer would, directly (not through the proxy).
 type resource struct {
 	user  string
-	proxy *proxy
+	proxy *testproxy.Proxy
 }
 
 func (r *resource) Accepts(ctx context.Context, v providers.VersionRef) (bool, error) {
@@ -87,137 +84,12 @@ func (r *resource) Accepts(ctx context.Context, v providers.VersionRef) (bool, e
 }
 
 // Stall implements providertest.Staller.
-func (r *resource) Stall(t *testing.T) func() { return r.proxy.stall() }
+func (r *resource) Stall(t *testing.T) func() { return r.proxy.Stall() }
 
-// proxy is a TCP proxy in front of Redis that records what clients send
-// and can hold new connections without answering.
-type proxy struct {
-	ln     net.Listener
-	target string
-
-	mu        sync.Mutex
-	stalled   chan struct{}
-	recording bool
-	sent      bytes.Buffer
-	conns     map[net.Conn]bool
-	wg        sync.WaitGroup
-}
-
-func newProxy(t *testing.T, target string) *proxy {
+func newProvider(t *testing.T, logger *slog.Logger) (*Provider, *testproxy.Proxy) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		p.mu.Lock()
-		if p.stalled != nil {
-			close(p.stalled)
-			p.stalled = nil
-		}
-		for c := range p.conns {
-			_ = c.Close()
-		}
-		p.mu.Unlock()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *proxy) track(c net.Conn, on bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if on {
-		p.conns[c] = true
-	} else {
-		delete(p.conns, c)
-	}
-}
-
-func (p *proxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.track(c, true)
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			defer p.track(c, false)
-			defer c.Close()
-			p.mu.Lock()
-			stall := p.stalled
-			p.mu.Unlock()
-			if stall != nil {
-				<-stall
-				return
-			}
-			up, err := net.Dial("tcp", p.target)
-			if err != nil {
-				return
-			}
-			p.track(up, true)
-			defer p.track(up, false)
-			defer up.Close()
-			done := make(chan struct{})
-			go func() {
-				_, _ = io.Copy(c, up)
-				_ = c.Close()
-				close(done)
-			}()
-			_, _ = io.Copy(io.MultiWriter(up, (*recorder)(p)), c)
-			_ = up.Close()
-			<-done
-		}()
-	}
-}
-
-type recorder proxy
-
-func (w *recorder) Write(b []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.recording {
-		w.sent.Write(b)
-	}
-	return len(b), nil
-}
-
-func (p *proxy) record(on bool) []byte {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.recording = on
-	return bytes.Clone(p.sent.Bytes())
-}
-
-func (p *proxy) stall() func() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	ch := make(chan struct{})
-	p.stalled = ch
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			p.mu.Lock()
-			defer p.mu.Unlock()
-			if p.stalled == ch {
-				close(ch)
-				p.stalled = nil
-			}
-		})
-	}
-}
-
-func newProvider(t *testing.T, logger *slog.Logger) (*Provider, *proxy) {
-	t.Helper()
-	px := newProxy(t, redisAddr())
-	prov, err := Factory().New(t.Context(), providers.Env{Name: "redis-test", Logger: logger, Settings: settings.Map{"addr": px.ln.Addr().String()}})
+	px := testproxy.New(t, redisAddr())
+	prov, err := Factory().New(t.Context(), providers.Env{Name: "redis-test", Logger: logger, Settings: settings.Map{"addr": px.Addr()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,45 +136,6 @@ func rotate(t *testing.T, p *Provider, user string, n int) providers.VersionRef 
 	return providers.VersionRef{VersionID: fmt.Sprintf("v%03d", n), Value: m.Value, Metadata: m.Metadata}
 }
 
-type pubValue struct {
-	ref   providers.VersionRef
-	users int
-}
-
-// published is what the target publishes and how many clients still use
-// each value (grace lasts until the last is done).
-type published struct {
-	mu  sync.Mutex
-	cur *pubValue
-}
-
-func (p *published) take() *pubValue {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cur.users++
-	return p.cur
-}
-
-func (p *published) release(v *pubValue) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	v.users--
-}
-
-func (p *published) promote(ref providers.VersionRef) *pubValue {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	old := p.cur
-	p.cur = &pubValue{ref: ref}
-	return old
-}
-
-func (p *published) drained(v *pubValue) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return v.users == 0
-}
-
 // TestZeroDisruption: clients keep connecting with whatever password is
 // published while 50 rotations run in the engine's order (activate →
 // verify → promote → after grace revoke the previous); none may fail AUTH.
@@ -310,60 +143,27 @@ func TestZeroDisruption(t *testing.T) {
 	t.Parallel()
 	user := newUser(t)
 	p, _ := newProvider(t, nil)
-	pub := &published{}
-	cur := rotate(t, p, user, 0)
-	pub.promote(cur)
-
-	const rotations, clients = 50, 4
-	var attempts, authFailures atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range clients {
-		wg.Go(func() {
-			key := fmt.Sprintf("mcp:zd:%s:%d", user, i)
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				v := pub.take()
-				err := func() error {
-					defer pub.release(v)
-					c := newClient(redisAddr(), user, v.ref.Value.RevealString())
-					defer c.Close()
-					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-					defer cancel()
-					if err := c.Set(ctx, key, v.ref.VersionID, time.Minute).Err(); err != nil {
-						return err
-					}
-					return c.Get(ctx, key).Err()
-				}()
-				attempts.Add(1)
-				switch {
-				case isWrongPass(err):
-					authFailures.Add(1)
-				case err != nil:
-					t.Errorf("client: %s", strings.ReplaceAll(err.Error(), v.ref.Value.RevealString(), "[REDACTED]"))
-					return
-				}
+	const rotations = 50
+	r := providertest.ZeroDisruption{
+		Rotations: rotations, Clients: 4,
+		Rotate: func(n int, _ *providers.VersionRef) providers.VersionRef { return rotate(t, p, user, n) },
+		Revoke: func(n int, prev providers.VersionRef) {
+			if err := p.Revoke(t.Context(), providers.RevokeRequest{Common: common(user, n, "revoke_previous"), Value: prev.Value, Metadata: prev.Metadata}); err != nil {
+				t.Fatalf("rotation %d: revoke previous: %v", n, err)
 			}
-		})
-	}
-	for i := 1; i <= rotations; i++ {
-		next := rotate(t, p, user, i)
-		old := pub.promote(next)
-		for !pub.drained(old) {
-			time.Sleep(time.Millisecond)
-		}
-		if err := p.Revoke(t.Context(), providers.RevokeRequest{Common: common(user, i, "revoke_previous"), Value: cur.Value, Metadata: cur.Metadata}); err != nil {
-			t.Fatalf("rotation %d: revoke previous: %v", i, err)
-		}
-		cur = next
-	}
-	close(stop)
-	wg.Wait()
-	n, failed := attempts.Load(), authFailures.Load()
+		},
+		Use: func(ctx context.Context, client int, ref providers.VersionRef) error {
+			c := newClient(redisAddr(), user, ref.Value.RevealString())
+			defer c.Close()
+			key := fmt.Sprintf("mcp:zd:%s:%d", user, client)
+			if err := c.Set(ctx, key, ref.VersionID, time.Minute).Err(); err != nil {
+				return err
+			}
+			return c.Get(ctx, key).Err()
+		},
+		AuthFailure: isWrongPass,
+	}.Run(t)
+	n, failed, cur := r.Attempts, r.AuthFailures, r.Last
 	t.Logf("zero-disruption (redis-acl): %d rotations, %d client connections, %d authentication failures", rotations, n, failed)
 	if failed != 0 {
 		t.Fatalf("%d of %d client connections failed AUTH during rotation", failed, n)
@@ -401,14 +201,14 @@ func TestPasswordsTravelHashed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	px.record(true)
+	px.Reset()
 	if _, err := p.Activate(t.Context(), providers.ActivateRequest{Common: common(user, 1, "activate"), Value: m.Value, Metadata: m.Metadata}); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Revoke(t.Context(), providers.RevokeRequest{Common: common(user, 1, "revoke"), Value: m.Value, Metadata: m.Metadata}); err != nil {
 		t.Fatal(err)
 	}
-	wire := px.record(false)
+	wire := px.Sent()
 	if !bytes.Contains(wire, []byte("#"+hash(m.Value))) || !bytes.Contains(wire, []byte("!"+hash(m.Value))) {
 		t.Fatal("the proxy did not see the hashed password rules; it records nothing")
 	}

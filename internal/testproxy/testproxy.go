@@ -1,0 +1,148 @@
+// Package testproxy is a TCP proxy for tests of plugins that talk to a
+// server: it records what clients send, so that a test can check that no
+// secret crosses the wire in clear, and it can stall new connections, so
+// that a test can make the server unreachable. It is closed with the test.
+package testproxy
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"sync"
+	"testing"
+)
+
+// Proxy forwards connections to a target address.
+type Proxy struct {
+	ln     net.Listener
+	target string
+
+	mu      sync.Mutex
+	stalled chan struct{} // closed on resume; nil when not stalled
+	sent    bytes.Buffer
+	conns   map[net.Conn]bool
+	wg      sync.WaitGroup
+}
+
+// New starts a proxy to target (host:port) on a free local port.
+func New(t testing.TB, target string) *Proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		p.mu.Lock()
+		if p.stalled != nil {
+			close(p.stalled)
+			p.stalled = nil
+		}
+		for c := range p.conns {
+			_ = c.Close()
+		}
+		p.mu.Unlock()
+		p.wg.Wait()
+	})
+	return p
+}
+
+// Addr is the proxy's address (host:port).
+func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
+// Sent returns what clients sent through the proxy since it started or
+// since the last Reset.
+func (p *Proxy) Sent() []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return bytes.Clone(p.sent.Bytes())
+}
+
+// Reset forgets what was recorded.
+func (p *Proxy) Reset() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sent.Reset()
+}
+
+// Stall holds new connections without answering until the returned
+// function is called (more than once is fine).
+func (p *Proxy) Stall() (resume func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ch := make(chan struct{})
+	p.stalled = ch
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			if p.stalled == ch {
+				close(ch)
+				p.stalled = nil
+			}
+		})
+	}
+}
+
+func (p *Proxy) track(c net.Conn, on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if on {
+		p.conns[c] = true
+	} else {
+		delete(p.conns, c)
+	}
+}
+
+func (p *Proxy) accept() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.track(c, true)
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			defer p.track(c, false)
+			defer c.Close()
+			p.mu.Lock()
+			stall := p.stalled
+			p.mu.Unlock()
+			if stall != nil {
+				<-stall
+				return
+			}
+			up, err := net.Dial("tcp", p.target)
+			if err != nil {
+				return
+			}
+			p.track(up, true)
+			defer p.track(up, false)
+			defer up.Close()
+			done := make(chan struct{})
+			go func() {
+				_, _ = io.Copy(c, up)
+				_ = c.Close()
+				close(done)
+			}()
+			_, _ = io.Copy(io.MultiWriter(up, (*recorder)(p)), c)
+			_ = up.Close()
+			<-done
+		}()
+	}
+}
+
+// recorder appends what it is written to the proxy's record.
+type recorder Proxy
+
+func (w *recorder) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.sent.Write(b)
+}
