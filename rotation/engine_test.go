@@ -25,6 +25,7 @@ import (
 	"github.com/rotatorhq/rotator/internal/store"
 	"github.com/rotatorhq/rotator/internal/store/postgres"
 	"github.com/rotatorhq/rotator/internal/store/sqlite"
+	"github.com/rotatorhq/rotator/internal/testlog"
 	"github.com/rotatorhq/rotator/internal/testpg"
 	"github.com/rotatorhq/rotator/notify"
 	"github.com/rotatorhq/rotator/providers/faulty"
@@ -122,24 +123,6 @@ func credYAML(id, provider, policy string, bindings ...string) string {
 	return b.String()
 }
 
-// syncBuffer collects log output from many goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
-
 // notes records the notifications the engine sends.
 type notes struct {
 	mu  sync.Mutex
@@ -167,7 +150,7 @@ type bundle struct {
 	kr     secret.Keyring
 	red    *secret.Redactor
 	dir    string
-	logs   *syncBuffer
+	logs   *testlog.Buffer
 	notes  *notes
 }
 
@@ -203,7 +186,7 @@ func setup(t *testing.T, st store.Store, creds string, o setupOpts) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &bundle{st: st, kr: kr, red: &secret.Redactor{}, dir: dir, logs: &syncBuffer{}, notes: &notes{}}
+	b := &bundle{st: st, kr: kr, red: &secret.Redactor{}, dir: dir, logs: &testlog.Buffer{}, notes: &notes{}}
 	logger := slog.New(secret.NewHandler(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}), b.red))
 	opts := rotation.Options{
 		Store: st, Keyring: kr, Redactor: b.red, Logger: logger,

@@ -14,7 +14,6 @@
 package providertest
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -32,6 +31,7 @@ import (
 
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/internal/settings"
+	"github.com/rotatorhq/rotator/internal/testlog"
 	"github.com/rotatorhq/rotator/providers"
 )
 
@@ -198,7 +198,7 @@ type bundle struct {
 	h    Harness
 	inst Instance
 	caps providers.Capabilities
-	logs *syncBuffer
+	logs *testlog.Buffer
 
 	seq atomic.Int64
 
@@ -210,7 +210,7 @@ type bundle struct {
 
 func setup(t *testing.T, h Harness) *bundle {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	inst := h.New(t, logger)
 	if inst.Provider == nil || inst.Resource == nil {
@@ -577,24 +577,6 @@ func (idx leakIndex) find(text string) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
 }
 
 // canary returns a random value that no resource issued.

@@ -1,7 +1,6 @@
 package awssm
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,32 +16,15 @@ import (
 
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/internal/settings"
+	"github.com/rotatorhq/rotator/internal/testlog"
 	"github.com/rotatorhq/rotator/targets"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// syncBuffer collects log output from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type testBundle struct {
 	fake *fakeSM
-	logs *syncBuffer
+	logs *testlog.Buffer
 	sm   *secretsmanager.Client
 }
 
@@ -50,7 +32,7 @@ const secretName = "mcp/github-token"
 
 func setup(t *testing.T, cfg Config) (*Target, *testBundle) {
 	t.Helper()
-	b := &testBundle{fake: newFakeSM(t), logs: &syncBuffer{}}
+	b := &testBundle{fake: newFakeSM(t), logs: &testlog.Buffer{}}
 	b.sm = b.fake.client()
 	if cfg.SecretID == "" {
 		cfg.SecretID = secretName

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/rotatorhq/rotator/internal/settings"
 	"github.com/rotatorhq/rotator/internal/store"
 	"github.com/rotatorhq/rotator/internal/store/sqlite"
+	"github.com/rotatorhq/rotator/internal/testlog"
 	"github.com/rotatorhq/rotator/providers"
 	"github.com/rotatorhq/rotator/providers/execplugin"
 	"github.com/rotatorhq/rotator/providers/providertest"
@@ -154,24 +154,6 @@ func TestProtocolErrors(t *testing.T) {
 	}
 }
 
-// syncBuffer collects logs from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestThroughTheEngine writes a configuration that uses the plugin, applies
 // it to an SQLite store and rotates the credential with the engine on River
 // twice: each run must succeed, publish the new key to the file target, add
@@ -240,7 +222,7 @@ credentials:
 		t.Fatal(err)
 	}
 	red := &secret.Redactor{}
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	logger := slog.New(secret.NewHandler(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}), red))
 	e, err := rotation.New(rotation.Options{Store: st, Keyring: kr, Redactor: red, Logger: logger, RunbookDir: root, StepTimeout: 30 * time.Second})
 	if err != nil {
