@@ -188,16 +188,22 @@ func inPromote(r *crashRig, _ *proc, run store.Run) (bool, error) {
 
 func lockSecondTarget(r *crashRig) func() { return r.lockTarget() }
 
+// jobRunningIn is the window of a step that runs while the run is
+// committed in state s: a worker holds the run's job.
+func jobRunningIn(s rotation.State) func(*crashRig, *proc, store.Run) (bool, error) {
+	return func(r *crashRig, _ *proc, run store.Run) (bool, error) {
+		if run.State != string(s) {
+			return false, nil
+		}
+		return r.jobRunning(run.ID)
+	}
+}
+
 var boundaries = []boundary{
 	{
 		name: "mint",
 		arm:  delayStep("mint"),
-		inWindow: func(r *crashRig, _ *proc, run store.Run) (bool, error) {
-			if run.State != string(rotation.StatePlanned) {
-				return false, nil
-			}
-			return r.jobRunning(run.ID)
-		},
+		inWindow: jobRunningIn(rotation.StatePlanned),
 		committed:       rotation.StatePlanned,
 		resumed:         0,
 		valuesAfterKill: base,
@@ -205,12 +211,7 @@ var boundaries = []boundary{
 	{
 		name: "activate",
 		arm:  delayStep("activate"),
-		inWindow: func(r *crashRig, _ *proc, run store.Run) (bool, error) {
-			if run.State != string(rotation.StateMinted) {
-				return false, nil
-			}
-			return r.jobRunning(run.ID)
-		},
+		inWindow: jobRunningIn(rotation.StateMinted),
 		committed:       rotation.StateMinted,
 		resumed:         1, // mint
 		valuesAfterKill: base,
@@ -262,12 +263,7 @@ var boundaries = []boundary{
 		// job is retryable, not stuck).
 		name: "shutdown",
 		arm:  delayStep("activate"),
-		inWindow: func(r *crashRig, _ *proc, run store.Run) (bool, error) {
-			if run.State != string(rotation.StateMinted) {
-				return false, nil
-			}
-			return r.jobRunning(run.ID)
-		},
+		inWindow: jobRunningIn(rotation.StateMinted),
 		committed:       rotation.StateMinted,
 		resumed:         1,
 		valuesAfterKill: base,
