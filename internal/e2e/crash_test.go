@@ -201,17 +201,17 @@ func jobRunningIn(s rotation.State) func(*crashRig, *proc, store.Run) (bool, err
 
 var boundaries = []boundary{
 	{
-		name: "mint",
-		arm:  delayStep("mint"),
-		inWindow: jobRunningIn(rotation.StatePlanned),
+		name:            "mint",
+		arm:             delayStep("mint"),
+		inWindow:        jobRunningIn(rotation.StatePlanned),
 		committed:       rotation.StatePlanned,
 		resumed:         0,
 		valuesAfterKill: base,
 	},
 	{
-		name: "activate",
-		arm:  delayStep("activate"),
-		inWindow: jobRunningIn(rotation.StateMinted),
+		name:            "activate",
+		arm:             delayStep("activate"),
+		inWindow:        jobRunningIn(rotation.StateMinted),
 		committed:       rotation.StateMinted,
 		resumed:         1, // mint
 		valuesAfterKill: base,
@@ -261,9 +261,9 @@ var boundaries = []boundary{
 		// SIGTERM during a step: the process stops promptly, nothing is
 		// rolled back, and the next start resumes the run at once (its
 		// job is retryable, not stuck).
-		name: "shutdown",
-		arm:  delayStep("activate"),
-		inWindow: jobRunningIn(rotation.StateMinted),
+		name:            "shutdown",
+		arm:             delayStep("activate"),
+		inWindow:        jobRunningIn(rotation.StateMinted),
 		committed:       rotation.StateMinted,
 		resumed:         1,
 		valuesAfterKill: base,
