@@ -33,11 +33,12 @@ func loadSchema(t *testing.T) *schemaChecker {
 }
 
 // validate returns every violation of the schema in doc (decoded with
-// UseNumber).
+// UseNumber). It keeps its findings in a checker of its own, so that
+// parallel tests may share c.
 func (c *schemaChecker) validate(doc any) []string {
-	c.errs = nil
-	c.check(c.root, doc, "$")
-	return c.errs
+	v := &schemaChecker{root: c.root}
+	v.check(v.root, doc, "$")
+	return v.errs
 }
 
 func (c *schemaChecker) fail(path, format string, args ...any) {
