@@ -251,20 +251,10 @@ func (p *Provider) run(ctx context.Context, req Request, known []secret.Value) (
 
 	rctx, cancel := context.WithTimeoutCause(ctx, p.cfg.Timeout, fmt.Errorf("exec plugin %s: %s timed out after %s", p.name(), req.Step, p.cfg.Timeout))
 	defer cancel()
-	argv := p.cfg.Command
-	cmd := exec.CommandContext(rctx, argv[0], append(slices.Clone(argv[1:]), req.Step)...) //nolint:gosec // G204: running the operator's configured plugin is the point
-	cmd.Dir = p.cfg.Dir
-	cmd.Env = p.environ(req.Step)
-	cmd.Stdin = bytes.NewReader(body)
 	stdout := &capped{max: maxStdout}
 	stderr := &capped{max: maxStderr}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	// Its own process group, so that a timeout kills whatever it started.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 2 * time.Second
 	start := time.Now()
-	runErr := cmd.Run()
+	cmd, runErr := p.start(rctx, req.Step, body, stdout, stderr)
 	if cmd.Process != nil {
 		// A plugin must not leave processes behind: whatever it started and
 		// did not wait for dies with the step.
@@ -302,6 +292,9 @@ func (p *Provider) run(ctx context.Context, req Request, known []secret.Value) (
 		}
 		err := fmt.Errorf("exec plugin %s: %s: exited with status %d: %s", p.name(), req.Step, exitErr.ExitCode(), red.Scrub(msg))
 		return Response{}, p.classify(err, resp.Permanent)
+	case errors.Is(runErr, syscall.ETXTBSY):
+		// Still open for writing after the retries: being replaced, try later.
+		return Response{}, fmt.Errorf("exec plugin %s: %s: %w: %s", p.name(), req.Step, ErrPlugin, red.Scrub(runErr.Error()))
 	case runErr != nil:
 		// Could not start it (not found, not executable): fix the config.
 		return Response{}, fmt.Errorf("exec plugin %s: %s: %w: %s", p.name(), req.Step, providers.ErrPermanent, red.Scrub(runErr.Error()))
@@ -317,6 +310,43 @@ func (p *Provider) run(ctx context.Context, req Request, known []secret.Value) (
 	log.Debug("exec plugin step done")
 	return resp, nil
 }
+
+// start starts the plugin for step and waits for it. A start that fails with
+// ETXTBSY is retried briefly: the executable is open for writing somewhere,
+// either because it is being replaced right now or because another process
+// forked while holding it open (golang/go#22315); both pass within moments,
+// and neither is a reason to fail the step.
+func (p *Provider) start(ctx context.Context, step string, body []byte, stdout, stderr io.Writer) (*exec.Cmd, error) {
+	argv := p.cfg.Command
+	backoff := 5 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		cmd := exec.CommandContext(ctx, argv[0], append(slices.Clone(argv[1:]), step)...) //nolint:gosec // G204: running the operator's configured plugin is the point
+		cmd.Dir = p.cfg.Dir
+		cmd.Env = p.environ(step)
+		cmd.Stdin = bytes.NewReader(body)
+		cmd.Stdout, cmd.Stderr = stdout, stderr
+		// Its own process group, so that a timeout kills whatever it started.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+		cmd.WaitDelay = 2 * time.Second
+		err := cmd.Start()
+		if err == nil {
+			return cmd, cmd.Wait()
+		}
+		if !errors.Is(err, syscall.ETXTBSY) || attempt == startAttempts {
+			return cmd, err
+		}
+		select {
+		case <-ctx.Done():
+			return cmd, err
+		case <-time.After(backoff):
+		}
+		backoff *= 2
+	}
+}
+
+// startAttempts bounds the ETXTBSY retries of start (about 1.3 s in all).
+const startAttempts = 9
 
 func (p *Provider) classify(err error, permanent bool) error {
 	if permanent {

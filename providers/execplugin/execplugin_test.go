@@ -351,6 +351,46 @@ func TestCancelStopsPlugin(t *testing.T) {
 	}
 }
 
+// An executable still open for writing cannot be started (ETXTBSY). That
+// passes within moments, when the writer (a deploy replacing the plugin, or
+// another process that forked while holding it) closes it, and must not fail
+// the step permanently.
+func TestStartWaitsOutBusyExecutable(t *testing.T) {
+	t.Parallel()
+	path := script(t, `echo '{}'`)
+	w, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := newProvider(t, settings.Map{"command": []any{path}})
+	closed := make(chan time.Time, 1)
+	time.AfterFunc(150*time.Millisecond, func() { closed <- time.Now(); _ = w.Close() })
+	if err := p.Revoke(t.Context(), providers.RevokeRequest{Value: secret.NewString(leakValue)}); err != nil {
+		t.Fatalf("revoke while the plugin was briefly open for writing: %v", err)
+	}
+	select {
+	case <-closed:
+	default:
+		t.Fatal("the step ran before the writer closed the plugin; the test did not exercise ETXTBSY")
+	}
+
+	// Held open for good: a transient plugin error, not a permanent one.
+	busy := script(t, `echo '{}'`)
+	w2, err := os.OpenFile(busy, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w2.Close()
+	p2, _ := newProvider(t, settings.Map{"command": []any{busy}})
+	err = p2.Revoke(t.Context(), providers.RevokeRequest{Value: secret.NewString(leakValue)})
+	if !errors.Is(err, syscall.ETXTBSY) && (err == nil || !strings.Contains(err.Error(), "text file busy")) {
+		t.Fatalf("err = %v, want text file busy", err)
+	}
+	if errors.Is(err, providers.ErrPermanent) || !errors.Is(err, ErrPlugin) {
+		t.Fatalf("err = %v: a busy executable is transient (ErrPlugin, not ErrPermanent)", err)
+	}
+}
+
 func TestValidate(t *testing.T) {
 	t.Parallel()
 	prov := map[string]struct {
