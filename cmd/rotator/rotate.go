@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rotatorhq/rotator/internal/duration"
+	"github.com/rotatorhq/rotator/internal/gctune"
 	"github.com/rotatorhq/rotator/internal/store"
 	"github.com/rotatorhq/rotator/rotation"
 )
@@ -131,6 +132,9 @@ func (a *app) rotate(ctx context.Context, ids []string, f rotateFlags) error {
 			fmt.Fprintf(a.stderr, "%s: executing the runs in this process, as with --wait\n", why)
 			f.wait = true
 		}
+	}
+	if f.wait {
+		gctune.Apply() // executing runs here, like serve
 	}
 	runner, err := rotation.NewRunner(e, rotation.RunnerOptions{Workers: f.concurrency, Scheduler: false})
 	if err != nil {

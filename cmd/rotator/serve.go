@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rotatorhq/rotator/internal/config"
+	"github.com/rotatorhq/rotator/internal/gctune"
 	"github.com/rotatorhq/rotator/internal/inventory"
 	"github.com/rotatorhq/rotator/rotation"
 )
@@ -81,6 +82,9 @@ next start.`,
 				for _, w := range diff.Warnings {
 					a.logger.Warn("configuration warning", slog.String("warning", w))
 				}
+			}
+			if gctune.Apply() {
+				a.logger.Debug("garbage collector set", slog.Int("gogc", gctune.Percent))
 			}
 			runner, err := rotation.NewRunner(setup.engine, rotation.RunnerOptions{
 				Workers: workers, Scheduler: true, JobTimeout: jobTimeout, RescueAfter: rescueAfter,
