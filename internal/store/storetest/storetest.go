@@ -934,6 +934,15 @@ func testSteps(t *testing.T, s store.Store, ctx context.Context) {
 		return tx.InsertStep(ctx, store.Step{RunID: "nope", Seq: 1, Name: "minting", State: "ok"})
 	})
 	isErr(t, "step of missing run", err, store.ErrNotFound)
+	// One missing run among several fails the whole insert.
+	err = s.InTx(ctx, func(tx store.Tx) error {
+		return tx.InsertStep(ctx, store.Step{RunID: "r1", Seq: 90, Name: "minting", State: "ok"},
+			store.Step{RunID: "nope", Seq: 1, Name: "minting", State: "ok"})
+	})
+	isErr(t, "steps of a present and a missing run", err, store.ErrNotFound)
+	got, err = s.ListSteps(ctx, "r1")
+	noErr(t, "list after the failed insert", err)
+	equal(t, "steps after the failed insert", got, steps)
 }
 
 // collect scans events with f.
