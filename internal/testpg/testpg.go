@@ -17,10 +17,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -62,6 +66,7 @@ func (x Main) Run() int {
 		fmt.Fprintf(os.Stderr, "testpg: %s: %v\n", EnvURL, err)
 		return 1
 	}
+	dropOrphans(admin)
 	if err := adminExec(admin, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
 		fmt.Fprintf(os.Stderr, "testpg: cannot create a test database on Postgres at %s: %v\n%s\n",
 			sqlstore.RedactURL(admin), err, startHint)
@@ -83,6 +88,61 @@ func (x Main) Run() int {
 		}
 	}
 	return code
+}
+
+// dropOrphans drops the test databases of test binaries that died before
+// dropping theirs (killed, or stopped by a debugger), so that a shared
+// server does not collect them. The database name carries the creator's
+// pid, which means something only on the same host: on a server that is
+// not on a loopback address nothing is dropped. Failures are ignored; the
+// next run tries again.
+func dropOrphans(admin string) {
+	u, err := url.Parse(admin)
+	if err != nil {
+		return
+	}
+	switch host := u.Hostname(); host {
+	case "127.0.0.1", "::1", "localhost", "":
+	default:
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		return
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE 'rotator\_test\_%'`)
+	if err != nil {
+		return
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return
+	}
+	for _, name := range names {
+		if pid, ok := creatorPID(name); ok && !processExists(pid) {
+			_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+		}
+	}
+}
+
+// creatorPID reads the pid out of a name rotator_test_<pid>_<hex>.
+func creatorPID(name string) (int, bool) {
+	parts := strings.Split(name, "_")
+	if len(parts) != 4 {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(parts[2])
+	return pid, err == nil && pid > 0
+}
+
+// processExists reports whether pid is a live process (EPERM: it is, and
+// belongs to someone else).
+func processExists(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // ServerURL returns the Postgres server for tests: ROTATOR_TEST_DATABASE_URL
