@@ -593,6 +593,55 @@ func TestRotateHappyPath(t *testing.T) {
 	})
 }
 
+// A resource that grants more scope than the credential declares: the
+// rotation goes through, and the excess is recorded as a policy.over_scoped
+// event of the run, with the runbook, for reports to list.
+func TestOverScopedIsRecorded(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		b := setup(t, st, credYAML("wide", "flt", "max_age: 1h; scope: [notes:read]", "out=WIDE"), setupOpts{})
+		r0 := b.rotate(t, rotation.Request{Selection: ids("wide")})
+		if run := b.waitDone(t, r0); run.State != string(rotation.StateSucceeded) {
+			t.Fatalf("run 0: %s %q", run.State, run.Error)
+		}
+		if acts := auditActions(b.audit(t, store.AuditFilter{RunID: r0})); slices.Contains(acts, "policy.over_scoped") {
+			t.Fatalf("policy.over_scoped recorded although the granted scope is the declared one: %v", acts)
+		}
+
+		b.control(t, `{"grant": ["notes:admin"]}`)
+		r1 := b.rotate(t, rotation.Request{Selection: ids("wide")})
+		run1 := b.waitDone(t, r1)
+		if run1.State != string(rotation.StateSucceeded) {
+			t.Fatalf("run 1: %s %q, want succeeded (over-scope is recorded, not refused)", run1.State, run1.Error)
+		}
+		var found *store.AuditEvent
+		for _, ev := range b.audit(t, store.AuditFilter{RunID: r1}) {
+			if ev.Action == "policy.over_scoped" {
+				found = &ev
+			}
+		}
+		if found == nil {
+			t.Fatalf("no policy.over_scoped event in run 1: %v", auditActions(b.audit(t, store.AuditFilter{RunID: r1})))
+		}
+		var data struct {
+			Version  string   `json:"version"`
+			Extra    []string `json:"extra"`
+			Declared []string `json:"declared"`
+			Runbook  string   `json:"runbook"`
+		}
+		if err := json.Unmarshal(found.Data, &data); err != nil {
+			t.Fatal(err)
+		}
+		if data.Version != run1.NewVersionID || !slices.Equal(data.Extra, []string{"notes:admin"}) ||
+			!slices.Equal(data.Declared, []string{"notes:read"}) || data.Runbook != "runbooks/generated.md#rotation" {
+			t.Errorf("policy.over_scoped data %s, want version %s, extra [notes:admin], declared [notes:read] and the runbook", found.Data, run1.NewVersionID)
+		}
+		if found.CredentialID != "wide" {
+			t.Errorf("event credential %q, want wide", found.CredentialID)
+		}
+	})
+}
+
 func TestScheduler(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, st store.Store) {

@@ -485,7 +485,32 @@ func (x *execution) prepare(ctx context.Context) error {
 		v.GrantedScope = ver.GrantedScope
 	}
 	x.record("verify", started, err, ver.Evidence)
+	if err == nil {
+		x.checkScope(v)
+	}
 	return err
+}
+
+// checkScope records a policy.over_scoped event when the resource granted
+// the new version scope that the credential does not declare. The rotation
+// goes on (the value works, and refusing it would leave the old one in
+// place, as over-scoped); reports list the event as a violation, linked to
+// the runbook.
+func (x *execution) checkScope(v *store.Version) {
+	var extra []string
+	for _, s := range v.GrantedScope {
+		if !slices.Contains(x.cred.Scope, s) && !slices.Contains(extra, s) {
+			extra = append(extra, s)
+		}
+	}
+	if len(extra) == 0 {
+		return
+	}
+	x.logger().Warn("the new value was granted more scope than the credential declares",
+		slog.String("version", v.ID), slog.Any("extra_scope", extra))
+	x.event("policy.over_scoped", map[string]any{
+		"version": v.ID, "granted": v.GrantedScope, "declared": x.cred.Scope, "extra": extra, "runbook": x.cred.Runbook,
+	})
 }
 
 func (x *execution) targetCommon(step string, b store.TargetBinding, versionID string, val secret.Value) targets.Common {

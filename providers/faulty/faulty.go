@@ -10,7 +10,10 @@
 //
 // Behaviour is read from a JSON control file (control_file) at every call:
 //
-//	{"fail": ["mint", "verify"], "hang": ["activate"], "delay": {"mint": "2s"}}
+//	{"fail": ["mint", "verify"], "hang": ["activate"], "delay": {"mint": "2s"}, "grant": ["admin"]}
+//
+// grant adds scopes to what mint and verify report as granted, as a
+// resource that gives more than was asked for would.
 //
 // It is refused unless ROTATOR_ENABLE_FAULTY_PROVIDER=1, so it cannot be
 // configured in production by accident.
@@ -83,6 +86,7 @@ type Control struct {
 	Fail  []string          `json:"fail"`
 	Hang  []string          `json:"hang"`
 	Delay map[string]string `json:"delay"`
+	Grant []string          `json:"grant"`
 }
 
 // Provider is the faulty provider.
@@ -98,20 +102,38 @@ func New(cfg Config) *Provider { return &Provider{cfg: cfg, mem: map[string]bool
 // ErrInjected is the error of an injected failure.
 var ErrInjected = errors.New("injected failure")
 
-func (p *Provider) behave(ctx context.Context, step string) error {
+// control reads the control file (none: the zero Control).
+func (p *Provider) control() (Control, error) {
+	var c Control
 	if p.cfg.ControlFile == "" {
-		return ctx.Err()
+		return c, nil
 	}
 	data, err := os.ReadFile(p.cfg.ControlFile)
 	if errors.Is(err, fs.ErrNotExist) {
-		return ctx.Err()
+		return c, nil
 	}
 	if err != nil {
-		return fmt.Errorf("reading control file: %w", err)
+		return c, fmt.Errorf("reading control file: %w", err)
 	}
-	var c Control
 	if err := json.Unmarshal(data, &c); err != nil {
-		return fmt.Errorf("control file %s: %w", p.cfg.ControlFile, err)
+		return c, fmt.Errorf("control file %s: %w", p.cfg.ControlFile, err)
+	}
+	return c, nil
+}
+
+// granted is what the resource grants for a request of scope.
+func (p *Provider) granted(scope []string) []string {
+	c, err := p.control()
+	if err != nil || len(c.Grant) == 0 {
+		return scope
+	}
+	return append(slices.Clone(scope), c.Grant...)
+}
+
+func (p *Provider) behave(ctx context.Context, step string) error {
+	c, err := p.control()
+	if err != nil {
+		return err
 	}
 	if d, ok := c.Delay[step]; ok {
 		dur, err := time.ParseDuration(d)
@@ -188,7 +210,7 @@ func (p *Provider) Mint(ctx context.Context, req providers.MintRequest) (provide
 	}
 	b := make([]byte, 24)
 	_, _ = rand.Read(b)
-	return providers.MintResponse{Value: secret.NewString("flt_" + base64.RawURLEncoding.EncodeToString(b)), GrantedScope: req.Scope}, nil
+	return providers.MintResponse{Value: secret.NewString("flt_" + base64.RawURLEncoding.EncodeToString(b)), GrantedScope: p.granted(req.Scope)}, nil
 }
 
 // Activate implements providers.Provider: the resource starts accepting the value.
@@ -207,7 +229,7 @@ func (p *Provider) Verify(ctx context.Context, req providers.VerifyRequest) (pro
 	if !p.Valid(req.Value) {
 		return providers.VerifyResponse{}, fmt.Errorf("version %s is not accepted by the resource", req.VersionID)
 	}
-	return providers.VerifyResponse{GrantedScope: req.Scope, Evidence: map[string]string{"check": "resource accepts the value"}}, nil
+	return providers.VerifyResponse{GrantedScope: p.granted(req.Scope), Evidence: map[string]string{"check": "resource accepts the value"}}, nil
 }
 
 // Revoke implements providers.Provider: the resource stops accepting the value.
