@@ -24,7 +24,9 @@ func TestDropOrphans(t *testing.T) {
 		if err := adminExec(admin, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = adminExec(admin, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)") })
+		t.Cleanup(func() {
+			_ = adminExec(admin, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+		})
 	}
 
 	dropOrphans(admin)
