@@ -663,10 +663,10 @@ func (h *benchHarness) runs(ids []string) []store.Run {
 	return out
 }
 
-// countActive counts the active runs. It reads only the partial unique
-// index of active runs, which stays small, so polling it does not take
-// database CPU from the rotations being measured (counting the whole runs
-// table every 100 ms took about 5% of it).
+// countActive counts the active runs (through the partial unique index of
+// active runs). Every count takes database CPU from the rotations being
+// measured, so waitTerminal calls it rarely while many runs remain
+// (counting the whole runs table every 100 ms took about 3% of it).
 func (h *benchHarness) countActive() int {
 	h.b.Helper()
 	const q = `SELECT count(*) FROM runs WHERE active`
