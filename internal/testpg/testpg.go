@@ -112,7 +112,7 @@ func dropOrphans(admin string) {
 	if err != nil {
 		return
 	}
-	defer conn.Close(ctx)
+	defer func() { _ = conn.Close(ctx) }()
 	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE 'rotator\_test\_%'`)
 	if err != nil {
 		return

@@ -331,7 +331,8 @@ func (p *Provider) start(ctx context.Context, step string, body []byte, stdout, 
 		cmd.WaitDelay = 2 * time.Second
 		err := cmd.Start()
 		if err == nil {
-			return cmd, cmd.Wait()
+			err = cmd.Wait()
+			return cmd, err
 		}
 		if !errors.Is(err, syscall.ETXTBSY) || attempt == startAttempts {
 			return cmd, err
