@@ -61,7 +61,7 @@ func Factory() providers.Factory {
 			}
 			cfg, errs := parse(env.Settings)
 			if len(errs) > 0 {
-				return nil, fmt.Errorf("provider %s: %w: %v", env.Name, providers.ErrPermanent, errs[0])
+				return nil, fmt.Errorf("provider %s: %w: %w", env.Name, providers.ErrPermanent, errs[0])
 			}
 			return New(cfg), nil
 		},

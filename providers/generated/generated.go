@@ -43,7 +43,7 @@ type Provider struct {
 func New(s settings.Map) (*Provider, error) {
 	cfg, errs := parse(s, defaults)
 	if len(errs) > 0 {
-		return nil, fmt.Errorf("generated provider: %w: %v", providers.ErrPermanent, errs[0])
+		return nil, fmt.Errorf("generated provider: %w: %w", providers.ErrPermanent, errs[0])
 	}
 	return &Provider{cfg: cfg}, nil
 }
@@ -62,7 +62,7 @@ func (p *Provider) Mint(ctx context.Context, req providers.MintRequest) (provide
 	}
 	cfg, errs := parse(req.Settings, p.cfg)
 	if len(errs) > 0 {
-		return providers.MintResponse{}, fmt.Errorf("credential %s settings: %w: %v", req.CredentialID, providers.ErrPermanent, errs[0])
+		return providers.MintResponse{}, fmt.Errorf("credential %s settings: %w: %w", req.CredentialID, providers.ErrPermanent, errs[0])
 	}
 	val, err := secret.Random(cfg.Prefix, cfg.Length, cfg.Alphabet)
 	if err != nil {
@@ -96,7 +96,7 @@ func (p *Provider) Verify(ctx context.Context, req providers.VerifyRequest) (pro
 	}
 	cfg, errs := parse(req.Settings, p.cfg)
 	if len(errs) > 0 {
-		return providers.VerifyResponse{}, fmt.Errorf("credential %s settings: %w: %v", req.CredentialID, providers.ErrPermanent, errs[0])
+		return providers.VerifyResponse{}, fmt.Errorf("credential %s settings: %w: %w", req.CredentialID, providers.ErrPermanent, errs[0])
 	}
 	if want := len(cfg.Prefix) + cfg.Length; req.Value.Len() != want {
 		return providers.VerifyResponse{}, fmt.Errorf("value of version %s has length %d, want %d", req.VersionID, req.Value.Len(), want)

@@ -97,7 +97,7 @@ type Provider struct {
 func New(env providers.Env) (*Provider, error) {
 	cfg, errs := parse(env.Settings, defaults, providerLevel)
 	if len(errs) > 0 {
-		return nil, fmt.Errorf("provider %s settings: %w: %v", env.Name, providers.ErrPermanent, errs[0])
+		return nil, fmt.Errorf("provider %s settings: %w: %w", env.Name, providers.ErrPermanent, errs[0])
 	}
 	if cfg.ClientSecret.IsZero() {
 		return nil, fmt.Errorf("provider %s: client_secret resolved to an empty value: %w", env.Name, providers.ErrPermanent)
@@ -151,7 +151,7 @@ func (p *Provider) config(c providers.Common) (Config, error) {
 	}
 	cfg, errs := parse(c.Settings, p.cfg, credentialLevel)
 	if len(errs) > 0 {
-		return Config{}, fmt.Errorf("credential %s settings: %w: %v", c.CredentialID, providers.ErrPermanent, errs[0])
+		return Config{}, fmt.Errorf("credential %s settings: %w: %w", c.CredentialID, providers.ErrPermanent, errs[0])
 	}
 	return cfg, nil
 }

@@ -66,7 +66,7 @@ func Factory() providers.Factory {
 		New: func(_ context.Context, env providers.Env) (providers.Provider, error) {
 			cfg, errs := parse(env.Settings)
 			if len(errs) > 0 {
-				return nil, fmt.Errorf("postgres-role provider %s: %w: %v", env.Name, providers.ErrPermanent, errs[0])
+				return nil, fmt.Errorf("postgres-role provider %s: %w: %w", env.Name, providers.ErrPermanent, errs[0])
 			}
 			return New(cfg, env.Logger)
 		},
@@ -136,7 +136,7 @@ type call struct {
 func (p *Provider) credOf(c providers.Common) (Cred, error) {
 	cr, errs := parseCred(c.Settings, p.cfg)
 	if len(errs) > 0 {
-		return Cred{}, fmt.Errorf("credential %s settings: %w: %v", c.CredentialID, providers.ErrPermanent, errs[0])
+		return Cred{}, fmt.Errorf("credential %s settings: %w: %w", c.CredentialID, providers.ErrPermanent, errs[0])
 	}
 	return cr, nil
 }

@@ -48,7 +48,7 @@ func Factory() providers.Factory {
 		New: func(_ context.Context, env providers.Env) (providers.Provider, error) {
 			cfg, errs := parse(env.Settings)
 			if len(errs) > 0 {
-				return nil, fmt.Errorf("redis-acl provider %s: %w: %v", env.Name, providers.ErrPermanent, errs[0])
+				return nil, fmt.Errorf("redis-acl provider %s: %w: %w", env.Name, providers.ErrPermanent, errs[0])
 			}
 			return New(cfg, env.Logger), nil
 		},
@@ -81,7 +81,7 @@ func (p *Provider) Capabilities() providers.Capabilities { return capabilities }
 func (p *Provider) credOf(c providers.Common) (Cred, error) {
 	cr, errs := parseCred(c.Settings)
 	if len(errs) > 0 {
-		return Cred{}, fmt.Errorf("credential %s settings: %w: %v", c.CredentialID, providers.ErrPermanent, errs[0])
+		return Cred{}, fmt.Errorf("credential %s settings: %w: %w", c.CredentialID, providers.ErrPermanent, errs[0])
 	}
 	return cr, nil
 }

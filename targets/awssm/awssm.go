@@ -70,7 +70,7 @@ func Factory() targets.Factory {
 		New: func(ctx context.Context, env targets.Env) (targets.Target, error) {
 			cfg, errs := parse(env.Settings)
 			if len(errs) > 0 {
-				return nil, fmt.Errorf("aws-secretsmanager target %s: %w: %v", env.Name, targets.ErrPermanent, errs[0])
+				return nil, fmt.Errorf("aws-secretsmanager target %s: %w: %w", env.Name, targets.ErrPermanent, errs[0])
 			}
 			client, err := NewClient(ctx, cfg)
 			if err != nil {
