@@ -11,6 +11,25 @@ import (
 	"github.com/rotatorhq/rotator/internal/duration"
 )
 
+// stickyWriter passes writes through and keeps the first error, so that
+// commands can print without checking every write and run still reports a
+// lost output (a full disk behind a redirect) once, at the end.
+type stickyWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (s *stickyWriter) Write(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	n, err := s.w.Write(p)
+	if err != nil {
+		s.err = err
+	}
+	return n, err
+}
+
 // checkOutput validates an -o flag against the formats a command supports.
 func checkOutput(output string, allowed ...string) error {
 	for _, a := range allowed {

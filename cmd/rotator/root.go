@@ -47,15 +47,21 @@ type app struct {
 
 // run builds the command tree, executes it and maps the outcome to an exit code.
 func run(args []string, stdout, stderr io.Writer) int {
-	a := &app{stdout: stdout, stderr: stderr, redactor: &secret.Redactor{}}
+	out := &stickyWriter{w: stdout}
+	a := &app{stdout: out, stderr: stderr, redactor: &secret.Redactor{}}
 	root := a.rootCommand()
 	root.SetArgs(args)
-	root.SetOut(stdout)
+	root.SetOut(out)
 	root.SetErr(stderr)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := root.ExecuteContext(ctx)
+	if out.err != nil && (err == nil || errors.Is(err, out.err)) {
+		// The output was lost (the command may have done its work): a
+		// script reading it must not take the truncation for the whole.
+		err = fmt.Errorf("writing the output: %w", out.err)
+	}
 	if err == nil {
 		return exitOK
 	}
