@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/rotatorhq/rotator/internal/store"
 )
@@ -192,23 +193,14 @@ func (tx *Tx) SealAuditEvents(ctx context.Context, evs []store.AuditEvent) error
 	for start := 0; start < len(evs); start += auditChunk {
 		chunk := evs[start:min(start+auditChunk, len(evs))]
 		var q query
-		q.sql(`WITH v (id, seq, prev_hash, hash, sealed_at) AS (VALUES `)
-		for i, ev := range chunk {
-			if ev.ID <= 0 || ev.Seq <= 0 || ev.Hash == "" {
-				return fmt.Errorf("seal audit event %d: want an id, a positive seq and a hash (seq %d)", ev.ID, ev.Seq)
-			}
-			sealed := ev.SealedAt
-			if sealed.IsZero() {
-				sealed = now
-			}
-			if i > 0 {
-				q.sql(", ")
-			}
-			q.sql("(", d.cast(q.arg(ev.ID), typeInt), ", ", d.cast(q.arg(ev.Seq), typeInt), ", ",
-				d.cast(q.arg(ev.PrevHash), typeText), ", ", d.cast(q.arg(ev.Hash), typeText), ", ",
-				d.cast(q.arg(d.time(sealed)), typeTime), ")")
+		build := sealValues
+		if d.pg() {
+			build = sealArrays
 		}
-		q.sql(`) UPDATE audit_events AS a SET seq = v.seq, prev_hash = v.prev_hash, hash = v.hash, sealed_at = v.sealed_at
+		if err := build(d, &q, chunk, now); err != nil {
+			return err
+		}
+		q.sql(` UPDATE audit_events AS a SET seq = v.seq, prev_hash = v.prev_hash, hash = v.hash, sealed_at = v.sealed_at
 FROM v WHERE a.id = v.id AND coalesce(a.seq, 0) = 0`) // not "a.seq IS NULL": SQLite would scan the seq index
 		n, err := tx.exec(ctx, q.String(), q.args...)
 		if err != nil {
@@ -223,6 +215,61 @@ FROM v WHERE a.id = v.id AND coalesce(a.seq, 0) = 0`) // not "a.seq IS NULL": SQ
 		}
 	}
 	return nil
+}
+
+// sealValues writes the seal statement's CTE v (id, seq, prev_hash, hash,
+// sealed_at) as a VALUES list.
+func sealValues(d dialect, q *query, chunk []store.AuditEvent, now time.Time) error {
+	q.sql(`WITH v (id, seq, prev_hash, hash, sealed_at) AS (VALUES `)
+	for i, ev := range chunk {
+		if err := checkSeal(ev); err != nil {
+			return err
+		}
+		if i > 0 {
+			q.sql(", ")
+		}
+		q.sql("(", d.cast(q.arg(ev.ID), typeInt), ", ", d.cast(q.arg(ev.Seq), typeInt), ", ",
+			d.cast(q.arg(ev.PrevHash), typeText), ", ", d.cast(q.arg(ev.Hash), typeText), ", ",
+			d.cast(q.arg(d.time(sealedAt(ev, now))), typeTime), ")")
+	}
+	q.sql(`)`)
+	return nil
+}
+
+// sealArrays writes the same CTE as five arrays (Postgres): one statement
+// text for every batch size, and five parameters to bind instead of five
+// per event.
+func sealArrays(_ dialect, q *query, chunk []store.AuditEvent, now time.Time) error {
+	ids := make([]int64, len(chunk))
+	seqs := make([]int64, len(chunk))
+	prevs := make([]string, len(chunk))
+	hashes := make([]string, len(chunk))
+	sealed := make([]time.Time, len(chunk))
+	for i, ev := range chunk {
+		if err := checkSeal(ev); err != nil {
+			return err
+		}
+		ids[i], seqs[i], prevs[i], hashes[i], sealed[i] = ev.ID, ev.Seq, ev.PrevHash, ev.Hash, sealedAt(ev, now).UTC().Truncate(time.Microsecond)
+	}
+	q.sql(`WITH v (id, seq, prev_hash, hash, sealed_at) AS (SELECT * FROM unnest(CAST(`, q.arg(ids), ` AS bigint[]), CAST(`,
+		q.arg(seqs), ` AS bigint[]), CAST(`, q.arg(prevs), ` AS text[]), CAST(`, q.arg(hashes), ` AS text[]), CAST(`,
+		q.arg(sealed), ` AS timestamptz[])))`)
+	return nil
+}
+
+func checkSeal(ev store.AuditEvent) error {
+	if ev.ID <= 0 || ev.Seq <= 0 || ev.Hash == "" {
+		return fmt.Errorf("seal audit event %d: want an id, a positive seq and a hash (seq %d)", ev.ID, ev.Seq)
+	}
+	return nil
+}
+
+// sealedAt is ev's SealedAt, or now when it has none.
+func sealedAt(ev store.AuditEvent, now time.Time) time.Time {
+	if ev.SealedAt.IsZero() {
+		return now
+	}
+	return ev.SealedAt
 }
 
 func idRange(evs []store.AuditEvent) string {
