@@ -309,8 +309,8 @@ func (x *execution) commit(ctx context.Context, s State, fn func(tx store.Tx) er
 		x.run.Active = false
 		x.run.FinishedAt = x.run.UpdatedAt
 	}
-	// Pipelined: on Postgres the begin and every write of the commit go in
-	// one round trip, the commit in a second.
+	// Pipelined: on Postgres the begin, every write and the commit go in
+	// one round trip.
 	err := x.e.store.InPipelinedTx(ctx, func(tx store.Tx) error {
 		if fn != nil {
 			if err := fn(tx); err != nil {

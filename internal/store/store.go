@@ -48,9 +48,9 @@ type Store interface {
 	// failure, so it must not have side effects outside the transaction.
 	InTx(ctx context.Context, fn func(tx Tx) error) error
 	// InPipelinedTx is InTx for a transaction whose writes need not be
-	// checked one by one: where the database can (Postgres), the begin and
-	// the writes are sent together when fn returns (or when fn reads), and
-	// the commit follows, in two round trips. The error of a write (a
+	// checked one by one: where the database can (Postgres), the begin, the
+	// writes and the commit are sent together when fn returns, in one round
+	// trip (a read inside fn sends what is queued before it). The error of a write (a
 	// conflict, a row not found) may then be returned by InPipelinedTx
 	// instead of by the write; either way nothing is committed.
 	InPipelinedTx(ctx context.Context, fn func(tx Tx) error) error

@@ -88,8 +88,8 @@ type PipeTx interface {
 }
 
 // PipeDB is a DB whose transactions can queue statements: BeginPipe queues
-// the begin itself, so a transaction that only writes takes two round trips
-// (begin and writes, then commit).
+// the begin itself, and Commit queues the commit behind the writes, so a
+// transaction that only writes takes one round trip.
 type PipeDB interface {
 	BeginPipe(ctx context.Context) (PipeTx, error)
 }

@@ -86,9 +86,9 @@ func (s *Store) InTx(ctx context.Context, fn func(tx store.Tx) error) error {
 
 // InPipelinedTx is InTx for a transaction that writes and does not need a
 // write's outcome before its next statement. Where the database can
-// (Postgres), the begin and the writes are queued and sent together when fn
-// returns, or when fn reads, and the commit follows: two round trips
-// instead of one per statement. An error of a queued write (a conflict, a
+// (Postgres), the begin, the writes and the commit are queued and sent
+// together when fn returns: one round trip instead of one per statement (a
+// read inside fn sends what is queued before it). An error of a queued write (a conflict, a
 // row not found) is then returned by InPipelinedTx, not by the write. On
 // SQLite it is InTx.
 func (s *Store) InPipelinedTx(ctx context.Context, fn func(tx store.Tx) error) error {
