@@ -497,12 +497,7 @@ func (x *execution) prepare(ctx context.Context) error {
 // place, as over-scoped); reports list the event as a violation, linked to
 // the runbook.
 func (x *execution) checkScope(v *store.Version) {
-	var extra []string
-	for _, s := range v.GrantedScope {
-		if !slices.Contains(x.cred.Scope, s) && !slices.Contains(extra, s) {
-			extra = append(extra, s)
-		}
-	}
+	extra := store.ExtraScope(v.GrantedScope, x.cred.Scope)
 	if len(extra) == 0 {
 		return
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"slices"
 	"strings"
 	"time"
 
@@ -327,13 +326,8 @@ func (g *generator) credentialRow(c store.Credential) CredentialRow {
 			row.AgeFraction = &frac
 		}
 	}
-	granted := c.Current != nil && len(c.Current.GrantedScope) > 0
-	if granted {
-		for _, s := range c.Current.GrantedScope {
-			if !slices.Contains(c.Scope, s) {
-				row.ExtraScope = append(row.ExtraScope, s)
-			}
-		}
+	if c.Current != nil {
+		row.ExtraScope = append(row.ExtraScope, store.ExtraScope(c.Current.GrantedScope, c.Scope)...)
 	}
 	status := store.Status(v.Status)
 	overdue := status == store.StatusOverdue || status == store.StatusExpired || (row.AgeFraction != nil && *row.AgeFraction > 1)

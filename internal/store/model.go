@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"slices"
 	"time"
 
 	"github.com/rotatorhq/rotator/internal/settings"
@@ -141,6 +142,18 @@ type Version struct {
 	RetiredAt    time.Time
 	GrantedScope []string
 	Metadata     map[string]string
+}
+
+// ExtraScope is the scope granted that declared does not include, each
+// once, in granted's order (nil when the grant is within the declaration).
+func ExtraScope(granted, declared []string) []string {
+	var extra []string
+	for _, s := range granted {
+		if !slices.Contains(declared, s) && !slices.Contains(extra, s) {
+			extra = append(extra, s)
+		}
+	}
+	return extra
 }
 
 // Trigger says why a run started.
