@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -43,6 +44,9 @@ type Options struct {
 	BackoffBase, BackoffMax time.Duration
 	// StepTimeout bounds each provider or target call (default 2m).
 	StepTimeout time.Duration
+	// LogRuns logs one line per finished run (credential, run, outcome,
+	// duration, next due), as the service does.
+	LogRuns bool
 }
 
 // Engine drives rotations. It is safe for concurrent use; several engines
@@ -57,6 +61,8 @@ type Engine struct {
 	runbooks runbookCache
 	// enqueue inserts rotate jobs in a transaction; set by the Runner.
 	queue queue
+	// executor names this process in run leases (Store.ClaimRuns).
+	executor string
 }
 
 // New returns an Engine.
@@ -90,7 +96,8 @@ func New(opts Options) (*Engine, error) {
 	}
 	// Times are kept at the store's precision (microseconds), so a value
 	// read back compares equal to the one written.
-	e := &Engine{opts: opts, store: opts.Store, log: opts.Logger, now: func() time.Time { return opts.Now().UTC().Truncate(time.Microsecond) }}
+	e := &Engine{opts: opts, store: opts.Store, log: opts.Logger, now: func() time.Time { return opts.Now().UTC().Truncate(time.Microsecond) },
+		executor: ProcessID()}
 	e.plugins = newPlugins(e)
 	return e, nil
 }
@@ -187,11 +194,27 @@ type Started struct {
 	RunID   string
 	Skipped bool
 	Reason  string
+	// ActiveState is the state of the active run that made the request
+	// skip, and RetireAfter when that run retires its previous version
+	// (a run in its grace period).
+	ActiveState State
+	RetireAfter time.Time
+	// Preempted is the routine run this emergency rotation cancelled.
+	Preempted string
+}
+
+// InGrace reports whether the credential was skipped because its active run
+// cut over and waits out the previous version's grace period.
+func (s Started) InGrace() bool {
+	return s.Skipped && (s.ActiveState == StateCutOver || s.ActiveState == StateRetiringPrevious)
 }
 
 // Rotate creates runs for the selected credentials and enqueues them. A
 // credential that already has an active run is skipped (reported with that
-// run's id): the database allows one active run per credential.
+// run's id and state): the database allows one active run per credential.
+// An emergency takes over instead: a routine run that has not cut over is
+// cancelled (rolled back) and the emergency run replaces it; one in its
+// grace period retires its previous version now.
 func (e *Engine) Rotate(ctx context.Context, req Request) ([]Started, error) {
 	if e.queue == nil {
 		return nil, errors.New("rotation engine has no queue; start a Runner first")
@@ -203,7 +226,11 @@ func (e *Engine) Rotate(ctx context.Context, req Request) ([]Started, error) {
 	if err != nil {
 		return nil, err
 	}
+	preempted := map[string]string{}
 	if req.Emergency {
+		if preempted, err = e.preempt(ctx, creds, req); err != nil {
+			return nil, err
+		}
 		if err := e.expediteGrace(ctx, creds); err != nil {
 			return nil, err
 		}
@@ -226,9 +253,65 @@ func (e *Engine) Rotate(ctx context.Context, req Request) ([]Started, error) {
 		if err != nil {
 			return out, err
 		}
+		for i := range started {
+			started[i].Preempted = preempted[started[i].CredentialID]
+		}
 		out = append(out, started...)
 	}
 	return out, nil
+}
+
+// preempt cancels the routine runs of the given credentials that have not
+// cut over, so that an emergency run can start at once. It returns the
+// cancelled run of each credential.
+func (e *Engine) preempt(ctx context.Context, creds []store.Credential, req Request) (map[string]string, error) {
+	ids := make([]string, len(creds))
+	for i, c := range creds {
+		ids[i] = c.ID
+	}
+	var victims []store.Run
+	for i := 0; i < len(ids); i += 500 {
+		active, err := e.store.ListRuns(ctx, store.RunFilter{ActiveOnly: true, CredentialIDs: ids[i:min(i+500, len(ids))]})
+		if err != nil {
+			return nil, fmt.Errorf("listing active runs: %w", err)
+		}
+		for _, r := range active {
+			if s := State(r.State); (s.BeforeCutover() || s == StatePlanned) && !runOptions(r).Emergency {
+				victims = append(victims, r)
+			}
+		}
+	}
+	out := make(map[string]string, len(victims))
+	if len(victims) == 0 {
+		return out, nil
+	}
+	var mu sync.Mutex
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	reason := "pre-empted by an emergency rotation: " + req.Reason
+	for _, r := range victims {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			_, err := e.Cancel(ctx, r.ID, req.Actor, reason)
+			switch {
+			case err == nil:
+				mu.Lock()
+				out[r.CredentialID] = r.ID
+				mu.Unlock()
+			case errors.Is(err, ErrFinished), errors.Is(err, ErrCutOver):
+				// It ended or cut over meanwhile: the enqueue below starts
+				// the emergency run, or expediteGrace ends its grace.
+			default:
+				e.log.Warn("an emergency could not pre-empt a routine run; it is reported as skipped",
+					slog.String("run", r.ID), slog.String("credential", r.CredentialID), slog.String("error", e.opts.Redactor.Scrub(err.Error())))
+			}
+		}()
+	}
+	wg.Wait()
+	return out, ctx.Err()
 }
 
 // expediteGrace ends the grace period of runs that already cut over for
@@ -386,22 +469,34 @@ func (e *Engine) enqueue(ctx context.Context, runs []store.Run) ([]Started, erro
 				skipped = append(skipped, r.CredentialID)
 			}
 		}
-		active := map[string]string{}
+		active := map[string]store.Run{}
 		if len(skipped) > 0 {
 			act, err := tx.ListRuns(ctx, store.RunFilter{ActiveOnly: true, CredentialIDs: skipped})
 			if err != nil {
 				return fmt.Errorf("listing active runs: %w", err)
 			}
 			for _, r := range act {
-				active[r.CredentialID] = r.ID
+				active[r.CredentialID] = r
 			}
 		}
 		for _, r := range runs {
 			if ok[r.ID] {
 				out = append(out, Started{CredentialID: r.CredentialID, RunID: r.ID})
-			} else {
-				out = append(out, Started{CredentialID: r.CredentialID, RunID: active[r.CredentialID], Skipped: true, Reason: "already rotating"})
+				continue
 			}
+			a := active[r.CredentialID]
+			st := Started{CredentialID: r.CredentialID, RunID: a.ID, Skipped: true, ActiveState: State(a.State),
+				RetireAfter: runOptions(a).RetireAfter}
+			switch {
+			case a.ID == "":
+				st.Reason = "already rotating"
+			case st.InGrace():
+				st.Reason = fmt.Sprintf("run %s cut over; its previous version is valid until %s (grace); rotate with --emergency to end it now",
+					a.ID, st.RetireAfter.UTC().Format(time.RFC3339))
+			default:
+				st.Reason = fmt.Sprintf("already rotating: run %s is %s", a.ID, a.State)
+			}
+			out = append(out, st)
 		}
 		return nil
 	})

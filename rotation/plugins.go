@@ -2,10 +2,14 @@ package rotation
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	"fmt"
+	"io"
 	"log/slog"
+	"slices"
 	"sync"
-	"time"
 
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/internal/settings"
@@ -17,126 +21,252 @@ import (
 )
 
 // plugins builds provider and target instances from their stored
-// configuration and caches them until that configuration changes. A cached
-// instance is used without reading its row again for pluginRecheck, so a
-// changed configuration (apply, possibly in another process) takes effect
-// within that time; reading the row for every run cost one database round
-// trip per rotation (and per target).
+// configuration and keeps them while that configuration stays the same, so
+// that an instance's connections and clients serve many runs.
+//
+// Every run starts with the configuration that is in the store at that
+// moment: the run's read (Store.GetRunWork) returns the spec hash of its
+// provider and targets, a changed hash makes the row be read again, and the
+// references in the settings (${env:…}, ${file:…}, ${aws-sm:…}) are
+// resolved again for every run. An instance is rebuilt when either changed;
+// the one it replaces is closed (when it holds resources: io.Closer) once
+// the runs using it have finished.
 type plugins struct {
-	e         *Engine
+	e *Engine
+	// sumKey keys the digest of resolved settings (never stored or shown).
+	sumKey    []byte
 	mu        sync.Mutex
-	providers map[string]cachedProvider
-	targets   map[string]cachedTarget
+	providers map[string]*instance[providers.Provider]
+	targets   map[string]*instance[targets.Target]
 }
 
-// pluginRecheck is how long a cached provider or target is used before its
-// stored configuration is read again.
-const pluginRecheck = time.Second
-
-type cachedProvider struct {
-	hash    string
-	checked time.Time
-	p       providers.Provider
+// instance is one built plugin with the configuration it was built from.
+type instance[T any] struct {
+	row  pluginRow
+	sum  [32]byte
+	v    T
+	vals []secret.Value // resolved secrets, registered with the redactor
+	refs int            // runs using it
+	// retired: replaced by a newer instance; closed when refs reaches 0.
+	retired bool
 }
 
-type cachedTarget struct {
-	hash    string
-	checked time.Time
-	t       targets.Target
+// pluginRow is the stored configuration of a provider or target.
+type pluginRow struct {
+	typ, hash string
+	settings  settings.Map
 }
+
+// lease is an instance in use by one run; release it when the run ends.
+type lease struct{ release func() }
 
 func newPlugins(e *Engine) *plugins {
-	return &plugins{e: e, providers: map[string]cachedProvider{}, targets: map[string]cachedTarget{}}
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	return &plugins{e: e, sumKey: key, providers: map[string]*instance[providers.Provider]{}, targets: map[string]*instance[targets.Target]{}}
 }
 
-// resolve turns the references in settings into secret values and teaches
-// the redactor about them.
-func (p *plugins) resolve(ctx context.Context, m settings.Map) (settings.Map, error) {
-	return settings.Resolve(ctx, m, func(ctx context.Context, ref string) (secret.Value, error) {
+// resolve turns the references in m into secret values and returns them
+// with a keyed digest of every reference and its value.
+func (p *plugins) resolve(ctx context.Context, m settings.Map) (settings.Map, [32]byte, []secret.Value, error) {
+	type pair struct {
+		ref string
+		val secret.Value
+	}
+	var pairs []pair
+	resolved, err := settings.Resolve(ctx, m, func(ctx context.Context, ref string) (secret.Value, error) {
 		v, err := p.e.opts.Resolver.ResolveString(ctx, ref)
 		if err == nil {
-			p.e.opts.Redactor.Register(v)
+			pairs = append(pairs, pair{ref, v})
 		}
 		return v, err
 	})
+	var sum [32]byte
+	if err != nil {
+		return nil, sum, nil, err
+	}
+	slices.SortFunc(pairs, func(a, b pair) int {
+		if a.ref < b.ref {
+			return -1
+		}
+		if a.ref > b.ref {
+			return 1
+		}
+		return 0
+	})
+	h := hmac.New(sha256.New, p.sumKey)
+	vals := make([]secret.Value, 0, len(pairs))
+	for _, pr := range pairs {
+		_, _ = io.WriteString(h, pr.ref)
+		_, _ = h.Write([]byte{0})
+		_, _ = h.Write(pr.val.Reveal())
+		_, _ = h.Write([]byte{0})
+		vals = append(vals, pr.val)
+	}
+	copy(sum[:], h.Sum(nil))
+	return resolved, sum, vals, nil
 }
 
-func (p *plugins) provider(ctx context.Context, name string) (providers.Provider, error) {
+// acquire returns the instance of plugin name for a run: the cached one
+// when its configuration (hash) and resolved references are unchanged,
+// else a new one built by build. hash is the spec hash the run read; ""
+// reads the row.
+func acquire[T any](ctx context.Context, p *plugins, cache map[string]*instance[T], name, hash string,
+	read func(ctx context.Context) (pluginRow, error),
+	build func(ctx context.Context, row pluginRow, resolved settings.Map) (T, error),
+) (T, lease, error) {
+	var zero T
 	p.mu.Lock()
-	c, ok := p.providers[name]
+	cur := cache[name]
 	p.mu.Unlock()
-	if ok && time.Since(c.checked) < pluginRecheck {
-		return c.p, nil
-	}
-	checked := time.Now()
-	row, err := p.e.store.GetProvider(ctx, name)
-	if err != nil {
-		return nil, fmt.Errorf("provider %s: %w", name, err)
-	}
-	if ok && c.hash == row.SpecHash {
-		p.mu.Lock()
-		if cur, ok := p.providers[name]; ok && cur.hash == row.SpecHash {
-			cur.checked = checked
-			p.providers[name] = cur
+	var row pluginRow
+	if cur != nil && hash != "" && cur.row.hash == hash {
+		row = cur.row
+	} else {
+		var err error
+		if row, err = read(ctx); err != nil {
+			return zero, lease{}, err
 		}
-		p.mu.Unlock()
-		return c.p, nil
 	}
-	f, ok := preg.Lookup(row.Type)
-	if !ok {
-		return nil, fmt.Errorf("provider %s has unknown type %q: %w", name, row.Type, providers.ErrPermanent)
-	}
-	resolved, err := p.resolve(ctx, row.Settings)
+	resolved, sum, vals, err := p.resolve(ctx, row.settings)
 	if err != nil {
-		return nil, fmt.Errorf("provider %s: resolving settings: %w", name, err)
-	}
-	prov, err := f.New(ctx, providers.Env{Name: name, Settings: resolved, Logger: p.e.log.With(slog.String("provider", name))})
-	if err != nil {
-		return nil, fmt.Errorf("provider %s: %w", name, err)
+		return zero, lease{}, fmt.Errorf("%s: resolving settings: %w", name, err)
 	}
 	p.mu.Lock()
-	p.providers[name] = cachedProvider{hash: row.SpecHash, checked: checked, p: prov}
+	if cur = cache[name]; cur != nil && cur.row.hash == row.hash && cur.sum == sum {
+		cur.refs++
+		p.mu.Unlock()
+		return cur.v, p.leaseOf(cur), nil
+	}
 	p.mu.Unlock()
-	return prov, nil
+	for _, v := range vals {
+		p.e.opts.Redactor.Register(v)
+	}
+	v, err := build(ctx, row, resolved)
+	if err != nil {
+		for _, v := range vals {
+			p.e.opts.Redactor.Forget(v)
+		}
+		return zero, lease{}, err
+	}
+	in := &instance[T]{row: row, sum: sum, v: v, vals: vals, refs: 1}
+	p.mu.Lock()
+	old := cache[name]
+	cache[name] = in
+	closeOld := false
+	if old != nil {
+		old.retired = true
+		closeOld = old.refs == 0
+	}
+	p.mu.Unlock()
+	if closeOld {
+		p.close(old.v, old.vals)
+	}
+	return v, p.leaseOf(in), nil
 }
 
-func (p *plugins) target(ctx context.Context, name string) (targets.Target, error) {
+func (p *plugins) leaseOf(in any) lease {
+	var once sync.Once
+	return lease{release: func() {
+		once.Do(func() {
+			switch x := in.(type) {
+			case *instance[providers.Provider]:
+				releaseInstance(p, x)
+			case *instance[targets.Target]:
+				releaseInstance(p, x)
+			}
+		})
+	}}
+}
+
+func releaseInstance[T any](p *plugins, in *instance[T]) {
 	p.mu.Lock()
-	c, ok := p.targets[name]
+	in.refs--
+	done := in.retired && in.refs == 0
 	p.mu.Unlock()
-	if ok && time.Since(c.checked) < pluginRecheck {
-		return c.t, nil
+	if done {
+		p.close(in.v, in.vals)
 	}
-	checked := time.Now()
-	row, err := p.e.store.GetTarget(ctx, name)
-	if err != nil {
-		return nil, fmt.Errorf("target %s: %w", name, err)
-	}
-	if ok && c.hash == row.SpecHash {
-		p.mu.Lock()
-		if cur, ok := p.targets[name]; ok && cur.hash == row.SpecHash {
-			cur.checked = checked
-			p.targets[name] = cur
+}
+
+// close releases a replaced instance's resources and forgets its secrets.
+func (p *plugins) close(v any, vals []secret.Value) {
+	if c, ok := v.(io.Closer); ok {
+		if err := c.Close(); err != nil {
+			p.e.log.Warn("closing a replaced plugin instance failed", slog.String("error", p.e.opts.Redactor.Scrub(err.Error())))
 		}
-		p.mu.Unlock()
-		return c.t, nil
 	}
-	f, ok := treg.Lookup(row.Type)
-	if !ok {
-		return nil, fmt.Errorf("target %s has unknown type %q: %w", name, row.Type, targets.ErrPermanent)
+	for _, v := range vals {
+		p.e.opts.Redactor.Forget(v)
 	}
-	resolved, err := p.resolve(ctx, row.Settings)
-	if err != nil {
-		return nil, fmt.Errorf("target %s: resolving settings: %w", name, err)
-	}
-	t, err := f.New(ctx, targets.Env{Name: name, Settings: resolved, Logger: p.e.log.With(slog.String("target", name))})
-	if err != nil {
-		return nil, fmt.Errorf("target %s: %w", name, err)
-	}
+}
+
+// closeAll closes every cached instance (Engine.Close).
+func (p *plugins) closeAll() {
 	p.mu.Lock()
-	p.targets[name] = cachedTarget{hash: row.SpecHash, checked: checked, t: t}
+	var pending []func()
+	for name, in := range p.providers {
+		delete(p.providers, name)
+		in.retired = true
+		if in.refs == 0 {
+			pending = append(pending, func() { p.close(in.v, in.vals) })
+		}
+	}
+	for name, in := range p.targets {
+		delete(p.targets, name)
+		in.retired = true
+		if in.refs == 0 {
+			pending = append(pending, func() { p.close(in.v, in.vals) })
+		}
+	}
 	p.mu.Unlock()
-	return t, nil
+	for _, f := range pending {
+		f()
+	}
+}
+
+func (p *plugins) provider(ctx context.Context, name, hash string) (providers.Provider, lease, error) {
+	return acquire(ctx, p, p.providers, name, hash,
+		func(ctx context.Context) (pluginRow, error) {
+			row, err := p.e.store.GetProvider(ctx, name)
+			if err != nil {
+				return pluginRow{}, fmt.Errorf("provider %s: %w", name, err)
+			}
+			return pluginRow{typ: row.Type, hash: row.SpecHash, settings: row.Settings}, nil
+		},
+		func(ctx context.Context, row pluginRow, resolved settings.Map) (providers.Provider, error) {
+			f, ok := preg.Lookup(row.typ)
+			if !ok {
+				return nil, fmt.Errorf("provider %s has unknown type %q: %w", name, row.typ, providers.ErrPermanent)
+			}
+			prov, err := f.New(ctx, providers.Env{Name: name, Settings: resolved, Logger: p.e.log.With(slog.String("provider", name))})
+			if err != nil {
+				return nil, fmt.Errorf("provider %s: %w", name, err)
+			}
+			return prov, nil
+		})
+}
+
+func (p *plugins) target(ctx context.Context, name, hash string) (targets.Target, lease, error) {
+	return acquire(ctx, p, p.targets, name, hash,
+		func(ctx context.Context) (pluginRow, error) {
+			row, err := p.e.store.GetTarget(ctx, name)
+			if err != nil {
+				return pluginRow{}, fmt.Errorf("target %s: %w", name, err)
+			}
+			return pluginRow{typ: row.Type, hash: row.SpecHash, settings: row.Settings}, nil
+		},
+		func(ctx context.Context, row pluginRow, resolved settings.Map) (targets.Target, error) {
+			f, ok := treg.Lookup(row.typ)
+			if !ok {
+				return nil, fmt.Errorf("target %s has unknown type %q: %w", name, row.typ, targets.ErrPermanent)
+			}
+			t, err := f.New(ctx, targets.Env{Name: name, Settings: resolved, Logger: p.e.log.With(slog.String("target", name))})
+			if err != nil {
+				return nil, fmt.Errorf("target %s: %w", name, err)
+			}
+			return t, nil
+		})
 }
 
 // Capabilities returns the capabilities of a stored provider's type.
@@ -151,5 +281,9 @@ func (e *Engine) Capabilities(ctx context.Context, providerName string) (provide
 	}
 	return f.CapabilitiesFor(row.Settings), row.Type, nil
 }
+
+// Close releases the connections and clients of the provider and target
+// instances the engine built (those in use are closed when their runs end).
+func (e *Engine) Close() { e.plugins.closeAll() }
 
 var _ = store.Provider{}

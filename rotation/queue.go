@@ -49,6 +49,9 @@ type job struct {
 // queue inserts jobs in the caller's transaction.
 type queue interface {
 	insertRotate(ctx context.Context, tx store.Tx, jobs []job) error
+	// cancelJob cancels a queued job, or asks the worker running it to
+	// stop (its context is cancelled; it stops at a committed step).
+	cancelJob(ctx context.Context, jobID int64) error
 }
 
 // ServiceRunning reports whether a Runner holds River's leadership on the
@@ -56,20 +59,31 @@ type queue interface {
 // leadership expires within seconds of its end): queued runs will be
 // executed.
 func ServiceRunning(ctx context.Context, st store.Store) (bool, error) {
-	var n int
+	_, ok, err := RunningService(ctx, st)
+	return ok, err
+}
+
+// RunningService returns the process of the 'rotator serve' that leads the
+// job queue on the store's database, if one does.
+func RunningService(ctx context.Context, st store.Store) (Process, bool, error) {
+	var id string
 	var err error
 	switch h := st.Handle().(type) {
 	case *pgxpool.Pool:
-		err = h.QueryRow(ctx, `SELECT count(*) FROM river_leader WHERE expires_at > now()`).Scan(&n)
+		err = h.QueryRow(ctx, `SELECT leader_id FROM river_leader WHERE expires_at > now()`).Scan(&id)
 	case *sql.DB:
-		err = h.QueryRowContext(ctx, `SELECT count(*) FROM river_leader WHERE expires_at >= datetime('now', 'subsec')`).Scan(&n)
+		err = h.QueryRowContext(ctx, `SELECT leader_id FROM river_leader WHERE expires_at >= datetime('now', 'subsec')`).Scan(&id)
 	default:
-		return false, fmt.Errorf("no queue on a %T store", st.Handle())
+		return Process{}, false, fmt.Errorf("no queue on a %T store", st.Handle())
+	}
+	if errors.Is(err, pgx.ErrNoRows) || errors.Is(err, sql.ErrNoRows) {
+		return Process{}, false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("reading the queue's leader: %w", err)
+		return Process{}, false, fmt.Errorf("reading the queue's leader: %w", err)
 	}
-	return n > 0, nil
+	p, _ := ParseProcess(id)
+	return p, true, nil
 }
 
 // MigrateQueue applies River's own migrations to the store's database.
@@ -116,6 +130,15 @@ type RunnerOptions struct {
 	// notification arrives (default 100ms).
 	FetchPollInterval time.Duration
 	Logger            *slog.Logger
+	// ReconcileAfter is how long an active run must have been left alone
+	// before the leader's reconciler looks for its job (default 30s), and
+	// ReconcileEvery how often it looks (default 5s); the same pass puts
+	// back in the queue, on Postgres, the runs of workers that died.
+	ReconcileAfter, ReconcileEvery time.Duration
+	// MaxJobAttempts is how often a run's job is attempted before the run
+	// is given up (default 25; a job fails only for infrastructure
+	// reasons: run failures are rolled back and retried as new runs).
+	MaxJobAttempts int
 	// LeaderTasks run on the scheduler leader only, one after another, once
 	// per scheduler slice (about every 2s), after due credentials are
 	// enqueued; the audit sealer is one. Each should bound its own work.
@@ -128,6 +151,7 @@ type RunnerOptions struct {
 type Runner struct {
 	e       *Engine
 	opts    RunnerOptions
+	locks   *runLocks
 	startFn func(context.Context) error
 	stopFn  func(context.Context) error
 }
@@ -153,10 +177,24 @@ func NewRunner(e *Engine, opts RunnerOptions) (*Runner, error) {
 	if opts.FetchPollInterval <= 0 {
 		opts.FetchPollInterval = 100 * time.Millisecond
 	}
+	if opts.ReconcileAfter <= 0 {
+		opts.ReconcileAfter = 30 * time.Second
+	}
+	if opts.ReconcileEvery <= 0 {
+		opts.ReconcileEvery = 5 * time.Second
+	}
+	if opts.MaxJobAttempts <= 0 {
+		opts.MaxJobAttempts = 25
+	}
 	if opts.Logger == nil {
 		opts.Logger = e.log
 	}
-	r := &Runner{e: e, opts: opts}
+	r := &Runner{e: e, opts: opts, locks: newRunLocks(e.store, opts.Logger)}
+	if opts.Scheduler {
+		rec := &reconciler{e: e, minAge: opts.ReconcileAfter, every: opts.ReconcileEvery}
+		opts.LeaderTasks = append([]func(context.Context) error{rec.task}, opts.LeaderTasks...)
+		r.opts = opts
+	}
 	var err error
 	switch h := e.store.Handle().(type) {
 	case *pgxpool.Pool:
@@ -173,7 +211,8 @@ func NewRunner(e *Engine, opts RunnerOptions) (*Runner, error) {
 }
 
 type riverQueue[TTx any] struct {
-	client *river.Client[TTx]
+	client      *river.Client[TTx]
+	maxAttempts int
 }
 
 func (q *riverQueue[TTx]) insertRotate(ctx context.Context, tx store.Tx, jobs []job) error {
@@ -185,19 +224,25 @@ func (q *riverQueue[TTx]) insertRotate(ctx context.Context, tx store.Tx, jobs []
 	for i, j := range jobs {
 		params[i] = river.InsertManyParams{
 			Args:       RotateArgs{RunID: j.RunID, CredentialID: j.CredentialID},
-			InsertOpts: &river.InsertOpts{Queue: QueueRotation, Priority: j.Priority, MaxAttempts: 25},
+			InsertOpts: &river.InsertOpts{Queue: QueueRotation, Priority: j.Priority, MaxAttempts: q.maxAttempts},
 		}
 	}
 	_, err := q.client.InsertManyFastTx(ctx, raw, params)
 	return err
 }
 
+func (q *riverQueue[TTx]) cancelJob(ctx context.Context, jobID int64) error {
+	_, err := q.client.JobCancel(ctx, jobID)
+	return err
+}
+
 func setupRiver[TTx any](r *Runner, driver riverdriver.Driver[TTx]) error {
 	workers := river.NewWorkers()
-	if err := river.AddWorkerSafely(workers, &rotateWorker{e: r.e, timeout: r.opts.JobTimeout}); err != nil {
+	if err := river.AddWorkerSafely(workers, &rotateWorker{e: r.e, timeout: r.opts.JobTimeout, locks: r.locks}); err != nil {
 		return err
 	}
 	cfg := &river.Config{
+		ID:                     r.e.executor,
 		Queues:                 map[string]river.QueueConfig{QueueRotation: {MaxWorkers: r.opts.Workers}},
 		Workers:                workers,
 		JobTimeout:             r.opts.JobTimeout,
@@ -226,7 +271,7 @@ func setupRiver[TTx any](r *Runner, driver riverdriver.Driver[TTx]) error {
 	if err != nil {
 		return fmt.Errorf("starting River: %w", err)
 	}
-	r.e.queue = &riverQueue[TTx]{client: client}
+	r.e.queue = &riverQueue[TTx]{client: client, maxAttempts: r.opts.MaxJobAttempts}
 	r.startFn = client.Start
 	r.stopFn = client.Stop
 	return nil
@@ -237,24 +282,52 @@ func (r *Runner) Start(ctx context.Context) error { return r.startFn(ctx) }
 
 // Stop stops fetching new jobs and waits for running ones to finish or
 // reach a committed boundary, until ctx ends.
-func (r *Runner) Stop(ctx context.Context) error { return r.stopFn(ctx) }
+func (r *Runner) Stop(ctx context.Context) error {
+	err := r.stopFn(ctx)
+	r.locks.close()
+	return err
+}
 
 type rotateWorker struct {
 	river.WorkerDefaults[RotateArgs]
 	e       *Engine
 	timeout time.Duration
+	locks   *runLocks
 }
 
 func (w *rotateWorker) Timeout(*river.Job[RotateArgs]) time.Duration { return w.timeout }
 
 func (w *rotateWorker) Work(ctx context.Context, j *river.Job[RotateArgs]) error {
+	unlock, ok := w.locks.lock(ctx, j.Args.RunID)
+	if !ok {
+		// Another live process executes this run (a job put back by a
+		// takeover while its first worker was only slow): leave it.
+		return river.JobSnooze(5 * time.Second)
+	}
+	defer unlock()
 	outcome, at, err := w.e.Execute(ctx, j.Args.RunID)
 	if err != nil {
+		if ctx.Err() == nil && j.Attempt >= j.MaxAttempts {
+			// River discards the job after this: the run must not stay
+			// active without one.
+			why := fmt.Sprintf("gave up after %d attempts of its job: %s", j.Attempt, w.e.opts.Redactor.Scrub(err.Error()))
+			if gerr := w.e.GiveUp(ctx, j.Args.RunID, why); gerr != nil {
+				w.e.log.Error("giving up on a run failed; the reconciler retries", slog.String("run", j.Args.RunID),
+					slog.String("error", w.e.opts.Redactor.Scrub(gerr.Error())))
+				return err
+			}
+			return nil
+		}
 		return err
 	}
-	if outcome == RetireLater {
+	switch outcome {
+	case RetireLater:
 		// The job comes back when the grace period ends (a scheduled job).
 		return river.JobSnooze(max(time.Until(at), time.Second))
+	case Leased:
+		// A CLI executes the run itself; come back when its lease ends.
+		return river.JobSnooze(max(time.Until(at), 0) + time.Second)
+	case Done:
 	}
 	return nil
 }

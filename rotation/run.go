@@ -31,6 +31,9 @@ const (
 	// RetireLater: the run cut over; retire the previous version at the
 	// returned time.
 	RetireLater
+	// Leased: another process (a CLI executing runs itself) holds the
+	// run's lease until the returned time; leave the run to it.
+	Leased
 )
 
 // execution is one pass of a run through the state machine. It collects
@@ -61,6 +64,17 @@ type execution struct {
 	// accurate (until this execution's cutover demotes the current one).
 	pending, previous []store.Version
 	previousRead      bool
+	// providerHash and targetHashes are the stored configuration the run
+	// read at its start; leases are the plugin instances it uses.
+	providerHash string
+	targetHashes map[string]string
+	leases       []lease
+	// giveUp ends the run for good: the credential needs attention at
+	// once (attempts exhausted, a value no configured key opens).
+	giveUp bool
+	// cancelled: the rollback was asked for (runs cancel, an emergency
+	// taking over); it is not counted as a failed attempt.
+	cancelled bool
 }
 
 // learn tells the redactor about a value for the duration of this
@@ -73,6 +87,9 @@ func (x *execution) learn(v secret.Value) {
 func (x *execution) forget() {
 	for _, v := range x.live {
 		x.e.opts.Redactor.Forget(v)
+	}
+	for _, l := range x.leases {
+		l.release()
 	}
 }
 
@@ -97,42 +114,69 @@ func (e *Engine) Execute(ctx context.Context, runID string) (Outcome, time.Time,
 	if State(run.State).Terminal() {
 		return Done, time.Time{}, nil
 	}
-	x := &execution{e: e, run: run, opts: runOptions(run), resumed: State(run.State) != StatePlanned,
-		pending: w.Pending, previous: w.Previous, previousRead: true}
+	if run.Executor != "" && run.Executor != e.executor && run.LeaseUntil.After(e.now()) {
+		return Leased, run.LeaseUntil, nil
+	}
+	x, err := e.newExecution(ctx, w)
+	if err != nil {
+		return Done, time.Time{}, err
+	}
 	defer x.forget()
+	if w.Credential == nil {
+		return Done, time.Time{}, x.abandon(ctx, "credential was removed from the inventory")
+	}
+	return x.proceed(ctx)
+}
+
+// newExecution prepares a pass over a run that is not terminal.
+func (e *Engine) newExecution(ctx context.Context, w store.RunWork) (*execution, error) {
+	run := w.Run
+	x := &execution{e: e, run: run, opts: runOptions(run), resumed: State(run.State) != StatePlanned,
+		pending: w.Pending, previous: w.Previous, previousRead: true,
+		providerHash: w.ProviderHash, targetHashes: w.TargetHashes}
 	// Steps are written only by commits, and every commit moves the run out
 	// of planned: a planned run has none, and a fresh run (most of them)
 	// needs no read to number its steps.
 	if State(run.State) != StatePlanned {
-		steps, err := e.store.ListSteps(ctx, runID)
+		steps, err := e.store.ListSteps(ctx, run.ID)
 		if err != nil {
-			return Done, time.Time{}, fmt.Errorf("run %s: reading steps: %w", runID, err)
+			return nil, fmt.Errorf("run %s: reading steps: %w", run.ID, err)
 		}
 		x.seq = len(steps)
 	}
-	if w.Credential == nil {
-		return Done, time.Time{}, x.abandon(ctx, "credential was removed from the inventory")
+	if w.Credential != nil {
+		x.cred = *w.Credential
 	}
-	x.cred = *w.Credential
-	return x.proceed(ctx)
+	return x, nil
 }
 
 func (x *execution) logger() *slog.Logger {
 	return x.e.log.With(slog.String("run", x.run.ID), slog.String("credential", x.run.CredentialID))
 }
 
-func (x *execution) proceed(ctx context.Context) (Outcome, time.Time, error) {
-	var err error
-	if x.prov, err = x.e.plugins.provider(ctx, x.cred.Provider); err != nil {
-		return x.failBeforeCutover(ctx, "load", err)
+// loadPlugins builds (or takes from the cache) the run's provider and
+// targets, with the configuration stored now.
+func (x *execution) loadPlugins(ctx context.Context) error {
+	prov, l, err := x.e.plugins.provider(ctx, x.cred.Provider, x.providerHash)
+	if err != nil {
+		return err
 	}
+	x.prov, x.leases = prov, append(x.leases, l)
 	x.caps = x.prov.Capabilities()
 	for _, b := range x.cred.Targets {
-		t, err := x.e.plugins.target(ctx, b.Target)
+		t, l, err := x.e.plugins.target(ctx, b.Target, x.targetHashes[b.Target])
 		if err != nil {
-			return x.failBeforeCutover(ctx, "load", err)
+			return err
 		}
+		x.leases = append(x.leases, l)
 		x.tgts = append(x.tgts, boundTarget{binding: b, t: t})
+	}
+	return nil
+}
+
+func (x *execution) proceed(ctx context.Context) (Outcome, time.Time, error) {
+	if err := x.loadPlugins(ctx); err != nil {
+		return x.failBeforeCutover(ctx, "load", err)
 	}
 	if err := x.loadValues(ctx); err != nil {
 		return Done, time.Time{}, err
@@ -335,7 +379,32 @@ func (x *execution) commit(ctx context.Context, s State, fn func(tx store.Tx) er
 		return err
 	}
 	x.steps, x.events = nil, nil
+	if s.Terminal() && x.e.opts.LogRuns {
+		x.logFinished()
+	}
 	return nil
+}
+
+// logFinished writes the one line per finished run that the service logs.
+func (x *execution) logFinished() {
+	start := x.run.StartedAt
+	if start.IsZero() {
+		start = x.run.CreatedAt
+	}
+	attrs := []slog.Attr{
+		slog.String("credential", x.run.CredentialID), slog.String("run", x.run.ID),
+		slog.String("outcome", x.run.State), slog.String("trigger", string(x.run.Trigger)),
+		slog.Duration("duration", x.run.FinishedAt.Sub(start).Round(time.Millisecond)),
+	}
+	if next := x.cred.State.NextRotationAt; !next.IsZero() {
+		attrs = append(attrs, slog.Time("next_due", next))
+	}
+	level := slog.LevelInfo
+	if x.run.Error != "" {
+		attrs = append(attrs, slog.String("error", x.run.Error))
+		level = slog.LevelWarn
+	}
+	x.e.log.LogAttrs(context.Background(), level, "run finished", attrs...)
 }
 
 func (x *execution) revokeFirst(ctx context.Context) error {
@@ -575,6 +644,8 @@ func (x *execution) cutover(ctx context.Context) error {
 		x.run.Error = ""
 		x.event("run.succeeded", map[string]any{"retired_versions": len(retired)})
 	}
+	oldState := x.cred.State
+	x.cred.State = st // for the finished-run log line of a run ending here
 	err = x.commit(ctx, state, func(tx store.Tx) error {
 		if prev != nil && !retireNow {
 			p := *prev
@@ -596,6 +667,7 @@ func (x *execution) cutover(ctx context.Context) error {
 		return tx.UpdateCredentialState(ctx, x.cred.ID, st)
 	})
 	if err != nil {
+		x.cred.State = oldState
 		if retireNow {
 			// Nothing was retired: drop what retireAtCutover recorded, so
 			// that the rollback's commit does not claim it.
@@ -730,6 +802,14 @@ func (x *execution) failBeforeCutover(ctx context.Context, step string, cause er
 	}
 	msg := fmt.Sprintf("%s failed: %s", step, x.scrub(cause))
 	x.logger().Warn("rotation failed before cutover; rolling back", slog.String("step", step), slog.String("error", msg))
+	return Done, time.Time{}, x.rollback(ctx, msg)
+}
+
+// rollback discards the pending version of a run that has not cut over:
+// targets get the current value back (after an interrupted attempt), the
+// new value is revoked where the provider can, and the run ends
+// rolled_back with msg.
+func (x *execution) rollback(ctx context.Context, msg string) error {
 	if x.resumed {
 		// An interrupted attempt may have switched targets before the
 		// crash: give them the current value back before revoking the new.
@@ -744,7 +824,7 @@ func (x *execution) failBeforeCutover(ctx context.Context, step string, cause er
 			x.record("rollback_revoke", started, err, map[string]string{"version": v.ID})
 		}
 	}
-	return Done, time.Time{}, x.finishFailed(ctx, msg, nil)
+	return x.finishFailed(ctx, msg, nil)
 }
 
 // failAtCutover handles a failure while promoting at targets: targets that
@@ -794,15 +874,27 @@ func (x *execution) finishFailed(ctx context.Context, msg string, extra func(tx 
 	x.run.Error = msg
 	st := x.cred.State
 	st.PendingVersionID = ""
-	st.FailureCount++
-	attention := st.FailureCount >= x.e.opts.MaxAttempts
-	if attention {
+	if !x.cancelled {
+		st.FailureCount++
+	}
+	attention := st.FailureCount >= x.e.opts.MaxAttempts || x.giveUp
+	switch {
+	case attention:
 		st.Status = store.StatusNeedsAttention
 		st.NextRotationAt = time.Time{}
-	} else {
+	case x.cancelled && st.FailureCount == 0:
+		// The credential is as it was; it is rotated at its next due time,
+		// and no sooner than a backoff from now (a due credential's
+		// scheduler would otherwise start a new run at once).
+		st.Status = store.StatusHealthy
+		if st.NextRotationAt.Before(now) {
+			st.NextRotationAt = x.e.backoff(1, now, st.ExpiresAt)
+		}
+	default:
 		st.Status = store.StatusFailing
-		st.NextRotationAt = x.e.backoff(st.FailureCount, now, st.ExpiresAt)
+		st.NextRotationAt = x.e.backoff(max(st.FailureCount, 1), now, st.ExpiresAt)
 	}
+	x.cred.State = st
 	x.event("run.rolled_back", map[string]any{"error": msg, "failures": st.FailureCount, "next_attempt": st.NextRotationAt})
 	if attention {
 		x.event("credential.needs_attention", map[string]any{"failures": st.FailureCount, "error": msg})

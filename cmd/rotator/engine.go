@@ -2,6 +2,10 @@ package main
 
 import (
 	"context"
+	"time"
+
+	"github.com/spf13/cobra"
+
 	"errors"
 	"log/slog"
 	"path/filepath"
@@ -75,10 +79,17 @@ func (a *app) newEngine(ctx context.Context, runbookDir string) (*engineSetup, e
 	}
 	e, err := rotation.New(rotation.Options{
 		Store: st, Keyring: kr, Redactor: a.redactor, Logger: a.logger, RunbookDir: runbookDir,
+		BackoffBase: a.retryBackoff, LogRuns: a.logRuns,
 	})
 	if err != nil {
 		_ = st.Close()
 		return nil, err
 	}
 	return &engineSetup{store: st, engine: e}, nil
+}
+
+// addRetryFlag registers --retry-backoff on a command that executes runs.
+func (a *app) addRetryFlag(cmd *cobra.Command) {
+	cmd.Flags().DurationVar(&a.retryBackoff, "retry-backoff", 30*time.Second,
+		"delay before a failed rotation is attempted again; doubles with each failure, at most 1h")
 }

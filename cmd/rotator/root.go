@@ -11,6 +11,7 @@ import (
 	"os/user"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -25,6 +26,8 @@ const (
 	exitOK      = 0
 	exitFailure = 1
 	exitUsage   = 2
+	// exitNotFound: a credential, run or other object named does not exist.
+	exitNotFound = 3
 )
 
 // usageError marks an error caused by how rotator was invoked or configured
@@ -43,6 +46,10 @@ type app struct {
 	redactor       *secret.Redactor
 	logLevel       string
 	logFormat      string
+	// retryBackoff is the engine's first retry delay (--retry-backoff).
+	retryBackoff time.Duration
+	// logRuns: the engine logs one line per finished run (serve).
+	logRuns bool
 }
 
 // run builds the command tree, executes it and maps the outcome to an exit code.
@@ -75,6 +82,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case errors.As(err, &ue), isCobraUsage(err):
 		fmt.Fprintf(stderr, "rotator: %s\nRun 'rotator --help' for usage.\n", msg)
 		return exitUsage
+	case errors.As(err, new(notFoundError)):
+		fmt.Fprintf(stderr, "rotator: %s\n", msg)
+		return exitNotFound
 	case errors.Is(err, errRunsFailed):
 		fmt.Fprintf(stderr, "rotator: %s\n", msg)
 		return exitFailure

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rotatorhq/rotator/internal/audit"
 	"github.com/rotatorhq/rotator/internal/duration"
 	"github.com/rotatorhq/rotator/internal/gctune"
 	"github.com/rotatorhq/rotator/internal/store"
@@ -21,7 +22,8 @@ type rotateFlags struct {
 	emergency     bool
 	reason        string
 	revokeFirst   bool
-	dryRun, wait  bool
+	dryRun        bool
+	wait          string
 	concurrency   int
 	actor, output string
 	timeout       time.Duration
@@ -62,11 +64,13 @@ See runbooks/emergency-rotation.md.`,
 	fl.StringVar(&f.reason, "reason", "", "why (recorded in the audit log; required with --emergency)")
 	fl.BoolVar(&f.revokeFirst, "revoke-first", false, "revoke the current value before minting (downtime until cutover)")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print the plan and change nothing")
-	fl.BoolVar(&f.wait, "wait", false, "execute the runs in this process and wait for them; exit 1 if any failed")
+	fl.StringVar(&f.wait, "wait", "", "wait for the runs: --wait (until cutover) or --wait=retired (through the grace period, until\nthe previous version is retired); exit 1 if any credential was not rotated")
+	fl.Lookup("wait").NoOptDefVal = waitCutover
 	fl.IntVar(&f.concurrency, "concurrency", 50, "rotations executed at once with --wait")
 	fl.StringVar(&f.actor, "actor", "", "who is rotating, for the audit log (default: the OS user)")
 	fl.StringVarP(&f.output, "output", "o", "text", "output format: text or json")
-	fl.DurationVar(&f.timeout, "timeout", 30*time.Minute, "with --wait, give up waiting after this long")
+	fl.DurationVar(&f.timeout, "timeout", 30*time.Minute, "stop waiting (and retrying here) after this long")
+	a.addRetryFlag(cmd)
 	return cmd
 }
 
@@ -102,6 +106,9 @@ func (a *app) rotate(ctx context.Context, ids []string, f rotateFlags) error {
 	if f.concurrency < 1 {
 		return usagef("--concurrency must be at least 1")
 	}
+	if f.wait != "" && f.wait != waitCutover && f.wait != waitRetired {
+		return usagef("--wait=%s: use --wait (until cutover) or --wait=retired (until the previous version is retired)", f.wait)
+	}
 	setup, err := a.newEngine(ctx, "")
 	if err != nil {
 		return err
@@ -120,48 +127,84 @@ func (a *app) rotate(ctx context.Context, ids []string, f rotateFlags) error {
 		return a.printPlan(ctx, e, creds, f)
 	}
 
-	if !f.wait {
-		// Queued runs are executed by a running service; without one they
-		// would wait, so execute them here.
-		running, err := rotation.ServiceRunning(ctx, setup.store)
-		if err != nil || !running {
-			why := "no 'rotator serve' is running on this database"
-			if err != nil {
-				why = fmt.Sprintf("cannot tell whether a 'rotator serve' is running (%v)", err)
-			}
-			fmt.Fprintf(a.stderr, "%s: executing the runs in this process, as with --wait\n", why)
-			f.wait = true
-		}
-	}
-	if f.wait {
-		gctune.Apply() // executing runs here, like serve
-	}
-	runner, err := rotation.NewRunner(e, rotation.RunnerOptions{Workers: f.concurrency, Scheduler: false})
+	svc, serviceRunning, err := rotation.RunningService(ctx, setup.store)
 	if err != nil {
 		return err
 	}
-	if f.wait {
-		if err := runner.Start(ctx); err != nil {
-			return fmt.Errorf("starting workers: %w", err)
-		}
-		defer func() {
-			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			defer cancel()
-			_ = runner.Stop(stopCtx)
-		}()
+	// The runner is not started: it gives the engine its queue, so that runs
+	// get jobs (a service executes them, or resumes them if this process
+	// dies).
+	if _, err := rotation.NewRunner(e, rotation.RunnerOptions{Workers: 1}); err != nil {
+		return err
 	}
-	trigger := store.TriggerManual
-	started, err := e.Rotate(ctx, rotation.Request{
-		Selection: rotation.Selection{IDs: credIDs(creds)}, Trigger: trigger, Actor: actor(f.actor), Reason: f.reason,
+	deadline := time.Now().Add(f.timeout)
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	req := rotation.Request{
+		Selection: rotation.Selection{IDs: credIDs(creds)}, Trigger: store.TriggerManual, Actor: actor(f.actor), Reason: f.reason,
 		Emergency: f.emergency, RevokeFirst: f.revokeFirst,
-	})
+	}
+	if serviceRunning {
+		fmt.Fprintf(a.stderr, "queued for the running service on %s\n", svc)
+		started, err := e.Rotate(ctx, req)
+		if err != nil {
+			return err
+		}
+		if f.wait == "" {
+			return a.printStarted(started, f.output)
+		}
+		results := rotation.Watch(ctx, setup.store, driveIDs(started), deadline, f.wait == waitRetired, a.progressPrinter(f))
+		return a.printResults(started, results, f, "service "+svc.String())
+	}
+
+	fmt.Fprintln(a.stderr, "executing here: no 'rotator serve' is running on this database")
+	gctune.Apply() // executing runs here, like serve
+	local := &rotation.Local{E: e, Concurrency: f.concurrency, Deadline: deadline, WaitRetired: f.wait == waitRetired,
+		Retry: true, Progress: a.progressPrinter(f)}
+	defer a.sealAfterRuns(ctx, setup.store)
+	// What is already due for these credentials (a retirement whose grace
+	// ended, an interrupted run, a retry) is done first.
+	due, err := e.Due(ctx, credIDs(creds))
 	if err != nil {
 		return err
 	}
-	if !f.wait {
-		return a.printStarted(started, f.output)
+	if len(due) > 0 {
+		fmt.Fprintf(a.stderr, "finishing %d run(s) already due for these credentials first\n", len(due))
+		local.Drive(ctx, due)
 	}
-	return a.waitRuns(ctx, setup.store, started, f)
+	started, err := e.Rotate(ctx, req)
+	if err != nil {
+		return err
+	}
+	results := local.Drive(ctx, driveIDs(started))
+	return a.printResults(started, results, f, "here")
+}
+
+// driveIDs are the runs to execute or follow for a rotation request: the
+// new ones, and the active runs that made a credential skip, unless they
+// wait out a grace period (those are not what was asked for).
+func driveIDs(started []rotation.Started) []string {
+	ids := make([]string, 0, len(started))
+	for _, s := range started {
+		if s.RunID != "" && !s.InGrace() {
+			ids = append(ids, s.RunID)
+		}
+	}
+	return ids
+}
+
+// sealAfterRuns seals the audit events of the runs this process executed
+// (DESIGN.md §4: sealing is safe beside another sealer), so that an
+// emergency rotation with the service down leaves no unsealed record.
+func (a *app) sealAfterRuns(ctx context.Context, st store.Store) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	n, err := audit.NewSealer(st, audit.SealerOptions{}).Seal(sctx, 0)
+	if err != nil {
+		fmt.Fprintf(a.stderr, "warning: sealing the audit events failed (%s); run 'rotator audit verify --seal'\n", a.redactor.Scrub(err.Error()))
+		return
+	}
+	a.logger.Debug("sealed audit events", slog.Int("events", n))
 }
 
 func credIDs(creds []store.Credential) []string {
@@ -221,144 +264,3 @@ func (a *app) printPlan(ctx context.Context, e *rotation.Engine, creds []store.C
 	return nil
 }
 
-type startedView struct {
-	Credential string `json:"credential"`
-	Run        string `json:"run"`
-	State      string `json:"state"`
-	Skipped    bool   `json:"skipped,omitempty"`
-	Note       string `json:"note,omitempty"`
-	Error      string `json:"error,omitempty"`
-}
-
-func (a *app) printStarted(started []rotation.Started, output string) error {
-	views := make([]startedView, 0, len(started))
-	for _, s := range started {
-		v := startedView{Credential: s.CredentialID, Run: s.RunID, State: string(rotation.StatePlanned)}
-		if s.Skipped {
-			v.Skipped, v.Note, v.State = true, s.Reason, ""
-		}
-		views = append(views, v)
-	}
-	if output == "json" {
-		return writeJSON(a.stdout, map[string]any{"runs": views})
-	}
-	t := newTable(a.stdout, "CREDENTIAL", "RUN", "STATUS")
-	for _, v := range views {
-		status := "queued"
-		if v.Skipped {
-			status = "skipped: " + v.Note
-		}
-		t.row(v.Credential, orDash(v.Run), status)
-	}
-	if err := t.flush(); err != nil {
-		return err
-	}
-	fmt.Fprintln(a.stdout, "Queued for a running 'rotator serve'. Use --wait to execute them here and wait.")
-	return nil
-}
-
-// waitRuns polls the runs until each has ended or cut over (a cut-over run
-// waits for its grace period, which the service finishes), printing progress.
-func (a *app) waitRuns(ctx context.Context, st store.Store, started []rotation.Started, f rotateFlags) error {
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
-	ids := make([]string, 0, len(started))
-	for _, s := range started {
-		if s.RunID != "" {
-			ids = append(ids, s.RunID)
-		}
-	}
-	final := map[string]store.Run{}
-	begin := time.Now()
-	lastReport := time.Time{}
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for len(final) < len(ids) {
-		pending := make([]string, 0, len(ids)-len(final))
-		for _, id := range ids {
-			if _, ok := final[id]; !ok {
-				pending = append(pending, id)
-			}
-		}
-		for i := 0; i < len(pending); i += 500 {
-			runs, err := st.ListRuns(ctx, store.RunFilter{IDs: pending[i:min(i+500, len(pending))]})
-			if err != nil {
-				if ctx.Err() != nil {
-					break
-				}
-				return fmt.Errorf("watching runs: %w", err)
-			}
-			for _, r := range runs {
-				// cut_over is final here only while the previous value waits
-				// out its grace period; otherwise (no previous value, an
-				// emergency, no grace) the worker retires it at once.
-				s := rotation.State(r.State)
-				if s.Terminal() || (s == rotation.StateCutOver && rotation.OptionsOf(r).RetireAfter.After(time.Now())) {
-					final[r.ID] = r
-				}
-			}
-		}
-		failed := 0
-		for _, r := range final {
-			if r.State != string(rotation.StateSucceeded) && r.State != string(rotation.StateCutOver) {
-				failed++
-			}
-		}
-		if time.Since(lastReport) > time.Second || len(final) == len(ids) {
-			fmt.Fprintf(a.stderr, "rotating: %d/%d done, %d failed (%s)\n", len(final), len(ids), failed, time.Since(begin).Round(100*time.Millisecond))
-			lastReport = time.Now()
-		}
-		if len(final) == len(ids) {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("gave up waiting after %s: %d of %d runs still in progress (they continue; see 'rotator runs list')", f.timeout, len(ids)-len(final), len(ids))
-		case <-tick.C:
-		}
-	}
-	views := make([]startedView, 0, len(started))
-	failed := 0
-	for _, s := range started {
-		v := startedView{Credential: s.CredentialID, Run: s.RunID}
-		if s.Skipped {
-			v.Skipped, v.Note = true, s.Reason
-		}
-		if r, ok := final[s.RunID]; ok && !s.Skipped {
-			v.State, v.Error = r.State, r.Error
-			if r.State != string(rotation.StateSucceeded) && r.State != string(rotation.StateCutOver) {
-				failed++
-			}
-			if r.State == string(rotation.StateCutOver) {
-				v.Note = "cut over; previous version retired after grace by 'rotator serve'"
-			}
-		}
-		views = append(views, v)
-	}
-	if f.output == "json" {
-		if err := writeJSON(a.stdout, map[string]any{"runs": views}); err != nil {
-			return err
-		}
-	} else {
-		t := newTable(a.stdout, "CREDENTIAL", "RUN", "STATE", "DETAIL")
-		for _, v := range views {
-			detail := v.Error
-			if detail == "" {
-				detail = v.Note
-			}
-			state := v.State
-			if v.Skipped {
-				state = "skipped"
-			}
-			t.row(v.Credential, orDash(v.Run), state, orDash(detail))
-		}
-		if err := t.flush(); err != nil {
-			return err
-		}
-	}
-	a.logger.Debug("rotation finished", slog.Int("runs", len(ids)), slog.Int("failed", failed))
-	if failed > 0 {
-		return fmt.Errorf("%w: %d of %d", errRunsFailed, failed, len(ids))
-	}
-	return nil
-}

@@ -477,7 +477,7 @@ func TestRotateWithoutService(t *testing.T) {
 			c.copyRunbooks(t)
 			c.must(t, 0, "apply", "-f", "rotator.yaml")
 			r := c.must(t, 0, "rotate", "notes-api-key", "-o", "json")
-			if !strings.Contains(r.stderr, "no 'rotator serve' is running on this database: executing the runs in this process") {
+			if !strings.Contains(r.stderr, "executing here: no 'rotator serve' is running on this database") {
 				t.Errorf("no notice that the runs are executed here:\n%s", r)
 			}
 			if got := decodeWait(t, r.stdout)["notes-api-key"]; got.State != "succeeded" {
@@ -503,7 +503,8 @@ func TestRotateWaitFailingRun(t *testing.T) {
 			control := c.path("faulty-control.json")
 			writeFile(t, control, `{"fail":["verify"]}`)
 
-			r := c.must(t, 1, "rotate", "flaky-api-key", "--wait", "-o", "json")
+			// --timeout ends the waiting before the retry is due (30s).
+			r := c.must(t, 1, "rotate", "flaky-api-key", "--wait", "--timeout", "5s", "-o", "json")
 			runs := decodeWait(t, r.stdout)
 			failed := runs["flaky-api-key"]
 			if failed.State != "rolled_back" || !strings.Contains(failed.Error, "injected failure") {
@@ -534,7 +535,7 @@ func TestRotateWaitFailingRun(t *testing.T) {
 
 			// One failure among several: the others still rotate, the exit
 			// code still reports the failure, and the table shows both.
-			r = c.must(t, 1, "rotate", "--selector", "team=qa", "--wait")
+			r = c.must(t, 1, "rotate", "--selector", "team=qa", "--wait", "--timeout", "5s")
 			if !hasRow(r.stdout, "flaky-api-key", "rolled_back") || !hasRow(r.stdout, "steady-api-key", "succeeded") {
 				t.Errorf("rotate --wait table:\n%s", r)
 			}

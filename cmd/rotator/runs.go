@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -20,7 +19,8 @@ func (a *app) runsCommand() *cobra.Command {
 		Aliases: []string{"run"},
 		Short:   "Inspect rotation runs",
 	}
-	cmd.AddCommand(a.runsListCommand(), a.runsShowCommand())
+	cmd.AddCommand(a.runsListCommand(), a.runsShowCommand(), a.runsWaitCommand(), a.runsCancelCommand(),
+		a.runsRetryCommand(), a.runsResumeCommand())
 	return cmd
 }
 
@@ -100,6 +100,8 @@ func (a *app) runsShowCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "show RUN",
 		Short: "Show one run with every step: start, end, outcome and error",
+		Long: `Show one run with every step: start, end, outcome and error. RUN is a run id,
+in any case, a unique prefix of one, or 'latest'.`,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(output, "text", "json", "md"); err != nil {
@@ -110,10 +112,11 @@ func (a *app) runsShowCommand() *cobra.Command {
 				return err
 			}
 			defer st.Close()
-			r, err := st.GetRun(cmd.Context(), args[0])
-			if errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("run %q not found; see 'rotator runs list'", args[0])
+			ids, err := resolveRuns(cmd.Context(), st, args)
+			if err != nil {
+				return err
 			}
+			r, err := st.GetRun(cmd.Context(), ids[0])
 			if err != nil {
 				return fmt.Errorf("reading run %s: %w", args[0], err)
 			}

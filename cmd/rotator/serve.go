@@ -64,12 +64,14 @@ next start.`,
 			if err != nil {
 				return usagef("--listen %s: %v", listen, err)
 			}
+			a.logRuns = true
 			setup, err := a.newEngine(ctx, runbookDir)
 			if err != nil {
 				_ = ln.Close()
 				return err
 			}
 			defer setup.store.Close()
+			defer setup.engine.Close()
 			if cfg != nil {
 				diff, err := inventory.Apply(ctx, setup.store, cfg, inventory.Options{Actor: "serve"})
 				if err != nil {
@@ -132,6 +134,7 @@ next start.`,
 	cmd.Flags().DurationVar(&jobTimeout, "job-timeout", 4*time.Minute, "longest time one rotation attempt may run")
 	cmd.Flags().DurationVar(&rescueAfter, "rescue-after", 5*time.Minute, "resume a rotation whose worker vanished after this long (must exceed --job-timeout)")
 	cmd.Flags().DurationVar(&stopTimeout, "stop-timeout", 30*time.Second, "how long shutdown waits for running rotations")
+	a.addRetryFlag(cmd)
 	return cmd
 }
 

@@ -198,6 +198,11 @@ type Run struct {
 	StartedAt    time.Time
 	FinishedAt   time.Time
 	UpdatedAt    time.Time
+	// Executor and LeaseUntil are the process that claimed the run with
+	// Store.ClaimRuns and until when; empty when nobody holds a lease. Only
+	// ClaimRuns and ReleaseRuns write them.
+	Executor   string
+	LeaseUntil time.Time
 }
 
 // Step is one state transition of a run.

@@ -58,6 +58,14 @@ type Store interface {
 	// Postgres: the run, its credential and the credential's pending and
 	// previous versions.
 	GetRunWork(ctx context.Context, runID string) (RunWork, error)
+	// ClaimRuns leases the given active runs to executor until the time
+	// until, where no other executor holds an unexpired lease (now is the
+	// caller's clock); it returns the ids it leased, renewing the caller's
+	// own leases. Leases never change a run's state or updated_at.
+	ClaimRuns(ctx context.Context, ids []string, executor string, now, until time.Time) ([]string, error)
+	// ReleaseRuns ends executor's leases on the given runs (all of its
+	// runs when ids is empty).
+	ReleaseRuns(ctx context.Context, executor string, ids []string) error
 	// Handle returns the underlying *pgxpool.Pool or *sql.DB, for River.
 	Handle() any
 	// Close releases the connections.
@@ -90,7 +98,10 @@ type CredentialFilter struct {
 // RunFilter selects runs. Zero fields match everything.
 type RunFilter struct {
 	// IDs selects runs by id.
-	IDs          []string
+	IDs []string
+	// IDPrefix selects runs whose id starts with it (exactly; ids are
+	// upper-case ULIDs).
+	IDPrefix     string
 	CredentialID string
 	// CredentialIDs selects runs of any of these credentials.
 	CredentialIDs []string
@@ -139,6 +150,11 @@ type RunWork struct {
 	// Pending and Previous are the credential's versions in those stages,
 	// newest first.
 	Pending, Previous []Version
+	// ProviderHash is the spec hash of the credential's provider as stored
+	// now, and TargetHashes those of its live targets by name: the
+	// configuration the run starts with.
+	ProviderHash string
+	TargetHashes map[string]string
 }
 
 // Reader reads state. Reads return ErrNotFound (wrapped) for a missing row.

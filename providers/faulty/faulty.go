@@ -13,7 +13,9 @@
 //	{"fail": ["mint", "verify"], "hang": ["activate"], "delay": {"mint": "2s"}, "grant": ["admin"]}
 //
 // grant adds scopes to what mint and verify report as granted, as a
-// resource that gives more than was asked for would.
+// resource that gives more than was asked for would. With fail_times N,
+// the steps in fail fail only their first N calls (counted, across
+// processes, in CONTROL_FILE.count), then succeed: a resource that recovers.
 //
 // It is refused unless ROTATOR_ENABLE_FAULTY_PROVIDER=1, so it cannot be
 // configured in production by accident.
@@ -87,6 +89,9 @@ type Control struct {
 	Hang  []string          `json:"hang"`
 	Delay map[string]string `json:"delay"`
 	Grant []string          `json:"grant"`
+	// FailTimes limits the failures of each step in Fail to its first
+	// FailTimes calls (0: every call fails).
+	FailTimes int `json:"fail_times"`
 }
 
 // Provider is the faulty provider.
@@ -150,9 +155,37 @@ func (p *Provider) behave(ctx context.Context, step string) error {
 		return context.Cause(ctx)
 	}
 	if slices.Contains(c.Fail, step) {
+		if c.FailTimes > 0 {
+			n, err := p.count(step)
+			if err != nil {
+				return err
+			}
+			if n > c.FailTimes {
+				return ctx.Err()
+			}
+			return fmt.Errorf("%s (failure %d of %d): %w", step, n, c.FailTimes, ErrInjected)
+		}
 		return fmt.Errorf("%s: %w", step, ErrInjected)
 	}
 	return ctx.Err()
+}
+
+// count adds one call of step to the counts file beside the control file
+// and returns the step's calls so far.
+func (p *Provider) count(step string) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	path := p.cfg.ControlFile + ".count"
+	counts := map[string]int{}
+	if data, err := os.ReadFile(path); err == nil {
+		_ = json.Unmarshal(data, &counts)
+	}
+	counts[step]++
+	data, _ := json.Marshal(counts)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return 0, fmt.Errorf("counting failures: %w", err)
+	}
+	return counts[step], nil
 }
 
 func digest(v secret.Value) string {

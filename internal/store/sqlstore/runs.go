@@ -16,6 +16,10 @@ const runColumns = `id, credential_id, trigger, actor, reason, state, active, at
     old_version_id, new_version_id, runbook_path, runbook_anchor, runbook_digest, error,
     created_at, started_at, finished_at, updated_at`
 
+// runSelectColumns are runColumns plus the lease, which only ClaimRuns and
+// ReleaseRuns write.
+const runSelectColumns = runColumns + `, executor, lease_until`
+
 // activeRunIndex is the unique index allowing one active run per
 // credential, as each dialect names it in errors.
 var activeRunIndex = []string{"runs_one_active_per_credential", "runs.credential_id"}
@@ -32,7 +36,8 @@ func (row *runRow) dest() []any {
 		&r.Attempt, &r.Priority, &jsonCol{&row.options},
 		&textCol{&r.OldVersionID}, &textCol{&r.NewVersionID},
 		&r.Runbook.Path, &r.Runbook.Anchor, &r.Runbook.Digest, &r.Error,
-		&timeCol{&r.CreatedAt}, &timeCol{&r.StartedAt}, &timeCol{&r.FinishedAt}, &timeCol{&r.UpdatedAt}}
+		&timeCol{&r.CreatedAt}, &timeCol{&r.StartedAt}, &timeCol{&r.FinishedAt}, &timeCol{&r.UpdatedAt},
+		&textCol{&r.Executor}, &timeCol{&r.LeaseUntil}}
 }
 
 func (row *runRow) run() store.Run {
@@ -47,7 +52,7 @@ func (row *runRow) run() store.Run {
 // GetRun returns a run.
 func (r reader) GetRun(ctx context.Context, id string) (store.Run, error) {
 	var row runRow
-	err := r.queryOne(ctx, `SELECT `+runColumns+` FROM runs WHERE id = $1`, []any{id}, row.dest()...)
+	err := r.queryOne(ctx, `SELECT `+runSelectColumns+` FROM runs WHERE id = $1`, []any{id}, row.dest()...)
 	if errors.Is(err, errNoRows) {
 		return store.Run{}, fmt.Errorf("run %s: %w", id, store.ErrNotFound)
 	}
@@ -80,6 +85,11 @@ func (r reader) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, e
 		}
 		preds = append(preds, p)
 	}
+	if f.IDPrefix != "" {
+		// Run ids are ULIDs: callers pass letters and digits only, so the
+		// prefix holds no LIKE wildcard.
+		preds = append(preds, "id LIKE "+q.arg(f.IDPrefix+"%"))
+	}
 	if f.State != "" {
 		preds = append(preds, "state = "+q.arg(f.State))
 	}
@@ -95,7 +105,7 @@ func (r reader) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, e
 	if !f.Until.IsZero() {
 		preds = append(preds, "created_at < "+q.arg(d.time(f.Until)))
 	}
-	q.sql(`SELECT `, runColumns, ` FROM runs`, where(preds), ` ORDER BY created_at DESC, id DESC`)
+	q.sql(`SELECT `, runSelectColumns, ` FROM runs`, where(preds), ` ORDER BY created_at DESC, id DESC`)
 	if f.Limit > 0 {
 		q.sql(" LIMIT ", q.arg(f.Limit))
 	}
@@ -472,6 +482,69 @@ func (tx *Tx) InsertStep(ctx context.Context, steps ...store.Step) error {
 			}
 			return fmt.Errorf("insert %s: %w", what, err)
 		}
+	}
+	return nil
+}
+
+// ClaimRuns leases active runs to executor until until, where nobody else
+// holds an unexpired lease.
+func (s *Store) ClaimRuns(ctx context.Context, ids []string, executor string, now, until time.Time) ([]string, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	d := s.dialect()
+	var out []string
+	for start := 0; start < len(ids); start += runChunk {
+		var q query
+		in, err := d.inList(&q, "id", ids[start:min(start+runChunk, len(ids))])
+		if err != nil {
+			return nil, fmt.Errorf("claim runs: %w", err)
+		}
+		ex := q.arg(executor)
+		q.sql(`UPDATE runs SET executor = `, ex, `, lease_until = `, q.arg(d.time(until)), ` WHERE `, in,
+			` AND active AND (executor IS NULL OR executor = `, ex, ` OR lease_until IS NULL OR lease_until < `, q.arg(d.time(now)), `) RETURNING id`)
+		err = s.InTx(ctx, func(stx store.Tx) error {
+			tx := stx.(*Tx)
+			rows, err := tx.c.Query(ctx, q.String(), q.args...)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var id string
+				if err := rows.Scan(&id); err != nil {
+					return err
+				}
+				out = append(out, id)
+			}
+			return rows.Err()
+		})
+		if err != nil {
+			return nil, fmt.Errorf("claim runs: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// ReleaseRuns ends executor's leases on ids (every lease of executor when
+// ids is empty).
+func (s *Store) ReleaseRuns(ctx context.Context, executor string, ids []string) error {
+	d := s.dialect()
+	var q query
+	q.sql(`UPDATE runs SET executor = NULL, lease_until = NULL WHERE executor = `, q.arg(executor))
+	if len(ids) > 0 {
+		in, err := d.inList(&q, "id", ids)
+		if err != nil {
+			return fmt.Errorf("release runs: %w", err)
+		}
+		q.sql(` AND `, in)
+	}
+	err := s.InTx(ctx, func(stx store.Tx) error {
+		_, err := stx.(*Tx).exec(ctx, q.String(), q.args...)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("release runs: %w", err)
 	}
 	return nil
 }

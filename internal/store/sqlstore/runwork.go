@@ -19,7 +19,7 @@ func (s *Store) GetRunWork(ctx context.Context, runID string) (store.RunWork, er
 		if !ok {
 			return fmt.Errorf("unexpected transaction type %T", stx)
 		}
-		if err := tx.queryThen(ctx, `SELECT `+runColumns+` FROM runs WHERE id = $1`, []any{runID}, func(rows Rows) error {
+		if err := tx.queryThen(ctx, `SELECT `+runSelectColumns+` FROM runs WHERE id = $1`, []any{runID}, func(rows Rows) error {
 			var row runRow
 			if rows.Next() {
 				if err := rows.Scan(row.dest()...); err != nil {
@@ -67,6 +67,35 @@ func (s *Store) GetRunWork(ctx context.Context, runID string) (store.RunWork, er
 			}
 			return rows.Err()
 		}); err != nil {
+			return err
+		}
+		// The configuration the run starts with: its provider's and its
+		// targets' spec hashes.
+		ofCred := `(SELECT credential_id FROM runs WHERE id = $1)`
+		bindings := `SELECT b->>'target' FROM credentials AS c, jsonb_array_elements(c.targets) AS b WHERE c.id = ` + ofCred
+		if !s.dialect().pg() {
+			bindings = `SELECT json_extract(b.value, '$.target') FROM credentials AS c, json_each(c.targets) AS b WHERE c.id = ` + ofCred
+		}
+		if err := tx.queryThen(ctx, `SELECT 'p', p.name, p.spec_hash FROM providers AS p
+WHERE p.name = (SELECT provider FROM credentials WHERE id = `+ofCred+`)
+UNION ALL SELECT 't', t.name, t.spec_hash FROM targets AS t WHERE t.deleted_at IS NULL AND t.name IN (`+bindings+`)`,
+			[]any{runID}, func(rows Rows) error {
+				for rows.Next() {
+					var kind, name, hash string
+					if err := rows.Scan(&kind, &name, &hash); err != nil {
+						return err
+					}
+					if kind == "p" {
+						w.ProviderHash = hash
+						continue
+					}
+					if w.TargetHashes == nil {
+						w.TargetHashes = map[string]string{}
+					}
+					w.TargetHashes[name] = hash
+				}
+				return rows.Err()
+			}); err != nil {
 			return err
 		}
 		// On Postgres the handlers above run when the queue is sent, at
