@@ -170,9 +170,6 @@ func (r *reconciler) task(ctx context.Context) error {
 		return nil
 	}
 	r.last = time.Now()
-	if _, err := r.e.takeOver(ctx, 3*time.Second); err != nil {
-		r.e.log.Warn("taking over runs of vanished workers failed", slog.String("error", err.Error()))
-	}
 	_, err := r.pass(ctx)
 	return err
 }

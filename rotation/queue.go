@@ -149,11 +149,13 @@ type RunnerOptions struct {
 // Runner runs the engine's River workers (and, optionally, the scheduler)
 // in this process.
 type Runner struct {
-	e       *Engine
-	opts    RunnerOptions
-	locks   *runLocks
-	startFn func(context.Context) error
-	stopFn  func(context.Context) error
+	e     *Engine
+	opts  RunnerOptions
+	locks *runLocks
+	// stopTakeover ends the takeover loop Start began.
+	stopTakeover func()
+	startFn      func(context.Context) error
+	stopFn       func(context.Context) error
 }
 
 // NewRunner builds the River client for the engine's store and attaches it
@@ -278,11 +280,48 @@ func setupRiver[TTx any](r *Runner, driver riverdriver.Driver[TTx]) error {
 }
 
 // Start starts the workers (and the scheduler).
-func (r *Runner) Start(ctx context.Context) error { return r.startFn(ctx) }
+func (r *Runner) Start(ctx context.Context) error {
+	if err := r.startFn(ctx); err != nil {
+		return err
+	}
+	if r.locks != nil {
+		// Every replica looks for runs of dead workers (the leader may be
+		// the one that died, and electing another takes longer).
+		tctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		done := make(chan struct{})
+		r.stopTakeover = func() { cancel(); <-done }
+		go func() {
+			defer close(done)
+			t := time.NewTicker(takeoverEvery)
+			defer t.Stop()
+			for {
+				select {
+				case <-tctx.Done():
+					return
+				case <-t.C:
+				}
+				if _, err := r.e.takeOver(tctx, takeoverMinAge); err != nil && tctx.Err() == nil {
+					r.e.log.Warn("looking for runs of vanished workers failed", slog.String("error", err.Error()))
+				}
+			}
+		}()
+	}
+	return nil
+}
+
+// A running job whose run lock has been free for takeoverMinAge is put
+// back in the queue; replicas look every takeoverEvery.
+const (
+	takeoverEvery  = 2 * time.Second
+	takeoverMinAge = 3 * time.Second
+)
 
 // Stop stops fetching new jobs and waits for running ones to finish or
 // reach a committed boundary, until ctx ends.
 func (r *Runner) Stop(ctx context.Context) error {
+	if r.stopTakeover != nil {
+		r.stopTakeover()
+	}
 	err := r.stopFn(ctx)
 	r.locks.close()
 	return err

@@ -16,6 +16,7 @@ import (
 	"github.com/rotatorhq/rotator/internal/audit"
 	"github.com/rotatorhq/rotator/internal/duration"
 	"github.com/rotatorhq/rotator/internal/store"
+	"github.com/rotatorhq/rotator/rotation"
 )
 
 // errAuditBroken reports a broken audit chain (exit code 1).
@@ -115,7 +116,7 @@ hash at that seq.`,
 			if !rep.OK {
 				return fmt.Errorf("%w at seq %d (event %d): %s", errAuditBroken, rep.Problem.Seq, rep.Problem.EventID, rep.Problem.Message)
 			}
-			return nil
+			return unsealedWithoutService(ctx, st, rep)
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
@@ -292,4 +293,31 @@ func parseTimeFlag(name, value string, now time.Time) (time.Time, error) {
 		return t.UTC(), nil
 	}
 	return time.Time{}, usagef("%s %q: use a duration back from now (30d, 12h), a date (2026-01-31) or an RFC 3339 time (2026-01-31T12:00:00Z)", name, value)
+}
+
+// unsealedAge is how long an event may wait for the sealer before audit
+// verify calls it a problem (the service's leader seals every few seconds).
+const unsealedAge = time.Minute
+
+// unsealedWithoutService fails when events older than unsealedAge are not
+// sealed and no service runs to seal them: until sealed, an event can be
+// edited without the chain showing it.
+func unsealedWithoutService(ctx context.Context, st store.Store, rep audit.Report) error {
+	if rep.Unsealed == 0 {
+		return nil
+	}
+	var old int64
+	err := st.ScanAuditEvents(ctx, store.AuditFilter{Unsealed: true, Until: time.Now().Add(-unsealedAge)}, func(store.AuditEvent) error {
+		old++
+		return nil
+	})
+	if err != nil || old == 0 {
+		return err
+	}
+	// Without River's tables no service ever ran here.
+	if running, err := rotation.ServiceRunning(ctx, st); err == nil && running {
+		return nil
+	}
+	return fmt.Errorf("%d event(s) older than %s are not sealed and no 'rotator serve' is running to seal them; "+
+		"until sealed they can be edited without detection: run 'rotator audit verify --seal'", old, unsealedAge)
 }

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"database/sql"
 	"encoding/json"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rotatorhq/rotator/internal/store/storeopen"
 )
 
 // graceConfig is one revocable credential (the faulty provider keeps one
@@ -222,4 +225,33 @@ func TestRunsControl(t *testing.T) {
 			c.must(t, 2, "runs", "retry", "latest")
 		})
 	}
+}
+
+// TestAuditVerifyUnsealedWithoutService: events left unsealed for over a
+// minute with no service to seal them fail audit verify (exit 1), until
+// --seal chains them.
+func TestAuditVerifyUnsealedWithoutService(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, "sqlite")
+	writeFile(t, c.path("rotator.yaml"), readFile(t, quickstartPath))
+	c.copyRunbooks(t)
+	c.must(t, 0, "apply", "-f", "rotator.yaml")
+	// Fresh unsealed events are the sealer's normal backlog.
+	c.must(t, 0, "audit", "verify")
+
+	st, err := storeopen.Open(t.Context(), "sqlite://"+c.path("rotator.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := st.Handle().(*sql.DB)
+	if _, err := db.ExecContext(t.Context(), `UPDATE audit_events SET occurred_at = occurred_at - 120000000 WHERE seq IS NULL`); err != nil {
+		t.Fatal(err)
+	}
+	_ = st.Close()
+	r := c.must(t, 1, "audit", "verify")
+	if !strings.Contains(r.stderr, "not sealed and no 'rotator serve' is running") || !strings.Contains(r.stderr, "--seal") {
+		t.Errorf("old unsealed events:\n%s", r)
+	}
+	c.must(t, 0, "audit", "verify", "--seal")
+	c.must(t, 0, "audit", "verify")
 }

@@ -263,4 +263,3 @@ func (a *app) printPlan(ctx context.Context, e *rotation.Engine, creds []store.C
 	}
 	return nil
 }
-

@@ -102,7 +102,7 @@ func (a *app) runsShowCommand() *cobra.Command {
 		Short: "Show one run with every step: start, end, outcome and error",
 		Long: `Show one run with every step: start, end, outcome and error. RUN is a run id,
 in any case, a unique prefix of one, or 'latest'.`,
-		Args:  cobra.ExactArgs(1),
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(output, "text", "json", "md"); err != nil {
 				return err
