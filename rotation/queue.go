@@ -346,7 +346,9 @@ func (w *rotateWorker) Work(ctx context.Context, j *river.Job[RotateArgs]) error
 	defer unlock()
 	outcome, at, err := w.e.Execute(ctx, j.Args.RunID)
 	if err != nil {
-		if ctx.Err() == nil && j.Attempt >= j.MaxAttempts {
+		// The last attempt failed, by an error or by the job timeout (not
+		// by a shutdown or a cancellation, after which the run resumes).
+		if !errors.Is(ctx.Err(), context.Canceled) && j.Attempt >= j.MaxAttempts {
 			// River discards the job after this: the run must not stay
 			// active without one.
 			why := fmt.Sprintf("gave up after %d attempts of its job: %s", j.Attempt, w.e.opts.Redactor.Scrub(err.Error()))
