@@ -462,11 +462,11 @@ func ResolveRun(ctx context.Context, st store.Reader, arg string) (string, error
 		return runs[0].ID, nil
 	}
 	if s == "" || strings.Trim(s, "0123456789ABCDEFGHJKMNPQRSTVWXYZ") != "" {
-		return "", fmt.Errorf("run %q: a run id has letters and digits only (a ULID such as 01J…), or is 'latest': %w", arg, store.ErrNotFound)
+		return "", fmt.Errorf("run %q %w: run ids are ULIDs (digits and letters but I, L, O and U), or 'latest'", arg, store.ErrNotFound)
 	}
 	if len(s) == 26 {
 		if _, err := st.GetRun(ctx, s); err != nil {
-			return "", fmt.Errorf("run %q: %w", arg, store.ErrNotFound)
+			return "", fmt.Errorf("run %q %w", arg, store.ErrNotFound)
 		}
 		return s, nil
 	}
@@ -476,7 +476,7 @@ func ResolveRun(ctx context.Context, st store.Reader, arg string) (string, error
 	}
 	switch len(runs) {
 	case 0:
-		return "", fmt.Errorf("run %q: %w", arg, store.ErrNotFound)
+		return "", fmt.Errorf("run %q %w", arg, store.ErrNotFound)
 	case 1:
 		return runs[0].ID, nil
 	}

@@ -153,14 +153,15 @@ func (a *app) rotate(ctx context.Context, ids []string, f rotateFlags) error {
 		if f.wait == "" {
 			return a.printStarted(started, f.output)
 		}
-		results := rotation.Watch(ctx, setup.store, driveIDs(started), deadline, f.wait == waitRetired, a.progressPrinter(f))
+		ids := driveIDs(started)
+		results := rotation.Watch(ctx, setup.store, ids, deadline, f.wait == waitRetired, a.progressPrinter(f, len(ids)))
 		return a.printResults(started, results, f, "service "+svc.String())
 	}
 
 	fmt.Fprintln(a.stderr, "executing here: no 'rotator serve' is running on this database")
 	gctune.Apply() // executing runs here, like serve
 	local := &rotation.Local{E: e, Concurrency: f.concurrency, Deadline: deadline, WaitRetired: f.wait == waitRetired,
-		Retry: true, Progress: a.progressPrinter(f)}
+		Retry: true}
 	defer a.sealAfterRuns(ctx, setup.store)
 	// What is already due for these credentials (a retirement whose grace
 	// ended, an interrupted run, a retry) is done first.
@@ -170,13 +171,16 @@ func (a *app) rotate(ctx context.Context, ids []string, f rotateFlags) error {
 	}
 	if len(due) > 0 {
 		fmt.Fprintf(a.stderr, "finishing %d run(s) already due for these credentials first\n", len(due))
+		local.Progress = a.progressPrinter(f, len(due))
 		local.Drive(ctx, due)
 	}
 	started, err := e.Rotate(ctx, req)
 	if err != nil {
 		return err
 	}
-	results := local.Drive(ctx, driveIDs(started))
+	runIDs := driveIDs(started)
+	local.Progress = a.progressPrinter(f, len(runIDs))
+	results := local.Drive(ctx, runIDs)
 	return a.printResults(started, results, f, "here")
 }
 

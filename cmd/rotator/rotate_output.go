@@ -181,9 +181,13 @@ func retireNote(at time.Time, executedBy string) string {
 	return fmt.Sprintf("cut over; the previous version stays valid until %s, then the service retires it", at.Format(time.RFC3339))
 }
 
-// progressPrinter reports a rotation's progress on stderr, one line per
-// event (none with -o json unless an attempt failed).
-func (a *app) progressPrinter(f rotateFlags) func(rotation.Progress) {
+// progressPrinter reports a rotation's progress on stderr: a line per
+// failed attempt, retry and countdown to a retirement, and a running count
+// of the total credentials done (at most once a second, and at the end).
+func (a *app) progressPrinter(f rotateFlags, total int) func(rotation.Progress) {
+	begin := time.Now()
+	var last time.Time
+	done, failed := 0, 0
 	return func(p rotation.Progress) {
 		switch p.Kind {
 		case rotation.ProgressAttemptFailed:
@@ -199,8 +203,13 @@ func (a *app) progressPrinter(f rotateFlags) func(rotation.Progress) {
 		case rotation.ProgressTransient:
 			fmt.Fprintf(a.stderr, "run %s: %s; trying again at %s\n", p.Run, a.redactor.Scrub(p.Error), p.At.UTC().Format(time.TimeOnly))
 		case rotation.ProgressFinished:
-			if f.output != "json" {
-				fmt.Fprintf(a.stderr, "%s: %s (run %s)\n", p.Credential, orDash(string(p.State)), p.Run)
+			done++
+			if s := rotation.State(p.State); s != rotation.StateSucceeded && s != rotation.StateCutOver {
+				failed++
+			}
+			if done == total || time.Since(last) >= time.Second {
+				last = time.Now()
+				fmt.Fprintf(a.stderr, "rotating: %d/%d done, %d failed (%s)\n", done, total, failed, time.Since(begin).Round(100*time.Millisecond))
 			}
 		}
 	}

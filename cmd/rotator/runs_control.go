@@ -65,12 +65,12 @@ func (x *executor) by() string {
 // as the service executes them.
 func (a *app) follow(ctx context.Context, x *executor, ids []string, f rotateFlags, deadline time.Time) []rotation.Result {
 	if x.running {
-		return rotation.Watch(ctx, x.setup.store, ids, deadline, f.wait == waitRetired, a.progressPrinter(f))
+		return rotation.Watch(ctx, x.setup.store, ids, deadline, f.wait == waitRetired, a.progressPrinter(f, len(ids)))
 	}
 	gctune.Apply()
 	defer a.sealAfterRuns(ctx, x.setup.store)
 	local := &rotation.Local{E: x.setup.engine, Concurrency: f.concurrency, Deadline: deadline,
-		WaitRetired: f.wait == waitRetired, Retry: true, Progress: a.progressPrinter(f)}
+		WaitRetired: f.wait == waitRetired, Retry: true, Progress: a.progressPrinter(f, len(ids))}
 	return local.Drive(ctx, ids)
 }
 
@@ -351,7 +351,7 @@ only says so. Exit code 1 when a run failed.`,
 			defer cancel()
 			gctune.Apply()
 			defer a.sealAfterRuns(ctx, x.setup.store)
-			local := &rotation.Local{E: x.setup.engine, Concurrency: f.concurrency, Deadline: deadline, Progress: a.progressPrinter(f)}
+			local := &rotation.Local{E: x.setup.engine, Concurrency: f.concurrency, Deadline: deadline, Progress: a.progressPrinter(f, len(due))}
 			results := local.Drive(ctx, due)
 			return a.printResults(startedFor(ctx, x.setup.store, due), results, f, "here")
 		},

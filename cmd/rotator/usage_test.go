@@ -75,7 +75,7 @@ func TestNotFound(t *testing.T) {
 			}{
 				{[]string{"credentials", "show", "nope"}, 1, []string{`credential "nope" not found`, "rotator credentials list"}},
 				{[]string{"credentials", "show", "nope", "-o", "json"}, 1, []string{`credential "nope" not found`}},
-				{[]string{"runs", "show", "01NOPE"}, 1, []string{`run "01NOPE" not found`, "rotator runs list"}},
+				{[]string{"runs", "show", "01NOPE"}, 3, []string{`run "01NOPE" not found`, "rotator runs list"}},
 				// Unknown ids in a rotate selection are a usage error, caught
 				// before any run is created.
 				{[]string{"rotate", "nope", "--wait"}, 2, []string{`credential "nope"`, "not found"}},
