@@ -187,7 +187,7 @@ func retireNote(at time.Time, executedBy string) string {
 func (a *app) progressPrinter(f rotateFlags, total int) func(rotation.Progress) {
 	begin := time.Now()
 	var last time.Time
-	done, failed := 0, 0
+	done, failed, stopped := 0, 0, 0
 	return func(p rotation.Progress) {
 		switch p.Kind {
 		case rotation.ProgressAttemptFailed:
@@ -203,13 +203,22 @@ func (a *app) progressPrinter(f rotateFlags, total int) func(rotation.Progress) 
 		case rotation.ProgressTransient:
 			fmt.Fprintf(a.stderr, "run %s: %s; trying again at %s\n", p.Run, a.redactor.Scrub(p.Error), p.At.UTC().Format(time.TimeOnly))
 		case rotation.ProgressFinished:
-			done++
-			if s := rotation.State(p.State); s != rotation.StateSucceeded && s != rotation.StateCutOver {
+			switch s := rotation.State(p.State); {
+			case s == rotation.StateSucceeded, s == rotation.StateCutOver:
+				done++
+			case s.Terminal():
+				done++
 				failed++
+			default:
+				stopped++
 			}
-			if done == total || time.Since(last) >= time.Second {
+			if done+stopped == total || time.Since(last) >= time.Second {
 				last = time.Now()
-				fmt.Fprintf(a.stderr, "rotating: %d/%d done, %d failed (%s)\n", done, total, failed, time.Since(begin).Round(100*time.Millisecond))
+				line := fmt.Sprintf("rotating: %d/%d done, %d failed", done, total, failed)
+				if stopped > 0 {
+					line += fmt.Sprintf(", %d stopped", stopped)
+				}
+				fmt.Fprintf(a.stderr, "%s (%s)\n", line, time.Since(begin).Round(100*time.Millisecond))
 			}
 		}
 	}
