@@ -179,7 +179,7 @@ func (x *execution) proceed(ctx context.Context) (Outcome, time.Time, error) {
 		return x.failBeforeCutover(ctx, "load", err)
 	}
 	if err := x.loadValues(ctx); err != nil {
-		return Done, time.Time{}, err
+		return Done, time.Time{}, x.failIfSealed(ctx, err)
 	}
 
 	state := State(x.run.State)
@@ -214,7 +214,7 @@ func (x *execution) proceed(ctx context.Context) (Outcome, time.Time, error) {
 		if at := x.opts.RetireAfter; at.After(x.e.now()) {
 			return RetireLater, at, nil
 		}
-		return Done, time.Time{}, x.retirePrevious(ctx)
+		return Done, time.Time{}, x.failIfSealed(ctx, x.retirePrevious(ctx))
 	case StateRollingBack:
 		return x.failBeforeCutover(ctx, "rollback", errors.New("resumed an interrupted rollback"))
 	case StateSucceeded, StateRolledBack, StateFailed:
@@ -931,6 +931,42 @@ func (x *execution) finishFailed(ctx context.Context, msg string, extra func(tx 
 		}
 	}
 	return nil
+}
+
+// failIfSealed ends the run failed when err says a value it needs cannot
+// be opened: sealed under a master key this process was not given, or not
+// authentic. Retrying cannot help, so nothing is retried: the run fails at
+// once, with the key id in its error, and the credential needs attention,
+// unscheduled until rotated by hand (no version changes). Any other err is
+// returned as it is.
+func (x *execution) failIfSealed(ctx context.Context, err error) error {
+	if !errors.Is(err, secret.ErrUnknownKey) && !errors.Is(err, secret.ErrOpen) {
+		return err
+	}
+	msg := x.scrub(err) + "; see runbooks/master-key-rotation.md"
+	x.logger().Error("run failed: a stored value cannot be opened", slog.String("error", msg))
+	x.run.Error = msg
+	x.event("run.failed", map[string]any{"error": msg})
+	x.event("credential.needs_attention", map[string]any{"error": msg})
+	bg := context.WithoutCancel(ctx)
+	st := x.cred.State
+	st.Status, st.NextRotationAt = store.StatusNeedsAttention, time.Time{}
+	x.cred.State = st // for the finished-run log line
+	err = x.commit(bg, StateFailed, func(tx store.Tx) error { return tx.UpdateCredentialState(bg, x.cred.ID, st) })
+	if errors.Is(err, ErrRunMoved) {
+		return nil
+	}
+	if err == nil && x.e.opts.Notifier != nil {
+		ev := notify.Event{
+			Kind: notify.KindNeedsAttention, Time: x.e.now(), CredentialID: x.cred.ID, Consumer: x.cred.Consumer,
+			RunID: x.run.ID, Runbook: x.cred.Runbook, Labels: x.cred.Labels,
+			Summary: fmt.Sprintf("credential %s needs attention: %s", x.cred.ID, msg),
+		}
+		if _, nerr := x.e.opts.Notifier.Notify(bg, ev); nerr != nil {
+			x.logger().Error("notifying needs_attention failed", slog.String("error", x.scrub(nerr)))
+		}
+	}
+	return err
 }
 
 // abandon ends a run whose credential no longer exists.

@@ -30,7 +30,8 @@ file twice reports no changes. Credentials the file no longer declares are kept
 		Example: `  rotator apply -f examples/quickstart.yaml --dry-run
   rotator apply -f rotator.yaml
   rotator apply -f rotator.yaml --prune -o json`,
-		Args: cobra.NoArgs,
+		Args:        cobra.NoArgs,
+		Annotations: createsDatabase(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(output, "text", "json"); err != nil {
 				return err

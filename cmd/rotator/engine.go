@@ -2,37 +2,53 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"errors"
-	"log/slog"
-	"path/filepath"
-	"strings"
-
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/internal/store"
-	"github.com/rotatorhq/rotator/internal/store/storeopen"
 	"github.com/rotatorhq/rotator/rotation"
 )
 
-// keyring loads the master key. On the embedded SQLite default with no key
-// configured, a key file is generated beside the database (with a warning);
-// Postgres deployments must configure one.
-func (a *app) keyring(st store.Store) (secret.Keyring, error) {
+// runbookMasterKey is where the operator learns to recover or rotate the
+// master key.
+const runbookMasterKey = "runbooks/master-key-rotation.md"
+
+// keyring loads the master key and checks that it opens every stored
+// value: a command that needs values fails at once (exit 1) when the
+// database holds values sealed under a key it was not given, naming that
+// key, instead of failing run by run. On the embedded SQLite default with
+// no key configured, a key file is generated beside the database (with a
+// warning), but only for a database that holds no sealed value yet: a new
+// key would open none of them. Postgres deployments must configure one.
+func (a *app) keyring(ctx context.Context, st store.Store) (secret.Keyring, error) {
+	sealed, err := st.SealedKeyIDs(ctx)
+	if err != nil {
+		return secret.Keyring{}, fmt.Errorf("reading which master keys sealed the stored values: %w", err)
+	}
 	opts := secret.MasterKeyOptions{}
 	if st.Dialect() == store.DialectSQLite {
-		if path := sqlitePath(storeopen.FromEnv()); path != "" {
-			opts.GenerateAt = path + ".key"
+		if db, err := a.database(); err == nil && db.KeyFile() != "" {
+			opts.GenerateAt, opts.NoCreate = db.KeyFile(), len(sealed) > 0
 		}
 	}
 	kr, src, err := secret.LoadMasterKey(opts)
-	if errors.Is(err, secret.ErrNoMasterKey) {
+	switch {
+	case errors.Is(err, secret.ErrNoMasterKey) && len(sealed) > 0:
+		return kr, fmt.Errorf("the database holds values sealed under master key %s, but %v.\n"+
+			"  A new key is not generated: it would open none of them (a database copied without its key file?).\n"+
+			"  To fix: put the key file back, or set %s (or %s) to the key with id %s; see %s",
+			strings.Join(sealed, ", "), err, secret.EnvMasterKey, secret.EnvMasterKeyFile, sealed[0], runbookMasterKey)
+	case err != nil:
 		return kr, usageError{err}
 	}
-	if err != nil {
-		return kr, usageError{err}
+	if missing := kr.Missing(sealed); len(missing) > 0 {
+		return kr, keysMissingError(missing, src)
 	}
 	if src.Generated {
 		a.logger.Warn("generated a master key beside the database; back it up (without it the stored values cannot be read) and configure ROTATOR_MASTER_KEY_FILE in production",
@@ -41,19 +57,23 @@ func (a *app) keyring(st store.Store) (secret.Keyring, error) {
 	return kr, nil
 }
 
-// sqlitePath returns the database file of a sqlite:// URL ("" for memory).
-func sqlitePath(url string) string {
-	p := strings.TrimPrefix(strings.TrimPrefix(url, "sqlite://"), "file:")
-	if i := strings.IndexByte(p, '?'); i >= 0 {
-		p = p[:i]
+// keysMissingError says that stored values were sealed under keys none of
+// the configured ones is, which keys are configured, and what to do.
+func keysMissingError(missing []string, src secret.MasterKeySource) error {
+	origin := map[secret.MasterKeyOrigin]string{
+		secret.MasterKeyFromEnv:           secret.EnvMasterKey,
+		secret.MasterKeyFromFile:          secret.EnvMasterKeyFile + " " + src.Path,
+		secret.MasterKeyFromGeneratedFile: "the key file " + src.Path,
+	}[src.Origin]
+	previous := "none"
+	if len(src.PreviousKeyIDs) > 0 {
+		previous = strings.Join(src.PreviousKeyIDs, ", ")
 	}
-	if p == "" || strings.Contains(p, ":memory:") {
-		return ""
-	}
-	if abs, err := filepath.Abs(p); err == nil {
-		return abs
-	}
-	return p
+	return fmt.Errorf("the database holds values sealed under master key %s, which no configured key opens: %w.\n"+
+		"  Configured: active key %s (from %s); previous keys (%s): %s.\n"+
+		"  To fix: set %s (or %s) to the key with id %s, or add it to %s (comma-separated); see %s",
+		strings.Join(missing, ", "), secret.ErrUnknownKey, src.ActiveKeyID, origin, secret.EnvMasterKeyPrevious, previous,
+		secret.EnvMasterKey, secret.EnvMasterKeyFile, missing[0], secret.EnvMasterKeyPrevious, runbookMasterKey)
 }
 
 // engineSetup opens the store, migrates it (with River's tables), loads the
@@ -72,7 +92,7 @@ func (a *app) newEngine(ctx context.Context, runbookDir string) (*engineSetup, e
 		_ = st.Close()
 		return nil, err
 	}
-	kr, err := a.keyring(st)
+	kr, err := a.keyring(ctx, st)
 	if err != nil {
 		_ = st.Close()
 		return nil, err

@@ -39,13 +39,15 @@ func (a *app) keysRotateCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rotate",
 		Short: "Re-seal every stored value under the active master key",
-		Long: `Re-seal every stored value (pending, current and previous versions) under the
-active master key. Set the new key in ROTATOR_MASTER_KEY (or ROTATOR_MASTER_KEY_FILE)
-and the old one(s) in ROTATOR_MASTER_KEY_PREVIOUS (comma-separated), run this, then
-remove the old key. Each credential is re-sealed in its own transaction, so the
-command can be run again after an interruption. Fingerprints recorded earlier are
-kept as they were; values minted after the switch are fingerprinted under the new
-key. See runbooks/master-key-rotation.md.`,
+		Long: `Re-seal every stored value (pending, current and previous versions, those of
+deleted credentials included) under the active master key. Set the new key in
+ROTATOR_MASTER_KEY (or ROTATOR_MASTER_KEY_FILE) and the old one(s) in
+ROTATOR_MASTER_KEY_PREVIOUS (comma-separated), run this, then remove the old
+key: commands that need values refuse to run while any value is sealed under a
+key they were not given. Each credential is re-sealed in its own transaction,
+so the command can be run again after an interruption. Fingerprints recorded
+earlier are kept as they were; values minted after the switch are
+fingerprinted under the new key. See runbooks/master-key-rotation.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(output, "text", "json"); err != nil {
@@ -57,7 +59,7 @@ key. See runbooks/master-key-rotation.md.`,
 				return err
 			}
 			defer st.Close()
-			kr, err := a.keyring(st)
+			kr, err := a.keyring(ctx, st)
 			if err != nil {
 				return err
 			}
@@ -86,7 +88,9 @@ func reseal(ctx context.Context, st store.Store, kr secret.Keyring, dryRun bool,
 	res := keysResult{ActiveKeyID: kr.ActiveKeyID(), ByOldKey: map[string]int{}, DryRun: dryRun}
 	after := ""
 	for {
-		creds, err := st.ListCredentials(ctx, store.CredentialFilter{AfterID: after, Limit: 500})
+		// Deleted credentials too: their versions keep their values (a
+		// revival uses them), and an old key must open nothing once retired.
+		creds, err := st.ListCredentials(ctx, store.CredentialFilter{AfterID: after, Limit: 500, IncludeDeleted: true})
 		if err != nil {
 			return res, fmt.Errorf("listing credentials: %w", err)
 		}

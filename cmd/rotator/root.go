@@ -50,6 +50,12 @@ type app struct {
 	retryBackoff time.Duration
 	// logRuns: the engine logs one line per finished run (serve).
 	logRuns bool
+	// databaseFlag is --database; db is the database it (or the
+	// environment) names, resolved by database(); createsDB says the
+	// command may create it (database.go).
+	databaseFlag string
+	db           storeopen.Database
+	createsDB    bool
 }
 
 // run builds the command tree, executes it and maps the outcome to an exit code.
@@ -121,15 +127,20 @@ and records every rotation as a documented, runbook-linked audit record.
 
 Configuration holds references to secrets (${env:NAME}, ${file:/path},
 ${aws-sm:secret-id}), never values. State lives in the database named by
-ROTATOR_DATABASE_URL (default: sqlite://./rotator.db).
+--database or ROTATOR_DATABASE_URL: an SQLite file (default ./rotator.db) or
+a postgres:// URL.
 
 Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return a.setupLogger()
+			if err := a.setupLogger(); err != nil {
+				return err
+			}
+			return a.prepare(cmd)
 		},
 	}
+	root.PersistentFlags().StringVar(&a.databaseFlag, "database", "", "the database: an SQLite file (./rotator.db) or a postgres:// URL (default $ROTATOR_DATABASE_URL, else ./rotator.db)")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "text", "log format: text or json")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
@@ -169,11 +180,12 @@ func (a *app) setupLogger() error {
 	return nil
 }
 
-// openStore opens the database named by ROTATOR_DATABASE_URL and applies
-// pending migrations.
+// openStore opens the database named by --database or
+// ROTATOR_DATABASE_URL and applies pending migrations. An SQLite file that
+// does not exist is created only by the commands annotated as creating
+// their database (database.go); the others fail (exit 2).
 func (a *app) openStore(ctx context.Context) (store.Store, error) {
-	url := storeopen.FromEnv()
-	st, err := storeopen.Open(ctx, url)
+	st, err := a.openDatabase(ctx)
 	if err != nil {
 		return nil, err
 	}

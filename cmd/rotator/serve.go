@@ -42,7 +42,8 @@ running rotations to reach a committed step; an interrupted run resumes on the
 next start.`,
 		Example: `  rotator serve -f examples/quickstart.yaml
   ROTATOR_DATABASE_URL=postgres://rotator@db/rotator rotator serve --listen :8080 --workers 100`,
-		Args: cobra.NoArgs,
+		Args:        cobra.NoArgs,
+		Annotations: createsDatabase(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			if rescueAfter <= jobTimeout {
@@ -60,6 +61,12 @@ next start.`,
 				}
 				runbookDir = filepath.Dir(file)
 			}
+			// One serve per SQLite file; the lock dies with the process.
+			lock, err := a.lockServe()
+			if err != nil {
+				return err
+			}
+			defer lock.Release()
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {
 				return usagef("--listen %s: %v", listen, err)

@@ -35,6 +35,10 @@ type MasterKeyOptions struct {
 	// exists and created (mode 0600) with a new random key otherwise. Its
 	// directory must exist.
 	GenerateAt string
+	// NoCreate reads the GenerateAt file if it exists but never creates
+	// it: the caller found values sealed already, which a new key would not
+	// open. A missing file is then ErrNoMasterKey.
+	NoCreate bool
 }
 
 // MasterKeyOrigin says where the active master key came from.
@@ -107,6 +111,15 @@ func LoadMasterKey(opts MasterKeyOptions) (Keyring, MasterKeySource, error) {
 			return Keyring{}, MasterKeySource{}, fmt.Errorf("%s: %w", EnvMasterKeyFile, err)
 		}
 		src.Origin, src.Path = MasterKeyFromFile, fileEnv
+	case opts.GenerateAt != "" && opts.NoCreate:
+		if _, err := os.Stat(opts.GenerateAt); errors.Is(err, fs.ErrNotExist) {
+			return Keyring{}, MasterKeySource{}, fmt.Errorf("%w: neither %s nor %s is set, and the key file %s does not exist",
+				ErrNoMasterKey, EnvMasterKey, EnvMasterKeyFile, opts.GenerateAt)
+		}
+		if active, err = readKeyFile(opts.GenerateAt); err != nil {
+			return Keyring{}, MasterKeySource{}, fmt.Errorf("existing generated %w", err)
+		}
+		src.Origin, src.Path = MasterKeyFromGeneratedFile, opts.GenerateAt
 	case opts.GenerateAt != "":
 		if active, src.Generated, err = generateKeyFile(opts.GenerateAt); err != nil {
 			return Keyring{}, MasterKeySource{}, err

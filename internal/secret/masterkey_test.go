@@ -284,6 +284,29 @@ func TestLoadMasterKeyGenerate(t *testing.T) {
 			t.Fatalf("error = %v, want os.ErrNotExist", err)
 		}
 	})
+	t.Run("NoCreate never creates", func(t *testing.T) {
+		t.Parallel()
+		p := filepath.Join(t.TempDir(), "rotator.db.key")
+		_, _, err := LoadMasterKey(MasterKeyOptions{LookupEnv: envOf(nil), GenerateAt: p, NoCreate: true})
+		if !errors.Is(err, ErrNoMasterKey) || !strings.Contains(err.Error(), p) {
+			t.Fatalf("error = %v, want ErrNoMasterKey naming %s", err, p)
+		}
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("NoCreate created the key file: %v", err)
+		}
+	})
+	t.Run("NoCreate reads an existing file", func(t *testing.T) {
+		t.Parallel()
+		b64a, keyA := keyB64(t, 0xa)
+		p := writeKeyFile(t, b64a+"\n", 0o600)
+		kr, src, err := LoadMasterKey(MasterKeyOptions{LookupEnv: envOf(nil), GenerateAt: p, NoCreate: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kr.ActiveKeyID() != keyA.ID || src.Generated || src.Origin != MasterKeyFromGeneratedFile || src.Path != p {
+			t.Fatalf("keyring %v, source %+v; want key %s read from %s", kr, src, keyA.ID, p)
+		}
+	})
 	t.Run("concurrent callers agree", func(t *testing.T) {
 		t.Parallel()
 		p := filepath.Join(t.TempDir(), "rotator.key")
@@ -318,4 +341,25 @@ func TestLoadMasterKeyGenerate(t *testing.T) {
 			t.Fatalf("%d distinct keys, %d generations; want exactly one of each", len(ids), generated)
 		}
 	})
+}
+
+func TestKeyringMissing(t *testing.T) {
+	t.Parallel()
+	a, b, c := testKey(t, 0xa), testKey(t, 0xb), testKey(t, 0xc)
+	kr, err := NewKeyring(a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := kr.Missing([]string{a.ID, b.ID}); len(got) != 0 {
+		t.Errorf("Missing(active, previous) = %v, want none", got)
+	}
+	if got := kr.Missing([]string{c.ID, a.ID, "0123456789abcdef"}); strings.Join(got, ",") != c.ID+",0123456789abcdef" {
+		t.Errorf("Missing = %v, want [%s 0123456789abcdef]", got, c.ID)
+	}
+	if got := kr.Missing(nil); len(got) != 0 {
+		t.Errorf("Missing(nil) = %v", got)
+	}
+	if got := (Keyring{}).Missing([]string{a.ID}); len(got) != 1 {
+		t.Errorf("zero Keyring: Missing = %v, want [%s]", got, a.ID)
+	}
 }

@@ -199,6 +199,22 @@ func (kr Keyring) KeyIDs() []string {
 	return append([]string(nil), kr.k.order...)
 }
 
+// Missing returns, in order, the key ids among keyIDs that the keyring
+// cannot open with: values sealed under them are unreadable here.
+func (kr Keyring) Missing(keyIDs []string) []string {
+	var out []string
+	for _, id := range keyIDs {
+		if kr.k == nil {
+			out = append(out, id)
+			continue
+		}
+		if _, ok := kr.k.aeads[id]; !ok {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
 // Seal encrypts v with AES-256-GCM under the active key and returns that
 // key's id and nonce||ciphertext. The credential and version ids are bound
 // as additional data, so a sealed value only opens for the same ids: rows

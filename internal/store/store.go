@@ -93,6 +93,9 @@ type CredentialFilter struct {
 	Limit int
 	// AfterID pages: only ids greater than AfterID (for id order).
 	AfterID string
+	// IncludeDeleted lists deleted credentials too (their versions keep
+	// their sealed values, for a revival); by default only live ones.
+	IncludeDeleted bool
 }
 
 // RunFilter selects runs. Zero fields match everything.
@@ -171,6 +174,11 @@ type Reader interface {
 	// ListVersions returns a credential's versions, newest first, optionally
 	// only those in the given stages.
 	ListVersions(ctx context.Context, credentialID string, stages ...Stage) ([]Version, error)
+	// SealedKeyIDs returns, sorted, the distinct ids of the master keys
+	// under which sealed values exist: the KeyID of every version, of any
+	// credential (deleted ones included), whose sealed value is not empty.
+	// Its cost grows with the number of distinct keys, not of versions.
+	SealedKeyIDs(ctx context.Context) ([]string, error)
 	GetRun(ctx context.Context, id string) (Run, error)
 	// ListRuns returns runs, newest first.
 	ListRuns(ctx context.Context, f RunFilter) ([]Run, error)

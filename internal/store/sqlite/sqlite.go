@@ -96,6 +96,13 @@ func (s *Store) DB() *sql.DB { return s.db }
 // Path returns the database file, or ":memory:".
 func (s *Store) Path() string { return s.path }
 
+// FilePath returns the database file a sqlite:// or file: URL names, as
+// Open would open it (cleaned, not made absolute), or ":memory:".
+func FilePath(url string) (string, error) {
+	path, _, err := parseURL(url)
+	return path, err
+}
+
 // parseURL returns the file path and driver parameters of a store URL.
 func parseURL(raw string) (path string, params url.Values, err error) {
 	rest, query, _ := strings.Cut(raw, "?")

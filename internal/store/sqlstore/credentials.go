@@ -104,12 +104,15 @@ func (r reader) getCredential(ctx context.Context, id, verb, suffix string) (sto
 	return row.credential()
 }
 
-// ListCredentials returns live credentials ordered by id, with Current
-// filled.
+// ListCredentials returns live credentials (and deleted ones with
+// f.IncludeDeleted) ordered by id, with Current filled.
 func (r reader) ListCredentials(ctx context.Context, f store.CredentialFilter) ([]store.Credential, error) {
 	d := r.s.dialect()
 	var q query
-	preds := []string{"c.deleted_at IS NULL"}
+	var preds []string
+	if !f.IncludeDeleted {
+		preds = append(preds, "c.deleted_at IS NULL")
+	}
 	if len(f.IDs) > 0 {
 		p, err := d.inList(&q, "c.id", f.IDs)
 		if err != nil {

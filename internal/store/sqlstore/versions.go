@@ -105,6 +105,41 @@ func (r reader) ListVersions(ctx context.Context, credentialID string, stages ..
 	return out, nil
 }
 
+// sealedKeyIDs walks the partial index versions_sealed_key_idx (migration
+// 00005) from one key id to the next, so that it reads one index entry per
+// distinct key however many versions there are (a "loose index scan": the
+// same SQL on both dialects).
+const sealedKeyIDs = `WITH RECURSIVE k(key_id) AS (
+    SELECT (SELECT key_id FROM versions WHERE sealed IS NOT NULL ORDER BY key_id LIMIT 1)
+  UNION ALL
+    SELECT (SELECT v.key_id FROM versions AS v WHERE v.sealed IS NOT NULL AND v.key_id > k.key_id
+            ORDER BY v.key_id LIMIT 1)
+    FROM k WHERE k.key_id IS NOT NULL
+)
+SELECT key_id FROM k WHERE key_id IS NOT NULL`
+
+// SealedKeyIDs returns, sorted, the distinct key ids of the versions that
+// hold a sealed value (retired and discarded versions hold none).
+func (r reader) SealedKeyIDs(ctx context.Context) ([]string, error) {
+	rows, err := r.c.Query(ctx, sealedKeyIDs)
+	if err != nil {
+		return nil, fmt.Errorf("list the key ids of sealed values: %w", err)
+	}
+	defer rows.Close()
+	out := []string{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&textCol{&id}); err != nil {
+			return nil, fmt.Errorf("list the key ids of sealed values: %w", err)
+		}
+		out = append(out, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list the key ids of sealed values: %w", err)
+	}
+	return out, nil
+}
+
 // InsertVersion inserts a version. CreatedAt defaults to now. A second
 // current version of a credential, or an existing id, is ErrConflict; an
 // unknown credential is ErrNotFound.

@@ -78,6 +78,8 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		"PipelinedTx":                testPipelinedTx,
 		"PipelinedTxConcurrent":      testPipelinedTxConcurrent,
 		"GetRunWork":                 testGetRunWork,
+		"SealedKeyIDs":               testSealedKeyIDs,
+		"ListCredentialsDeleted":     testListCredentialsIncludeDeleted,
 	} {
 		t.Run(name, func(t *testing.T) {
 			s, ctx := setup(t)
