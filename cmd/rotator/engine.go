@@ -40,10 +40,16 @@ func (a *app) keyring(ctx context.Context, st store.Store) (secret.Keyring, erro
 	kr, src, err := secret.LoadMasterKey(opts)
 	switch {
 	case errors.Is(err, secret.ErrNoMasterKey) && len(sealed) > 0:
-		return kr, fmt.Errorf("the database holds values sealed under master key %s, but %v.\n"+
-			"  A new key is not generated: it would open none of them (a database copied without its key file?).\n"+
-			"  To fix: put the key file back, or set %s (or %s) to the key with id %s; see %s",
-			strings.Join(sealed, ", "), err, secret.EnvMasterKey, secret.EnvMasterKeyFile, sealed[0], runbookMasterKey)
+		where := ""
+		if opts.GenerateAt != "" {
+			where = ", and its key file " + opts.GenerateAt + " does not exist (a database copied without it?)"
+		}
+		return kr, fmt.Errorf("the database holds values sealed under master key %s, but no key is configured "+
+			"(neither %s nor %s is set)%s.\n"+
+			"  A new key is not generated: it would open none of them.\n"+
+			"  To fix: restore the key file, or set %s (or %s) to the key with id %s; see %s",
+			strings.Join(sealed, ", "), secret.EnvMasterKey, secret.EnvMasterKeyFile, where,
+			secret.EnvMasterKey, secret.EnvMasterKeyFile, sealed[0], runbookMasterKey)
 	case err != nil:
 		return kr, usageError{err}
 	}
@@ -69,10 +75,10 @@ func keysMissingError(missing []string, src secret.MasterKeySource) error {
 	if len(src.PreviousKeyIDs) > 0 {
 		previous = strings.Join(src.PreviousKeyIDs, ", ")
 	}
-	return fmt.Errorf("the database holds values sealed under master key %s, which no configured key opens: %w.\n"+
+	return fmt.Errorf("the database holds values sealed under master key %s, which no configured key opens.\n"+
 		"  Configured: active key %s (from %s); previous keys (%s): %s.\n"+
 		"  To fix: set %s (or %s) to the key with id %s, or add it to %s (comma-separated); see %s",
-		strings.Join(missing, ", "), secret.ErrUnknownKey, src.ActiveKeyID, origin, secret.EnvMasterKeyPrevious, previous,
+		strings.Join(missing, ", "), src.ActiveKeyID, origin, secret.EnvMasterKeyPrevious, previous,
 		secret.EnvMasterKey, secret.EnvMasterKeyFile, missing[0], secret.EnvMasterKeyPrevious, runbookMasterKey)
 }
 

@@ -87,6 +87,22 @@ func LoadMasterKey(opts MasterKeyOptions) (Keyring, MasterKeySource, error) {
 	keyEnv, haveKey := lookup(EnvMasterKey)
 	fileEnv, haveFile := lookup(EnvMasterKeyFile)
 
+	// The previous keys first: a malformed one is an error even when no
+	// active key is configured.
+	var previous []Key
+	if prev, ok := lookup(EnvMasterKeyPrevious); ok {
+		for i, s := range strings.Split(prev, ",") {
+			if strings.TrimSpace(s) == "" {
+				continue
+			}
+			k, err := ParseKey(s)
+			if err != nil {
+				return Keyring{}, MasterKeySource{}, fmt.Errorf("%s entry %d: %w", EnvMasterKeyPrevious, i+1, err)
+			}
+			previous = append(previous, k)
+		}
+	}
+
 	var (
 		active Key
 		src    MasterKeySource
@@ -131,19 +147,10 @@ func LoadMasterKey(opts MasterKeyOptions) (Keyring, MasterKeySource, error) {
 	}
 
 	var older []Key
-	if prev, ok := lookup(EnvMasterKeyPrevious); ok {
-		for i, s := range strings.Split(prev, ",") {
-			if strings.TrimSpace(s) == "" {
-				continue
-			}
-			k, err := ParseKey(s)
-			if err != nil {
-				return Keyring{}, MasterKeySource{}, fmt.Errorf("%s entry %d: %w", EnvMasterKeyPrevious, i+1, err)
-			}
-			if k.ID != active.ID {
-				older = append(older, k)
-				src.PreviousKeyIDs = append(src.PreviousKeyIDs, k.ID)
-			}
+	for _, k := range previous {
+		if k.ID != active.ID {
+			older = append(older, k)
+			src.PreviousKeyIDs = append(src.PreviousKeyIDs, k.ID)
 		}
 	}
 	kr, err := NewKeyring(active, older...)

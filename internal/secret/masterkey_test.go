@@ -131,6 +131,10 @@ func TestLoadMasterKey(t *testing.T) {
 			env: map[string]string{EnvMasterKey: b64a, EnvMasterKeyPrevious: b64b + "," + sealCanary}, is: ErrBadKey,
 			contains: []string{EnvMasterKeyPrevious, "entry 2"},
 		},
+		"bad previous key without an active one": {
+			env: map[string]string{EnvMasterKeyPrevious: sealCanary}, is: ErrBadKey,
+			contains: []string{EnvMasterKeyPrevious, "entry 1"},
+		},
 		"missing file": {
 			env: map[string]string{EnvMasterKeyFile: "/nonexistent/rotator/master.key"}, is: os.ErrNotExist,
 			contains: []string{EnvMasterKeyFile, "/nonexistent/rotator/master.key"},
