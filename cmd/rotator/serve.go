@@ -34,8 +34,13 @@ func (a *app) serveCommand() *cobra.Command {
 		Long: `Run rotator as a long-lived service. With -f, the file is applied first (as
 'rotator apply' would). The service rotates every credential when it is due,
 on River workers; several replicas may share one Postgres database (one of
-them leads the scheduler). /healthz answers while the process runs; /readyz
+them leads the scheduler). On an SQLite database one serve runs at a time: a
+second refuses to start, naming the running one (it holds <database>.lock;
+the CLI does not need it). /healthz answers while the process runs; /readyz
 when the database answers and the workers have started.
+
+It refuses to start when the database holds values sealed under a master key
+it was not given (see runbooks/master-key-rotation.md).
 
 SIGINT or SIGTERM stops fetching new work and waits (up to --stop-timeout) for
 running rotations to reach a committed step; an interrupted run resumes on the
