@@ -96,6 +96,9 @@ func TestUnopenableValueFailsTheRun(t *testing.T) {
 		ba := setup(t, st, creds, keyring(keyB, keyA))
 		r3 := ba.rotate(t, rotation.Request{Selection: ids("api")})
 		execute(ba, r3, rotation.RetireLater)
+		if c := ba.cred(t, "api"); c.State.Status == store.StatusNeedsAttention {
+			t.Errorf("a rotation that cut over left the credential needs_attention")
+		}
 		time.Sleep(time.Until(rotation.OptionsOf(ba.run(t, r3)).RetireAfter.Add(50 * time.Millisecond)))
 
 		// B alone retires it: v1 cannot be opened, the run fails at
