@@ -83,6 +83,12 @@ type MintResponse struct {
 	ExpiresAt time.Time
 	// GrantedScope is the scope the resource actually granted, if known.
 	GrantedScope []string
+	// ScopeNotReported is true when the resource did not say which scope it
+	// granted (an OAuth token response without scope). GrantedScope is then
+	// ignored: the version records its scope as not reported, and no
+	// over-scope finding is inferred from the requested scope. Verify may
+	// still report it (introspection).
+	ScopeNotReported bool
 	// Metadata is recorded with the version (never secret: a key id, a role name).
 	Metadata map[string]string
 }
@@ -120,6 +126,11 @@ type VerifyRequest struct {
 type VerifyResponse struct {
 	// GrantedScope is the scope observed during verification, if known.
 	GrantedScope []string
+	// ScopeNotReported is true when verification did not observe the granted
+	// scope either; the version keeps what Mint reported. When false and
+	// Mint reported no scope, GrantedScope (even empty) becomes the
+	// version's granted scope.
+	ScopeNotReported bool
 	// Evidence is a short, secret-free record of what was checked.
 	Evidence map[string]string
 }
@@ -161,6 +172,12 @@ type Factory struct {
 	ValidateProvider func(s settings.Map) settings.Errors
 	// ValidateCredential checks per-credential settings.
 	ValidateCredential func(s settings.Map) settings.Errors
+	// CheckHost, when set, checks what valid provider-level settings (with
+	// references unresolved) name on this host, without contacting
+	// anything: that an executable exists and may be run by this user.
+	// apply runs it and reports its findings as warnings (errors with
+	// --strict), because apply may run elsewhere than the service.
+	CheckHost func(s settings.Map) settings.Errors
 	// New builds a provider from resolved settings.
 	New func(ctx context.Context, env Env) (Provider, error)
 }

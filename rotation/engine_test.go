@@ -339,7 +339,7 @@ func (b *bundle) checkSteps(t *testing.T, runID string, want ...string) []store.
 		if i > 0 && s.StartedAt.Before(steps[i-1].StartedAt) {
 			t.Errorf("step %s started before step %s", s.Name, steps[i-1].Name)
 		}
-		if s.State == rotation.StepFailed && s.Error == "" {
+		if s.State == string(rotation.StepFailed) && s.Error == "" {
 			t.Errorf("failed step %s has no error", s.Name)
 		}
 	}
@@ -484,7 +484,7 @@ func TestRotateHappyPath(t *testing.T) {
 		if run1.State != string(rotation.StateSucceeded) || run1.Error != "" {
 			t.Fatalf("run 1: %s %q", run1.State, run1.Error)
 		}
-		b.checkSteps(t, r1, "mint:ok", "activate:ok", "stage:out:ok", "verify:ok", "promote:out:ok", "cutover:ok")
+		b.checkSteps(t, r1, "mint:ok", "activate:ok", "stage:out:skipped", "verify:ok", "promote:out:ok", "cutover:ok")
 		if run1.OldVersionID != "" || run1.NewVersionID == "" {
 			t.Errorf("run 1 versions: old %q new %q", run1.OldVersionID, run1.NewVersionID)
 		}
@@ -525,7 +525,7 @@ func TestRotateHappyPath(t *testing.T) {
 		if run2.State != string(rotation.StateSucceeded) {
 			t.Fatalf("run 2: %s %q", run2.State, run2.Error)
 		}
-		steps := b.checkSteps(t, r2, "mint:ok", "activate:ok", "stage:out:ok", "verify:ok", "promote:out:ok", "cutover:ok", "revoke_previous:ok")
+		steps := b.checkSteps(t, r2, "mint:ok", "activate:ok", "stage:out:skipped", "verify:ok", "promote:out:ok", "cutover:ok", "revoke_previous:skipped")
 		if got := steps[6].Evidence["version"]; got != v1.ID {
 			t.Errorf("revoke_previous evidence names version %q, want %s", got, v1.ID)
 		}
@@ -716,7 +716,7 @@ func TestFailureBeforeCutover(t *testing.T) {
 		if run1.State != string(rotation.StateRolledBack) || !strings.Contains(run1.Error, "verify failed") || !strings.Contains(run1.Error, faulty.ErrInjected.Error()) {
 			t.Fatalf("run 1: %s %q, want rolled_back by the verify failure", run1.State, run1.Error)
 		}
-		b.checkSteps(t, r1, "mint:ok", "activate:ok", "stage:out:ok", "verify:failed", "rollback_revoke:ok")
+		b.checkSteps(t, r1, "mint:ok", "activate:ok", "stage:out:skipped", "verify:failed", "rollback_revoke:ok")
 
 		// The pending version is discarded and no longer valid at the resource:
 		// the resource accepts exactly one value, the current one.
@@ -852,7 +852,7 @@ func TestHungProviderIsolated(t *testing.T) {
 		if d := hung.FinishedAt.Sub(quick.FinishedAt); d < 2*time.Second {
 			t.Errorf("quick finished only %v before the hung run", d)
 		}
-		b.checkSteps(t, runOf["hung"], "mint:ok", "activate:ok", "stage:out:ok", "verify:failed", "rollback_revoke:ok")
+		b.checkSteps(t, runOf["hung"], "mint:ok", "activate:ok", "stage:out:skipped", "verify:failed", "rollback_revoke:ok")
 		if n := b.resourceCount(t); n != 0 {
 			t.Errorf("the resource still accepts %d values of a rolled-back run", n)
 		}
@@ -895,8 +895,8 @@ func TestFailureAtCutover(t *testing.T) {
 		if r.State != string(rotation.StateRolledBack) || !strings.Contains(r.Error, "promote:out2 failed") {
 			t.Fatalf("run: %s %q, want rolled back at promote:out2", r.State, r.Error)
 		}
-		b.checkSteps(t, r.ID, "mint:ok", "activate:ok", "stage:out:ok", "stage:out2:ok", "verify:ok",
-			"promote:out:ok", "promote:out2:failed", "restore:out:ok", "restore:out2:failed")
+		b.checkSteps(t, r.ID, "mint:ok", "activate:ok", "stage:out:skipped", "stage:out2:skipped", "verify:ok",
+			"promote:out:ok", "promote:out2:failed", "restore:out:ok", "restore:out2:failed", "rollback_revoke:skipped")
 		c := b.cred(t, "dual")
 		if c.Current == nil || c.Current.ID != v1.ID || c.State.Status != store.StatusFailing || c.State.PendingVersionID != "" {
 			t.Errorf("after a failed cutover: current %v, state %+v", c.Current, c.State)
@@ -920,7 +920,7 @@ func TestFailureAtCutover(t *testing.T) {
 		if w.State != string(rotation.StateRolledBack) || !strings.Contains(w.Error, "stage:blocked failed") {
 			t.Errorf("walled: %s %q, want rolled back at stage:blocked", w.State, w.Error)
 		}
-		b.checkSteps(t, w.ID, "mint:ok", "activate:ok", "stage:blocked:failed")
+		b.checkSteps(t, w.ID, "mint:ok", "activate:ok", "stage:blocked:failed", "rollback_revoke:skipped")
 		if c := b.cred(t, "walled"); c.Current != nil || c.State.Status != store.StatusFailing {
 			t.Errorf("walled: current %v state %+v", c.Current, c.State)
 		}
@@ -949,7 +949,7 @@ func TestEmergency(t *testing.T) {
 			!rotation.OptionsOf(e1).Emergency || e1.OldVersionID != v1 {
 			t.Errorf("emergency run record: %+v", e1)
 		}
-		b.checkSteps(t, e1.ID, "mint:ok", "activate:ok", "stage:out:ok", "verify:ok", "promote:out:ok", "cutover:ok", "revoke_previous:ok")
+		b.checkSteps(t, e1.ID, "mint:ok", "activate:ok", "stage:out:skipped", "verify:ok", "promote:out:ok", "cutover:ok", "revoke_previous:skipped")
 		if v := b.version(t, v1); v.Stage != store.StageRetired || len(v.Sealed) != 0 || v.RetiredAt.After(e1.FinishedAt) {
 			t.Errorf("leaked version: %s, %d sealed bytes, retired %v (run finished %v)", v.Stage, len(v.Sealed), v.RetiredAt, e1.FinishedAt)
 		}
@@ -1013,7 +1013,7 @@ func TestRevokeFirst(t *testing.T) {
 		if r.State != string(rotation.StateSucceeded) {
 			t.Fatalf("revoke-first run: %s %q", r.State, r.Error)
 		}
-		steps := b.checkSteps(t, r.ID, "revoke_first:ok", "mint:ok", "activate:ok", "stage:out:ok", "verify:ok", "promote:out:ok", "cutover:ok")
+		steps := b.checkSteps(t, r.ID, "revoke_first:ok", "mint:ok", "activate:ok", "stage:out:skipped", "verify:ok", "promote:out:ok", "cutover:ok")
 		if steps[0].Evidence["version"] != v1.ID || steps[0].FinishedAt.After(steps[1].StartedAt) {
 			t.Errorf("revoke_first %+v did not revoke %s before minting", steps[0], v1.ID)
 		}
@@ -1140,7 +1140,7 @@ func TestExecuteResumes(t *testing.T) {
 		if done.State != string(rotation.StateSucceeded) || done.NewVersionID != pend.ID {
 			t.Fatalf("resumed run: %s, new version %s (want %s)", done.State, done.NewVersionID, pend.ID)
 		}
-		b.checkSteps(t, runID, "mint:ok", "activate:ok", "stage:out:ok", "verify:ok", "promote:out:ok", "cutover:ok")
+		b.checkSteps(t, runID, "mint:ok", "activate:ok", "stage:out:skipped", "verify:ok", "promote:out:ok", "cutover:ok")
 		c := b.cred(t, "resumable")
 		if c.Current == nil || c.Current.ID != pend.ID || !res.Valid(pendVal) {
 			t.Errorf("after resuming: current %v, value valid %v", c.Current, res.Valid(pendVal))
@@ -1240,7 +1240,7 @@ func TestNoSecretLeaks(t *testing.T) {
 		if got := b.waitDone(t, r); got.State != string(rotation.StateSucceeded) {
 			t.Fatalf("retried retirement: %s %q", got.State, got.Error)
 		}
-		b.checkSteps(t, r, "mint:ok", "activate:ok", "stage:out:ok", "verify:ok", "promote:out:ok", "cutover:ok", "revoke_previous:failed", "revoke_previous:ok")
+		b.checkSteps(t, r, "mint:ok", "activate:ok", "stage:out:skipped", "verify:ok", "promote:out:ok", "cutover:ok", "revoke_previous:failed", "revoke_previous:ok")
 		// An emergency revoke-first.
 		r = b.rotate(t, rotation.Request{Selection: ids("flt-leak"), Emergency: true, RevokeFirst: true, Reason: "leak drill", Actor: "alice"})
 		if got := b.waitDone(t, r); got.State != string(rotation.StateSucceeded) {

@@ -301,25 +301,11 @@ func (x *execution) call(ctx context.Context, step string, fn func(ctx context.C
 	return err
 }
 
-// record appends a step row and its audit event; they are written by the
-// next commit.
+// record appends a step row and its audit event, ok or (with err) failed;
+// they are written by the next commit. recordAs (steps.go) records other
+// outcomes.
 func (x *execution) record(name string, started time.Time, err error, evidence map[string]string) {
-	now := x.e.now()
-	st := store.Step{RunID: x.run.ID, Seq: x.seq, Name: name, State: StepOK, Attempt: x.run.Attempt, StartedAt: started, FinishedAt: now, Evidence: evidence}
-	if err != nil {
-		st.State = StepFailed
-		st.Error = x.scrub(err)
-	}
-	x.seq++
-	x.steps = append(x.steps, st)
-	data := map[string]any{"step": name, "outcome": st.State}
-	if st.Error != "" {
-		data["error"] = st.Error
-	}
-	if len(evidence) > 0 {
-		data["evidence"] = evidence
-	}
-	x.event("run."+name, data)
+	x.recordAs(name, started, StepOK, err, evidence)
 }
 
 func (x *execution) event(action string, data map[string]any) {
@@ -409,11 +395,15 @@ func (x *execution) logFinished() {
 
 func (x *execution) revokeFirst(ctx context.Context) error {
 	cur := *x.cred.Current
+	if !x.caps.Revocable { // refused unless forced (cmd/rotator): the value stays valid
+		x.skipRevoke("revoke_first", cur)
+		return nil
+	}
 	started := x.e.now()
 	err := x.call(ctx, "revoke_first", func(ctx context.Context) error {
 		return x.prov.Revoke(ctx, providers.RevokeRequest{Common: x.common("revoke_first", cur.ID), Value: x.curVal, Metadata: cur.Metadata})
 	})
-	x.record("revoke_first", started, err, map[string]string{"version": cur.ID, "fingerprint": cur.Fingerprint})
+	x.recordRevoke("revoke_first", started, err, cur)
 	if err != nil {
 		return err
 	}
@@ -467,7 +457,7 @@ func (x *execution) mint(ctx context.Context) error {
 	v := store.Version{
 		ID: versionID, CredentialID: x.cred.ID, Stage: store.StagePending, Sealed: sealed, KeyID: keyID,
 		Fingerprint: kr.Fingerprint(resp.Value), CreatedAt: started, ExpiresAt: resp.ExpiresAt.UTC(),
-		GrantedScope: resp.GrantedScope, Metadata: resp.Metadata,
+		GrantedScope: mintedScope(resp), Metadata: versionMetadata(resp),
 	}
 	if resp.ExpiresAt.IsZero() {
 		v.ExpiresAt = time.Time{}
@@ -495,6 +485,7 @@ func (x *execution) mint(ctx context.Context) error {
 
 func (x *execution) revokeUnrecorded(ctx context.Context, v store.Version, val secret.Value) {
 	if !x.caps.Revocable {
+		x.logger().Warn("a minted value could not be recorded; the provider cannot revoke it", slog.String("version", v.ID), slog.String("reason", stillValid(x.cred.Provider, v)))
 		return
 	}
 	err := x.call(context.WithoutCancel(ctx), "mint_revoke", func(ctx context.Context) error {
@@ -537,8 +528,7 @@ func (x *execution) prepare(ctx context.Context) error {
 		err := x.call(ctx, step, func(ctx context.Context) error {
 			return bt.t.Stage(ctx, targets.StageRequest{Common: x.targetCommon(step, bt.binding, v.ID, x.newVal)})
 		})
-		x.record(step, started, err, nil)
-		if err != nil {
+		if err := x.recordStage(step, started, err); err != nil {
 			return err
 		}
 	}
@@ -550,8 +540,8 @@ func (x *execution) prepare(ctx context.Context) error {
 		ver, err = x.prov.Verify(ctx, providers.VerifyRequest{Common: x.common("verify", v.ID), Value: x.newVal, Metadata: v.Metadata})
 		return err
 	})
-	if err == nil && len(ver.GrantedScope) > 0 {
-		v.GrantedScope = ver.GrantedScope
+	if err == nil {
+		applyVerifiedScope(v, ver)
 	}
 	x.record("verify", started, err, ver.Evidence)
 	if err == nil {
@@ -735,7 +725,7 @@ func (x *execution) retireAtCutover(ctx context.Context, prev *store.Version, no
 	}
 	for i := range prevs {
 		p := &prevs[i]
-		x.record("revoke_previous", calls[i].started, nil, map[string]string{"version": p.ID, "fingerprint": p.Fingerprint})
+		x.recordRevoke("revoke_previous", calls[i].started, nil, *p)
 		p.Stage, p.RetiredAt, p.Sealed = store.StageRetired, calls[i].finished, nil
 	}
 	return prevs, true
@@ -763,7 +753,7 @@ func (x *execution) retirePrevious(ctx context.Context) error {
 		err := x.call(ctx, step, func(ctx context.Context) error {
 			return x.prov.Revoke(ctx, providers.RevokeRequest{Common: x.common(step, p.ID), Value: val, Metadata: p.Metadata})
 		})
-		x.record(step, started, err, map[string]string{"version": p.ID, "fingerprint": p.Fingerprint})
+		x.recordRevoke(step, started, err, p)
 		if err != nil {
 			// Keep the run at cut_over so a retry revokes again; the new
 			// value is already current, consumers are unaffected.
@@ -821,7 +811,9 @@ func (x *execution) rollback(ctx context.Context, msg string) error {
 			err := x.call(context.WithoutCancel(ctx), "rollback_revoke", func(ctx context.Context) error {
 				return x.prov.Revoke(ctx, providers.RevokeRequest{Common: x.common("rollback_revoke", v.ID), Value: x.newVal, Metadata: v.Metadata})
 			})
-			x.record("rollback_revoke", started, err, map[string]string{"version": v.ID})
+			x.recordRevoke("rollback_revoke", started, err, *v)
+		} else if !x.caps.Revocable {
+			x.skipRevoke("rollback_revoke", *v)
 		}
 	}
 	return x.finishFailed(ctx, msg, nil)
@@ -846,7 +838,9 @@ func (x *execution) failAtCutover(ctx context.Context, cause error) (Outcome, ti
 		err := x.call(bg, "rollback_revoke", func(ctx context.Context) error {
 			return x.prov.Revoke(ctx, providers.RevokeRequest{Common: x.common("rollback_revoke", v.ID), Value: x.newVal, Metadata: v.Metadata})
 		})
-		x.record("rollback_revoke", started, err, map[string]string{"version": v.ID})
+		x.recordRevoke("rollback_revoke", started, err, *v)
+	} else if v != nil && !x.caps.Revocable {
+		x.skipRevoke("rollback_revoke", *v)
 	}
 	return Done, time.Time{}, x.finishFailed(bg, msg, nil)
 }

@@ -67,8 +67,19 @@ func ParseState(s string) (State, error) {
 	return "", fmt.Errorf("unknown run state %q; valid states: %v", s, States)
 }
 
-// StepOK and StepFailed are the outcomes of a step.
+// StepState is the outcome of a step, as stored in store.Step.State.
+type StepState string
+
+// Step outcomes. A step is ok only when it did what its name says; a step
+// whose effect did not happen, and did not need to for the run to go on, is
+// skipped, with evidence saying why (a revoke step of a provider that cannot
+// revoke: the value stays valid until it expires; a stage step of a target
+// that has no pending slot).
 const (
-	StepOK     = "ok"
-	StepFailed = "failed"
+	StepOK      StepState = "ok"
+	StepFailed  StepState = "failed"
+	StepSkipped StepState = "skipped"
 )
+
+// StepStates lists every step outcome.
+var StepStates = []StepState{StepOK, StepFailed, StepSkipped}

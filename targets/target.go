@@ -81,3 +81,50 @@ type Factory struct {
 
 // ErrPermanent marks an error that retrying cannot fix.
 var ErrPermanent = errors.New("permanent failure")
+
+// ErrSkipped is wrapped by the error of a Stage or Withdraw that did not do
+// what its name says and did not need to: a target without a pending slot
+// that only checked that Promote will be able to write, a value another
+// credential still publishes under the same key. It is not a failure: the
+// engine records the step as skipped, with the error's text (after
+// "skipped: ") as the reason, and goes on. Promote never returns it.
+var ErrSkipped = errors.New("skipped")
+
+// Withdrawer is implemented by targets that can take a credential's value
+// back out, for a credential removed from the inventory (apply --prune).
+//
+// Withdraw must be idempotent: a value that is already gone is success. It
+// must leave the values of every other credential alone (req.Others), and it
+// works without the value (req.Value is empty): a target withdraws what it
+// published under the binding, whatever it is. Errors follow the rules of
+// Target's methods.
+type Withdrawer interface {
+	Withdraw(ctx context.Context, req WithdrawRequest) (WithdrawResponse, error)
+}
+
+// WithdrawRequest asks a target to remove a removed credential's value.
+// Common's VersionID is the credential's current version ("" if none) and
+// its Value is empty.
+type WithdrawRequest struct {
+	Common
+	// VersionIDs are the credential's versions that may be published at the
+	// target (current, previous, pending), newest first.
+	VersionIDs []string
+	// Others are the other credentials published at the same target, whose
+	// values must stay.
+	Others []Binding
+}
+
+// Binding names a credential published at a target under a key ("" for
+// the target's default).
+type Binding struct {
+	CredentialID string
+	Key          string
+}
+
+// WithdrawResponse reports what Withdraw did.
+type WithdrawResponse struct {
+	// Detail is a short, secret-free account of what was done, such as
+	// "removed GITHUB_TOKEN from /srv/run/mcp.env".
+	Detail string
+}

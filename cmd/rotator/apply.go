@@ -9,14 +9,15 @@ import (
 
 	"github.com/rotatorhq/rotator/internal/config"
 	"github.com/rotatorhq/rotator/internal/inventory"
+	"github.com/rotatorhq/rotator/rotation"
 )
 
 func (a *app) applyCommand() *cobra.Command {
 	var (
-		file          string
-		dryRun, prune bool
-		output        string
-		actorName     string
+		file                          string
+		dryRun, prune, revoke, strict bool
+		output                        string
+		actorName                     string
 	)
 	cmd := &cobra.Command{
 		Use:   "apply -f FILE",
@@ -26,38 +27,78 @@ database, in one transaction: if anything is invalid, nothing changes.
 
 Prints what was created, updated, left unchanged and removed. Applying the same
 file twice reports no changes. Credentials the file no longer declares are kept
-(and listed) unless --prune is given; their history is never deleted.`,
+(and listed) unless --prune is given; their history is never deleted.
+
+Before writing, apply checks on this host what the file names: it resolves every
+reference in provider and target settings and checks every exec plugin's
+executable, and reports each problem as file:line: field: what is wrong and what
+would fix it. These are warnings (the file is applied; the service resolves
+references in its own environment at each run), or errors with --strict (exit 2,
+nothing applied). No resolved value is ever printed.
+
+With --prune, once the removal has committed, each removed credential's value is
+withdrawn from its targets (a file target removes its key, or the raw file; an
+aws-secretsmanager target schedules the secret's deletion with a recovery window),
+and with --revoke its current, previous and pending values are revoked at the
+provider (this needs the master key). Without --revoke those values stay valid at
+the provider until they expire, and apply warns about each. A failed withdrawal
+or revocation is reported (exit 1) and recorded in the audit log; the removal
+stays committed.`,
 		Example: `  rotator apply -f examples/quickstart.yaml --dry-run
-  rotator apply -f rotator.yaml
-  rotator apply -f rotator.yaml --prune -o json`,
+  rotator apply -f rotator.yaml --strict
+  rotator apply -f rotator.yaml --prune --revoke -o json`,
 		Args:        cobra.NoArgs,
 		Annotations: createsDatabase(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(output, "text", "json"); err != nil {
 				return err
 			}
+			if revoke && !prune {
+				return usagef("--revoke revokes the values of the credentials --prune removes; add --prune")
+			}
 			cfg, err := loadConfig(file)
 			if err != nil {
 				return err
+			}
+			if problems := config.Check(cmd.Context(), cfg, config.CheckOptions{}); len(problems) > 0 {
+				if strict {
+					return &config.Errors{List: problems}
+				}
+				cfg.Warnings = append(cfg.Warnings, problems...)
 			}
 			st, err := a.openStore(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			diff, err := inventory.Apply(cmd.Context(), st, cfg, inventory.Options{DryRun: dryRun, Prune: prune, Actor: actor(actorName)})
+			who := actor(actorName)
+			diff, err := inventory.Apply(cmd.Context(), st, cfg, inventory.Options{DryRun: dryRun, Prune: prune, Actor: who})
 			if err != nil {
 				return fmt.Errorf("applying %s: %w", file, err)
 			}
-			if output == "json" {
-				return writeJSON(a.stdout, diff)
+			res := applyResult{Diff: diff, Withdrawals: []rotation.WithdrawAction{}}
+			if len(diff.Removals) > 0 && !dryRun {
+				if res.Withdrawals, err = a.withdraw(cmd.Context(), st, diff.Removals, rotation.WithdrawOptions{Revoke: revoke, Actor: who}); err != nil {
+					return err
+				}
 			}
-			return a.printDiff(diff)
+			if output == "json" {
+				err = writeJSON(a.stdout, res)
+			} else {
+				err = a.printApply(res, revoke)
+			}
+			a.warnStillValid(res.Withdrawals, revoke)
+			if err == nil && res.failed() {
+				err = errWithdrawFailed
+			}
+			return err
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "configuration file (YAML) to apply")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate and show the changes without writing them")
-	cmd.Flags().BoolVar(&prune, "prune", false, "remove providers and credentials the file does not declare")
+	cmd.Flags().BoolVar(&prune, "prune", false, "remove providers and credentials the file does not declare, and withdraw their values from their targets")
+	cmd.Flags().BoolVar(&revoke, "revoke", false, "with --prune, also revoke the removed credentials' values at their providers (needs the master key)")
+	cmd.Flags().BoolVar(&strict, "strict", false, "treat problems found on this host (unresolvable references, missing plugin executables) as errors: exit 2, apply nothing")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	cmd.Flags().StringVar(&actorName, "actor", "", "who is applying, for the audit log (default: the OS user)")
 	_ = cmd.MarkFlagRequired("file")

@@ -71,7 +71,7 @@ func TestApplyQuickstart(t *testing.T) {
 				}
 
 				r = c.must(t, 0, "apply", "-f", quickstartPath, "-o", "json")
-				o := decodeObject(t, r.stdout, "changes", "warnings", "dry_run")
+				o := decodeObject(t, r.stdout, "changes", "warnings", "dry_run", "withdrawals")
 				changes := array(t, o, "changes")
 				if len(changes) != len(quickstartNames) {
 					t.Errorf("got %d changes, want %d:\n%s", len(changes), len(quickstartNames), r.stdout)
@@ -197,7 +197,7 @@ func TestApplyQuickstart(t *testing.T) {
 					t.Errorf("the dry run does not show the update and the creation:\n%s", r.stdout)
 				}
 				r = c.must(t, 0, "apply", "-f", file, "--dry-run", "-o", "json")
-				o := decodeObject(t, r.stdout, "changes", "warnings", "dry_run")
+				o := decodeObject(t, r.stdout, "changes", "warnings", "dry_run", "withdrawals")
 				if o["dry_run"] != true {
 					t.Errorf("dry_run = %v, want true", o["dry_run"])
 				}

@@ -150,7 +150,7 @@ func (a *app) printCredential(v view.Credential, now time.Time) error {
 	fmt.Fprintf(w, "Owner:          %s\n", v.Owner)
 	fmt.Fprintf(w, "Labels:         %s\n", strings.Join(sortedStrings(labels), ", "))
 	fmt.Fprintf(w, "Scope:          %s\n", strings.Join(v.Scope, ", "))
-	fmt.Fprintf(w, "Granted scope:  %s\n", strings.Join(v.GrantedScope, ", "))
+	fmt.Fprintf(w, "Granted scope:  %s\n", grantedScopeText(v))
 	fmt.Fprintf(w, "Status:         %s\n", v.Status)
 	fmt.Fprintf(w, "Age:            %s (max %s)\n", age, secondsDuration(v.MaxAgeSeconds))
 	if v.Schedule != "" {
@@ -172,7 +172,10 @@ func (a *app) printCredential(v view.Credential, now time.Time) error {
 		for _, ver := range v.Versions {
 			t.row("  "+ver.ID, ver.Stage, ver.Fingerprint, ver.CreatedAt.Format(time.RFC3339), relTime(ver.ExpiresAt, now))
 		}
-		return t.flush()
+		if err := t.flush(); err != nil {
+			return err
+		}
+		return printValueHashes(w, v.Versions)
 	}
 	return nil
 }

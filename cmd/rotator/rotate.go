@@ -22,6 +22,7 @@ type rotateFlags struct {
 	emergency     bool
 	reason        string
 	revokeFirst   bool
+	force         bool // --revoke-first even where the provider cannot revoke
 	dryRun        bool
 	wait          string
 	concurrency   int
@@ -63,6 +64,7 @@ See runbooks/emergency-rotation.md.`,
 	fl.BoolVar(&f.emergency, "emergency", false, "emergency rotation: top priority, no windows, previous retired at once (needs --reason)")
 	fl.StringVar(&f.reason, "reason", "", "why (recorded in the audit log; required with --emergency)")
 	fl.BoolVar(&f.revokeFirst, "revoke-first", false, "revoke the current value before minting (downtime until cutover)")
+	fl.BoolVar(&f.force, "force", false, "with --revoke-first, rotate even credentials whose provider cannot revoke (their value stays valid until it expires)")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print the plan and change nothing")
 	fl.StringVar(&f.wait, "wait", "", "wait for the runs: --wait (until cutover) or --wait=retired (through the grace period, until\nthe previous version is retired); exit 1 if any credential was not rotated")
 	fl.Lookup("wait").NoOptDefVal = waitCutover
@@ -122,6 +124,9 @@ func (a *app) rotate(ctx context.Context, ids []string, f rotateFlags) error {
 	}
 	if len(creds) == 0 {
 		return fmt.Errorf("the selection matches no credential; see 'rotator credentials list'")
+	}
+	if err := a.checkRevokeFirst(ctx, e, creds, f); err != nil {
+		return err
 	}
 	if f.dryRun {
 		return a.printPlan(ctx, e, creds, f)
@@ -231,6 +236,8 @@ func (a *app) printPlan(ctx context.Context, e *rotation.Engine, creds []store.C
 		switch {
 		case c.Current == nil:
 			p.Previous = "none (first value)"
+		case f.revokeFirst && !caps.Revocable:
+			p.Previous = "NOT revoked (the provider cannot revoke): valid until it expires"
 		case f.revokeFirst:
 			p.Previous = "revoked before minting (consumers fail until cutover)"
 		case f.emergency:

@@ -56,6 +56,9 @@ type Provider struct {
 	Settings settings.Map
 	// Line is the line of the provider's name.
 	Line int
+	// Lines are the lines of the settings' fields, by dotted path relative
+	// to the settings (client_secret, verify.introspection.url, command[0]).
+	Lines map[string]int
 }
 
 // Target is a configured target.
@@ -68,6 +71,8 @@ type Target struct {
 	Settings settings.Map
 	// Line is the line of the target's name.
 	Line int
+	// Lines are the lines of the settings' fields, as Provider.Lines.
+	Lines map[string]int
 }
 
 // Credential is one credential of the inventory as declared in the file.

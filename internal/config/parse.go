@@ -384,7 +384,7 @@ func (p *parser) plugins(n *yaml.Node, section string) []plugin {
 
 func (p *parser) providers(cfg *Config, n *yaml.Node) {
 	for _, pl := range p.plugins(n, "providers") {
-		cfg.Providers[pl.name] = Provider{Name: pl.name, Type: pl.typ, Settings: pl.settings, Line: pl.line}
+		cfg.Providers[pl.name] = Provider{Name: pl.name, Type: pl.typ, Settings: pl.settings, Line: pl.line, Lines: pl.lines}
 		if pl.typ == "" || pl.typ == "\x00" {
 			continue
 		}
@@ -401,7 +401,7 @@ func (p *parser) providers(cfg *Config, n *yaml.Node) {
 
 func (p *parser) targets(cfg *Config, n *yaml.Node) {
 	for _, pl := range p.plugins(n, "targets") {
-		cfg.Targets[pl.name] = Target{Name: pl.name, Type: pl.typ, Settings: pl.settings, Line: pl.line}
+		cfg.Targets[pl.name] = Target{Name: pl.name, Type: pl.typ, Settings: pl.settings, Line: pl.line, Lines: pl.lines}
 		if pl.typ == "" || pl.typ == "\x00" {
 			continue
 		}

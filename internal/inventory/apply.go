@@ -18,6 +18,7 @@ import (
 	"github.com/rotatorhq/rotator/internal/config"
 	"github.com/rotatorhq/rotator/internal/store"
 	"github.com/rotatorhq/rotator/rotation"
+	"github.com/rotatorhq/rotator/targets"
 )
 
 // Actions of a change.
@@ -45,6 +46,10 @@ type Diff struct {
 	Changes  []Change `json:"changes"`
 	Warnings []string `json:"warnings"`
 	DryRun   bool     `json:"dry_run"`
+	// Removals are the credentials removed (with Prune), as they were: what
+	// rotation.Engine.Withdraw needs to withdraw their values from their
+	// targets and revoke them, after the apply committed.
+	Removals []rotation.Removal `json:"-"`
 }
 
 // Count returns how many changes have the given action.
@@ -109,7 +114,16 @@ func Apply(ctx context.Context, st store.Store, cfg *config.Config, opts Options
 		if err := applyTargets(ctx, tx, cfg, t, record); err != nil {
 			return err
 		}
-		if err := applyCredentials(ctx, tx, cfg, t, opts.Prune, record); err != nil {
+		var pubs map[string][]targets.Binding
+		plan := func(c store.Credential) error {
+			if pubs == nil {
+				pubs = publishers(cfg)
+			}
+			r, err := rotation.PlanRemoval(ctx, tx, c, pubs)
+			diff.Removals = append(diff.Removals, r)
+			return err
+		}
+		if err := applyCredentials(ctx, tx, cfg, t, opts.Prune, record, plan); err != nil {
 			return err
 		}
 		if opts.Prune {
@@ -196,7 +210,7 @@ func pruneProviders(ctx context.Context, tx store.Tx, cfg *config.Config, record
 	return nil
 }
 
-func applyCredentials(ctx context.Context, tx store.Tx, cfg *config.Config, t time.Time, prune bool, record func(Change, string)) error {
+func applyCredentials(ctx context.Context, tx store.Tx, cfg *config.Config, t time.Time, prune bool, record func(Change, string), plan func(store.Credential) error) error {
 	stored, err := tx.ListCredentials(ctx, store.CredentialFilter{})
 	if err != nil {
 		return fmt.Errorf("listing credentials: %w", err)
@@ -260,6 +274,9 @@ func applyCredentials(ctx context.Context, tx store.Tx, cfg *config.Config, t ti
 		if !prune {
 			record(Change{Kind: "credential", Name: c.ID, Action: Orphaned, Note: "kept; apply with --prune to remove"}, c.ID)
 			continue
+		}
+		if err := plan(c); err != nil {
+			return fmt.Errorf("reading what removing credential %s leaves behind: %w", c.ID, err)
 		}
 		if err := tx.DeleteCredential(ctx, c.ID); err != nil {
 			return fmt.Errorf("removing credential %s: %w", c.ID, err)
@@ -405,4 +422,15 @@ func pruneTargets(ctx context.Context, tx store.Tx, cfg *config.Config, record f
 		}
 	}
 	return nil
+}
+
+// publishers returns, by target, the credentials the file publishes there.
+func publishers(cfg *config.Config) map[string][]targets.Binding {
+	out := map[string][]targets.Binding{}
+	for _, c := range cfg.Credentials {
+		for _, b := range c.Targets {
+			out[b.Target] = append(out[b.Target], targets.Binding{CredentialID: c.ID, Key: b.Key})
+		}
+	}
+	return out
 }

@@ -186,6 +186,9 @@ func (r *htmlRenderer) credential(c CredentialRow) error {
 }
 
 func grantedHTML(c CredentialRow) string {
+	if !c.GrantedScopeReported {
+		return `<span class="muted" title="the resource did not say which scope it granted">not reported</span>`
+	}
 	if len(c.GrantedScope) == 0 {
 		return `<span class="muted">-</span>`
 	}
@@ -220,6 +223,14 @@ func (r *htmlRenderer) run(sec section, row RunRow) error {
 		if row.Error != nil {
 			failed += `<br><span class="err">` + esc(truncate(*row.Error, 200)) + `</span>`
 		}
+	}
+	if s := skippedText(row.SkippedSteps); s != "" {
+		if row.FailedStep == nil {
+			failed = ""
+		} else {
+			failed += "<br>"
+		}
+		failed += `<span class="muted" title="steps that did not do what their name says; a skipped revoke leaves the value valid until it expires">` + esc(s) + `</span>`
 	}
 	_, err := fmt.Fprintf(w, "<tr><td class=\"mono\">%s</td><td><code>%s</code></td><td>%s</td><td>%s</td><td>%s</td><td><span class=\"badge o-%s\">%s</span></td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>\n",
 		esc(row.ID), esc(row.Credential), esc(row.Trigger), esc(orDash(row.Actor)), esc(orDash(row.Reason)), esc(row.Outcome), esc(row.Outcome),

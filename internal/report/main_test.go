@@ -109,7 +109,8 @@ type seeded struct {
 
 // seed writes an inventory that exercises every flag, outcome and section:
 //
-//	healthy-1    fresh, in policy                 labels team=platform
+//	healthy-1    fresh, in policy, granted scope not reported; its run
+//	             run-ok skipped revoke_previous       labels team=platform
 //	old-2        120% of max age: overdue         labels team=platform
 //	expiring-3   95% of max age: expiring
 //	scoped-4     granted "admin" undeclared: over_scoped
@@ -167,6 +168,9 @@ func seed(t testing.TB, st store.Store) seeded {
 				ID: c.id + "-v1", CredentialID: c.id, Stage: store.StageCurrent, Sealed: []byte("sealed"), KeyID: "k",
 				Fingerprint: "fp" + c.id, CreatedAt: now.Add(-c.issued), ActivatedAt: now.Add(-c.issued), GrantedScope: c.granted,
 			}
+			if c.id == "healthy-1" { // the resource did not report the granted scope
+				v.Metadata = map[string]string{store.MetaGrantedScope: store.ScopeNotReported}
+			}
 			if err := tx.InsertVersion(ctx, v); err != nil {
 				return err
 			}
@@ -223,6 +227,8 @@ func seed(t testing.TB, st store.Store) seeded {
 		data, _ := json.Marshal(map[string]any{"runbook": "runbooks/generated.md#rotation", "detail": "granted scope exceeds declared"})
 		return tx.InsertAuditEvents(ctx,
 			store.AuditEvent{OccurredAt: now.Add(-day), Actor: "alice", Action: "run.planned", CredentialID: "healthy-1", RunID: "run-ok", Data: json.RawMessage(`{"trigger":"schedule"}`)},
+			store.AuditEvent{OccurredAt: now.Add(-day), Actor: "alice", Action: "run.revoke_previous", CredentialID: "healthy-1", RunID: "run-ok",
+				Data: json.RawMessage(`{"evidence":{"reason":"provider gen cannot revoke values"},"outcome":"skipped","step":"revoke_previous"}`)},
 			store.AuditEvent{OccurredAt: now.Add(-day), Actor: "scheduler", Action: "policy.over_scoped", CredentialID: "scoped-4", Data: data},
 			store.AuditEvent{OccurredAt: now.Add(-50 * day), Actor: "scheduler", Action: "policy.over_scoped", CredentialID: "scoped-4", Data: data},
 			store.AuditEvent{OccurredAt: now.Add(-day), Actor: "alice", Action: "policy.max_age_exceeded", CredentialID: "norunbook-7", Data: json.RawMessage(`{}`)},

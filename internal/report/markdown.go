@@ -92,7 +92,10 @@ func (r *mdRenderer) row() {
 func (r *mdRenderer) credential(c CredentialRow) error {
 	r.row()
 	scope := mdText(strings.Join(c.Scope, ", "))
-	if len(c.GrantedScope) > 0 {
+	switch {
+	case !c.GrantedScopeReported:
+		scope += " → granted: not reported"
+	case len(c.GrantedScope) > 0:
 		scope += " → " + mdText(strings.Join(c.GrantedScope, ", "))
 	}
 	age := fmtSeconds(c.AgeSeconds) + " / " + fmtSeconds(&c.MaxAgeSeconds)
@@ -123,6 +126,9 @@ func (r *mdRenderer) run(sec section, row RunRow) error {
 		if row.Error != nil {
 			failed += ": " + mdText(truncate(*row.Error, 120))
 		}
+	}
+	if s := skippedText(row.SkippedSteps); s != "" {
+		failed = strings.TrimPrefix(failed+"; "+s, "-; ")
 	}
 	_, err = fmt.Fprintf(r.w, "| `%s` | `%s` | %s | %s | %s | %s | %s | %s | %s | %s |\n", mdCode(row.ID), mdCode(row.Credential),
 		row.Trigger, mdText(orDash(row.Actor)), mdText(orDash(row.Reason)), row.Outcome, fmtTimePtr(row.StartedAt),

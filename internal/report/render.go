@@ -127,6 +127,7 @@ var CSVColumns = []string{
 	"next_rotation_at", "expires_at", "current_version", "fingerprint", "trigger", "actor", "reason", "attempt",
 	"created_at", "started_at", "finished_at", "duration_seconds", "failed_step", "error", "kind", "detail",
 	"runbook", "runbook_url", "runbook_digest", "current_runbook_digest", "runbook_changed",
+	"granted_scope_reported", "skipped_steps",
 }
 
 var csvIndex = func() map[string]int {
@@ -168,8 +169,9 @@ func (r *csvRenderer) credential(c CredentialRow) error {
 		"id": c.ID, "credential": c.ID, "consumer": cell(c.Consumer), "provider": c.Provider, "owner": cell(c.Owner),
 		"labels": cell(labelsText(c.Labels)), "status": c.Status, "flags": strings.Join(c.Flags, " "),
 		"scope": cell(strings.Join(c.Scope, " ")), "granted_scope": cell(strings.Join(c.GrantedScope, " ")),
-		"max_age_seconds": strconv.FormatInt(c.MaxAgeSeconds, 10),
-		"last_rotated_at": csvTime(c.LastRotatedAt), "next_rotation_at": csvTime(c.NextRotationAt), "expires_at": csvTime(c.ExpiresAt),
+		"granted_scope_reported": strconv.FormatBool(c.GrantedScopeReported),
+		"max_age_seconds":        strconv.FormatInt(c.MaxAgeSeconds, 10),
+		"last_rotated_at":        csvTime(c.LastRotatedAt), "next_rotation_at": csvTime(c.NextRotationAt), "expires_at": csvTime(c.ExpiresAt),
 		"runbook": cell(c.Runbook.Ref), "runbook_url": cell(c.Runbook.URL),
 	}
 	if c.AgeSeconds != nil {
@@ -203,6 +205,9 @@ func (r *csvRenderer) run(sec section, row RunRow) error {
 	}
 	if row.FailedStep != nil {
 		f["failed_step"] = *row.FailedStep
+	}
+	if len(row.SkippedSteps) > 0 {
+		f["skipped_steps"] = cell(strings.Join(row.SkippedSteps, " "))
 	}
 	if row.Error != nil {
 		f["error"] = cell(*row.Error)

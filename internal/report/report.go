@@ -20,8 +20,10 @@ package report
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +36,7 @@ import (
 	"github.com/rotatorhq/rotator/internal/audit"
 	"github.com/rotatorhq/rotator/internal/runbook"
 	"github.com/rotatorhq/rotator/internal/store"
+	"github.com/rotatorhq/rotator/rotation"
 )
 
 // Format is an output format.
@@ -148,6 +151,7 @@ type generator struct {
 	selected map[string]bool // ids of selected credentials; nil: all
 	runbooks map[string]runbookState
 	policy   []Violation
+	skipped  map[string][]string // skipped steps by run (auditResult)
 }
 
 type runbookState struct {
@@ -236,7 +240,7 @@ func (g *generator) run(ctx context.Context, r renderer) error {
 	if res.err != nil {
 		return res.err
 	}
-	g.summary.Audit, g.policy = res.status, res.policy
+	g.summary.Audit, g.policy, g.skipped = res.status, res.policy, res.skipped
 	g.summary.PolicyEvents = res.status.PolicyEvents
 	g.summary.Violations += res.status.PolicyEvents
 	g.summary.finish()
@@ -343,7 +347,10 @@ func (g *generator) sections(ctx context.Context, r renderer) error {
 type auditResult struct {
 	status AuditStatus
 	policy []Violation
-	err    error
+	// skipped are the names of the steps recorded skipped, by run, from the
+	// run.<step> events of the period.
+	skipped map[string][]string
+	err     error
 }
 
 // verifyAudit checks the whole chain and, in the same pass, collects the
@@ -353,7 +360,14 @@ func (g *generator) verifyAudit(ctx context.Context) auditResult {
 	since, until := g.opts.Since, g.opts.Until
 	var res auditResult
 	var mu sync.Mutex // Visit may be called from several goroutines
+	res.skipped = map[string][]string{}
 	rep, err := audit.Verify(ctx, g.st, audit.VerifyOptions{Parallel: g.opts.Parallel, Visit: func(ev store.AuditEvent) {
+		if skippedStep(ev) && !ev.OccurredAt.Before(since) && (g.selected == nil || g.selected[ev.CredentialID]) {
+			mu.Lock()
+			res.skipped[ev.RunID] = append(res.skipped[ev.RunID], strings.TrimPrefix(ev.Action, "run."))
+			mu.Unlock()
+			return
+		}
 		if !strings.HasPrefix(ev.Action, "policy.") || ev.OccurredAt.Before(since) || !ev.OccurredAt.Before(until) {
 			return
 		}
@@ -372,9 +386,27 @@ func (g *generator) verifyAudit(ctx context.Context) auditResult {
 		return res
 	}
 	res.status.Report = rep
+	for _, steps := range res.skipped {
+		slices.Sort(steps)
+	}
 	// Listed in chain order whatever order they were visited in.
 	slices.SortFunc(res.policy, func(a, b Violation) int { return cmp.Compare(*a.EventID, *b.EventID) })
 	return res
+}
+
+// skippedQuoted is the outcome of a skipped step as it appears in an
+// event's data: a cheap filter before decoding (Postgres re-formats JSON).
+var skippedQuoted = []byte(`"` + string(rotation.StepSkipped) + `"`)
+
+// skippedStep reports whether ev records a step that was skipped.
+func skippedStep(ev store.AuditEvent) bool {
+	if ev.RunID == "" || !strings.HasPrefix(ev.Action, "run.") || !bytes.Contains(ev.Data, skippedQuoted) {
+		return false
+	}
+	var d struct {
+		Outcome string `json:"outcome"`
+	}
+	return json.Unmarshal(ev.Data, &d) == nil && d.Outcome == string(rotation.StepSkipped)
 }
 
 // eachCredential calls fn for every selected live credential, by id, a

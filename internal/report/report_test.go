@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -87,6 +88,11 @@ func TestSeededReport(t *testing.T) {
 			c.CurrentVersion == nil || c.CurrentVersion.Fingerprint != "fphealthy-1" {
 			t.Errorf("healthy-1: %+v", c)
 		}
+		for id, c := range creds {
+			if c.GrantedScopeReported != (id != "healthy-1") {
+				t.Errorf("%s: granted_scope_reported %t", id, c.GrantedScopeReported)
+			}
+		}
 		if c := creds["norunbook-7"]; c.RunbookProblem == nil {
 			t.Error("norunbook-7: the missing runbook is not reported")
 		}
@@ -110,6 +116,12 @@ func TestSeededReport(t *testing.T) {
 		}
 		if r := runs["run-em"]; !r.RunbookChanged || r.CurrentRunbookDigest == nil || *r.CurrentRunbookDigest != s.currentDigest {
 			t.Errorf("run-em: runbook changed %v, current digest %v", r.RunbookChanged, r.CurrentRunbookDigest)
+		}
+		if r := runs["run-ok"]; !slices.Equal(r.SkippedSteps, []string{"revoke_previous"}) {
+			t.Errorf("run-ok: skipped steps %v, want [revoke_previous]", r.SkippedSteps)
+		}
+		if r := runs["run-rb"]; r.SkippedSteps == nil || len(r.SkippedSteps) != 0 {
+			t.Errorf("run-rb: skipped steps %#v, want []", r.SkippedSteps)
 		}
 		if r := runs["run-wip"]; r.Outcome != report.OutcomeInProgress || r.FinishedAt != nil {
 			t.Errorf("run-wip: %+v", r)
@@ -141,7 +153,7 @@ func TestSeededReport(t *testing.T) {
 			sum["in_progress"] != float64(1) || sum["emergencies"] != float64(1) || sum["violations"] != float64(6) {
 			t.Errorf("summary: %v", sum)
 		}
-		if p.AuditChain["ok"] != true || p.AuditChain["checked"] != float64(4) || p.AuditChain["policy_events"] != float64(2) {
+		if p.AuditChain["ok"] != true || p.AuditChain["checked"] != float64(5) || p.AuditChain["policy_events"] != float64(2) {
 			t.Errorf("audit chain: %v", p.AuditChain)
 		}
 
@@ -169,6 +181,12 @@ func TestSeededReport(t *testing.T) {
 			if r[0] == "run" && r[col["id"]] == "run-em" && (r[col["runbook_changed"]] != "true" || r[col["reason"]] != "key leaked in INC-1234") {
 				t.Errorf("CSV run-em: %v", r)
 			}
+			if r[0] == "run" && r[col["id"]] == "run-ok" && r[col["skipped_steps"]] != "revoke_previous" {
+				t.Errorf("CSV run-ok: skipped_steps %q", r[col["skipped_steps"]])
+			}
+			if r[0] == "credential" && r[col["granted_scope_reported"]] != strconv.FormatBool(r[col["id"]] != "healthy-1") {
+				t.Errorf("CSV %s: granted_scope_reported %q", r[col["id"]], r[col["granted_scope_reported"]])
+			}
 		}
 
 		// Markdown: sections, links, flags.
@@ -178,6 +196,7 @@ func TestSeededReport(t *testing.T) {
 			"# rotator audit report", "## Inventory compliance", "## Runs in the period", "## Emergency rotations",
 			"## Policy violations", "## Audit chain", "[runbooks/generated.md#rotation](runbooks/generated.md#rotation)",
 			"runbook changed since this run", "key leaked in INC-1234", "verify: verify failed: scope mismatch", "over_scoped",
+			"repo:read → granted: not reported", "| skipped: revoke_previous |",
 		} {
 			if !strings.Contains(md, want) {
 				t.Errorf("markdown lacks %q", want)
@@ -191,7 +210,7 @@ func TestSeededReport(t *testing.T) {
 		checkHTML(t, page)
 		for _, want := range []string{
 			`<a href="https://git.example.com/ops/blob/main/runbooks/generated.md#rotation">`, "runbook changed since this run",
-			`class="badge f-over_scoped"`, "key leaked in INC-1234", "@media print",
+			`class="badge f-over_scoped"`, "key leaked in INC-1234", "@media print", ">not reported</span>", "skipped: revoke_previous</span>",
 		} {
 			if !strings.Contains(page, want) {
 				t.Errorf("HTML lacks %q", want)

@@ -61,6 +61,9 @@ type CredentialRow struct {
 	Labels       map[string]string `json:"labels"`
 	Scope        []string          `json:"scope"`
 	GrantedScope []string          `json:"granted_scope"`
+	// GrantedScopeReported is false when the resource did not report the
+	// current value's granted scope (then GrantedScope is empty, unknown).
+	GrantedScopeReported bool `json:"granted_scope_reported"`
 	// ExtraScope is what was granted but not declared.
 	ExtraScope     []string   `json:"extra_scope"`
 	Status         string     `json:"status"`
@@ -100,10 +103,14 @@ type RunRow struct {
 	FinishedAt      *time.Time `json:"finished_at"`
 	DurationSeconds *float64   `json:"duration_seconds"`
 	FailedStep      *string    `json:"failed_step"`
-	Error           *string    `json:"error"`
-	OldVersion      *string    `json:"old_version"`
-	NewVersion      *string    `json:"new_version"`
-	Runbook         Link       `json:"runbook"`
+	// SkippedSteps are the steps recorded skipped (StepSkipped): revoke
+	// steps of a provider that cannot revoke, whose values stayed valid
+	// until they expired, and stage steps of targets without a pending slot.
+	SkippedSteps []string `json:"skipped_steps"`
+	Error        *string  `json:"error"`
+	OldVersion   *string  `json:"old_version"`
+	NewVersion   *string  `json:"new_version"`
+	Runbook      Link     `json:"runbook"`
 	// RunbookDigest is the digest of the runbook text the run followed;
 	// CurrentRunbookDigest that of the file today (null if unreadable).
 	RunbookDigest        string  `json:"runbook_digest"`
@@ -290,7 +297,7 @@ func (g *generator) credentialRow(c store.Credential) CredentialRow {
 	path, anchor := runbook.Split(c.Runbook)
 	row := CredentialRow{
 		ID: v.ID, Consumer: v.Consumer, Provider: v.Provider, Owner: v.Owner, Labels: v.Labels,
-		Scope: v.Scope, GrantedScope: v.GrantedScope, ExtraScope: []string{}, Status: v.Status, Flags: []string{},
+		Scope: v.Scope, GrantedScope: v.GrantedScope, GrantedScopeReported: v.GrantedScopeReported, ExtraScope: []string{}, Status: v.Status, Flags: []string{},
 		AgeSeconds: v.AgeSeconds, MaxAgeSeconds: v.MaxAgeSeconds, LastRotatedAt: v.LastRotatedAt,
 		NextRotationAt: v.NextRotationAt, ExpiresAt: v.ExpiresAt, Runbook: g.link(path, anchor),
 	}
@@ -326,7 +333,7 @@ func (g *generator) credentialRow(c store.Credential) CredentialRow {
 			row.AgeFraction = &frac
 		}
 	}
-	if c.Current != nil {
+	if c.Current != nil && c.Current.ScopeReported() {
 		row.ExtraScope = append(row.ExtraScope, store.ExtraScope(c.Current.GrantedScope, c.Scope)...)
 	}
 	status := store.Status(v.Status)
@@ -413,6 +420,7 @@ func (g *generator) runRow(ctx context.Context, r store.Run) (RunRow, error) {
 		Outcome: outcome(r.State), Attempt: v.Attempt, CreatedAt: v.CreatedAt, StartedAt: v.StartedAt,
 		FinishedAt: v.FinishedAt, DurationSeconds: v.DurationSec, Error: v.Error, OldVersion: v.OldVersion,
 		NewVersion: v.NewVersion, Runbook: g.link(r.Runbook.Path, r.Runbook.Anchor), RunbookDigest: r.Runbook.Digest,
+		SkippedSteps: nonNilStrings(g.skipped[r.ID]),
 	}
 	if row.DurationSeconds != nil {
 		d := math.Round(*row.DurationSeconds*1000) / 1000
@@ -430,7 +438,7 @@ func (g *generator) runRow(ctx context.Context, r store.Run) (RunRow, error) {
 			return row, fmt.Errorf("reading the steps of run %s: %w", r.ID, err)
 		}
 		for _, s := range steps {
-			if s.State == rotation.StepFailed {
+			if s.State == string(rotation.StepFailed) {
 				name := s.Name
 				row.FailedStep = &name
 				break
@@ -477,4 +485,19 @@ func humanDuration(d time.Duration) string {
 		return out
 	}
 	return "0s"
+}
+
+func nonNilStrings(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// skippedText lists a run's skipped steps for the md and html reports.
+func skippedText(steps []string) string {
+	if len(steps) == 0 {
+		return ""
+	}
+	return "skipped: " + strings.Join(steps, ", ")
 }

@@ -144,6 +144,27 @@ type Version struct {
 	Metadata     map[string]string
 }
 
+// Version metadata keys the engine writes; every other key belongs to the
+// provider that minted the version.
+const (
+	// MetaSHA256 holds "sha256:" and the hex SHA-256 of the value, so that a
+	// value a server logged only as its SHA-256 (as servers commonly log
+	// tokens) can be matched to its version.
+	MetaSHA256 = "sha256"
+	// MetaGrantedScope is ScopeNotReported when the resource did not say
+	// which scope it granted (an OAuth token response without scope, and no
+	// introspection that reported one); absent otherwise.
+	MetaGrantedScope = "granted_scope"
+	// ScopeNotReported is the value of MetaGrantedScope for a version whose
+	// granted scope is unknown.
+	ScopeNotReported = "not_reported"
+)
+
+// ScopeReported reports whether the resource said which scope it granted
+// v. When it did not, GrantedScope is empty and means "unknown", not
+// "nothing": no over-scope finding may be inferred from it.
+func (v Version) ScopeReported() bool { return v.Metadata[MetaGrantedScope] != ScopeNotReported }
+
 // ExtraScope is the scope granted that declared does not include, each
 // once, in granted's order (nil when the grant is within the declaration).
 func ExtraScope(granted, declared []string) []string {

@@ -20,25 +20,33 @@ type Version struct {
 	Fingerprint string     `json:"fingerprint"`
 	CreatedAt   time.Time  `json:"created_at"`
 	ExpiresAt   *time.Time `json:"expires_at"`
+	// SHA256 is "sha256:" and the hex SHA-256 of the value, to match a
+	// value a server logged hashed; shown by `credentials show`, empty for
+	// versions minted before it was recorded.
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 // Credential is a credential as shown by `credentials list|show -o json`.
 type Credential struct {
-	ID             string            `json:"id"`
-	Consumer       string            `json:"consumer"`
-	Provider       string            `json:"provider"`
-	Scope          []string          `json:"scope"`
-	GrantedScope   []string          `json:"granted_scope"`
-	Owner          string            `json:"owner"`
-	Labels         map[string]string `json:"labels"`
-	Status         string            `json:"status"`
-	AgeSeconds     *int64            `json:"age_seconds"`
-	MaxAgeSeconds  int64             `json:"max_age_seconds"`
-	LastRotatedAt  *time.Time        `json:"last_rotated_at"`
-	NextRotationAt *time.Time        `json:"next_rotation_at"`
-	ExpiresAt      *time.Time        `json:"expires_at"`
-	CurrentVersion *Version          `json:"current_version"`
-	Runbook        string            `json:"runbook"`
+	ID           string   `json:"id"`
+	Consumer     string   `json:"consumer"`
+	Provider     string   `json:"provider"`
+	Scope        []string `json:"scope"`
+	GrantedScope []string `json:"granted_scope"`
+	// GrantedScopeReported is false when the resource did not report the
+	// current value's granted scope: GrantedScope is then empty because it
+	// is unknown, not because nothing was granted.
+	GrantedScopeReported bool              `json:"granted_scope_reported"`
+	Owner                string            `json:"owner"`
+	Labels               map[string]string `json:"labels"`
+	Status               string            `json:"status"`
+	AgeSeconds           *int64            `json:"age_seconds"`
+	MaxAgeSeconds        int64             `json:"max_age_seconds"`
+	LastRotatedAt        *time.Time        `json:"last_rotated_at"`
+	NextRotationAt       *time.Time        `json:"next_rotation_at"`
+	ExpiresAt            *time.Time        `json:"expires_at"`
+	CurrentVersion       *Version          `json:"current_version"`
+	Runbook              string            `json:"runbook"`
 
 	// Shown by `credentials show` only.
 	Schedule     string                `json:"schedule,omitempty"`
@@ -52,28 +60,30 @@ type Credential struct {
 // NewCredential renders c as seen at now.
 func NewCredential(c store.Credential, now time.Time) Credential {
 	v := Credential{
-		ID:             c.ID,
-		Consumer:       c.Consumer,
-		Provider:       c.Provider,
-		Scope:          nonNil(c.Scope),
-		GrantedScope:   []string{},
-		Owner:          c.Owner,
-		Labels:         c.Labels,
-		Status:         string(rotation.EffectiveStatus(c, now)),
-		MaxAgeSeconds:  int64(c.Policy.MaxAge / time.Second),
-		LastRotatedAt:  ptr(c.State.LastRotatedAt),
-		NextRotationAt: ptr(c.State.NextRotationAt),
-		ExpiresAt:      ptr(c.State.ExpiresAt),
-		Runbook:        c.Runbook,
+		ID:                   c.ID,
+		Consumer:             c.Consumer,
+		Provider:             c.Provider,
+		Scope:                nonNil(c.Scope),
+		GrantedScope:         []string{},
+		GrantedScopeReported: true,
+		Owner:                c.Owner,
+		Labels:               c.Labels,
+		Status:               string(rotation.EffectiveStatus(c, now)),
+		MaxAgeSeconds:        int64(c.Policy.MaxAge / time.Second),
+		LastRotatedAt:        ptr(c.State.LastRotatedAt),
+		NextRotationAt:       ptr(c.State.NextRotationAt),
+		ExpiresAt:            ptr(c.State.ExpiresAt),
+		Runbook:              c.Runbook,
 	}
 	if v.Labels == nil {
 		v.Labels = map[string]string{}
 	}
 	if cur := c.Current; cur != nil {
 		cv := NewVersion(*cur)
-		cv.Stage = ""
+		cv.Stage, cv.SHA256 = "", "" // the contract of current_version (DESIGN.md §12); show lists versions with it
 		v.CurrentVersion = &cv
 		v.GrantedScope = nonNil(cur.GrantedScope)
+		v.GrantedScopeReported = cur.ScopeReported()
 		age := int64(now.Sub(issued(*cur)) / time.Second)
 		v.AgeSeconds = &age
 	}
@@ -82,7 +92,8 @@ func NewCredential(c store.Credential, now time.Time) Credential {
 
 // NewVersion renders a version.
 func NewVersion(ver store.Version) Version {
-	return Version{ID: ver.ID, Stage: string(ver.Stage), Fingerprint: ver.Fingerprint, CreatedAt: ver.CreatedAt.UTC(), ExpiresAt: ptr(ver.ExpiresAt)}
+	return Version{ID: ver.ID, Stage: string(ver.Stage), Fingerprint: ver.Fingerprint, CreatedAt: ver.CreatedAt.UTC(), ExpiresAt: ptr(ver.ExpiresAt),
+		SHA256: ver.Metadata[store.MetaSHA256]}
 }
 
 func issued(v store.Version) time.Time {

@@ -69,6 +69,7 @@ func Factory() providers.Factory {
 		},
 		ValidateProvider:   ValidateProvider,
 		ValidateCredential: ValidateCredential,
+		CheckHost:          CheckHost,
 		New: func(_ context.Context, env providers.Env) (providers.Provider, error) {
 			cfg, errs := parse(env.Settings)
 			if len(errs) > 0 {

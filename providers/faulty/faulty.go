@@ -13,9 +13,11 @@
 //	{"fail": ["mint", "verify"], "hang": ["activate"], "delay": {"mint": "2s"}, "grant": ["admin"]}
 //
 // grant adds scopes to what mint and verify report as granted, as a
-// resource that gives more than was asked for would. With fail_times N,
-// the steps in fail fail only their first N calls (counted, across
-// processes, in CONTROL_FILE.count), then succeed: a resource that recovers.
+// resource that gives more than was asked for would; unreported_scope
+// (["mint", "verify"]) makes those steps not report the granted scope at
+// all. With fail_times N, the steps in fail fail only their first N calls
+// (counted, across processes, in CONTROL_FILE.count), then succeed: a
+// resource that recovers.
 //
 // It is refused unless ROTATOR_ENABLE_FAULTY_PROVIDER=1, so it cannot be
 // configured in production by accident.
@@ -92,6 +94,9 @@ type Control struct {
 	// FailTimes limits the failures of each step in Fail to its first
 	// FailTimes calls (0: every call fails).
 	FailTimes int `json:"fail_times"`
+	// Unreported lists the steps ("mint", "verify") that do not report the
+	// granted scope, as an OAuth token response without scope does not.
+	Unreported []string `json:"unreported_scope"`
 }
 
 // Provider is the faulty provider.
@@ -133,6 +138,12 @@ func (p *Provider) granted(scope []string) []string {
 		return scope
 	}
 	return append(slices.Clone(scope), c.Grant...)
+}
+
+// unreported reports whether step does not report the granted scope.
+func (p *Provider) unreported(step string) bool {
+	c, err := p.control()
+	return err == nil && slices.Contains(c.Unreported, step)
 }
 
 func (p *Provider) behave(ctx context.Context, step string) error {
@@ -243,7 +254,11 @@ func (p *Provider) Mint(ctx context.Context, req providers.MintRequest) (provide
 	}
 	b := make([]byte, 24)
 	_, _ = rand.Read(b)
-	return providers.MintResponse{Value: secret.NewString("flt_" + base64.RawURLEncoding.EncodeToString(b)), GrantedScope: p.granted(req.Scope)}, nil
+	resp := providers.MintResponse{Value: secret.NewString("flt_" + base64.RawURLEncoding.EncodeToString(b)), GrantedScope: p.granted(req.Scope)}
+	if p.unreported("mint") {
+		resp.GrantedScope, resp.ScopeNotReported = nil, true
+	}
+	return resp, nil
 }
 
 // Activate implements providers.Provider: the resource starts accepting the value.
@@ -262,7 +277,11 @@ func (p *Provider) Verify(ctx context.Context, req providers.VerifyRequest) (pro
 	if !p.Valid(req.Value) {
 		return providers.VerifyResponse{}, fmt.Errorf("version %s is not accepted by the resource", req.VersionID)
 	}
-	return providers.VerifyResponse{GrantedScope: p.granted(req.Scope), Evidence: map[string]string{"check": "resource accepts the value"}}, nil
+	resp := providers.VerifyResponse{GrantedScope: p.granted(req.Scope), Evidence: map[string]string{"check": "resource accepts the value"}}
+	if p.unreported("verify") {
+		resp.GrantedScope, resp.ScopeNotReported = nil, true
+	}
+	return resp, nil
 }
 
 // Revoke implements providers.Provider: the resource stops accepting the value.

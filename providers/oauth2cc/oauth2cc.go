@@ -191,9 +191,11 @@ func oauthAuthStyle(s string) oauth2.AuthStyle {
 
 // Mint implements providers.Provider: it requests a token with the client
 // credentials grant. The token is the value; ExpiresAt comes from
-// expires_in; GrantedScope is the response's scope, or the requested scope
-// when the response omits it (RFC 6749 §5.1). Metadata holds the token type,
-// a hash of the token and, for a JWT, its jti; never the token.
+// expires_in; GrantedScope is the response's scope. When the response omits
+// scope, ScopeNotReported is set instead: the grant is not inferred from
+// the request, and Verify takes it from introspection or the JWT when those
+// are configured. Metadata holds the token type, a hash of the token, the
+// reported scope and, for a JWT, its jti; never the token.
 func (p *Provider) Mint(ctx context.Context, req providers.MintRequest) (providers.MintResponse, error) {
 	if err := ctx.Err(); err != nil {
 		return providers.MintResponse{}, fmt.Errorf("minting a token for credential %s: %w", req.CredentialID, err)
@@ -212,18 +214,23 @@ func (p *Provider) Mint(ctx context.Context, req providers.MintRequest) (provide
 		return providers.MintResponse{}, fmt.Errorf("token endpoint %s issued a token of type %q; only bearer tokens are supported: %w",
 			cfg.TokenURL, tok.TokenType, providers.ErrPermanent)
 	}
-	granted := requested
-	if s, ok := tok.Extra("scope").(string); ok {
-		granted = strings.Fields(s)
-	}
-	if granted == nil {
-		granted = []string{}
+	// A response without scope does not say what was granted. RFC 6749
+	// §5.1 lets a server omit it when it granted what was requested, but
+	// servers also omit it when they granted something else; the version
+	// records the scope as not reported rather than infer it from the
+	// request. Verify takes it from introspection or the JWT, if configured.
+	var granted []string
+	s, reported := tok.Extra("scope").(string)
+	if reported {
+		granted = append([]string{}, strings.Fields(s)...)
 	}
 	value := secret.NewString(tok.AccessToken)
 	meta := map[string]string{
 		"token_type": tok.TokenType,
 		"hash":       tokenHash(value),
-		"scope":      strings.Join(granted, " "),
+	}
+	if reported {
+		meta["scope"] = strings.Join(granted, " ")
 	}
 	if jti := jwtID(value); jti != "" {
 		meta["jti"] = jti
@@ -233,12 +240,13 @@ func (p *Provider) Mint(ctx context.Context, req providers.MintRequest) (provide
 	}
 	p.log.Debug("minted a token",
 		slog.String("credential", req.CredentialID), slog.String("version", req.VersionID),
-		slog.String("hash", meta["hash"]), slog.String("scope", meta["scope"]), slog.Time("expires_at", tok.Expiry))
+		slog.String("hash", meta["hash"]), slog.String("scope", scopeText(meta)), slog.Time("expires_at", tok.Expiry))
 	return providers.MintResponse{
-		Value:        value,
-		ExpiresAt:    tok.Expiry.UTC(),
-		GrantedScope: granted,
-		Metadata:     meta,
+		Value:            value,
+		ExpiresAt:        tok.Expiry.UTC(),
+		GrantedScope:     granted,
+		ScopeNotReported: !reported,
+		Metadata:         meta,
 	}, nil
 }
 
@@ -486,3 +494,11 @@ func jwtID(v secret.Value) string {
 }
 
 var _ providers.Provider = (*Provider)(nil)
+
+// scopeText is the scope a token's metadata records, for logs.
+func scopeText(meta map[string]string) string {
+	if s, ok := meta["scope"]; ok {
+		return s
+	}
+	return "not reported"
+}

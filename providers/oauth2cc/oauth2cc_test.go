@@ -208,17 +208,67 @@ func TestMintRecordsTokenFacts(t *testing.T) {
 	}
 }
 
-func TestMintScopeFallsBackToRequested(t *testing.T) {
+// A token response without scope does not say what was granted: the
+// version records the scope as not reported (never the requested scope,
+// which may be wider than the declared one), and Verify takes it from
+// introspection when that is configured.
+func TestScopeNotReported(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.as.set(func(as *authServer) { as.omitScope = true })
-	p := f.provider(t, nil, map[string]any{"scopes": []any{mcpScope}})
-	resp := mint(t, p, declared)
-	// The response omits scope: it is the requested one (RFC 6749 §5.1),
-	// which is the configured scopes, not the declared scope.
-	if !slices.Equal(resp.GrantedScope, []string{mcpScope}) {
-		t.Errorf("GrantedScope = %q, want [%s]", resp.GrantedScope, mcpScope)
-	}
+	// The client requests more than the credential declares; a grant
+	// inferred from the request would be an over-scope violation.
+	requested := []any{mcpScope, "tools:call", "admin"}
+
+	t.Run("without introspection it stays not reported", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t)
+		f.as.set(func(as *authServer) { as.omitScope = true })
+		p := f.provider(t, nil, map[string]any{"scopes": requested, "scope_policy": "exact", "verify": f.verify(mcpProbe)})
+		resp := mint(t, p, declared)
+		if !resp.ScopeNotReported || resp.GrantedScope != nil {
+			t.Errorf("Mint: ScopeNotReported %t, GrantedScope %q; want not reported and no scope", resp.ScopeNotReported, resp.GrantedScope)
+		}
+		if s, ok := resp.Metadata["scope"]; ok {
+			t.Errorf("metadata scope %q recorded although the response had none", s)
+		}
+		ver, err := verify(p, declared, resp.Value, resp.Metadata)
+		if err != nil {
+			t.Fatalf("Verify: %v (a scope that was not reported must not fail the scope policy)", err)
+		}
+		if !ver.ScopeNotReported || ver.GrantedScope != nil || ver.Evidence["scope"] != "not reported" ||
+			!strings.Contains(ver.Evidence["scope_policy"], "not checked") || ver.Evidence["checks"] != "mcp_probe" {
+			t.Errorf("Verify: ScopeNotReported %t, GrantedScope %q, evidence %v", ver.ScopeNotReported, ver.GrantedScope, ver.Evidence)
+		}
+	})
+
+	t.Run("with introspection it is taken from introspection", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t)
+		f.as.set(func(as *authServer) { as.omitScope = true })
+		p := f.provider(t, nil, map[string]any{"verify": f.verify(introspection)})
+		resp := mint(t, p, declared)
+		if !resp.ScopeNotReported {
+			t.Fatal("Mint reported a scope the response did not carry")
+		}
+		ver, err := verify(p, declared, resp.Value, resp.Metadata)
+		if err != nil {
+			t.Fatalf("Verify: %v", err)
+		}
+		if ver.ScopeNotReported || !slices.Equal(ver.GrantedScope, declared) || ver.Evidence["checks"] != "introspection,scope_policy" {
+			t.Errorf("Verify: ScopeNotReported %t, GrantedScope %q, evidence %v; want the introspected scope", ver.ScopeNotReported, ver.GrantedScope, ver.Evidence)
+		}
+	})
+
+	t.Run("introspection reveals a wider grant", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t)
+		f.as.set(func(as *authServer) { as.omitScope, as.widen = true, []string{"admin"} })
+		p := f.provider(t, nil, map[string]any{"verify": f.verify(introspection)})
+		resp := mint(t, p, declared)
+		_, err := verify(p, declared, resp.Value, resp.Metadata)
+		if !errors.Is(err, oauth2cc.ErrScopePolicy) || !strings.Contains(err.Error(), "not declared: admin") {
+			t.Fatalf("Verify = %v, want the introspected over-grant refused", err)
+		}
+	})
 }
 
 func TestScopePolicy(t *testing.T) {

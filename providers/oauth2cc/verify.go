@@ -35,8 +35,10 @@ const clockSkew = time.Minute
 // Verify implements providers.Provider: it runs every configured check
 // (introspection, jwks, mcp_probe, http_probe, in that order) and then holds
 // the granted scope against the declared one under scope_policy. The granted
-// scope is the one introspection or the JWT reports, else the one recorded
-// at mint. Evidence names the checks and what they saw, never the token.
+// scope is the one introspection or the JWT reports, else the one the token
+// response reported at mint; when none reported it, ScopeNotReported is set
+// and the scope policy is not applied (evidence says so). Evidence names the
+// checks and what they saw, never the token.
 func (p *Provider) Verify(ctx context.Context, req providers.VerifyRequest) (providers.VerifyResponse, error) {
 	if err := ctx.Err(); err != nil {
 		return providers.VerifyResponse{}, fmt.Errorf("verifying version %s: %w", req.VersionID, err)
@@ -88,13 +90,23 @@ func (p *Provider) Verify(ctx context.Context, req providers.VerifyRequest) (pro
 	}
 	if !observed {
 		if s, ok := req.Metadata["scope"]; ok {
-			granted = strings.Fields(s)
+			granted, observed = strings.Fields(s), true
 		}
+	}
+	declared := cfg.declared(req.Scope)
+	if !observed {
+		// Neither the token response nor a check reported the scope: it
+		// cannot be held against the declared one.
+		evidence["checks"] = strings.Join(checks, ",")
+		evidence["scope"] = "not reported"
+		evidence["scope_policy"] = cfg.ScopePolicy + " (not checked: the granted scope was not reported; configure verify.introspection to learn it)"
+		p.log.Debug("verified a token; the granted scope was not reported",
+			slog.String("credential", req.CredentialID), slog.String("version", req.VersionID), slog.String("checks", evidence["checks"]))
+		return providers.VerifyResponse{ScopeNotReported: true, Evidence: evidence}, nil
 	}
 	if granted == nil {
 		granted = []string{}
 	}
-	declared := cfg.declared(req.Scope)
 	if err := checkScope(cfg.ScopePolicy, declared, granted); err != nil {
 		return providers.VerifyResponse{}, fmt.Errorf("verifying version %s: %w", req.VersionID, err)
 	}

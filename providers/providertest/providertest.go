@@ -339,8 +339,11 @@ func (b *bundle) checkMinted(resp providers.MintResponse) {
 			b.t.Errorf("Mint returned ExpiresAt %s, beyond MaxTTL %s", resp.ExpiresAt, b.caps.MaxTTL)
 		}
 	}
-	if b.caps.ScopeAware && resp.GrantedScope == nil {
-		b.t.Error("provider is ScopeAware but Mint reported no GrantedScope")
+	switch {
+	case resp.ScopeNotReported && len(resp.GrantedScope) > 0:
+		b.t.Errorf("Mint says the scope was not reported but reports GrantedScope %q", resp.GrantedScope)
+	case b.caps.ScopeAware && resp.GrantedScope == nil && !resp.ScopeNotReported:
+		b.t.Error("provider is ScopeAware but Mint reported no GrantedScope (set ScopeNotReported when the resource did not report it)")
 	}
 }
 

@@ -199,7 +199,7 @@ func (t *Target) Stage(ctx context.Context, req targets.StageRequest) error {
 	}
 	if !st.exists {
 		if t.cfg.CreateIfMissing {
-			return nil
+			return fmt.Errorf("%w: secret %s does not exist yet; it is created with the value at promote (create_if_missing)", targets.ErrSkipped, t.cfg.SecretID)
 		}
 		return t.fail(req.Value, fmt.Errorf("%w: %w", targets.ErrPermanent, ErrSecretMissing), "staging: create it or set create_if_missing: true")
 	}

@@ -380,8 +380,8 @@ func TestMissingSecret(t *testing.T) {
 	t.Run("create_if_missing creates at promote", func(t *testing.T) {
 		t.Parallel()
 		tg, b := setup(t, Config{CreateIfMissing: true})
-		if err := stage(t, tg, "v001", value(1)); err != nil {
-			t.Fatal(err)
+		if err := stage(t, tg, "v001", value(1)); !errors.Is(err, targets.ErrSkipped) || !strings.Contains(err.Error(), "created with the value at promote") {
+			t.Fatalf("stage of a missing secret: err = %v, want targets.ErrSkipped", err)
 		}
 		if _, n := b.fake.labels(secretName); n != 0 || b.fake.count("CreateSecret") != 0 {
 			t.Fatal("stage created the secret: its first version would be AWSCURRENT before verification")

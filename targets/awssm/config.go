@@ -16,6 +16,10 @@ const (
 	ForeignPendingReplace = "replace"
 )
 
+// DefaultRecoveryWindowDays is the recovery window of a withdrawn secret
+// when recovery_window_days is not set.
+const DefaultRecoveryWindowDays = 30
+
 // Config is the configuration of an aws-secretsmanager target.
 type Config struct {
 	// SecretID is the name or ARN of the secret.
@@ -34,6 +38,10 @@ type Config struct {
 	KMSKeyID string
 	// OnForeignPending is ForeignPendingFail or ForeignPendingReplace.
 	OnForeignPending string
+	// RecoveryWindowDays is how long a secret withdrawn by apply --prune
+	// (Withdraw: DeleteSecret) can still be restored, 7 to 30 days (default
+	// 30, AWS's own default).
+	RecoveryWindowDays int
 	// AccessKeyID, SecretAccessKey and SessionToken are static credentials
 	// (references in the configuration). Empty means the standard AWS
 	// credential chain (environment, shared files, SSO, IMDS, IRSA).
@@ -43,15 +51,16 @@ type Config struct {
 func parse(s settings.Map) (Config, settings.Errors) {
 	r := settings.NewReader(s)
 	c := Config{
-		SecretID:         r.RequiredString("secret_id"),
-		Region:           r.String("region", ""),
-		Endpoint:         r.String("endpoint", ""),
-		CreateIfMissing:  r.Bool("create_if_missing", false),
-		KMSKeyID:         r.String("kms_key_id", ""),
-		OnForeignPending: r.OneOf("on_foreign_pending", ForeignPendingFail, ForeignPendingFail, ForeignPendingReplace),
-		AccessKeyID:      r.Secret("access_key_id"),
-		SecretAccessKey:  r.Secret("secret_access_key"),
-		SessionToken:     r.Secret("session_token"),
+		SecretID:           r.RequiredString("secret_id"),
+		Region:             r.String("region", ""),
+		Endpoint:           r.String("endpoint", ""),
+		CreateIfMissing:    r.Bool("create_if_missing", false),
+		KMSKeyID:           r.String("kms_key_id", ""),
+		OnForeignPending:   r.OneOf("on_foreign_pending", ForeignPendingFail, ForeignPendingFail, ForeignPendingReplace),
+		RecoveryWindowDays: r.Int("recovery_window_days", DefaultRecoveryWindowDays, 7, 30),
+		AccessKeyID:        r.Secret("access_key_id"),
+		SecretAccessKey:    r.Secret("secret_access_key"),
+		SessionToken:       r.Secret("session_token"),
 	}
 	if c.Endpoint != "" {
 		u, err := url.Parse(c.Endpoint)

@@ -42,9 +42,11 @@ type fakeSM struct {
 type fakeSecret struct {
 	name, arn string
 	deleted   bool
-	rotation  bool
-	versions  map[string]*fakeVersion
-	order     []string // version ids in creation order
+	// recoveryDays is the recovery window DeleteSecret was given.
+	recoveryDays int64
+	rotation     bool
+	versions     map[string]*fakeVersion
+	order        []string // version ids in creation order
 }
 
 type fakeVersion struct {
@@ -191,6 +193,12 @@ func (f *fakeSM) serve(w http.ResponseWriter, req *http.Request) {
 		var stages []string
 		_ = json.Unmarshal(in["VersionStages"], &stages)
 		out, e = f.putSecretValue(str("SecretId"), str("ClientRequestToken"), str("SecretString"), stages)
+	case "DeleteSecret":
+		var days *int64
+		_ = json.Unmarshal(in["RecoveryWindowInDays"], &days)
+		var force bool
+		_ = json.Unmarshal(in["ForceDeleteWithoutRecovery"], &force)
+		out, e = f.deleteSecret(str("SecretId"), days, force)
 	case "UpdateSecretVersionStage":
 		out, e = f.updateSecretVersionStage(str("SecretId"), str("VersionStage"), str("MoveToVersionId"), str("RemoveFromVersionId"))
 	default:
@@ -375,4 +383,29 @@ func (f *fakeSM) updateSecretVersionStage(id, label, moveTo, removeFrom string) 
 		v.labels = slices.DeleteFunc(v.labels, func(l string) bool { return l == label })
 	}
 	return map[string]any{"ARN": s.arn, "Name": s.name}, nil
+}
+
+// deleteSecret schedules a secret's deletion as AWS does: with a recovery
+// window of 7 to 30 days (default 30), or at once with
+// ForceDeleteWithoutRecovery, never both; a deleted secret can no longer be
+// read or changed.
+func (f *fakeSM) deleteSecret(id string, days *int64, force bool) (any, *apiError) {
+	s, e := f.live(id)
+	if e != nil {
+		return nil, e
+	}
+	n := int64(30)
+	switch {
+	case force && days != nil:
+		return nil, errf("InvalidParameterException", "You can't use ForceDeleteWithoutRecovery in conjunction with RecoveryWindowInDays.")
+	case force:
+		n = 0
+	case days != nil:
+		n = *days
+		if n < 7 || n > 30 {
+			return nil, errf("InvalidParameterException", "The RecoveryWindowInDays value must be between 7 and 30 days (inclusive).")
+		}
+	}
+	s.deleted, s.recoveryDays = true, n
+	return map[string]any{"ARN": s.arn, "Name": s.name, "DeletionDate": 946684800 + n*86400}, nil
 }

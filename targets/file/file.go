@@ -58,8 +58,9 @@ func New(cfg Config) *Target { return &Target{cfg: cfg} }
 var pathLocks sync.Map // string → chan struct{}
 
 // Stage implements targets.Target. A file has no pending slot that readers
-// ignore, so staging only checks that the file can be written: a failure
-// here rolls the run back before anything changed.
+// ignore, so staging only checks that the file can be written (a failure
+// here rolls the run back before anything changed) and then reports
+// targets.ErrSkipped: the value is written at Promote.
 func (t *Target) Stage(ctx context.Context, _ targets.StageRequest) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -74,7 +75,10 @@ func (t *Target) Stage(ctx context.Context, _ targets.StageRequest) error {
 	}
 	name := f.Name()
 	_ = f.Close()
-	return os.Remove(name)
+	if err := os.Remove(name); err != nil {
+		return fmt.Errorf("file target: %w", err)
+	}
+	return fmt.Errorf("%w: a file has no pending slot; checked that %s is writable, the value is written at promote", targets.ErrSkipped, dir)
 }
 
 // Promote implements targets.Target: it rewrites the file with the new value
@@ -87,23 +91,7 @@ func (t *Target) Promote(ctx context.Context, req targets.PromoteRequest) error 
 	if key == "" {
 		key = defaultKey(req.CredentialID)
 	}
-	abs, err := filepath.Abs(t.cfg.Path)
-	if err != nil {
-		return fmt.Errorf("file target: %w", err)
-	}
-	v, _ := pathLocks.LoadOrStore(abs, make(chan struct{}, 1))
-	sem, ok := v.(chan struct{})
-	if !ok {
-		return fmt.Errorf("file target: lock of %s has type %T", abs, v)
-	}
-	select {
-	case sem <- struct{}{}:
-	case <-ctx.Done():
-		return fmt.Errorf("file target: waiting for %s: %w", abs, ctx.Err())
-	}
-	defer func() { <-sem }()
-
-	unlock, err := lockFile(ctx, abs+".lock")
+	abs, unlock, err := t.lock(ctx)
 	if err != nil {
 		return err
 	}
@@ -126,6 +114,31 @@ func (t *Target) Promote(ctx context.Context, req targets.PromoteRequest) error 
 	}
 	defer clear(content)
 	return writeAtomic(abs, content, fs.FileMode(t.cfg.Mode))
+}
+
+// lock takes the file's locks, in this process and across processes, and
+// returns its absolute path and the function that releases them.
+func (t *Target) lock(ctx context.Context) (string, func(), error) {
+	abs, err := filepath.Abs(t.cfg.Path)
+	if err != nil {
+		return "", nil, fmt.Errorf("file target: %w", err)
+	}
+	v, _ := pathLocks.LoadOrStore(abs, make(chan struct{}, 1))
+	sem, ok := v.(chan struct{})
+	if !ok {
+		return "", nil, fmt.Errorf("file target: lock of %s has type %T", abs, v)
+	}
+	select {
+	case sem <- struct{}{}:
+	case <-ctx.Done():
+		return "", nil, fmt.Errorf("file target: waiting for %s: %w", abs, ctx.Err())
+	}
+	unlock, err := lockFile(ctx, abs+".lock")
+	if err != nil {
+		<-sem
+		return "", nil, err
+	}
+	return abs, func() { unlock(); <-sem }, nil
 }
 
 func (t *Target) read(path string) (map[string]string, error) {
