@@ -3,7 +3,7 @@
 #
 # Seeds an SQLite database through the real CLI (apply, rotations that
 # succeed, one that rolls back, an emergency rotation, a runbook edited
-# afterwards), writes `rotator report --format html`, loads it in headless
+# afterwards), writes `rotator report -o html`, loads it in headless
 # Chromium and fails if the page logs any console message (errors, CSP
 # violations: the page must load nothing external). Saves a screenshot to
 # docs/report.png and checks that the page prints (to PDF).
@@ -61,7 +61,7 @@ r rotate --selector team=platform --emergency --reason "token pasted in a public
 # The runbook changes after the runs followed it: the report flags them.
 printf '\nReviewed again after INC-4711.\n' >>"$work/runbooks/generated.md"
 r audit verify --seal >/dev/null
-(cd "$work" && r report --format html -o "$work/report.html" --title "rotator audit report (demo)")
+(cd "$work" && r report -o html --out "$work/report.html" --title "rotator audit report (demo)")
 
 log="$work/chromium.log"
 flags=(--headless --no-sandbox --disable-gpu --hide-scrollbars --no-first-run --disable-extensions

@@ -50,7 +50,7 @@ stays committed.`,
 		Args:        cobra.NoArgs,
 		Annotations: createsDatabase(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output, "text", "json"); err != nil {
+			if err := checkOutput(output, formatText, formatJSON, formatYAML); err != nil {
 				return err
 			}
 			if revoke && !prune {
@@ -82,8 +82,8 @@ stays committed.`,
 					return err
 				}
 			}
-			if output == "json" {
-				err = writeJSON(a.stdout, res)
+			if isData(output) {
+				err = writeData(a.stdout, output, res)
 			} else {
 				err = a.printApply(res, revoke)
 			}
@@ -99,7 +99,7 @@ stays committed.`,
 	cmd.Flags().BoolVar(&prune, "prune", false, "remove providers and credentials the file does not declare, and withdraw their values from their targets")
 	cmd.Flags().BoolVar(&revoke, "revoke", false, "with --prune, also revoke the removed credentials' values at their providers (needs the master key)")
 	cmd.Flags().BoolVar(&strict, "strict", false, "treat problems found on this host (unresolvable references, missing plugin executables) as errors: exit 2, apply nothing")
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	outputFlag(cmd, &output, formatText, formatText, formatJSON, formatYAML)
 	cmd.Flags().StringVar(&actorName, "actor", "", "who is applying, for the audit log (default: the OS user)")
 	_ = cmd.MarkFlagRequired("file")
 	return cmd

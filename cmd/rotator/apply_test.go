@@ -146,15 +146,24 @@ func TestApplyQuickstart(t *testing.T) {
 			t.Run("credentials list table", func(t *testing.T) {
 				r := c.must(t, 0, "credentials", "list")
 				lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-				if h := strings.Fields(lines[0]); len(h) < 4 || !slices.Equal(h[:4], []string{"ID", "CONSUMER", "PROVIDER", "SCOPE"}) {
+				if h := strings.Fields(lines[0]); len(h) < 3 || !slices.Equal(h[:3], []string{"ID", "CONSUMER", "SCOPE"}) {
 					t.Errorf("table header %q", lines[0])
 				}
 				if len(lines) != 1+len(quickstartCredentials) {
 					t.Errorf("table has %d lines, want a header and %d rows:\n%s", len(lines), len(quickstartCredentials), r.stdout)
 				}
 				for id, want := range quickstartCredentials {
-					if !hasRow(r.stdout, id, want.consumer, want.provider, strings.Join(want.scope, ",")) {
+					if !hasRow(r.stdout, id, want.consumer, strings.Join(want.scope, ",")) {
 						t.Errorf("no row for %s:\n%s", id, r.stdout)
+					}
+				}
+				r = c.must(t, 0, "credentials", "list", "-o", "wide")
+				if h := strings.Fields(strings.SplitN(r.stdout, "\n", 2)[0]); len(h) < 4 || !slices.Equal(h[:4], []string{"ID", "CONSUMER", "PROVIDER", "SCOPE"}) {
+					t.Errorf("-o wide: table header %q", h)
+				}
+				for id, want := range quickstartCredentials {
+					if !hasRow(r.stdout, id, want.consumer, want.provider, strings.Join(want.scope, ",")) {
+						t.Errorf("-o wide: no row for %s:\n%s", id, r.stdout)
 					}
 				}
 				r = c.must(t, 0, "credentials", "list", "--consumer", "claude-desktop", "-o", "json")

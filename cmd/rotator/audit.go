@@ -56,7 +56,7 @@ func (a *app) auditVerifyCommand() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "verify",
-		Short: "Check the audit chain and name the first modified, deleted, inserted or reordered event",
+		Short: "Check the audit chain; name the first modified, deleted, inserted or reordered event",
 		Long: `Recompute the hash chain of the sealed audit events and report the first break:
 the event whose content no longer matches its hash (modified), a gap in the
 sequence (deleted), an event the next one links past (inserted), or an intact
@@ -75,7 +75,7 @@ hash at that seq.`,
   rotator audit verify --seal`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output, "text", "json"); err != nil {
+			if err := checkOutput(output, formatText, formatJSON, formatYAML); err != nil {
 				return err
 			}
 			opts := audit.VerifyOptions{}
@@ -97,7 +97,7 @@ hash at that seq.`,
 				if err != nil {
 					return fmt.Errorf("sealing audit events: %w", err)
 				}
-				if output == "text" && n > 0 {
+				if output == formatText && n > 0 {
 					fmt.Fprintf(a.stdout, "Sealed %d pending event(s).\n", n)
 				}
 			}
@@ -106,8 +106,8 @@ hash at that seq.`,
 			if err != nil {
 				return err
 			}
-			if output == "json" {
-				if err := writeJSON(a.stdout, map[string]any{"audit_chain": rep}); err != nil {
+			if isData(output) {
+				if err := writeData(a.stdout, output, map[string]any{"audit_chain": rep}); err != nil {
 					return err
 				}
 			} else {
@@ -119,7 +119,7 @@ hash at that seq.`,
 			return unsealedWithoutService(ctx, st, rep)
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	outputFlag(cmd, &output, formatText, formatText, formatJSON, formatYAML)
 	cmd.Flags().StringVar(&since, "since", "", "check only events from this time on: a duration back from now (30d, 12h) or a date/time (2026-01-31, RFC 3339)")
 	cmd.Flags().BoolVar(&seal, "seal", false, "seal pending events first (when no 'rotator serve' is running to do it)")
 	return cmd
@@ -152,25 +152,31 @@ func printVerify(w io.Writer, rep audit.Report) {
 
 func (a *app) auditListCommand() *cobra.Command {
 	var (
-		output, credential, run, since, until string
-		limit                                 int
+		lo                            listOutput
+		credential, run, since, until string
+		limit                         int
 	)
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List audit events in chain order (sealed first, then those not yet sealed)",
+		Long: `List audit events in chain order: sealed events by sequence number, then the
+events not yet sealed in the order they were recorded. --limit N shows the
+newest N events that match (still in chain order); without it every matching
+event is streamed.`,
 		Example: `  rotator audit list --credential github-mcp-token --since 7d
+  rotator audit list --limit 20
   rotator audit list --run 01J9Z3K4ZQ6W7X8Y9A0B1C2D3E -o json
-  rotator audit list --since 2026-01-01 --until 2026-02-01 --limit 100`,
+  rotator audit list --since 2026-01-01 --until 2026-02-01 -o yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output, "table", "json"); err != nil {
+			if err := lo.check(); err != nil {
 				return err
 			}
 			if limit < 0 {
 				return usagef("--limit %d: use 0 (no limit) or a positive number", limit)
 			}
 			now := time.Now()
-			f := store.AuditFilter{CredentialID: credential, RunID: run, Limit: limit}
+			f := store.AuditFilter{CredentialID: credential, RunID: run, Limit: limit, Newest: true}
 			var err error
 			if since != "" {
 				if f.Since, err = parseTimeFlag("--since", since, now); err != nil {
@@ -188,18 +194,21 @@ func (a *app) auditListCommand() *cobra.Command {
 				return err
 			}
 			defer st.Close()
-			if output == "json" {
+			switch lo.format {
+			case formatJSON:
 				return streamEventsJSON(ctx, a.stdout, st, f)
+			case formatYAML:
+				return streamEventsYAML(ctx, a.stdout, st, f)
 			}
-			return streamEventsTable(ctx, a.stdout, st, f)
+			return a.streamEventsTable(ctx, lo, st, f)
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	addListFlags(cmd, &lo)
 	cmd.Flags().StringVar(&credential, "credential", "", "only events about this credential")
 	cmd.Flags().StringVar(&run, "run", "", "only events of this run")
 	cmd.Flags().StringVar(&since, "since", "", "only events from this time on: a duration back from now (7d) or a date/time")
 	cmd.Flags().StringVar(&until, "until", "", "only events before this time: a duration back from now or a date/time")
-	cmd.Flags().IntVar(&limit, "limit", 0, "at most this many events (0: all, streamed)")
+	cmd.Flags().IntVar(&limit, "limit", 0, "only the newest N events, in chain order (0: all, streamed)")
 	return cmd
 }
 
@@ -240,11 +249,51 @@ func streamEventsJSON(ctx context.Context, out io.Writer, st store.Reader, f sto
 	return w.Flush()
 }
 
+// streamEventsYAML writes the object of streamEventsJSON in YAML, an event
+// at a time.
+func streamEventsYAML(ctx context.Context, out io.Writer, st store.Reader, f store.AuditFilter) error {
+	w := bufio.NewWriter(out)
+	n := 0
+	err := st.ScanAuditEvents(ctx, f, func(ev store.AuditEvent) error {
+		b, err := toYAML(audit.NewRecord(ev))
+		if err != nil {
+			return fmt.Errorf("encoding audit event %d: %w", ev.ID, err)
+		}
+		if n == 0 {
+			if _, err := w.WriteString("events:\n"); err != nil {
+				return err
+			}
+		}
+		n++
+		for i, line := range strings.SplitAfter(strings.TrimSuffix(string(b), "\n"), "\n") {
+			prefix := "    "
+			if i == 0 {
+				prefix = "  - "
+			}
+			if _, err := w.WriteString(prefix + line); err != nil {
+				return err
+			}
+		}
+		return w.WriteByte('\n')
+	})
+	if err != nil {
+		return fmt.Errorf("listing audit events: %w", err)
+	}
+	if n == 0 {
+		if _, err := w.WriteString("events: []\n"); err != nil {
+			return err
+		}
+	}
+	return w.Flush()
+}
+
 // streamEventsTable writes aligned rows, flushing every few hundred so the
 // output starts at once.
-func streamEventsTable(ctx context.Context, out io.Writer, st store.Reader, f store.AuditFilter) error {
+func (a *app) streamEventsTable(ctx context.Context, lo listOutput, st store.Reader, f store.AuditFilter) error {
 	const flushEvery = 500
-	t := newTable(out, "SEQ", "OCCURRED", "ACTOR", "ACTION", "CREDENTIAL", "RUN", "DATA")
+	t := a.newListTable(lo, column{name: "ID", wide: true, id: true}, column{name: "SEQ"}, column{name: "OCCURRED"},
+		column{name: "ACTOR", flex: true}, column{name: "ACTION", flex: true}, column{name: "CREDENTIAL", flex: true},
+		column{name: "RUN", flex: true, wide: true}, column{name: "DATA", flex: true})
 	n := 0
 	err := st.ScanAuditEvents(ctx, f, func(ev store.AuditEvent) error {
 		r := audit.NewRecord(ev)
@@ -254,9 +303,10 @@ func streamEventsTable(ctx context.Context, out io.Writer, st store.Reader, f st
 		}
 		data := ""
 		if string(r.Data) != "null" {
-			data = truncate(string(r.Data), 100)
+			data = string(r.Data)
 		}
-		t.row(seq, r.OccurredAt.Format(time.RFC3339), orDash(r.Actor), r.Action, orDashPtr(r.Credential), orDashPtr(r.Run), orDash(data))
+		t.row(fmt.Sprint(r.ID), seq, r.OccurredAt.Format(time.RFC3339), orDash(r.Actor), r.Action, orDashPtr(r.Credential),
+			orDashPtr(r.Run), orDash(data))
 		n++
 		if n%flushEvery == 0 {
 			return t.flush()

@@ -26,7 +26,7 @@ func (a *app) credentialsCommand() *cobra.Command {
 
 func (a *app) credentialsListCommand() *cobra.Command {
 	var (
-		output    string
+		lo        listOutput
 		selectors []string
 		consumer  string
 	)
@@ -34,11 +34,12 @@ func (a *app) credentialsListCommand() *cobra.Command {
 		Use:   "list",
 		Short: "List credentials with their scope, age and next rotation",
 		Example: `  rotator credentials list
-  rotator credentials list --selector team=platform,env=prod
-  rotator credentials list --consumer mcp-server-github -o json`,
+  rotator credentials list --selector team=platform,env=prod -o wide
+  rotator credentials list --consumer mcp-server-github -o json
+  rotator credentials list -q --selector env=prod   # ids only`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output, "table", "json"); err != nil {
+			if err := lo.check(); err != nil {
 				return err
 			}
 			labels, err := parseSelector(selectors)
@@ -59,28 +60,50 @@ func (a *app) credentialsListCommand() *cobra.Command {
 			for _, c := range creds {
 				views = append(views, view.NewCredential(c, now))
 			}
-			if output == "json" {
-				return writeJSON(a.stdout, map[string]any{"credentials": views})
+			if isData(lo.format) {
+				return writeData(a.stdout, lo.format, map[string]any{"credentials": views})
 			}
-			t := newTable(a.stdout, "ID", "CONSUMER", "PROVIDER", "SCOPE", "AGE", "MAX AGE", "NEXT ROTATION", "STATUS")
-			for _, v := range views {
-				age := "-"
-				if v.AgeSeconds != nil {
-					age = humanDuration(time.Duration(*v.AgeSeconds) * time.Second)
-				}
-				scope := strings.Join(v.Scope, ",")
-				if scope == "" {
-					scope = "-"
-				}
-				t.row(v.ID, v.Consumer, v.Provider, scope, age, secondsDuration(v.MaxAgeSeconds), relTime(v.NextRotationAt, now), v.Status)
-			}
-			return t.flush()
+			return a.printCredentialList(lo, views, now)
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	addListFlags(cmd, &lo)
 	cmd.Flags().StringSliceVar(&selectors, "selector", nil, "only credentials whose labels match key=value (repeatable, comma-separated)")
 	cmd.Flags().StringVar(&consumer, "consumer", "", "only credentials used by this MCP server or client")
 	return cmd
+}
+
+func (a *app) printCredentialList(lo listOutput, views []view.Credential, now time.Time) error {
+	t := a.newListTable(lo,
+		column{name: "ID", flex: true, id: true},
+		column{name: "CONSUMER", flex: true},
+		column{name: "PROVIDER", flex: true, wide: true},
+		column{name: "SCOPE", flex: true},
+		column{name: "AGE"},
+		column{name: "MAX AGE", wide: true},
+		column{name: "LAST ROTATED", wide: true},
+		column{name: "NEXT ROTATION"},
+		column{name: "STATUS", colour: stateColour},
+		column{name: "OWNER", wide: true},
+		column{name: "LABELS", wide: true},
+	)
+	for _, v := range views {
+		age := "-"
+		if v.AgeSeconds != nil {
+			age = humanDuration(time.Duration(*v.AgeSeconds) * time.Second)
+		}
+		t.row(v.ID, v.Consumer, v.Provider, orDash(strings.Join(v.Scope, ",")), age, secondsDuration(v.MaxAgeSeconds),
+			relTime(v.LastRotatedAt, now), relTime(v.NextRotationAt, now), v.Status, orDash(v.Owner), orDash(labelText(v.Labels, ",")))
+	}
+	return t.flush()
+}
+
+// labelText renders labels as sorted k=v pairs.
+func labelText(labels map[string]string, sep string) string {
+	parts := make([]string, 0, len(labels))
+	for k, v := range labels {
+		parts = append(parts, k+"="+v)
+	}
+	return strings.Join(sortedStrings(parts), sep)
 }
 
 func (a *app) credentialsShowCommand() *cobra.Command {
@@ -90,7 +113,7 @@ func (a *app) credentialsShowCommand() *cobra.Command {
 		Short: "Show one credential: policy, state, versions and provider capabilities",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(output, "text", "json"); err != nil {
+			if err := checkOutput(output, formatText, formatJSON, formatYAML); err != nil {
 				return err
 			}
 			st, err := a.openStore(cmd.Context())
@@ -101,7 +124,7 @@ func (a *app) credentialsShowCommand() *cobra.Command {
 			ctx := cmd.Context()
 			c, err := st.GetCredential(ctx, args[0])
 			if errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("credential %q not found; see 'rotator credentials list'", args[0])
+				return notFoundf("credential %q not found; see 'rotator credentials list'", args[0])
 			}
 			if err != nil {
 				return fmt.Errorf("reading credential %s: %w", args[0], err)
@@ -124,13 +147,13 @@ func (a *app) credentialsShowCommand() *cobra.Command {
 			for _, ver := range versions {
 				v.Versions = append(v.Versions, view.NewVersion(ver))
 			}
-			if output == "json" {
-				return writeJSON(a.stdout, map[string]any{"credential": v})
+			if isData(output) {
+				return writeData(a.stdout, output, map[string]any{"credential": v})
 			}
 			return a.printCredential(v, now)
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	outputFlag(cmd, &output, formatText, formatText, formatJSON, formatYAML)
 	return cmd
 }
 
@@ -140,15 +163,11 @@ func (a *app) printCredential(v view.Credential, now time.Time) error {
 	if v.AgeSeconds != nil {
 		age = humanDuration(time.Duration(*v.AgeSeconds) * time.Second)
 	}
-	labels := make([]string, 0, len(v.Labels))
-	for k, val := range v.Labels {
-		labels = append(labels, k+"="+val)
-	}
 	fmt.Fprintf(w, "ID:             %s\n", v.ID)
 	fmt.Fprintf(w, "Consumer:       %s\n", v.Consumer)
 	fmt.Fprintf(w, "Provider:       %s\n", v.Provider)
 	fmt.Fprintf(w, "Owner:          %s\n", v.Owner)
-	fmt.Fprintf(w, "Labels:         %s\n", strings.Join(sortedStrings(labels), ", "))
+	fmt.Fprintf(w, "Labels:         %s\n", labelText(v.Labels, ", "))
 	fmt.Fprintf(w, "Scope:          %s\n", strings.Join(v.Scope, ", "))
 	fmt.Fprintf(w, "Granted scope:  %s\n", grantedScopeText(v))
 	fmt.Fprintf(w, "Status:         %s\n", v.Status)
@@ -168,7 +187,8 @@ func (a *app) printCredential(v view.Credential, now time.Time) error {
 	}
 	if len(v.Versions) > 0 {
 		fmt.Fprintln(w, "Versions:")
-		t := newTable(w, "  ID", "STAGE", "FINGERPRINT", "CREATED", "EXPIRES")
+		t := a.newTextTable(column{name: "  ID"}, column{name: "STAGE", colour: versionStageColour},
+			column{name: "FINGERPRINT"}, column{name: "CREATED"}, column{name: "EXPIRES"})
 		for _, ver := range v.Versions {
 			t.row("  "+ver.ID, ver.Stage, ver.Fingerprint, ver.CreatedAt.Format(time.RFC3339), relTime(ver.ExpiresAt, now))
 		}
@@ -182,4 +202,12 @@ func (a *app) printCredential(v view.Credential, now time.Time) error {
 
 func sortedStrings(s []string) []string {
 	return slices.Sorted(slices.Values(s))
+}
+
+// versionStageColour colours the current version.
+func versionStageColour(stage string) string {
+	if stage == "current" {
+		return colourGreen
+	}
+	return ""
 }

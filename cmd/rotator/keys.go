@@ -50,7 +50,7 @@ earlier are kept as they were; values minted after the switch are
 fingerprinted under the new key. See runbooks/master-key-rotation.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output, "text", "json"); err != nil {
+			if err := checkOutput(output, formatText, formatJSON, formatYAML); err != nil {
 				return err
 			}
 			ctx := cmd.Context()
@@ -67,8 +67,8 @@ fingerprinted under the new key. See runbooks/master-key-rotation.md.`,
 			if err != nil {
 				return err
 			}
-			if output == "json" {
-				return writeJSON(a.stdout, res)
+			if isData(output) {
+				return writeData(a.stdout, output, res)
 			}
 			verb := "Re-sealed"
 			if dryRun {
@@ -79,7 +79,7 @@ fingerprinted under the new key. See runbooks/master-key-rotation.md.`,
 		},
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "count what would be re-sealed without writing")
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	outputFlag(cmd, &output, formatText, formatText, formatJSON, formatYAML)
 	cmd.Flags().StringVar(&actorName, "actor", "", "who is rotating the key, for the audit log (default: the OS user)")
 	return cmd
 }

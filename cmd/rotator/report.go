@@ -16,12 +16,12 @@ import (
 
 func (a *app) reportCommand() *cobra.Command {
 	var (
-		since, until, format, out, runbookDir, baseURL, title string
-		selectors                                             []string
+		since, until, format, legacyFormat, out, runbookDir, baseURL, title string
+		selectors                                                           []string
 	)
 	cmd := &cobra.Command{
 		Use:   "report",
-		Short: "Write an audit report: inventory compliance, runs, emergencies, violations, audit chain",
+		Short: "Write an audit report: inventory, runs, emergencies, violations and the audit chain",
 		Long: `Write an audit report of the inventory and its history for a period:
 
   - inventory compliance: every credential's consumer, declared and granted
@@ -40,15 +40,25 @@ size of the inventory. It never contains a secret value.
 
 A broken audit chain is shown in the report and warned about on stderr; the
 command still exits 0 (use 'rotator audit verify' to fail on it).`,
-		Example: `  rotator report --format html -o report.html
-  rotator report --since 90d --selector env=prod --format md
-  rotator report --since 2026-01-01 --until 2026-04-01 --format json -o q1.json
-  rotator report --format csv --runbook-base-url https://github.com/acme/ops/blob/main/`,
+		Example: `  rotator report -o html --out report.html
+  rotator report --since 90d --selector env=prod -o md
+  rotator report --since 2026-01-01 --until 2026-04-01 -o json --out q1.json
+  rotator report -o csv --runbook-base-url https://github.com/acme/ops/blob/main/`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("format") {
+				if cmd.Flags().Changed("output") && legacyFormat != format {
+					return usagef("--format %s and -o %s disagree: --format is an old name of -o; give only -o", legacyFormat, format)
+				}
+				format = legacyFormat
+				fmt.Fprintln(a.stderr, "warning: --format is deprecated: use -o FORMAT (and --out FILE to name the file)")
+			}
 			f, err := report.ParseFormat(format)
 			if err != nil {
-				return usageError{err}
+				if strings.ContainsAny(format, "./") {
+					return usagef("-o %q: -o is the report format (md, html, json or csv); write to a file with --out %s", format, format)
+				}
+				return usagef("-o %q: use md, html, json or csv", format)
 			}
 			labels, err := parseSelector(selectors)
 			if err != nil {
@@ -102,8 +112,12 @@ command still exits 0 (use 'rotator audit verify' to fail on it).`,
 	cmd.Flags().StringVar(&since, "since", "30d", "start of the period: a duration back from now (30d) or a date/time (2026-01-01, RFC 3339)")
 	cmd.Flags().StringVar(&until, "until", "", "end of the period (exclusive): a duration back from now or a date/time (default: now)")
 	cmd.Flags().StringSliceVar(&selectors, "selector", nil, "only credentials whose labels match key=value (repeatable, comma-separated)")
-	cmd.Flags().StringVar(&format, "format", "md", "report format: md, html, json or csv")
-	cmd.Flags().StringVarP(&out, "output", "o", "", "write the report to this file (default: standard output)")
+	outputFlag(cmd, &format, "md", "md", "html", "json", "csv")
+	cmd.Flags().StringVar(&out, "out", "", "write the report to this file, replaced only when complete (default: standard output)")
+	cmd.Flags().StringVar(&legacyFormat, "format", "", "old name of -o")
+	// Deprecated: warned about on stderr (cobra's own notice goes to stdout,
+	// into the report).
+	_ = cmd.Flags().MarkHidden("format")
 	cmd.Flags().StringVar(&runbookDir, "runbook-dir", ".", "directory relative runbook paths are resolved from (to detect runbooks changed since a run)")
 	cmd.Flags().StringVar(&baseURL, "runbook-base-url", "", "prefix of runbook links, e.g. https://github.com/acme/ops/blob/main/ (default: relative links)")
 	cmd.Flags().StringVar(&title, "title", "", "title of the report (default: rotator audit report)")
@@ -120,7 +134,7 @@ func outputFile(path string, stdout io.Writer) (io.Writer, func(ok bool) error, 
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+strings.TrimPrefix(filepath.Base(path), ".")+".tmp-*")
 	if err != nil {
-		return nil, nil, usagef("-o %s: %v", path, err)
+		return nil, nil, usagef("--out %s: %v", path, err)
 	}
 	commit := func(ok bool) error {
 		if !ok {

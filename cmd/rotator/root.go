@@ -26,7 +26,8 @@ const (
 	exitOK      = 0
 	exitFailure = 1
 	exitUsage   = 2
-	// exitNotFound: a credential, run or other object named does not exist.
+	// exitNotFound: what the command was asked about does not exist (an
+	// unknown credential or run id; a selection matching nothing).
 	exitNotFound = 3
 )
 
@@ -46,6 +47,7 @@ type app struct {
 	redactor       *secret.Redactor
 	logLevel       string
 	logFormat      string
+	term           terminal
 	// retryBackoff is the engine's first retry delay (--retry-backoff).
 	retryBackoff time.Duration
 	// logRuns: the engine logs one line per finished run (serve).
@@ -61,7 +63,7 @@ type app struct {
 // run builds the command tree, executes it and maps the outcome to an exit code.
 func run(args []string, stdout, stderr io.Writer) int {
 	out := &stickyWriter{w: stdout}
-	a := &app{stdout: out, stderr: stderr, redactor: &secret.Redactor{}}
+	a := &app{stdout: out, stderr: stderr, redactor: &secret.Redactor{}, term: detectTerminal(stdout, stderr, os.Getenv)}
 	root := a.rootCommand()
 	root.SetArgs(args)
 	root.SetOut(out)
@@ -69,7 +71,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
+	if cmd == nil {
+		cmd = root
+	}
 	if out.err != nil && (err == nil || errors.Is(err, out.err)) {
 		// The output was lost (the command may have done its work): a
 		// script reading it must not take the truncation for the whole.
@@ -81,16 +86,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	msg := a.redactor.Scrub(err.Error())
 	var ue usageError
 	var ce *config.Errors
+	var nf notFoundError
 	switch {
 	case errors.As(err, &ce):
 		fmt.Fprintf(stderr, "rotator: configuration is invalid (%d problem(s)):\n%s\n", len(ce.List), msg)
 		return exitUsage
-	case errors.As(err, &ue), isCobraUsage(err):
-		fmt.Fprintf(stderr, "rotator: %s\nRun 'rotator --help' for usage.\n", msg)
-		return exitUsage
-	case errors.As(err, new(notFoundError)):
+	case errors.As(err, &nf):
 		fmt.Fprintf(stderr, "rotator: %s\n", msg)
 		return exitNotFound
+	case errors.As(err, &ue), isCobraUsage(err):
+		fmt.Fprintf(stderr, "rotator: %s\nRun '%s --help' for usage.\n", msg, cmd.CommandPath())
+		return exitUsage
 	case errors.Is(err, errRunsFailed):
 		fmt.Fprintf(stderr, "rotator: %s\n", msg)
 		return exitFailure
@@ -130,7 +136,14 @@ ${aws-sm:secret-id}), never values. State lives in the database named by
 --database or ROTATOR_DATABASE_URL: an SQLite file (default ./rotator.db) or
 a postgres:// URL.
 
-Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.`,
+Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error,
+3 not found (an unknown credential or run id; a selection that matches no
+credential).
+
+Output: -o json and -o yaml print one object with stable field names; tables
+fit the terminal (COLUMNS overrides its width), -o wide shows every column.
+Colour only on a terminal, never with NO_COLOR set.`,
+		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -144,6 +157,8 @@ Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.`,
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "text", "log format: text or json")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.SetVersionTemplate(versionLine() + "\n")
+	root.SetUsageTemplate(usageTemplate(helpWidth(a.term)))
 	root.AddCommand(
 		a.migrateCommand(),
 		a.applyCommand(),
@@ -158,6 +173,9 @@ Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.`,
 		a.healthCommand(),
 		a.versionCommand(),
 	)
+	root.InitDefaultCompletionCmd()
+	requireSubcommand(root)
+	a.registerCompletions(root)
 	return root
 }
 

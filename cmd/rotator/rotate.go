@@ -54,7 +54,8 @@ See runbooks/emergency-rotation.md.`,
 		Example: `  rotator rotate github-mcp-token --wait
   rotator rotate --selector team=platform --emergency --reason "key leaked in CI log" --dry-run
   rotator rotate --selector team=platform --emergency --reason "key leaked in CI log" --wait
-  rotator rotate --consumer mcp-server-github --emergency --revoke-first --reason "token posted publicly" --wait -o json`,
+  rotator rotate --consumer mcp-server-github --emergency --revoke-first \
+    --reason "token posted publicly" --wait -o json`,
 		RunE: func(cmd *cobra.Command, args []string) error { return a.rotate(cmd.Context(), args, f) },
 	}
 	fl := cmd.Flags()
@@ -70,7 +71,7 @@ See runbooks/emergency-rotation.md.`,
 	fl.Lookup("wait").NoOptDefVal = waitCutover
 	fl.IntVar(&f.concurrency, "concurrency", 50, "rotations executed at once with --wait")
 	fl.StringVar(&f.actor, "actor", "", "who is rotating, for the audit log (default: the OS user)")
-	fl.StringVarP(&f.output, "output", "o", "text", "output format: text or json")
+	outputFlag(cmd, &f.output, formatText, formatText, formatJSON, formatYAML)
 	fl.DurationVar(&f.timeout, "timeout", 30*time.Minute, "stop waiting (and retrying here) after this long")
 	a.addRetryFlag(cmd)
 	return cmd
@@ -88,7 +89,7 @@ type planEntry struct {
 }
 
 func (a *app) rotate(ctx context.Context, ids []string, f rotateFlags) error {
-	if err := checkOutput(f.output, "text", "json"); err != nil {
+	if err := checkOutput(f.output, formatText, formatJSON, formatYAML); err != nil {
 		return err
 	}
 	labels, err := parseSelector(f.selectors)
@@ -120,10 +121,10 @@ func (a *app) rotate(ctx context.Context, ids []string, f rotateFlags) error {
 
 	creds, err := e.Select(ctx, sel)
 	if err != nil {
-		return usageError{err}
+		return selectionError(err)
 	}
 	if len(creds) == 0 {
-		return fmt.Errorf("the selection matches no credential; see 'rotator credentials list'")
+		return notFoundf("the selection matches no credential; see 'rotator credentials list'")
 	}
 	if err := a.checkRevokeFirst(ctx, e, creds, f); err != nil {
 		return err
@@ -252,8 +253,8 @@ func (a *app) printPlan(ctx context.Context, e *rotation.Engine, creds []store.C
 		}
 		plan = append(plan, p)
 	}
-	if f.output == "json" {
-		return writeJSON(a.stdout, map[string]any{"plan": plan, "emergency": f.emergency, "revoke_first": f.revokeFirst, "reason": f.reason})
+	if isData(f.output) {
+		return writeData(a.stdout, f.output, map[string]any{"plan": plan, "emergency": f.emergency, "revoke_first": f.revokeFirst, "reason": f.reason})
 	}
 	kind := "rotation"
 	if f.emergency {

@@ -55,8 +55,8 @@ func (a *app) printStarted(started []rotation.Started, output string) error {
 		}
 		views = append(views, v)
 	}
-	if output == "json" {
-		if err := writeJSON(a.stdout, map[string]any{"runs": views}); err != nil {
+	if isData(output) {
+		if err := writeData(a.stdout, output, map[string]any{"runs": views}); err != nil {
 			return err
 		}
 	} else {
@@ -134,8 +134,8 @@ func (a *app) printResults(started []rotation.Started, results []rotation.Result
 		}
 		views = append(views, v)
 	}
-	if f.output == "json" {
-		if err := writeJSON(a.stdout, map[string]any{"runs": views}); err != nil {
+	if isData(f.output) {
+		if err := writeData(a.stdout, f.output, map[string]any{"runs": views}); err != nil {
 			return err
 		}
 	} else {

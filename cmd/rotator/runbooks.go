@@ -69,7 +69,7 @@ func (a *app) runbooksCheckCommand() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "check [-f CONFIG]",
-		Short: "Check that every credential's runbook and anchor exist and every runbook was reviewed recently",
+		Short: "Check that every linked runbook and anchor exists and was reviewed recently",
 		Long: `Check the runbooks of the inventory (from the database, or from a configuration
 file with -f):
 
@@ -85,7 +85,7 @@ Lists every problem and exits with code 1 if there is any.`,
   rotator runbooks check --dir runbooks --dir ops/runbooks -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output, "text", "json"); err != nil {
+			if err := checkOutput(output, formatText, formatJSON, formatYAML); err != nil {
 				return err
 			}
 			age, err := duration.Parse(maxAge)
@@ -123,8 +123,8 @@ Lists every problem and exits with code 1 if there is any.`,
 			if err != nil {
 				return err
 			}
-			if output == "json" {
-				if err := writeJSON(a.stdout, res); err != nil {
+			if isData(output) {
+				if err := writeData(a.stdout, output, res); err != nil {
 					return err
 				}
 			} else if err := printRunbooks(a.stdout, res); err != nil {
@@ -140,7 +140,7 @@ Lists every problem and exits with code 1 if there is any.`,
 	cmd.Flags().StringVar(&maxAge, "max-age", "180d", "flag runbooks whose reviewed date is older than this")
 	cmd.Flags().StringSliceVar(&dirs, "dir", nil, "also check every .md file in this directory (repeatable; default: the runbooks/ directory)")
 	cmd.Flags().StringVar(&baseDir, "runbook-dir", "", "directory relative runbook paths are resolved from (default: the config file's directory, or the working directory)")
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	outputFlag(cmd, &output, formatText, formatText, formatJSON, formatYAML)
 	return cmd
 }
 

@@ -26,8 +26,9 @@ func (a *app) runsCommand() *cobra.Command {
 
 func (a *app) runsListCommand() *cobra.Command {
 	var (
-		output, credential, state, since string
-		limit                            int
+		lo                       listOutput
+		credential, state, since string
+		limit                    int
 	)
 	cmd := &cobra.Command{
 		Use:   "list",
@@ -37,7 +38,7 @@ func (a *app) runsListCommand() *cobra.Command {
   rotator runs list --state rolled_back -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output, "table", "json"); err != nil {
+			if err := lo.check(); err != nil {
 				return err
 			}
 			f := store.RunFilter{CredentialID: credential, Limit: limit}
@@ -67,32 +68,38 @@ func (a *app) runsListCommand() *cobra.Command {
 			for _, r := range runs {
 				views = append(views, view.NewRun(r, nil))
 			}
-			if output == "json" {
-				return writeJSON(a.stdout, map[string]any{"runs": views})
+			if isData(lo.format) {
+				return writeData(a.stdout, lo.format, map[string]any{"runs": views})
 			}
-			now := time.Now()
-			t := newTable(a.stdout, "ID", "CREDENTIAL", "TRIGGER", "STATE", "ACTOR", "ATTEMPT", "CREATED", "DURATION", "ERROR")
-			for _, v := range views {
-				dur := "-"
-				if v.DurationSec != nil {
-					dur = (time.Duration(*v.DurationSec * float64(time.Second))).Round(time.Millisecond).String()
-				}
-				errText := "-"
-				if v.Error != nil {
-					errText = truncate(*v.Error, 60)
-				}
-				created := v.CreatedAt
-				t.row(v.ID, v.Credential, v.Trigger, v.State, orDash(v.Actor), fmt.Sprint(v.Attempt), relTime(&created, now), dur, errText)
-			}
-			return t.flush()
+			return a.printRunList(lo, views, time.Now())
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	addListFlags(cmd, &lo)
 	cmd.Flags().StringVar(&credential, "credential", "", "only runs of this credential")
 	cmd.Flags().StringVar(&state, "state", "", "only runs in this state (e.g. succeeded, rolled_back, cut_over)")
 	cmd.Flags().StringVar(&since, "since", "", "only runs created within this duration (e.g. 24h, 7d)")
 	cmd.Flags().IntVar(&limit, "limit", 200, "at most this many runs (0: all)")
 	return cmd
+}
+
+func (a *app) printRunList(lo listOutput, views []view.Run, now time.Time) error {
+	t := a.newListTable(lo, column{name: "ID", flex: true, id: true}, column{name: "CREDENTIAL", flex: true},
+		column{name: "TRIGGER"}, column{name: "STATE", colour: stateColour}, column{name: "ACTOR", wide: true},
+		column{name: "ATTEMPT", wide: true}, column{name: "CREATED"}, column{name: "DURATION", wide: true},
+		column{name: "ERROR", flex: true}, column{name: "REASON", wide: true})
+	for _, v := range views {
+		dur := "-"
+		if v.DurationSec != nil {
+			dur = (time.Duration(*v.DurationSec * float64(time.Second))).Round(time.Millisecond).String()
+		}
+		errText := "-"
+		if v.Error != nil {
+			errText = *v.Error
+		}
+		created := v.CreatedAt
+		t.row(v.ID, v.Credential, v.Trigger, v.State, orDash(v.Actor), fmt.Sprint(v.Attempt), relTime(&created, now), dur, errText, orDash(v.Reason))
+	}
+	return t.flush()
 }
 
 func (a *app) runsShowCommand() *cobra.Command {
@@ -104,7 +111,7 @@ func (a *app) runsShowCommand() *cobra.Command {
 in any case, a unique prefix of one, or 'latest'.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(output, "text", "json", "md"); err != nil {
+			if err := checkOutput(output, formatText, formatJSON, formatYAML, "md"); err != nil {
 				return err
 			}
 			st, err := a.openStore(cmd.Context())
@@ -126,15 +133,15 @@ in any case, a unique prefix of one, or 'latest'.`,
 			}
 			v := view.NewRun(r, steps)
 			switch output {
-			case "json":
-				return writeJSON(a.stdout, map[string]any{"run": v})
+			case formatJSON, formatYAML:
+				return writeData(a.stdout, output, map[string]any{"run": v})
 			case "md":
 				return a.printRunMarkdown(v)
 			}
 			return a.printRunText(v)
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text, json or md")
+	outputFlag(cmd, &output, formatText, formatText, formatJSON, formatYAML, "md")
 	return cmd
 }
 
@@ -157,7 +164,8 @@ func (a *app) printRunText(v view.Run) error {
 		fmt.Fprintf(w, "Error:        %s\n", *v.Error)
 	}
 	fmt.Fprintln(w, "Steps:")
-	t := newTable(w, "  #", "STEP", "OUTCOME", "STARTED", "DURATION", "DETAIL")
+	t := a.newTextTable(column{name: "  #"}, column{name: "STEP"}, column{name: "OUTCOME", colour: stateColour},
+		column{name: "STARTED"}, column{name: "DURATION"}, column{name: "DETAIL", flex: true})
 	for i, s := range v.Steps {
 		detail := evidenceText(s.Evidence)
 		if s.Error != nil {
@@ -243,11 +251,4 @@ func orDashPtr(s *string) string {
 		return "-"
 	}
 	return *s
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-1] + "…"
 }

@@ -110,11 +110,11 @@ func addWaitFlags(cmd *cobra.Command, f *rotateFlags, defaultWait string) {
 	fl.StringVar(&f.wait, "until", defaultWait, "wait until cutover, or until retired (through the grace period)")
 	fl.DurationVar(&f.timeout, "timeout", 30*time.Minute, "stop waiting (and retrying here) after this long")
 	fl.IntVar(&f.concurrency, "concurrency", 50, "runs executed at once when executed here")
-	fl.StringVarP(&f.output, "output", "o", "text", "output format: text or json")
+	outputFlag(cmd, &f.output, formatText, formatText, formatJSON, formatYAML)
 }
 
 func checkWaitFlags(f rotateFlags) error {
-	if err := checkOutput(f.output, "text", "json"); err != nil {
+	if err := checkOutput(f.output, formatText, formatJSON, formatYAML); err != nil {
 		return err
 	}
 	if f.wait != waitCutover && f.wait != waitRetired {
@@ -130,7 +130,7 @@ func (a *app) runsWaitCommand() *cobra.Command {
 	var f rotateFlags
 	cmd := &cobra.Command{
 		Use:   "wait RUN...",
-		Short: "Wait for runs to cut over (or to retire the previous version), executing them if no service runs",
+		Short: "Wait for runs to cut over (or retire the previous version); executes them if needed",
 		Long: `Wait until each run has cut over (--until cutover, the default) or has retired
 the previous version (--until retired), and print where each ended. A failed
 attempt is followed into its retry while one is due before --timeout.
@@ -185,7 +185,7 @@ service is executing is stopped at its next committed step first.`,
 		Example: `  rotator runs cancel 01jq3k --reason "wrong window"`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(output, "text", "json"); err != nil {
+			if err := checkOutput(output, formatText, formatJSON, formatYAML); err != nil {
 				return err
 			}
 			ctx := cmd.Context()
@@ -206,8 +206,8 @@ service is executing is stopped at its next committed step first.`,
 				return err
 			}
 			a.sealAfterRuns(ctx, x.setup.store)
-			if output == "json" {
-				return writeJSON(a.stdout, map[string]any{"runs": []startedView{{Credential: r.CredentialID, Run: r.ID, State: r.State, Error: r.Error}}})
+			if isData(output) {
+				return writeData(a.stdout, output, map[string]any{"runs": []startedView{{Credential: r.CredentialID, Run: r.ID, State: r.State, Error: r.Error}}})
 			}
 			fmt.Fprintf(a.stdout, "Run %s of %s cancelled: %s (%s).\n", r.ID, r.CredentialID, r.State, r.Error)
 			return nil
@@ -215,7 +215,7 @@ service is executing is stopped at its next committed step first.`,
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the run and the audit log)")
 	cmd.Flags().StringVar(&actorName, "actor", "", "who is cancelling, for the audit log (default: the OS user)")
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	outputFlag(cmd, &output, formatText, formatText, formatJSON, formatYAML)
 	return cmd
 }
 
@@ -231,7 +231,7 @@ no service runs, it is executed here either way.`,
 		Example: `  rotator runs retry latest --wait`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(f.output, "text", "json"); err != nil {
+			if err := checkOutput(f.output, formatText, formatJSON, formatYAML); err != nil {
 				return err
 			}
 			if f.wait != "" && f.wait != waitCutover && f.wait != waitRetired {
@@ -275,7 +275,7 @@ no service runs, it is executed here either way.`,
 	fl.StringVar(&f.wait, "wait", "", "wait until cutover (--wait) or until the previous version is retired (--wait=retired)")
 	fl.Lookup("wait").NoOptDefVal = waitCutover
 	fl.DurationVar(&f.timeout, "timeout", 30*time.Minute, "stop waiting (and retrying here) after this long")
-	fl.StringVarP(&f.output, "output", "o", "text", "output format: text or json")
+	outputFlag(cmd, &f.output, formatText, formatText, formatJSON, formatYAML)
 	f.concurrency = 1
 	a.addRetryFlag(cmd)
 	return cmd
@@ -289,7 +289,7 @@ func (a *app) runsResumeCommand() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "resume [CREDENTIAL...]",
-		Short: "Finish what is due when no service runs: retirements after grace, interrupted runs, retries",
+		Short: "Finish what is due with no service running: retirements, interrupted runs, retries",
 		Long: `Execute here what a running 'rotator serve' would do for runs already started:
 retire previous versions whose grace period has ended, resume runs that were
 interrupted (a CLI stopped with Ctrl-C, a crash), and start the next attempt of
@@ -303,7 +303,7 @@ only says so. Exit code 1 when a run failed.`,
 		Example: `  rotator runs resume
   rotator runs resume --selector team=platform -o json`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(f.output, "text", "json"); err != nil {
+			if err := checkOutput(f.output, formatText, formatJSON, formatYAML); err != nil {
 				return err
 			}
 			labels, err := parseSelector(selectors)
@@ -318,8 +318,8 @@ only says so. Exit code 1 when a run failed.`,
 			defer x.close()
 			if x.running {
 				fmt.Fprintf(a.stderr, "the running service on %s executes due runs itself; nothing to do here\n", x.service)
-				if f.output == "json" {
-					return writeJSON(a.stdout, map[string]any{"runs": []startedView{}})
+				if isData(f.output) {
+					return writeData(a.stdout, f.output, map[string]any{"runs": []startedView{}})
 				}
 				return nil
 			}
@@ -328,7 +328,7 @@ only says so. Exit code 1 when a run failed.`,
 			if !sel.Empty() {
 				creds, err := x.setup.engine.Select(ctx, sel)
 				if err != nil {
-					return usageError{err}
+					return selectionError(err)
 				}
 				if ids = credIDs(creds); len(ids) == 0 {
 					return notFound(errors.New("the selection matches no credential; see 'rotator credentials list'"))
@@ -340,8 +340,8 @@ only says so. Exit code 1 when a run failed.`,
 			}
 			if len(due) == 0 {
 				fmt.Fprintln(a.stderr, "nothing is due")
-				if f.output == "json" {
-					return writeJSON(a.stdout, map[string]any{"runs": []startedView{}})
+				if isData(f.output) {
+					return writeData(a.stdout, f.output, map[string]any{"runs": []startedView{}})
 				}
 				return nil
 			}
@@ -361,7 +361,7 @@ only says so. Exit code 1 when a run failed.`,
 	fl.StringVar(&consumer, "consumer", "", "only credentials of this MCP server or client")
 	fl.DurationVar(&f.timeout, "timeout", 30*time.Minute, "stop after this long (runs stop at a committed step)")
 	fl.IntVar(&f.concurrency, "concurrency", 50, "runs executed at once")
-	fl.StringVarP(&f.output, "output", "o", "text", "output format: text or json")
+	outputFlag(cmd, &f.output, formatText, formatText, formatJSON, formatYAML)
 	a.addRetryFlag(cmd)
 	return cmd
 }

@@ -131,6 +131,9 @@ type AuditFilter struct {
 	// Unsealed selects only events without a Seq, in insertion order.
 	Unsealed bool
 	Limit    int
+	// Newest, with Limit, selects the last Limit events of that order (the
+	// most recent), still delivered in that order.
+	Newest bool
 }
 
 // RunAdvance is one committed transition of a run (Tx.AdvanceRun): the

@@ -1,4 +1,4 @@
-// Command apikeys is an example rotator exec plugin (protocol
+// Command apikeys is an example plugin for rotator's exec provider (protocol
 // rotator.exec/v1, see docs/plugins.md). It manages the API keys of a
 // service that keeps its valid keys in a JSON file: the service (an MCP
 // server, say) accepts a key when the file lists its SHA-256 and it has not

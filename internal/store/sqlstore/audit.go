@@ -28,6 +28,9 @@ const auditChunk = 1000
 // Until exclusive, on OccurredAt. Outside a transaction, an event sealed
 // while the scan moves from sealed to unsealed events may be missed.
 func (r reader) ScanAuditEvents(ctx context.Context, f store.AuditFilter, fn func(store.AuditEvent) error) error {
+	if f.Newest && f.Limit > 0 {
+		return r.scanNewest(ctx, f, fn)
+	}
 	left := f.Limit
 	if left <= 0 {
 		left = -1
@@ -62,24 +65,7 @@ func (r reader) scanAudit(ctx context.Context, f store.AuditFilter, sealed bool,
 			return left, fmt.Errorf("scan audit events: %w", err)
 		}
 		var q query
-		preds := []string{key + " > " + q.arg(after)}
-		if sealed {
-			preds = append(preds, "seq IS NOT NULL")
-		} else {
-			preds = append(preds, "seq IS NULL")
-		}
-		if f.CredentialID != "" {
-			preds = append(preds, "credential_id = "+q.arg(f.CredentialID))
-		}
-		if f.RunID != "" {
-			preds = append(preds, "run_id = "+q.arg(f.RunID))
-		}
-		if !f.Since.IsZero() {
-			preds = append(preds, "occurred_at >= "+q.arg(d.time(f.Since)))
-		}
-		if !f.Until.IsZero() {
-			preds = append(preds, "occurred_at < "+q.arg(d.time(f.Until)))
-		}
+		preds := append([]string{key + " > " + q.arg(after)}, auditPreds(&q, d, f, sealed)...)
 		page := auditPage
 		if left > 0 && left < page {
 			page = left
@@ -107,6 +93,95 @@ func (r reader) scanAudit(ctx context.Context, f store.AuditFilter, sealed bool,
 		}
 	}
 	return left, nil
+}
+
+// auditPreds returns the predicates of f other than the position in the
+// order.
+func auditPreds(q *query, d dialect, f store.AuditFilter, sealed bool) []string {
+	preds := []string{"seq IS NULL"}
+	if sealed {
+		preds = []string{"seq IS NOT NULL"}
+	}
+	if f.CredentialID != "" {
+		preds = append(preds, "credential_id = "+q.arg(f.CredentialID))
+	}
+	if f.RunID != "" {
+		preds = append(preds, "run_id = "+q.arg(f.RunID))
+	}
+	if !f.Since.IsZero() {
+		preds = append(preds, "occurred_at >= "+q.arg(d.time(f.Since)))
+	}
+	if !f.Until.IsZero() {
+		preds = append(preds, "occurred_at < "+q.arg(d.time(f.Until)))
+	}
+	return preds
+}
+
+// scanNewest reads the last f.Limit events of the scan order (unsealed
+// events come last), newest first, then calls fn for them in scan order. It
+// holds f.Limit events in memory.
+func (r reader) scanNewest(ctx context.Context, f store.AuditFilter, fn func(store.AuditEvent) error) error {
+	var sealed, unsealed []store.AuditEvent
+	var err error
+	if f.AfterSeq == 0 || f.Unsealed {
+		if unsealed, err = r.scanAuditDesc(ctx, f, false, f.Limit); err != nil {
+			return err
+		}
+	}
+	if left := f.Limit - len(unsealed); !f.Unsealed && left > 0 {
+		if sealed, err = r.scanAuditDesc(ctx, f, true, left); err != nil {
+			return err
+		}
+	}
+	for _, evs := range [][]store.AuditEvent{sealed, unsealed} {
+		for i := len(evs) - 1; i >= 0; i-- {
+			if err := fn(evs[i]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// scanAuditDesc returns up to limit sealed (by seq, above f.AfterSeq) or
+// unsealed (by id) events, last first.
+func (r reader) scanAuditDesc(ctx context.Context, f store.AuditFilter, sealed bool, limit int) ([]store.AuditEvent, error) {
+	d := r.s.dialect()
+	key := "id"
+	if sealed {
+		key = "seq"
+	}
+	var out []store.AuditEvent
+	var before int64
+	for len(out) < limit {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("scan audit events: %w", err)
+		}
+		var q query
+		preds := auditPreds(&q, d, f, sealed)
+		if sealed {
+			preds = append(preds, "seq > "+q.arg(f.AfterSeq))
+		}
+		if before > 0 {
+			preds = append(preds, key+" < "+q.arg(before))
+		}
+		page := min(auditPage, limit-len(out))
+		q.sql(`SELECT `, auditColumns, ` FROM audit_events`, where(preds), ` ORDER BY `, key, ` DESC LIMIT `, q.arg(page))
+		evs, err := r.auditPage(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, evs...)
+		if len(evs) < page {
+			break
+		}
+		last := evs[len(evs)-1]
+		before = last.ID
+		if sealed {
+			before = last.Seq
+		}
+	}
+	return out, nil
 }
 
 func (r reader) auditPage(ctx context.Context, q query) ([]store.AuditEvent, error) {

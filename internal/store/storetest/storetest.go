@@ -1044,6 +1044,10 @@ func testAuditSealing(t *testing.T, s store.Store, ctx context.Context) {
 		return tx.InsertAuditEvents(ctx, store.AuditEvent{Action: "g", OccurredAt: t0})
 	})
 	equal(t, "full scan", actions(collect(t, s, store.AuditFilter{})), []string{"a", "b", "c", "d", "f", "e", "g"})
+	equal(t, "newest 3", actions(collect(t, s, store.AuditFilter{Limit: 3, Newest: true})), []string{"f", "e", "g"})
+	equal(t, "newest 1", actions(collect(t, s, store.AuditFilter{Limit: 1, Newest: true})), []string{"g"})
+	equal(t, "newest sealed after seq", actions(collect(t, s, store.AuditFilter{AfterSeq: 2, Limit: 2, Newest: true})), []string{"f", "e"})
+	equal(t, "newest unsealed", actions(collect(t, s, store.AuditFilter{Unsealed: true, Limit: 5, Newest: true})), []string{"g"})
 	equal(t, "after seq excludes unsealed", actions(collect(t, s, store.AuditFilter{AfterSeq: 5})), []string{"e"})
 }
 
@@ -1071,6 +1075,9 @@ func testAuditFilters(t *testing.T, s store.Store, ctx context.Context) {
 			"since and until": {store.AuditFilter{Since: t0.Add(time.Minute), Until: t0.Add(3 * time.Minute)}, []string{"b", "c"}},
 			"limit":           {store.AuditFilter{Limit: 3}, []string{"a", "b", "c"}},
 			"combined":        {store.AuditFilter{CredentialID: "c1", Since: t0.Add(time.Second), Limit: 5}, []string{"b"}},
+			"newest":          {store.AuditFilter{Limit: 3, Newest: true}, []string{"b", "c", "d"}},
+			"newest, more":    {store.AuditFilter{Limit: 9, Newest: true}, []string{"a", "b", "c", "d"}},
+			"newest filtered": {store.AuditFilter{CredentialID: "c1", Until: t0.Add(time.Minute), Limit: 1, Newest: true}, []string{"a"}},
 		} {
 			t.Run(fmt.Sprintf("%s/sealed=%v", name, sealed), func(t *testing.T) {
 				equal(t, "actions", actions(collect(t, s, tc.f)), tc.want)
@@ -1120,6 +1127,17 @@ func testAuditPaging(t *testing.T, s store.Store, ctx context.Context) {
 	sealAll(t, s, 0, 0)
 	check("sealed", store.AuditFilter{CredentialID: "c1"}, n)
 	check("sealed, limit", store.AuditFilter{Limit: 777}, 777)
+	// The newest events across more than one page, still in chain order.
+	i := n - 1001
+	err := s.ScanAuditEvents(ctx, store.AuditFilter{Limit: 1001, Newest: true}, func(ev store.AuditEvent) error {
+		if ev.Action != fmt.Sprintf("e%04d", i) {
+			return fmt.Errorf("newest: event %d is %s", i, ev.Action)
+		}
+		i++
+		return nil
+	})
+	noErr(t, "newest 1001", err)
+	equal(t, "newest 1001: last event", i, n)
 	tx(t, s, func(tx store.Tx) error {
 		i := 0
 		err := tx.ScanAuditEvents(ctx, store.AuditFilter{}, func(ev store.AuditEvent) error {
