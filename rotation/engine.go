@@ -63,6 +63,9 @@ type Engine struct {
 	queue queue
 	// executor names this process in run leases (Store.ClaimRuns).
 	executor string
+	// suspects are the jobs takeOver saw running without their run lock.
+	suspectsMu sync.Mutex
+	suspects   map[int64]suspect
 }
 
 // New returns an Engine.

@@ -104,13 +104,16 @@ func (l *runLocks) close() {
 
 // takeOver puts back in the queue the rotate jobs that are marked running
 // while nobody holds their run's lock (their process died), and returns
-// how many. Postgres only.
+// how many. A job is put back only when two looks, at least minAge apart,
+// found it so with the same attempt: a worker that has just finished (its
+// lock released, River's completer not yet flushed) is not mistaken for a
+// dead one. Postgres only.
 func (e *Engine) takeOver(ctx context.Context, minAge time.Duration) (int, error) {
 	pool, ok := e.store.Handle().(*pgxpool.Pool)
 	if !ok {
 		return 0, nil
 	}
-	rows, err := pool.Query(ctx, `SELECT j.id, j.args->>'run_id' FROM river_job AS j
+	rows, err := pool.Query(ctx, `SELECT j.id, j.args->>'run_id', j.attempted_at FROM river_job AS j
 WHERE j.state = 'running' AND j.kind = $1 AND j.attempted_at < now() - make_interval(secs => $2)
 AND NOT EXISTS (SELECT 1 FROM pg_locks AS l WHERE l.locktype = 'advisory' AND l.objsubid = 2
     AND l.classid = $3::int4::oid AND l.objid = hashtext(j.args->>'run_id')::oid)`,
@@ -121,11 +124,12 @@ AND NOT EXISTS (SELECT 1 FROM pg_locks AS l WHERE l.locktype = 'advisory' AND l.
 	type orphan struct {
 		job int64
 		run string
+		at  time.Time
 	}
 	var orphans []orphan
 	for rows.Next() {
 		var o orphan
-		if err := rows.Scan(&o.job, &o.run); err != nil {
+		if err := rows.Scan(&o.job, &o.run, &o.at); err != nil {
 			rows.Close()
 			return 0, err
 		}
@@ -135,8 +139,27 @@ AND NOT EXISTS (SELECT 1 FROM pg_locks AS l WHERE l.locktype = 'advisory' AND l.
 	if err := rows.Err(); err != nil {
 		return 0, err
 	}
-	n := 0
+	now := time.Now()
+	e.suspectsMu.Lock()
+	prev := e.suspects
+	next := make(map[int64]suspect, len(orphans))
+	var confirmed []orphan
 	for _, o := range orphans {
+		p, ok := prev[o.job]
+		if ok && p.attemptedAt.Equal(o.at) && now.Sub(p.seen) >= minAge/2 {
+			confirmed = append(confirmed, o)
+			continue
+		}
+		if ok && p.attemptedAt.Equal(o.at) {
+			next[o.job] = p
+		} else {
+			next[o.job] = suspect{attemptedAt: o.at, seen: now}
+		}
+	}
+	e.suspects = next
+	e.suspectsMu.Unlock()
+	n := 0
+	for _, o := range confirmed {
 		moved, err := makeJobAvailable(ctx, e.store, o.job)
 		if err != nil {
 			return n, fmt.Errorf("resuming run %s: %w", o.run, err)
@@ -147,6 +170,11 @@ AND NOT EXISTS (SELECT 1 FROM pg_locks AS l WHERE l.locktype = 'advisory' AND l.
 		}
 	}
 	return n, nil
+}
+
+// suspect is a job seen running with its run lock free.
+type suspect struct {
+	attemptedAt, seen time.Time
 }
 
 // reconciler resumes or ends active runs that have no live job.

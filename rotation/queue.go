@@ -312,8 +312,8 @@ func (r *Runner) Start(ctx context.Context) error {
 // A running job whose run lock has been free for takeoverMinAge is put
 // back in the queue; replicas look every takeoverEvery.
 const (
-	takeoverEvery  = 2 * time.Second
-	takeoverMinAge = 3 * time.Second
+	takeoverEvery  = time.Second
+	takeoverMinAge = 2 * time.Second
 )
 
 // Stop stops fetching new jobs and waits for running ones to finish or

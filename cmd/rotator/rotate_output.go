@@ -186,22 +186,22 @@ func retireNote(at time.Time, executedBy string) string {
 // of the total credentials done (at most once a second, and at the end).
 func (a *app) progressPrinter(f rotateFlags, total int) func(rotation.Progress) {
 	begin := time.Now()
-	var last time.Time
+	pr := a.newProgress()
 	done, failed, stopped := 0, 0, 0
 	return func(p rotation.Progress) {
 		switch p.Kind {
 		case rotation.ProgressAttemptFailed:
-			fmt.Fprintf(a.stderr, "%s: attempt %d failed (%s); next attempt at %s (in %s)\n", p.Credential, p.Attempt,
-				a.redactor.Scrub(p.Error), p.At.UTC().Format(time.TimeOnly), time.Until(p.At).Round(time.Second))
+			pr.println(fmt.Sprintf("%s: attempt %d failed (%s); next attempt at %s (in %s)", p.Credential, p.Attempt,
+				a.redactor.Scrub(p.Error), p.At.UTC().Format(time.TimeOnly), time.Until(p.At).Round(time.Second)))
 		case rotation.ProgressRetrying:
-			fmt.Fprintf(a.stderr, "%s: attempt %d started (run %s)\n", p.Credential, p.Attempt, p.Run)
+			pr.println(fmt.Sprintf("%s: attempt %d started (run %s)", p.Credential, p.Attempt, p.Run))
 		case rotation.ProgressWaitingRetire:
 			if f.wait == waitRetired {
-				fmt.Fprintf(a.stderr, "%s: cut over (run %s); retiring the previous version at %s (in %s)\n", p.Credential, p.Run,
-					p.At.UTC().Format(time.TimeOnly), time.Until(p.At).Round(time.Second))
+				pr.println(fmt.Sprintf("%s: cut over (run %s); retiring the previous version at %s (in %s)", p.Credential, p.Run,
+					p.At.UTC().Format(time.TimeOnly), time.Until(p.At).Round(time.Second)))
 			}
 		case rotation.ProgressTransient:
-			fmt.Fprintf(a.stderr, "run %s: %s; trying again at %s\n", p.Run, a.redactor.Scrub(p.Error), p.At.UTC().Format(time.TimeOnly))
+			pr.println(fmt.Sprintf("run %s: %s; trying again at %s", p.Run, a.redactor.Scrub(p.Error), p.At.UTC().Format(time.TimeOnly)))
 		case rotation.ProgressFinished:
 			switch s := rotation.State(p.State); {
 			case s == rotation.StateSucceeded, s == rotation.StateCutOver:
@@ -212,13 +212,15 @@ func (a *app) progressPrinter(f rotateFlags, total int) func(rotation.Progress) 
 			default:
 				stopped++
 			}
-			if done+stopped == total || time.Since(last) >= time.Second {
-				last = time.Now()
-				line := fmt.Sprintf("rotating: %d/%d done, %d failed", done, total, failed)
-				if stopped > 0 {
-					line += fmt.Sprintf(", %d stopped", stopped)
-				}
-				fmt.Fprintf(a.stderr, "%s (%s)\n", line, time.Since(begin).Round(100*time.Millisecond))
+			line := fmt.Sprintf("rotating: %d/%d done, %d failed", done, total, failed)
+			if stopped > 0 {
+				line += fmt.Sprintf(", %d stopped", stopped)
+			}
+			line += fmt.Sprintf(" (%s)", time.Since(begin).Round(100*time.Millisecond))
+			if done+stopped == total {
+				pr.done(line)
+			} else {
+				pr.update(line)
 			}
 		}
 	}

@@ -145,3 +145,13 @@ func (p *progress) done(line string) {
 	}
 	fmt.Fprintln(p.w, line)
 }
+
+// println prints a line of its own above the progress line (which the next
+// update draws again).
+func (p *progress) println(line string) {
+	if p.tty && p.drawn {
+		fmt.Fprint(p.w, "\r\x1b[K")
+		p.drawn = false
+	}
+	fmt.Fprintln(p.w, line)
+}
