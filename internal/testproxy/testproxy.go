@@ -1,7 +1,8 @@
 // Package testproxy is a TCP proxy for tests of plugins that talk to a
 // server: it records what clients send, so that a test can check that no
-// secret crosses the wire in clear, and it can stall new connections, so
-// that a test can make the server unreachable. It is closed with the test.
+// secret crosses the wire in clear, and it can stall, so that a test can
+// make the server unresponsive to new and to open connections alike. It is
+// closed with the test.
 package testproxy
 
 import (
@@ -68,8 +69,11 @@ func (p *Proxy) Reset() {
 	p.sent.Reset()
 }
 
-// Stall holds new connections without answering until the returned
-// function is called (more than once is fine).
+// Stall makes the server unresponsive until the returned function is called
+// (more than once is fine): new connections are held without an answer, and
+// open connections stop forwarding in both directions (what was sent in the
+// meantime is forwarded on resume), as a server that hangs looks to a
+// client holding pooled connections.
 func (p *Proxy) Stall() (resume func()) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -127,14 +131,36 @@ func (p *Proxy) accept() {
 			defer up.Close()
 			done := make(chan struct{})
 			go func() {
-				_, _ = io.Copy(c, up)
+				p.pipe(c, up)
 				_ = c.Close()
 				close(done)
 			}()
-			_, _ = io.Copy(io.MultiWriter(up, (*recorder)(p)), c)
+			p.pipe(io.MultiWriter(up, (*recorder)(p)), c)
 			_ = up.Close()
 			<-done
 		}()
+	}
+}
+
+// pipe copies src to dst, holding each chunk while the proxy is stalled.
+func (p *Proxy) pipe(dst io.Writer, src io.Reader) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			stall := p.stalled
+			p.mu.Unlock()
+			if stall != nil {
+				<-stall
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
 	}
 }
 

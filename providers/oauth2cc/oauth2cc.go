@@ -110,6 +110,12 @@ func New(env providers.Env) (*Provider, error) {
 	if def, ok := http.DefaultTransport.(*http.Transport); ok {
 		transport = def.Clone()
 	}
+	// The engine calls a provider from many workers at once, mostly on one
+	// or two hosts (the authorization server, the MCP server). Go keeps 2
+	// idle connections per host by default, so every burst of calls beyond
+	// 2 opened (and TLS-handshook) new connections and closed them again.
+	transport.MaxIdleConnsPerHost = maxIdlePerHost
+	transport.MaxIdleConns = 4 * maxIdlePerHost
 	p := &Provider{
 		name:      env.Name,
 		cfg:       cfg,
@@ -129,6 +135,17 @@ func New(env providers.Env) (*Provider, error) {
 		log.Info("no revocation_url configured; a retired token stays valid until it expires")
 	}
 	return p, nil
+}
+
+// maxIdlePerHost is how many idle connections the provider keeps per host.
+const maxIdlePerHost = 64
+
+// Close closes the provider's idle connections. The provider stays usable
+// (a later call opens a new connection); the engine calls Close when it
+// drops the provider.
+func (p *Provider) Close() error {
+	p.transport.CloseIdleConnections()
+	return nil
 }
 
 // Type implements providers.Provider.

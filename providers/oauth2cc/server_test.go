@@ -19,12 +19,14 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -96,6 +98,8 @@ type authServer struct {
 	authUsed    []string      // client authentication methods seen at the token endpoint
 	resSeen     []string      // resource parameters seen at the token endpoint
 	gate        chan struct{} // closed when not stalled
+
+	conns atomic.Int64 // TCP connections accepted
 }
 
 func newAuthServer(t *testing.T) *authServer {
@@ -108,7 +112,13 @@ func newAuthServer(t *testing.T) *authServer {
 	mux.HandleFunc("POST /introspect", as.introspect)
 	mux.HandleFunc("POST /revoke", as.revoke)
 	mux.HandleFunc("GET /api/whoami", as.whoami)
-	as.srv = httptest.NewServer(as.gated(mux))
+	as.srv = httptest.NewUnstartedServer(as.gated(mux))
+	as.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			as.conns.Add(1)
+		}
+	}
+	as.srv.Start()
 	as.URL = as.srv.URL
 	t.Cleanup(as.srv.Close)
 	return as

@@ -31,6 +31,27 @@ const (
 	FormatURL = "url"
 )
 
+// Verification modes (verify).
+const (
+	// VerifyLogin logs in as the login role with the new password, on a
+	// fresh connection, and runs check_query: it proves everything a
+	// consumer needs (pg_hba.conf, LOGIN, VALID UNTIL, CONNECT, the
+	// password, the query's privileges), at the cost of one new backend
+	// per verification.
+	VerifyLogin = "login"
+	// VerifyVerifier reads the role's stored SCRAM-SHA-256 verifier
+	// (pg_authid.rolpassword) over a pooled admin connection and checks it
+	// against the new password, with the role's LOGIN, VALID UNTIL,
+	// connection limit, CONNECT privilege and (alternating) group
+	// membership. It does not log in: pg_hba.conf and check_query are not
+	// tested. The admin role must be able to read pg_authid.
+	VerifyVerifier = "verifier"
+)
+
+// DefaultMaxAdminConnections is the default size of the admin connection
+// pool of one provider.
+const DefaultMaxAdminConnections = 4
+
 // Metadata keys recorded with every version.
 const (
 	MetaLoginRole = "login_role"
@@ -60,6 +81,18 @@ type Config struct {
 	// URLSSLMode is the sslmode of published URLs; empty means the mode of
 	// admin_dsn.
 	URLSSLMode string
+	// Verify is VerifyLogin (default) or VerifyVerifier.
+	Verify string
+	// MaxAdminConnections bounds the provider's pool of admin_dsn
+	// connections (1–64, default DefaultMaxAdminConnections).
+	MaxAdminConnections int
+	// SCRAMIterations is the iteration count of the verifiers rotator
+	// computes (1–1048576, default 4096, PostgreSQL's default). It is what
+	// a guess at the password costs an attacker holding the verifier, and
+	// what every derivation of the keys costs: the server's check of each
+	// new verifier against the empty password at ALTER ROLE, rotator's
+	// verify: verifier and Revoke, and each client's login.
+	SCRAMIterations int
 }
 
 // Cred is the per-credential configuration.
@@ -85,6 +118,13 @@ func parse(s settings.Map) (Config, settings.Errors) {
 		PasswordLength: r.Int("password_length", 32, 16, 128),
 		CheckQuery:     r.String("check_query", "SELECT 1"),
 		ValidFor:       r.Duration("valid_for", 0),
+		Verify:         r.OneOf("verify", VerifyLogin, VerifyLogin, VerifyVerifier),
+
+		MaxAdminConnections: r.Int("max_admin_connections", DefaultMaxAdminConnections, 1, 64),
+		SCRAMIterations:     r.Int("scram_iterations", scramIterations, 1, maxSCRAMIterations),
+	}
+	if c.Verify == VerifyVerifier && r.Has("check_query") {
+		r.Fail("check_query", "is run only by verify: login (it needs a session of the login role); with verify: verifier nothing logs in, so remove check_query or use verify: login")
 	}
 	if c.AdminDSN.IsZero() && !failed(r, "admin_dsn") {
 		r.Fail("admin_dsn", "is required: a reference to the connection string of an administrative role, such as ${file:/run/secrets/pg_admin_dsn}")
@@ -128,6 +168,9 @@ func parseCred(s settings.Map, base Config) (Cred, settings.Errors) {
 	}
 	if strings.TrimSpace(c.CheckQuery) == "" {
 		r.Fail("check_query", "must not be empty")
+	}
+	if base.Verify == VerifyVerifier && r.Has("check_query") {
+		r.Fail("check_query", "is run only when the provider verifies by logging in (verify: login); this provider has verify: verifier, which does not log in")
 	}
 	if c.ValidFor < 0 {
 		r.Fail("valid_for", "must not be negative")

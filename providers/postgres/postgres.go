@@ -16,18 +16,21 @@
 // verifier computed here (ALTER ROLE cannot take a bound parameter, and a
 // plaintext literal would land in the server log with log_statement=ddl).
 // Identifiers are quoted with pgx.Identifier.
+//
+// The administrative work (reading roles, setting and removing passwords)
+// goes over a small pool of admin_dsn connections that the provider keeps
+// for its lifetime, shared with the other providers of the process that
+// have the same admin_dsn and pool size (pool.go, internal/connshare;
+// max_admin_connections, default 4): a new backend costs the server tens of
+// milliseconds of CPU, a query on an open one a fraction of a millisecond.
+// Only a login verification (verify: login) opens a connection of its own,
+// because a login is what it proves. verify: verifier checks the stored
+// SCRAM verifier instead (verify.go). A Provider is safe for concurrent
+// use; Close releases its connections.
 package postgres
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/md5" //nolint:gosec // G501: only to recognise md5 verifiers that older servers stored
-	"crypto/pbkdf2"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,11 +38,14 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/rotatorhq/rotator/internal/connshare"
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/internal/settings"
 	"github.com/rotatorhq/rotator/providers"
@@ -73,14 +79,23 @@ func Factory() providers.Factory {
 	}
 }
 
-// Provider rotates role passwords on one PostgreSQL server.
+// Provider rotates role passwords on one PostgreSQL server. It is safe for
+// concurrent use.
 type Provider struct {
-	cfg   Config
-	admin *pgx.ConnConfig
-	log   *slog.Logger
+	cfg Config
+	// admin is the parsed admin_dsn: the pool's connection configuration,
+	// and the base of login connections and published URLs. Read only.
+	admin   *pgx.ConnConfig
+	poolCfg *pgxpool.Config
+	log     *slog.Logger
+
+	mu     sync.Mutex
+	ref    *connshare.Ref[*adminPool] // taken at the first admin call
+	closed bool
 }
 
-// New returns a provider; it does not connect until a step needs it.
+// New returns a provider; it does not connect until a step needs it. Close
+// it when done, to release its admin connections.
 func New(cfg Config, logger *slog.Logger) (*Provider, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -100,12 +115,22 @@ func New(cfg Config, logger *slog.Logger) (*Provider, error) {
 	if cfg.CheckQuery == "" {
 		cfg.CheckQuery = "SELECT 1"
 	}
-	admin, err := pgx.ParseConfig(cfg.AdminDSN.RevealString())
+	if cfg.Verify == "" {
+		cfg.Verify = VerifyLogin
+	}
+	if cfg.MaxAdminConnections <= 0 {
+		cfg.MaxAdminConnections = DefaultMaxAdminConnections
+	}
+	if cfg.SCRAMIterations <= 0 {
+		cfg.SCRAMIterations = scramIterations
+	}
+	poolCfg, err := pgxpool.ParseConfig(cfg.AdminDSN.RevealString())
 	if err != nil {
 		// The parse error quotes the connection string: do not wrap it.
 		return nil, fmt.Errorf("postgres-role: %w: admin_dsn is not a valid connection string (postgres://user:password@host:5432/db, or host=... user=... dbname=...)", providers.ErrPermanent)
 	}
-	return &Provider{cfg: cfg, admin: admin, log: logger}, nil
+	configurePool(poolCfg, cfg.MaxAdminConnections)
+	return &Provider{cfg: cfg, admin: poolCfg.ConnConfig, poolCfg: poolCfg, log: logger}, nil
 }
 
 // Type implements providers.Provider.
@@ -235,11 +260,11 @@ func (p *Provider) nextLoginRole(ctx context.Context, req providers.MintRequest,
 		}
 	}
 	k := call{cred: cr, secrets: p.adminSecrets()}
-	conn, err := p.connectAdmin(ctx, k)
+	conn, release, err := p.acquire(ctx, k)
 	if err != nil {
 		return "", err
 	}
-	defer closeConn(ctx, conn)
+	defer release()
 	canLogin := map[string]bool{}
 	rows, err := conn.Query(ctx, "SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = ANY($1)", []string{a, b})
 	if err != nil {
@@ -274,21 +299,16 @@ func (p *Provider) Activate(ctx context.Context, req providers.ActivateRequest) 
 	if err != nil {
 		return providers.ActivateResponse{}, err
 	}
-	conn, err := p.connectAdmin(ctx, k)
+	conn, release, err := p.acquire(ctx, k)
 	if err != nil {
 		return providers.ActivateResponse{}, err
 	}
-	defer closeConn(ctx, conn)
+	defer release()
 
 	if p.cfg.Strategy == StrategyAlternating {
 		if err := p.ensureLoginRole(ctx, conn, k); err != nil {
 			return providers.ActivateResponse{}, err
 		}
-	} else if ok, err := roleExists(ctx, conn, k.login); err != nil {
-		return providers.ActivateResponse{}, p.fail(ctx, k, err, "looking up role %s", k.login)
-	} else if !ok {
-		return providers.ActivateResponse{}, fmt.Errorf("%w: role %s does not exist; create it (CREATE ROLE %s LOGIN) and grant it what the consumer needs",
-			providers.ErrPermanent, k.login, pgx.Identifier{k.login}.Sanitize())
 	}
 
 	until := "infinity"
@@ -298,33 +318,44 @@ func (p *Provider) Activate(ctx context.Context, req providers.ActivateRequest) 
 	case k.cred.ValidFor > 0:
 		until = time.Now().Add(k.cred.ValidFor).UTC().Format(time.RFC3339)
 	}
-	verifier, err := scramVerifier(k.password)
+	verifier, err := scramVerifier(k.password, p.cfg.SCRAMIterations)
 	if err != nil {
 		return providers.ActivateResponse{}, err
 	}
+	// Without arguments pgx sends this with the simple protocol: no
+	// prepared statement is cached for a text that is never sent again.
 	sql := "ALTER ROLE " + pgx.Identifier{k.login}.Sanitize() + " WITH LOGIN PASSWORD " + literal(verifier) + " VALID UNTIL " + literal(until)
 	if _, err := conn.Exec(ctx, sql); err != nil {
+		var pgErr *pgconn.PgError
+		if p.cfg.Strategy == StrategySingle && errors.As(err, &pgErr) && pgErr.Code == "42704" { // undefined_object
+			return providers.ActivateResponse{}, fmt.Errorf("%w: role %s does not exist; create it (CREATE ROLE %s LOGIN) and grant it what the consumer needs",
+				providers.ErrPermanent, k.login, pgx.Identifier{k.login}.Sanitize())
+		}
 		return providers.ActivateResponse{}, p.fail(ctx, k, err, "setting the password of %s", k.login)
 	}
 	return providers.ActivateResponse{Metadata: map[string]string{"valid_until": until}}, nil
 }
 
 // ensureLoginRole creates the login role (NOLOGIN until its password is
-// set) if it is missing and makes it a member of the group role.
+// set) if it is missing and makes it a member of the group role. In the
+// usual case (both exist, and the login role is a member) it is one query.
 func (p *Provider) ensureLoginRole(ctx context.Context, conn *pgx.Conn, k call) error {
 	group := k.cred.Role
-	ok, err := roleExists(ctx, conn, group)
+	var groupExists, loginExists, member bool
+	err := conn.QueryRow(ctx, `SELECT
+		EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1),
+		EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $2),
+		EXISTS (SELECT 1 FROM pg_auth_members m
+			JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member
+			WHERE g.rolname = $1 AND u.rolname = $2)`, group, k.login).Scan(&groupExists, &loginExists, &member)
 	if err != nil {
-		return p.fail(ctx, k, err, "looking up group role %s", group)
+		return p.fail(ctx, k, err, "looking up group role %s and login role %s", group, k.login)
 	}
-	if !ok {
+	if !groupExists {
 		return fmt.Errorf("%w: group role %s does not exist; create it (CREATE ROLE %s NOLOGIN) and grant it the privileges the consumer needs",
 			providers.ErrPermanent, group, pgx.Identifier{group}.Sanitize())
 	}
-	if ok, err = roleExists(ctx, conn, k.login); err != nil {
-		return p.fail(ctx, k, err, "looking up login role %s", k.login)
-	}
-	if !ok {
+	if !loginExists {
 		_, err := conn.Exec(ctx, "CREATE ROLE "+pgx.Identifier{k.login}.Sanitize()+" NOLOGIN INHERIT")
 		var pgErr *pgconn.PgError
 		switch {
@@ -335,13 +366,6 @@ func (p *Provider) ensureLoginRole(ctx context.Context, conn *pgx.Conn, k call) 
 			p.log.Info("created login role", slog.String("login_role", k.login), slog.String("group_role", group))
 		}
 	}
-	var member bool
-	err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_auth_members m
-		JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member
-		WHERE g.rolname = $1 AND u.rolname = $2)`, group, k.login).Scan(&member)
-	if err != nil {
-		return p.fail(ctx, k, err, "checking that %s is a member of %s", k.login, group)
-	}
 	if !member {
 		if _, err := conn.Exec(ctx, "GRANT "+pgx.Identifier{group}.Sanitize()+" TO "+pgx.Identifier{k.login}.Sanitize()); err != nil {
 			return p.fail(ctx, k, err, "granting %s to %s", group, k.login)
@@ -349,42 +373,6 @@ func (p *Provider) ensureLoginRole(ctx context.Context, conn *pgx.Conn, k call) 
 		p.log.Info("granted the group role to the login role", slog.String("login_role", k.login), slog.String("group_role", group))
 	}
 	return nil
-}
-
-// Verify implements providers.Provider: it connects as the login role with
-// the new password and runs check_query; for alternating it also checks
-// that the login role is a member of the group role.
-func (p *Provider) Verify(ctx context.Context, req providers.VerifyRequest) (providers.VerifyResponse, error) {
-	if err := ctx.Err(); err != nil {
-		return providers.VerifyResponse{}, err
-	}
-	k, err := p.open(req.Common, req.Value, req.Metadata)
-	if err != nil {
-		return providers.VerifyResponse{}, err
-	}
-	conn, err := p.connectAs(ctx, k)
-	if err != nil {
-		if isAuthFailure(err) {
-			return providers.VerifyResponse{}, p.fail(ctx, k, err, "login role %s cannot log in with version %s", k.login, req.VersionID)
-		}
-		return providers.VerifyResponse{}, p.fail(ctx, k, err, "connecting as %s", k.login)
-	}
-	defer closeConn(ctx, conn)
-	if _, err := conn.Exec(ctx, k.cred.CheckQuery); err != nil {
-		return providers.VerifyResponse{}, p.fail(ctx, k, err, "check_query as %s", k.login)
-	}
-	ev := map[string]string{"login_role": k.login, "database": conn.Config().Database, "check": "logged in with the new password and ran check_query"}
-	if p.cfg.Strategy == StrategyAlternating {
-		var member bool
-		if err := conn.QueryRow(ctx, "SELECT pg_has_role(current_user, $1, 'MEMBER')", k.cred.Role).Scan(&member); err != nil {
-			return providers.VerifyResponse{}, p.fail(ctx, k, err, "checking membership of %s in %s", k.login, k.cred.Role)
-		}
-		if !member {
-			return providers.VerifyResponse{}, fmt.Errorf("login role %s is not a member of group role %s, so it lacks the group's privileges", k.login, k.cred.Role)
-		}
-		ev["group_role"] = k.cred.Role
-	}
-	return providers.VerifyResponse{GrantedScope: req.Scope, Evidence: ev}, nil
 }
 
 // Revoke implements providers.Provider: if the role still has this
@@ -402,11 +390,11 @@ func (p *Provider) Revoke(ctx context.Context, req providers.RevokeRequest) erro
 	if err != nil {
 		return err
 	}
-	conn, err := p.connectAdmin(ctx, k)
+	conn, release, err := p.acquire(ctx, k)
 	if err != nil {
 		return err
 	}
-	defer closeConn(ctx, conn)
+	defer release()
 	current, err := p.hasPassword(ctx, conn, k)
 	if err != nil {
 		return err
@@ -435,9 +423,9 @@ func (p *Provider) hasPassword(ctx context.Context, conn *pgx.Conn, k call) (boo
 	case errors.Is(err, pgx.ErrNoRows):
 		return false, nil
 	case errors.As(err, &pgErr) && pgErr.Code == "42501": // insufficient_privilege
-		login, err := p.connectAs(ctx, k)
+		_, done, err := p.login(ctx, k)
 		if err == nil {
-			closeConn(ctx, login)
+			done()
 			return true, nil
 		}
 		if isAuthFailure(err) {
@@ -450,45 +438,6 @@ func (p *Provider) hasPassword(ctx context.Context, conn *pgx.Conn, k call) (boo
 		return false, nil
 	}
 	return verifierMatches(*stored, k.login, k.password), nil
-}
-
-func (p *Provider) connectAdmin(ctx context.Context, k call) (*pgx.Conn, error) {
-	conn, err := pgx.ConnectConfig(ctx, p.admin.Copy())
-	if err != nil {
-		return nil, p.fail(ctx, k, err, "connecting with admin_dsn")
-	}
-	return conn, nil
-}
-
-// connectAs connects with a version's credential to the credential's
-// database on the admin_dsn's server.
-func (p *Provider) connectAs(ctx context.Context, k call) (*pgx.Conn, error) {
-	cfg := p.admin.Copy()
-	cfg.User, cfg.Password = k.login, k.password
-	if k.cred.Database != "" {
-		cfg.Database = k.cred.Database
-	}
-	return pgx.ConnectConfig(ctx, cfg)
-}
-
-func closeConn(ctx context.Context, conn *pgx.Conn) {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	_ = conn.Close(cctx)
-}
-
-func roleExists(ctx context.Context, conn *pgx.Conn, name string) (bool, error) {
-	var ok bool
-	err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", name).Scan(&ok)
-	return ok, err
-}
-
-// isAuthFailure reports whether a connection failed because the server
-// refused the credential: a wrong or expired password (28P01), or a role
-// that may not log in or does not exist (28000).
-func isAuthFailure(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (pgErr.Code == "28P01" || pgErr.Code == "28000")
 }
 
 // fail wraps err with what failed, keeps a cancelled context visible to
@@ -557,72 +506,6 @@ func (p *Provider) sslmode() string {
 		return "verify-ca"
 	}
 	return "require"
-}
-
-// scramIterations matches PostgreSQL's default scram_iterations.
-const scramIterations = 4096
-
-// scramVerifier returns the SCRAM-SHA-256 verifier PostgreSQL stores for
-// password (RFC 5802, RFC 7677), with a fresh random salt.
-func scramVerifier(password string) (string, error) {
-	salt := make([]byte, 16)
-	if _, err := rand.Read(salt); err != nil {
-		return "", fmt.Errorf("reading randomness: %w", err)
-	}
-	return scramVerifierWith(password, salt, scramIterations)
-}
-
-func scramVerifierWith(password string, salt []byte, iterations int) (string, error) {
-	stored, server, err := scramKeys(password, salt, iterations)
-	if err != nil {
-		return "", err
-	}
-	b64 := base64.StdEncoding.EncodeToString
-	return fmt.Sprintf("SCRAM-SHA-256$%d:%s$%s:%s", iterations, b64(salt), b64(stored), b64(server)), nil
-}
-
-func scramKeys(password string, salt []byte, iterations int) (stored, server []byte, err error) {
-	salted, err := pbkdf2.Key(sha256.New, password, salt, iterations, sha256.Size)
-	if err != nil {
-		return nil, nil, fmt.Errorf("deriving the SCRAM key: %w", err)
-	}
-	mac := func(key []byte, msg string) []byte {
-		h := hmac.New(sha256.New, key)
-		h.Write([]byte(msg))
-		return h.Sum(nil)
-	}
-	clientKey := mac(salted, "Client Key")
-	sum := sha256.Sum256(clientKey)
-	return sum[:], mac(salted, "Server Key"), nil
-}
-
-// verifierMatches reports whether a pg_authid.rolpassword value is the
-// password of role: a SCRAM-SHA-256 verifier, an md5 hash, or (from very
-// old servers) the password itself.
-func verifierMatches(stored, role, password string) bool {
-	switch {
-	case strings.HasPrefix(stored, "SCRAM-SHA-256$"):
-		// SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>
-		rest := strings.TrimPrefix(stored, "SCRAM-SHA-256$")
-		params, keys, ok := strings.Cut(rest, "$")
-		if !ok {
-			return false
-		}
-		iterStr, saltB64, ok1 := strings.Cut(params, ":")
-		storedB64, _, ok2 := strings.Cut(keys, ":")
-		iterations, err := strconv.Atoi(iterStr)
-		salt, err2 := base64.StdEncoding.DecodeString(saltB64)
-		want, err3 := base64.StdEncoding.DecodeString(storedB64)
-		if !ok1 || !ok2 || err != nil || err2 != nil || err3 != nil || iterations <= 0 {
-			return false
-		}
-		got, _, err := scramKeys(password, salt, iterations)
-		return err == nil && subtle.ConstantTimeCompare(got, want) == 1
-	case strings.HasPrefix(stored, "md5") && len(stored) == 35:
-		sum := md5.Sum([]byte(password + role)) //nolint:gosec // G401: PostgreSQL's md5 verifier format
-		return subtle.ConstantTimeCompare([]byte(stored[3:]), []byte(hex.EncodeToString(sum[:]))) == 1
-	}
-	return subtle.ConstantTimeCompare([]byte(stored), []byte(password)) == 1
 }
 
 // literal quotes s as an SQL string literal (standard_conforming_strings).

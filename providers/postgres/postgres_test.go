@@ -204,13 +204,18 @@ func newProvider(t *testing.T, e *pgEnv, s settings.Map, logger *slog.Logger) (*
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = prov.(*Provider).Close() })
 	return prov.(*Provider), px
 }
 
 func TestExercise(t *testing.T) {
 	t.Parallel()
-	for _, strategy := range []string{StrategyAlternating, StrategySingle} {
-		t.Run(strategy, func(t *testing.T) {
+	for _, mode := range []struct{ strategy, verify string }{
+		{StrategyAlternating, VerifyLogin}, {StrategySingle, VerifyLogin},
+		{StrategyAlternating, VerifyVerifier}, {StrategySingle, VerifyVerifier},
+	} {
+		strategy := mode.strategy
+		t.Run(strategy+"/verify="+mode.verify, func(t *testing.T) {
 			t.Parallel()
 			providertest.Exercise(t, providertest.Harness{
 				Factory:  Factory(),
@@ -222,11 +227,15 @@ func TestExercise(t *testing.T) {
 						// single rotates the role's own password: it logs in.
 						adminExec(t, e.dsn, "ALTER ROLE "+pgx.Identifier{e.group}.Sanitize()+" LOGIN")
 					}
-					prov, px := newProvider(t, e, settings.Map{"strategy": strategy}, logger)
+					prov, px := newProvider(t, e, settings.Map{"strategy": strategy, "verify": mode.verify}, logger)
+					cred := settings.Map{"role": e.group, "check_query": e.checkQuery()}
+					if mode.verify == VerifyVerifier {
+						cred = settings.Map{"role": e.group} // check_query needs a login
+					}
 					return providertest.Instance{
 						Provider: prov,
 						Resource: &resource{dsn: e.dsn, strategy: strategy, role: e.group, proxy: px},
-						Settings: settings.Map{"role": e.group, "check_query": e.checkQuery()},
+						Settings: cred,
 						Secrets:  []secret.Value{secret.NewString(e.dsn)},
 					}
 				},
@@ -235,26 +244,34 @@ func TestExercise(t *testing.T) {
 	}
 }
 
-// rotation is one engine-ordered rotation: mint (with the current version),
+// rotate is one engine-ordered rotation: mint (with the current version),
 // activate, verify; the caller publishes and later revokes.
 func rotate(t *testing.T, p *Provider, cred settings.Map, n int, cur *providers.VersionRef) providers.VersionRef {
 	t.Helper()
-	ctx := t.Context()
+	v, err := tryRotate(t.Context(), p, cred, n, cur)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// tryRotate is rotate for goroutines other than the test's.
+func tryRotate(ctx context.Context, p *Provider, cred settings.Map, n int, cur *providers.VersionRef) (providers.VersionRef, error) {
 	ver := fmt.Sprintf("v%03d", n)
 	c := func(step string) providers.Common {
 		return providers.Common{CredentialID: "reports-db", VersionID: ver, IdempotencyKey: fmt.Sprintf("run%03d/%s", n, step), Settings: cred}
 	}
 	m, err := p.Mint(ctx, providers.MintRequest{Common: c("mint"), Current: cur})
 	if err != nil {
-		t.Fatalf("rotation %d: mint: %v", n, err)
+		return providers.VersionRef{}, fmt.Errorf("rotation %d: mint: %w", n, err)
 	}
 	if _, err := p.Activate(ctx, providers.ActivateRequest{Common: c("activate"), Value: m.Value, Metadata: m.Metadata, ExpiresAt: m.ExpiresAt}); err != nil {
-		t.Fatalf("rotation %d: activate: %v", n, err)
+		return providers.VersionRef{}, fmt.Errorf("rotation %d: activate: %w", n, err)
 	}
 	if _, err := p.Verify(ctx, providers.VerifyRequest{Common: c("verify"), Value: m.Value, Metadata: m.Metadata}); err != nil {
-		t.Fatalf("rotation %d: verify: %v", n, err)
+		return providers.VersionRef{}, fmt.Errorf("rotation %d: verify: %w", n, err)
 	}
-	return providers.VersionRef{VersionID: ver, Value: m.Value, Metadata: m.Metadata}
+	return providers.VersionRef{VersionID: ver, Value: m.Value, Metadata: m.Metadata}, nil
 }
 
 // TestZeroDisruption: clients keep opening connections with whatever
@@ -468,15 +485,22 @@ func TestValidate(t *testing.T) {
 		in     settings.Map
 		fields []string
 	}{
-		"minimal":      {settings.Map{"admin_dsn": "${file:/run/secrets/pg}"}, nil},
-		"full":         {settings.Map{"admin_dsn": "${env:PG}", "strategy": "single", "password_length": 48, "check_query": "SELECT 1", "valid_for": "30d", "format": "url", "url_sslmode": "require"}, nil},
-		"no dsn":       {settings.Map{"strategy": "single"}, []string{"admin_dsn"}},
-		"bad strategy": {settings.Map{"admin_dsn": "${env:PG}", "strategy": "rolling"}, []string{"strategy"}},
-		"short":        {settings.Map{"admin_dsn": "${env:PG}", "password_length": 8}, []string{"password_length"}},
-		"empty check":  {settings.Map{"admin_dsn": "${env:PG}", "check_query": " "}, []string{"check_query"}},
-		"bad format":   {settings.Map{"admin_dsn": "${env:PG}", "format": "dsn"}, []string{"format"}},
-		"bad sslmode":  {settings.Map{"admin_dsn": "${env:PG}", "url_sslmode": "maybe"}, []string{"url_sslmode"}},
-		"unknown":      {settings.Map{"admin_dsn": "${env:PG}", "role": "x"}, []string{"role"}},
+		"minimal":                  {settings.Map{"admin_dsn": "${file:/run/secrets/pg}"}, nil},
+		"full":                     {settings.Map{"admin_dsn": "${env:PG}", "strategy": "single", "password_length": 48, "check_query": "SELECT 1", "valid_for": "30d", "format": "url", "url_sslmode": "require"}, nil},
+		"no dsn":                   {settings.Map{"strategy": "single"}, []string{"admin_dsn"}},
+		"bad strategy":             {settings.Map{"admin_dsn": "${env:PG}", "strategy": "rolling"}, []string{"strategy"}},
+		"short":                    {settings.Map{"admin_dsn": "${env:PG}", "password_length": 8}, []string{"password_length"}},
+		"empty check":              {settings.Map{"admin_dsn": "${env:PG}", "check_query": " "}, []string{"check_query"}},
+		"bad format":               {settings.Map{"admin_dsn": "${env:PG}", "format": "dsn"}, []string{"format"}},
+		"bad sslmode":              {settings.Map{"admin_dsn": "${env:PG}", "url_sslmode": "maybe"}, []string{"url_sslmode"}},
+		"unknown":                  {settings.Map{"admin_dsn": "${env:PG}", "role": "x"}, []string{"role"}},
+		"verifier":                 {settings.Map{"admin_dsn": "${env:PG}", "verify": "verifier", "max_admin_connections": 8}, nil},
+		"bad verify":               {settings.Map{"admin_dsn": "${env:PG}", "verify": "scram"}, []string{"verify"}},
+		"verifier and check_query": {settings.Map{"admin_dsn": "${env:PG}", "verify": "verifier", "check_query": "SELECT 1"}, []string{"check_query"}},
+		"no pool":                  {settings.Map{"admin_dsn": "${env:PG}", "max_admin_connections": 0}, []string{"max_admin_connections"}},
+		"huge pool":                {settings.Map{"admin_dsn": "${env:PG}", "max_admin_connections": 65}, []string{"max_admin_connections"}},
+		"iterations":               {settings.Map{"admin_dsn": "${env:PG}", "scram_iterations": 1}, nil},
+		"no iterations":            {settings.Map{"admin_dsn": "${env:PG}", "scram_iterations": 0}, []string{"scram_iterations"}},
 	}
 	for name, tc := range provider {
 		var got []string

@@ -21,7 +21,14 @@ type Config struct {
 	TLS bool
 	// PasswordLength is the number of random characters (16–128, default 40).
 	PasswordLength int
+	// MaxAdminConnections bounds the provider's pool of admin connections
+	// (1–64, default DefaultMaxAdminConnections).
+	MaxAdminConnections int
 }
+
+// DefaultMaxAdminConnections is the default size of the admin connection
+// pool of one provider.
+const DefaultMaxAdminConnections = 4
 
 // Cred is the per-credential configuration.
 type Cred struct {
@@ -42,6 +49,8 @@ func parse(s settings.Map) (Config, settings.Errors) {
 		Password:       r.Secret("password"),
 		TLS:            r.Bool("tls", false),
 		PasswordLength: r.Int("password_length", 40, 16, 128),
+
+		MaxAdminConnections: r.Int("max_admin_connections", DefaultMaxAdminConnections, 1, 64),
 	}
 	if c.Addr != "" {
 		if _, port, err := net.SplitHostPort(c.Addr); err != nil || port == "" {

@@ -7,25 +7,30 @@
 // Passwords are sent to Redis as their SHA-256 (ACL SETUSER #<hash> and
 // !<hash>), which is what Redis stores anyway, so the plaintext never
 // reaches the server, its MONITOR stream or its slow log.
+//
+// The administrative commands go over a small pool of connections
+// authenticated as the admin user, kept for the provider's lifetime and
+// shared with the other providers of the process configured alike
+// (pool.go, internal/connshare; max_admin_connections, default 4). Only Verify opens a
+// connection of its own, because authenticating on a new connection is
+// what it proves. A Provider is safe for concurrent use; Close releases
+// its connections.
 package redisacl
 
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
+	"github.com/rotatorhq/rotator/internal/connshare"
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/providers"
 )
@@ -55,19 +60,28 @@ func Factory() providers.Factory {
 	}
 }
 
-// Provider rotates ACL user passwords on one Redis server.
+// Provider rotates ACL user passwords on one Redis server. It is safe for
+// concurrent use.
 type Provider struct {
 	cfg Config
 	log *slog.Logger
+
+	mu     sync.Mutex
+	ref    *connshare.Ref[*pool] // taken at the first admin call
+	closed bool
 }
 
-// New returns a provider; it connects only when a step needs it.
+// New returns a provider; it connects only when a step needs it. Close it
+// when done, to release its admin connections.
 func New(cfg Config, logger *slog.Logger) *Provider {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.PasswordLength == 0 {
 		cfg.PasswordLength = 40
+	}
+	if cfg.MaxAdminConnections <= 0 {
+		cfg.MaxAdminConnections = DefaultMaxAdminConnections
 	}
 	return &Provider{cfg: cfg, log: logger}
 }
@@ -86,63 +100,18 @@ func (p *Provider) credOf(c providers.Common) (Cred, error) {
 	return cr, nil
 }
 
-// client returns a client with one connection, authenticated as user, for
-// one call: when ctx ends, its connections are closed, so a call blocked on
-// an unresponsive server returns at once (go-redis itself only honours
-// deadlines, not cancellation). Call the returned function when done.
-func (p *Provider) client(ctx context.Context, user, password string) (*redis.Client, func()) {
-	var (
-		mu    sync.Mutex
-		stops []func() bool
-	)
-	var tlsCfg *tls.Config
-	if p.cfg.TLS {
-		host, _, _ := net.SplitHostPort(p.cfg.Addr)
-		tlsCfg = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+// admin returns a pooled admin client for one call; call done when the
+// call is over.
+func (p *Provider) admin(ctx context.Context, val secret.Value) (c *redis.Client, done func(), err error) {
+	pl, err := p.shared()
+	if err != nil {
+		return nil, nil, err
 	}
-	dial := func(dctx context.Context, network, addr string) (net.Conn, error) {
-		conn, err := (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 5 * time.Minute}).DialContext(dctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
-		mu.Lock()
-		stops = append(stops, stop)
-		mu.Unlock()
-		if tlsCfg == nil {
-			return conn, nil
-		}
-		tc := tls.Client(conn, tlsCfg)
-		if err := tc.HandshakeContext(dctx); err != nil {
-			_ = conn.Close()
-			return nil, err
-		}
-		return tc, nil
+	c, done, err = pl.get(ctx)
+	if err != nil && !errors.Is(err, ErrClosed) {
+		err = p.fail(ctx, val, err, "waiting for an admin connection")
 	}
-	c := redis.NewClient(&redis.Options{
-		Addr:                     p.cfg.Addr,
-		Dialer:                   dial,
-		Username:                 user,
-		Password:                 password,
-		Protocol:                 2,
-		PoolSize:                 1,
-		MaxRetries:               -1,
-		ContextTimeoutEnabled:    true,
-		DisableIdentity:          true,
-		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-	})
-	return c, func() {
-		_ = c.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, stop := range stops {
-			stop()
-		}
-	}
-}
-
-func (p *Provider) admin(ctx context.Context) (*redis.Client, func()) {
-	return p.client(ctx, p.cfg.Username, p.cfg.Password.RevealString())
+	return c, done, err
 }
 
 // Mint implements providers.Provider: a random alphanumeric password. It
@@ -180,7 +149,10 @@ func (p *Provider) Activate(ctx context.Context, req providers.ActivateRequest) 
 	if req.Value.IsZero() {
 		return providers.ActivateResponse{}, fmt.Errorf("version %s: %w: empty value", req.VersionID, providers.ErrPermanent)
 	}
-	c, done := p.admin(ctx)
+	c, done, err := p.admin(ctx, req.Value)
+	if err != nil {
+		return providers.ActivateResponse{}, err
+	}
 	defer done()
 	args := []any{"ACL", "SETUSER", cr.User, "on", "#" + hash(req.Value)}
 	if len(cr.Rules) > 0 {
@@ -251,7 +223,10 @@ func (p *Provider) Revoke(ctx context.Context, req providers.RevokeRequest) erro
 	if u := req.Metadata[MetaUser]; u != "" {
 		user = u // the user the version was minted for
 	}
-	c, done := p.admin(ctx)
+	c, done, err := p.admin(ctx, req.Value)
+	if err != nil {
+		return err
+	}
 	defer done()
 	h := hash(req.Value)
 	has, exists, err := hasPassword(ctx, c, user, h)

@@ -93,6 +93,7 @@ func newProvider(t *testing.T, logger *slog.Logger) (*Provider, *testproxy.Proxy
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = prov.(*Provider).Close() })
 	return prov.(*Provider), px
 }
 
@@ -276,6 +277,7 @@ func TestAdminErrorsArePermanentAndScrubbed(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := prov.(*Provider)
+	t.Cleanup(func() { _ = p.Close() })
 	m, _ := p.Mint(t.Context(), providers.MintRequest{Common: common(user, 1, "mint")})
 	_, err = p.Activate(t.Context(), providers.ActivateRequest{Common: common(user, 1, "activate"), Value: m.Value, Metadata: m.Metadata})
 	if err == nil || !errors.Is(err, providers.ErrPermanent) {
@@ -301,6 +303,8 @@ func TestValidate(t *testing.T) {
 		"bad tls":  {settings.Map{"addr": "r:1", "tls": "yes"}, []string{"tls"}},
 		"short":    {settings.Map{"addr": "r:1", "password_length": 8}, []string{"password_length"}},
 		"unknown":  {settings.Map{"addr": "r:1", "user": "x"}, []string{"user"}},
+		"pool":     {settings.Map{"addr": "r:1", "max_admin_connections": 16}, nil},
+		"no pool":  {settings.Map{"addr": "r:1", "max_admin_connections": 0}, []string{"max_admin_connections"}},
 	}
 	for name, tc := range prov {
 		var got []string

@@ -72,7 +72,7 @@ func Factory() targets.Factory {
 			if len(errs) > 0 {
 				return nil, fmt.Errorf("aws-secretsmanager target %s: %w: %w", env.Name, targets.ErrPermanent, errs[0])
 			}
-			client, err := NewClient(ctx, cfg)
+			client, err := sharedClients.client(ctx, cfg)
 			if err != nil {
 				return nil, fmt.Errorf("aws-secretsmanager target %s: %w", env.Name, err)
 			}
@@ -83,7 +83,8 @@ func Factory() targets.Factory {
 
 // NewClient builds a Secrets Manager client from the standard AWS
 // configuration chain, overridden by cfg's region, endpoint and static
-// credentials where given.
+// credentials where given. The factory shares one client among targets
+// with the same region, endpoint and credentials (clients.go).
 func NewClient(ctx context.Context, cfg Config) (*secretsmanager.Client, error) {
 	var opts []func(*config.LoadOptions) error
 	if cfg.Region != "" {

@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -37,6 +39,8 @@ type fakeSM struct {
 	// echoValue makes every PutSecretValue fail with an error message that
 	// quotes the secret data, to prove the target scrubs errors.
 	echoValue bool
+
+	conns atomic.Int64 // TCP connections accepted
 }
 
 type fakeSecret struct {
@@ -58,7 +62,13 @@ type fakeVersion struct {
 func newFakeSM(t *testing.T) *fakeSM {
 	t.Helper()
 	f := &fakeSM{t: t, secrets: map[string]*fakeSecret{}, calls: map[string]int{}}
-	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
+	f.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			f.conns.Add(1)
+		}
+	}
+	f.srv.Start()
 	t.Cleanup(f.srv.Close)
 	return f
 }
