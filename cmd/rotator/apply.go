@@ -18,6 +18,7 @@ func (a *app) applyCommand() *cobra.Command {
 		dryRun, prune, revoke, strict bool
 		output                        string
 		actorName                     string
+		maxConfigSize                 int64
 	)
 	cmd := &cobra.Command{
 		Use:   "apply -f FILE",
@@ -56,7 +57,7 @@ stays committed.`,
 			if revoke && !prune {
 				return usagef("--revoke revokes the values of the credentials --prune removes; add --prune")
 			}
-			cfg, err := loadConfig(file)
+			cfg, err := loadConfig(file, maxConfigSize)
 			if err != nil {
 				return err
 			}
@@ -101,6 +102,7 @@ stays committed.`,
 	cmd.Flags().BoolVar(&strict, "strict", false, "treat problems found on this host (unresolvable references, missing plugin executables) as errors: exit 2, apply nothing")
 	outputFlag(cmd, &output, formatText, formatText, formatJSON, formatYAML)
 	cmd.Flags().StringVar(&actorName, "actor", "", "who is applying, for the audit log (default: the OS user)")
+	maxConfigSizeFlag(cmd.Flags(), &maxConfigSize)
 	_ = cmd.MarkFlagRequired("file")
 	return cmd
 }
@@ -136,10 +138,14 @@ func (a *app) printDiff(d inventory.Diff) error {
 	return err
 }
 
-// loadConfig loads a configuration file; a file that cannot be read is a
-// usage error (exit 2), like an invalid one.
-func loadConfig(file string) (*config.Config, error) {
-	cfg, err := config.Load(file)
+// loadConfig loads a configuration file of at most maxSize bytes; a file
+// that cannot be read or is too large is a usage error (exit 2), like an
+// invalid one.
+func loadConfig(file string, maxSize int64) (*config.Config, error) {
+	cfg, err := config.LoadLimit(file, maxSize)
+	if err != nil {
+		err = configSizeError(err)
+	}
 	var ce *config.Errors
 	if err != nil && !errors.As(err, &ce) {
 		return nil, usageError{err}

@@ -94,10 +94,6 @@ func (a *app) newEngine(ctx context.Context, runbookDir string) (*engineSetup, e
 	if err != nil {
 		return nil, err
 	}
-	if err := rotation.MigrateQueue(ctx, st); err != nil {
-		_ = st.Close()
-		return nil, err
-	}
 	kr, err := a.keyring(ctx, st)
 	if err != nil {
 		_ = st.Close()

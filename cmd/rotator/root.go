@@ -19,6 +19,7 @@ import (
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/internal/store"
 	"github.com/rotatorhq/rotator/internal/store/storeopen"
+	"github.com/rotatorhq/rotator/rotation"
 )
 
 // Exit codes (DESIGN.md §12).
@@ -199,15 +200,16 @@ func (a *app) setupLogger() error {
 }
 
 // openStore opens the database named by --database or
-// ROTATOR_DATABASE_URL and applies pending migrations. An SQLite file that
-// does not exist is created only by the commands annotated as creating
-// their database (database.go); the others fail (exit 2).
+// ROTATOR_DATABASE_URL and applies pending migrations, rotator's and
+// River's, under one lock. An SQLite file that does not exist is created
+// only by the commands annotated as creating their database (database.go);
+// the others fail (exit 2).
 func (a *app) openStore(ctx context.Context) (store.Store, error) {
 	st, err := a.openDatabase(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if err := st.Migrate(ctx); err != nil {
+	if err := rotation.Migrate(ctx, st); err != nil {
 		_ = st.Close()
 		return nil, fmt.Errorf("migrating database: %w", err)
 	}

@@ -66,6 +66,7 @@ func (a *app) runbooksCheckCommand() *cobra.Command {
 	var (
 		output, file, maxAge, baseDir string
 		dirs                          []string
+		maxConfigSize                 int64
 	)
 	cmd := &cobra.Command{
 		Use:   "check [-f CONFIG]",
@@ -96,7 +97,7 @@ Lists every problem and exits with code 1 if there is any.`,
 			var creds []credentialRunbook
 			base := baseDir
 			if file != "" {
-				cfg, err := loadConfigForRunbooks(file)
+				cfg, err := loadConfigForRunbooks(file, maxConfigSize)
 				if err != nil {
 					return err
 				}
@@ -141,6 +142,7 @@ Lists every problem and exits with code 1 if there is any.`,
 	cmd.Flags().StringSliceVar(&dirs, "dir", nil, "also check every .md file in this directory (repeatable; default: the runbooks/ directory)")
 	cmd.Flags().StringVar(&baseDir, "runbook-dir", "", "directory relative runbook paths are resolved from (default: the config file's directory, or the working directory)")
 	outputFlag(cmd, &output, formatText, formatText, formatJSON, formatYAML)
+	maxConfigSizeFlag(cmd.Flags(), &maxConfigSize)
 	return cmd
 }
 
@@ -148,9 +150,12 @@ type credentialRunbook struct{ id, ref string }
 
 // loadConfigForRunbooks parses a configuration file without failing on
 // runbook problems, which the check reports itself.
-func loadConfigForRunbooks(file string) (*config.Config, error) {
-	data, err := os.ReadFile(file)
+func loadConfigForRunbooks(file string, maxSize int64) (*config.Config, error) {
+	data, err := config.ReadFile(file, maxSize)
 	if err != nil {
+		if err := configSizeError(err); errors.As(err, new(usageError)) {
+			return nil, err
+		}
 		return nil, usagef("reading config %s: %v", file, err)
 	}
 	return config.Parse(file, data, config.Options{BaseDir: filepath.Dir(file)})

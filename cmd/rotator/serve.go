@@ -27,6 +27,7 @@ func (a *app) serveCommand() *cobra.Command {
 		rescueAfter time.Duration
 		jobTimeout  time.Duration
 		stopTimeout time.Duration
+		maxConfig   int64
 	)
 	cmd := &cobra.Command{
 		Use:   "serve [-f FILE]",
@@ -61,7 +62,7 @@ next start.`,
 			runbookDir := ""
 			if file != "" {
 				var err error
-				if cfg, err = loadConfig(file); err != nil {
+				if cfg, err = loadConfig(file, maxConfig); err != nil {
 					return err
 				}
 				runbookDir = filepath.Dir(file)
@@ -147,6 +148,7 @@ next start.`,
 	cmd.Flags().DurationVar(&rescueAfter, "rescue-after", 5*time.Minute, "resume a rotation whose worker vanished after this long (must exceed --job-timeout)")
 	cmd.Flags().DurationVar(&stopTimeout, "stop-timeout", 30*time.Second, "how long shutdown waits for running rotations")
 	a.addRetryFlag(cmd)
+	maxConfigSizeFlag(cmd.Flags(), &maxConfig)
 	return cmd
 }
 

@@ -11,12 +11,14 @@
 package config
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"maps"
-	"os"
 	"path/filepath"
 	"slices"
 	"time"
@@ -88,6 +90,7 @@ type Credential struct {
 	// Owner is the team or person responsible.
 	Owner string
 	// Labels are free key/value pairs used for selection (team, env).
+	// Credentials with equal labels share one map: do not modify it.
 	Labels map[string]string
 	// Settings are the per-credential provider settings.
 	Settings settings.Map
@@ -113,17 +116,17 @@ type Options struct {
 	// CheckRunbooks resolves every credential's runbook and checks that the
 	// file and the anchor exist. Load always sets it.
 	CheckRunbooks bool
+
+	// whole parses the document as one node tree, never item by item
+	// (tests compare the two).
+	whole bool
 }
 
 // Load reads and validates the configuration file at path, checking that
-// every runbook exists. An invalid file yields *Errors.
-func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading config: %w", err)
-	}
-	return Parse(path, data, Options{BaseDir: filepath.Dir(path), CheckRunbooks: true})
-}
+// every runbook exists. An invalid file yields *Errors; a file over
+// DefaultMaxFileSize yields *FileTooLargeError (LoadLimit sets another
+// limit).
+func Load(path string) (*Config, error) { return LoadLimit(path, DefaultMaxFileSize) }
 
 // Parse validates configuration data; name is used in errors and to default
 // Options.BaseDir. It returns either a Config or an error, never both: an
@@ -133,11 +136,28 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 }
 
 func parse(name string, data []byte, opts Options, reg registries) (*Config, error) {
+	return parseFrom(name, io.NewSectionReader(bytes.NewReader(data), 0, int64(len(data))), opts, reg)
+}
+
+// parseFrom parses the text src holds: item by item where it can (see
+// parseSplit), else as one document.
+func parseFrom(name string, src *io.SectionReader, opts Options, reg registries) (*Config, error) {
 	if opts.BaseDir == "" {
 		opts.BaseDir = filepath.Dir(name)
 	}
 	p := newParser(name, opts, reg)
-	cfg := p.parse(data)
+	cfg, ok := (*Config)(nil), false
+	if !opts.whole {
+		cfg, ok = p.parseSplit(src)
+	}
+	if !ok {
+		data := make([]byte, src.Size())
+		if _, err := src.ReadAt(data, 0); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("reading config: %w", err)
+		}
+		p = newParser(name, opts, reg)
+		cfg = p.parse(data)
+	}
 	errs := p.finish()
 	if len(errs) > 0 {
 		return nil, &Errors{List: errs}

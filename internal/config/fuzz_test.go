@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -15,7 +16,9 @@ import (
 var fuzzCanaries = []string{canaryGitHub, canaryAWS, canaryRandom, canarySlack, canaryOpenAI}
 
 // FuzzParse checks that Parse never panics, returns exactly one of a Config
-// and an *Errors, gives every error a line, and never repeats a secret.
+// and an *Errors, gives every error a line, never repeats a secret, and
+// gives the same result whether it parses the credentials item by item or
+// the document as a whole.
 func FuzzParse(f *testing.F) {
 	for _, dir := range []string{testdataDir, filepath.Join("..", "..", "examples")} {
 		files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
@@ -30,6 +33,11 @@ func FuzzParse(f *testing.F) {
 			f.Add(data)
 		}
 	}
+	// Layouts of the credentials list that the item-by-item parse splits.
+	item := "  - id: a\n" + validCredBody
+	f.Add([]byte(header + item + "# between\n" + strings.ReplaceAll(item, "id: a", "id: b")))
+	f.Add([]byte(header + strings.ReplaceAll(item, "\n  ", "\n")[2:] + "targets2: {}\n"))
+	f.Add([]byte(header + "  - id: a\n    owner: |\n      - text\n" + validCredBody + "  - id: b\n    labels: &l {a: b}\n    owner: *l\n"))
 	for _, c := range fuzzCanaries {
 		// Mutations cut canaries out of their token context; they must
 		// still look random, so that no context lets them through.
@@ -46,6 +54,10 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		const name = "fuzz.yaml"
 		cfg, err := Parse(name, data, Options{BaseDir: testdataDir, CheckRunbooks: true})
+		whole, wholeErr := Parse(name, data, Options{BaseDir: testdataDir, CheckRunbooks: true, whole: true})
+		if !reflect.DeepEqual(cfg, whole) || !reflect.DeepEqual(err, wholeErr) {
+			t.Fatalf("item by item: %+v, %v\nwhole document: %+v, %v", cfg, err, whole, wholeErr)
+		}
 		if (cfg == nil) == (err == nil) {
 			t.Fatalf("Parse = %v, %v: want exactly one of a Config and an error", cfg, err)
 		}

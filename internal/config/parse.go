@@ -55,12 +55,22 @@ type parser struct {
 	opts  Options
 	errs  []Error
 	warns []Error
-	nodes int
+	// nodes counts the values aliases added to settings; aliased is how
+	// many aliases toAny is inside.
+	nodes, aliased int
 	// suspects are strings of the document that were found to be secrets;
 	// finish removes them from every message as a last line of defence.
 	suspects map[string]bool
-	runbooks map[string]runbookResult
-	reg      registries
+	// suspectOrder is suspects in the order scrub removes them.
+	suspectOrder []string
+	runbooks     map[string]runbookResult
+	// strs holds one copy of each short string credentials repeat.
+	strs map[string]string
+	// labelSets holds one map of each set of labels credentials repeat.
+	labelSets map[string]map[string]string
+	// zones remembers which time zone names load.
+	zones map[string]bool
+	reg   registries
 }
 
 // registries are the plugin registries a parser validates against; tests
@@ -83,7 +93,8 @@ type runbookResult struct {
 }
 
 func newParser(file string, opts Options, reg registries) *parser {
-	return &parser{file: file, opts: opts, reg: reg, suspects: map[string]bool{}, runbooks: map[string]runbookResult{}}
+	return &parser{file: file, opts: opts, reg: reg, suspects: map[string]bool{}, runbooks: map[string]runbookResult{},
+		strs: map[string]string{}, labelSets: map[string]map[string]string{}, zones: map[string]bool{}}
 }
 
 func (p *parser) errorf(line int, field, format string, args ...any) {
@@ -127,7 +138,17 @@ func (p *parser) parse(data []byte) *Config {
 		p.errorf(root.Line, "", "the document must be a mapping with the keys %s, got %s", quoteList(topKeys), kindName(root))
 		return cfg
 	}
-	var credNode *yaml.Node
+	// Credentials last: they refer to providers and targets.
+	if credNode := p.topLevel(cfg, root); credNode != nil {
+		p.credentials(cfg, credNode)
+	}
+	p.unused(cfg)
+	return cfg
+}
+
+// topLevel parses the providers and targets of the root mapping and
+// returns the credentials node (nil if absent).
+func (p *parser) topLevel(cfg *Config, root *yaml.Node) (credNode *yaml.Node) {
 	for _, e := range p.pairs(root, "") {
 		switch e.key {
 		case "providers":
@@ -140,12 +161,7 @@ func (p *parser) parse(data []byte) *Config {
 			p.errorf(e.knode.Line, join("", e.key), "unknown key; valid top-level keys are %s", quoteList(topKeys))
 		}
 	}
-	// Credentials last: they refer to providers and targets.
-	if credNode != nil {
-		p.credentials(cfg, credNode)
-	}
-	p.unused(cfg)
-	return cfg
+	return credNode
 }
 
 // decode parses the YAML text into a document node, reporting syntax
@@ -257,7 +273,15 @@ func (p *parser) merge(v *yaml.Node, path string, depth int) []pair {
 // line of every nested field in lines (keyed by dotted path relative to the
 // settings, such as verify.mcp_probe.url or scopes[0]).
 func (p *parser) toAny(n *yaml.Node, rel, path string, lines map[string]int, depth int) any {
-	p.nodes++
+	// Count what aliases add: values written out are bounded by the size of
+	// the file.
+	if n.Kind == yaml.AliasNode {
+		p.aliased++
+		defer func() { p.aliased-- }()
+	}
+	if p.aliased > 0 {
+		p.nodes++
+	}
 	d := deref(n)
 	switch {
 	case d == nil || depth > maxDepth:
@@ -278,7 +302,7 @@ func (p *parser) toAny(n *yaml.Node, rel, path string, lines map[string]int, dep
 				sub = rel + "." + e.key
 			}
 			lines[sub] = e.knode.Line
-			m[e.key] = p.toAny(e.val, sub, join(path, e.key), lines, depth+1)
+			m[p.intern(e.key)] = p.toAny(e.val, sub, join(path, e.key), lines, depth+1)
 		}
 		return m
 	case yaml.SequenceNode:
@@ -290,6 +314,9 @@ func (p *parser) toAny(n *yaml.Node, rel, path string, lines map[string]int, dep
 		}
 		return list
 	case yaml.ScalarNode:
+		if v, ok := scalarValue(d).(string); ok {
+			return p.intern(v)
+		}
 		return scalarValue(d)
 	}
 	return nil
@@ -427,19 +454,25 @@ func (p *parser) credentials(cfg *Config, n *yaml.Node) {
 	}
 	firstID := map[string]int{}
 	for i, item := range d.Content {
-		c, ok := p.credential(cfg, item, index("credentials", i))
-		if !ok {
-			continue
-		}
-		if c.ID != "" {
-			if line, dup := firstID[c.ID]; dup {
-				p.errorf(c.Line, index("credentials", i)+".id", "duplicate credential id %s; first defined at line %d", show(c.ID), line)
-				continue
-			}
-			firstID[c.ID] = c.Line
-		}
-		cfg.Credentials = append(cfg.Credentials, c)
+		p.credentialItem(cfg, item, i, firstID)
 	}
+}
+
+// credentialItem parses item i of credentials: and adds it to cfg unless
+// its id is taken; firstID holds the line of every id so far.
+func (p *parser) credentialItem(cfg *Config, item *yaml.Node, i int, firstID map[string]int) {
+	c, ok := p.credential(cfg, item, index("credentials", i))
+	if !ok {
+		return
+	}
+	if c.ID != "" {
+		if line, dup := firstID[c.ID]; dup {
+			p.errorf(c.Line, index("credentials", i)+".id", "duplicate credential id %s; first defined at line %d", show(c.ID), line)
+			return
+		}
+		firstID[c.ID] = c.Line
+	}
+	cfg.Credentials = append(cfg.Credentials, c)
 }
 
 // credential parses one item of credentials:. ok is false when the item is
@@ -484,6 +517,7 @@ func (p *parser) credential(cfg *Config, n *yaml.Node, path string) (c Credentia
 	c.Consumer, _ = str("consumer", true, ": name the MCP server or client that uses the credential, such as mcp-server-github")
 	c.Owner, _ = str("owner", false, "")
 	c.Provider, line = str("provider", true, "")
+	c.Consumer, c.Owner, c.Provider = p.intern(c.Consumer), p.intern(c.Owner), p.intern(c.Provider)
 	prov, haveProv := cfg.Providers[c.Provider]
 	if c.Provider != "" && !haveProv {
 		p.errorf(line, join(path, "provider"), "unknown provider %s; defined providers are %s", show(c.Provider), quoteList(slices.Sorted(maps.Keys(cfg.Providers))))
@@ -517,6 +551,7 @@ func (p *parser) credential(cfg *Config, n *yaml.Node, path string) (c Credentia
 		p.capabilityWarnings(c, prov, fields, path)
 	}
 	c.Runbook, line = str("runbook", true, ": link the rotation runbook, such as runbooks/generated.md#rotation")
+	c.Runbook = p.intern(c.Runbook)
 	if c.Runbook != "" {
 		c.RunbookRef = p.runbook(c.Runbook, line, join(path, "runbook"))
 	}
@@ -552,7 +587,7 @@ func (p *parser) stringList(n *yaml.Node, path, example string) []string {
 			p.errorf(item.Line, index(path, i), "must be a string, got %s", kindName(item))
 			continue
 		}
-		out = append(out, it.Value)
+		out = append(out, p.intern(it.Value))
 	}
 	return out
 }
@@ -565,6 +600,9 @@ func (p *parser) labels(n *yaml.Node, path string) map[string]string {
 	if d.Kind != yaml.MappingNode {
 		p.errorf(n.Line, path, "must be a mapping of strings such as {team: platform, env: prod}, got %s", kindName(n))
 		return nil
+	}
+	if n := len(d.Content) / 2; n > MaxLabels && n <= MaxItems { // more than MaxItems: the secret scan reported it
+		p.errorf(d.Line, path, "has %d labels, over the limit of %d per credential", n, MaxLabels)
 	}
 	out := map[string]string{}
 	for _, e := range p.pairs(d, path) {
@@ -581,9 +619,9 @@ func (p *parser) labels(n *yaml.Node, path string) map[string]string {
 			p.errorf(e.val.Line, join(path, e.key), "label values must be strings, got %s%s", kindName(e.val), hint)
 			continue
 		}
-		out[e.key] = v.Value
+		out[p.intern(e.key)] = p.intern(v.Value)
 	}
-	return out
+	return p.shareLabels(out)
 }
 
 // duration parses a duration field; ok is false when absent or invalid.
@@ -644,7 +682,7 @@ func (p *parser) policy(fields map[string]pair, path string, line int) store.Pol
 			if msg := checkSchedule(v); msg != "" {
 				p.errorf(e.val.Line, field, "%s", msg)
 			} else {
-				pol.Schedule = v
+				pol.Schedule = p.intern(v)
 			}
 		}
 	}
@@ -719,17 +757,17 @@ func (p *parser) window(n *yaml.Node, path string) *store.Window {
 				valid = false
 			}
 			if e.key == "start" {
-				w.Start = v
+				w.Start = p.intern(v)
 			} else {
-				w.End = v
+				w.End = p.intern(v)
 			}
 		case "timezone":
 			// Empty means UTC; Local would depend on the host.
-			if _, err := time.LoadLocation(v); err != nil || v == "Local" {
+			if !p.knownZone(v) {
 				p.errorf(e.val.Line, field, "unknown time zone %s; use an IANA name such as UTC, Europe/Berlin or America/New_York", show(v))
 				valid = false
 			}
-			w.Timezone = v
+			w.Timezone = p.intern(v)
 		}
 	}
 	for _, k := range []string{"start", "end"} {
@@ -800,7 +838,7 @@ func (p *parser) bindings(cfg *Config, n *yaml.Node, path string) []store.Target
 				continue
 			}
 			if e.key == "target" {
-				b.Target, haveTarget = v, true
+				b.Target, haveTarget = p.intern(v), true
 				if _, defined := cfg.Targets[v]; !defined {
 					p.errorf(e.val.Line, field, "unknown target %s; defined targets are %s", show(v), quoteList(slices.Sorted(maps.Keys(cfg.Targets))))
 				}

@@ -1,6 +1,9 @@
 package config
 
 import (
+	"cmp"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -63,21 +66,32 @@ func (p *parser) scanSecrets(root *yaml.Node) {
 		case key == "credentials" && vd.Kind == yaml.SequenceNode:
 			s.seen[scanKey{vd, key, false}] = true
 			for j, item := range vd.Content {
-				ipath := index(path, j)
-				it := deref(item)
-				if it == nil || it.Kind != yaml.MappingNode {
-					s.walk(item, ipath, key, false, 2)
-					continue
-				}
-				s.seen[scanKey{it, key, false}] = true
-				for f := 0; f+1 < len(it.Content); f += 2 {
-					field := s.key(it.Content[f], ipath)
-					s.walk(it.Content[f+1], join(ipath, field), field, field == "settings", 3)
-				}
+				s.credential(item, index(path, j))
 			}
 			continue
 		}
 		s.walk(v, path, key, false, 1)
+	}
+}
+
+// scanCredential checks one item of credentials: parsed on its own.
+func (p *parser) scanCredential(item *yaml.Node, ipath string) {
+	s := &scanner{p: p, seen: map[scanKey]bool{}}
+	s.credential(item, ipath)
+}
+
+// credential checks one item of credentials:; in its settings, a
+// random-looking value is an error under any key.
+func (s *scanner) credential(item *yaml.Node, ipath string) {
+	it := deref(item)
+	if it == nil || it.Kind != yaml.MappingNode {
+		s.walk(item, ipath, "credentials", false, 2)
+		return
+	}
+	s.seen[scanKey{it, "credentials", false}] = true
+	for f := 0; f+1 < len(it.Content); f += 2 {
+		field := s.key(it.Content[f], ipath)
+		s.walk(it.Content[f+1], join(ipath, field), field, field == "settings", 3)
 	}
 }
 
@@ -93,6 +107,9 @@ func (s *scanner) walk(n *yaml.Node, path, key string, inSettings bool, depth in
 		return
 	}
 	s.seen[sk] = true
+	if s.p.overLimit(d, path) {
+		return
+	}
 	switch d.Kind {
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(d.Content); i += 2 {
@@ -118,6 +135,9 @@ func (s *scanner) key(k *yaml.Node, path string) string {
 	if kd.Kind != yaml.ScalarNode {
 		s.walk(k, path, "", false, maxDepth-1)
 		return ""
+	}
+	if s.p.overLimit(kd, path) {
+		return kd.Value
 	}
 	if kind, ok := secret.DetectToken(kd.Value); ok {
 		s.p.suspects[kd.Value] = true
@@ -205,8 +225,16 @@ const minRawScrub = 8
 // checks that produce messages already avoid quoting such values; this is
 // the last line of defence (plugin validators quote values).
 func (p *parser) scrub(e Error) Error {
+	if len(p.suspectOrder) != len(p.suspects) {
+		// Longest first, so that a suspect inside another does not leave
+		// the rest of the longer one; in a fixed order, so that messages
+		// do not depend on map iteration.
+		p.suspectOrder = slices.SortedFunc(maps.Keys(p.suspects), func(a, b string) int {
+			return cmp.Or(cmp.Compare(len(b), len(a)), strings.Compare(a, b))
+		})
+	}
 	clean := func(s string) string {
-		for v := range p.suspects {
+		for _, v := range p.suspectOrder {
 			q := strconv.Quote(v)
 			s = strings.ReplaceAll(s, q, secret.Redacted)
 			if inner := q[1 : len(q)-1]; len(inner) >= minRawScrub {

@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 
@@ -77,6 +78,8 @@ var plainName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 func join(path, key string) string {
 	var k string
 	switch {
+	case len(key) > 256:
+		k = "[(a key of " + strconv.Itoa(len(key)) + " bytes)]"
 	case looksSecret(key):
 		k = secret.Redacted
 	case plainName.MatchString(key):
@@ -97,7 +100,44 @@ func index(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]
 // whole, or holds a random-looking part. The parts matter because a
 // secret glued to other text ("x${" + secret, a non-ASCII prefix, a run of
 // letters) no longer looks random as a whole.
+//
+// Every key of every credential is judged (paths are built from keys), so
+// short strings found not to look secret are remembered: never those that
+// do, so no secret stays in memory.
 func looksSecret(s string) bool {
+	if len(s) > maxRemembered {
+		return judgeSecret(s)
+	}
+	plain.Lock()
+	_, ok := plain.m[s]
+	plain.Unlock()
+	if ok {
+		return false
+	}
+	if judgeSecret(s) {
+		return true
+	}
+	plain.Lock()
+	if len(plain.m) < maxPlain {
+		plain.m[s] = struct{}{}
+	}
+	plain.Unlock()
+	return false
+}
+
+// plain remembers up to maxPlain strings of at most maxRemembered bytes
+// that do not look secret.
+var plain = struct {
+	sync.Mutex
+	m map[string]struct{}
+}{m: map[string]struct{}{}}
+
+const (
+	maxRemembered = 32
+	maxPlain      = 4096
+)
+
+func judgeSecret(s string) bool {
 	if _, ok := secret.DetectToken(s); ok || secret.HighEntropy(s) {
 		return true
 	}

@@ -1,9 +1,11 @@
 // Package e2e runs the rotator binary as real processes against real
 // databases (SQLite files and the test Postgres): crash safety when a
-// serve process is killed mid-run, several replicas sharing one database,
-// and the quickstart example. TestMain builds the binary once.
+// serve process is killed mid-run, several replicas sharing one database
+// (and starting together on an empty one), the quickstart example and the
+// memory of applying 100,000 credentials. TestMain builds the binary once.
 //
-// The long tests (replicas, quickstart) are behind the soak build tag:
+// The long tests (replicas, quickstart, big apply) are behind the soak
+// build tag:
 //
 //	go test -race -count=1 ./internal/e2e/                       # crash safety
 //	go test -tags soak -run Replicas -v -timeout 10m ./internal/e2e/
@@ -130,10 +132,7 @@ func newHarness(t *testing.T, kind string, maxConns int) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = mig.Migrate(ctx)
-	if err == nil {
-		err = rotation.MigrateQueue(ctx, mig)
-	}
+	err = rotation.Migrate(ctx, mig)
 	_ = mig.Close()
 	if err != nil {
 		t.Fatal(err)

@@ -82,6 +82,13 @@ type Options struct {
 
 var errDryRun = errors.New("dry run")
 
+// auditBatch is how many audit events apply holds before writing them;
+// writeBatch how many new credentials.
+const (
+	auditBatch = 1000
+	writeBatch = 500
+)
+
 // Apply writes cfg into st in one transaction and returns what changed.
 func Apply(ctx context.Context, st store.Store, cfg *config.Config, opts Options) (Diff, error) {
 	now := time.Now
@@ -89,13 +96,31 @@ func Apply(ctx context.Context, st store.Store, cfg *config.Config, opts Options
 		now = opts.Now
 	}
 	var diff Diff
-	err := st.InTx(ctx, func(tx store.Tx) error {
+	err := st.InTx(ctx, func(tx store.Tx) (err error) {
 		diff = Diff{DryRun: opts.DryRun, Changes: []Change{}, Warnings: []string{}}
 		for _, w := range cfg.Warnings {
 			diff.Warnings = append(diff.Warnings, w.Error())
 		}
 		t := now().UTC()
+		// Audit events are written as they accumulate, in the
+		// transaction, not all at the end: 100,000 of them would be held.
 		var events []store.AuditEvent
+		recorded := 0
+		var eventsErr error
+		defer func() {
+			if eventsErr != nil { // the first failure, not what followed in the aborted transaction
+				err = eventsErr
+			}
+		}()
+		writeEvents := func() error {
+			if len(events) > 0 && eventsErr == nil {
+				if err := tx.InsertAuditEvents(ctx, events...); err != nil {
+					eventsErr = fmt.Errorf("recording audit events: %w", err)
+				}
+				events = events[:0]
+			}
+			return eventsErr
+		}
 		record := func(c Change, credentialID string) {
 			diff.Changes = append(diff.Changes, c)
 			if c.Action == Unchanged || c.Action == Orphaned {
@@ -106,6 +131,10 @@ func Apply(ctx context.Context, st store.Store, cfg *config.Config, opts Options
 				OccurredAt: t, Actor: opts.Actor, Action: c.Kind + "." + c.Action,
 				CredentialID: credentialID, Data: data,
 			})
+			recorded++
+			if len(events) >= auditBatch {
+				_ = writeEvents() // an error is returned by the next writeEvents
+			}
 		}
 
 		if err := applyProviders(ctx, tx, cfg, t, record); err != nil {
@@ -134,14 +163,14 @@ func Apply(ctx context.Context, st store.Store, cfg *config.Config, opts Options
 				return err
 			}
 		}
-		if len(events) > 0 {
+		if recorded > 0 {
 			summary, _ := json.Marshal(map[string]any{
 				"file": cfg.File, "created": diff.Count(Created), "updated": diff.Count(Updated), "removed": diff.Count(Removed),
 			})
 			events = append(events, store.AuditEvent{OccurredAt: t, Actor: opts.Actor, Action: "config.applied", Data: summary})
-			if err := tx.InsertAuditEvents(ctx, events...); err != nil {
-				return fmt.Errorf("recording audit events: %w", err)
-			}
+		}
+		if err := writeEvents(); err != nil {
+			return err
 		}
 		if opts.DryRun {
 			return errDryRun
@@ -211,38 +240,60 @@ func pruneProviders(ctx context.Context, tx store.Tx, cfg *config.Config, record
 }
 
 func applyCredentials(ctx context.Context, tx store.Tx, cfg *config.Config, t time.Time, prune bool, record func(Change, string), plan func(store.Credential) error) error {
-	stored, err := tx.ListCredentials(ctx, store.CredentialFilter{})
+	stored, byID, err := storedCredentials(ctx, tx)
 	if err != nil {
-		return fmt.Errorf("listing credentials: %w", err)
+		return err
 	}
-	byID := map[string]store.Credential{}
-	for _, c := range stored {
-		byID[c.ID] = c
+	// New credentials (and moved runbooks) are written in batches: one
+	// statement per writeBatch credentials, not one each.
+	var batch []store.Credential
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := tx.UpsertCredentialSpecs(ctx, batch)
+		batch = batch[:0]
+		if err != nil {
+			return fmt.Errorf("writing credentials: %w", err)
+		}
+		return nil
 	}
-	declared := map[string]bool{}
+	write := func(c store.Credential) error {
+		if batch = append(batch, c); len(batch) < writeBatch {
+			return nil
+		}
+		return flush()
+	}
 	for _, cc := range cfg.Credentials {
 		c := cc.ToStore()
 		c.RunbookFile = cc.RunbookRef.File
-		declared[c.ID] = true
-		old, exists := byID[c.ID]
+		ref, exists := byID[c.ID]
+		if exists {
+			ref.declared = true
+		}
 		change := Change{Kind: "credential", Name: c.ID}
 		switch {
 		case !exists:
 			change.Action = Created
 			c.CreatedAt, c.UpdatedAt = t, t
 			c.State = store.CredentialState{Status: store.StatusNew}
-		case old.SpecHash == c.SpecHash:
+		case ref.SpecHash == c.SpecHash:
 			record(Change{Kind: "credential", Name: c.ID, Action: Unchanged}, c.ID)
-			if c.RunbookFile != "" && c.RunbookFile != old.RunbookFile {
+			if c.RunbookFile != "" && c.RunbookFile != ref.RunbookFile {
 				// Same spec, applied from elsewhere: remember where its
-				// runbook is now, without reporting a change.
-				c.CreatedAt, c.UpdatedAt, c.State = old.CreatedAt, old.UpdatedAt, old.State
-				if err := tx.UpsertCredentialSpec(ctx, c); err != nil {
-					return fmt.Errorf("writing credential %s: %w", c.ID, err)
+				// runbook is now, without reporting a change. (The state
+				// and creation time of a stored credential are not written.)
+				c.UpdatedAt = ref.UpdatedAt
+				if err := write(c); err != nil {
+					return err
 				}
 			}
 			continue
 		default:
+			old, err := tx.GetCredential(ctx, c.ID)
+			if err != nil {
+				return fmt.Errorf("reading credential %s: %w", c.ID, err)
+			}
 			change.Action = Updated
 			change.Fields = credentialFields(old, c)
 			c.CreatedAt, c.UpdatedAt = old.CreatedAt, t
@@ -254,8 +305,8 @@ func applyCredentials(ctx context.Context, tx store.Tx, cfg *config.Config, t ti
 		}
 		c.State.NextRotationAt = plan.Due
 		if !exists {
-			if err := tx.UpsertCredentialSpec(ctx, c); err != nil {
-				return fmt.Errorf("writing credential %s: %w", c.ID, err)
+			if err := write(c); err != nil {
+				return err
 			}
 		} else {
 			if err := tx.UpsertCredentialSpec(ctx, c); err != nil {
@@ -267,21 +318,28 @@ func applyCredentials(ctx context.Context, tx store.Tx, cfg *config.Config, t ti
 		}
 		record(change, c.ID)
 	}
-	for _, c := range stored {
-		if declared[c.ID] {
+	if err := flush(); err != nil {
+		return err
+	}
+	for _, id := range stored {
+		if byID[id].declared {
 			continue
 		}
 		if !prune {
-			record(Change{Kind: "credential", Name: c.ID, Action: Orphaned, Note: "kept; apply with --prune to remove"}, c.ID)
+			record(Change{Kind: "credential", Name: id, Action: Orphaned, Note: "kept; apply with --prune to remove"}, id)
 			continue
 		}
+		c, err := tx.GetCredential(ctx, id)
+		if err != nil {
+			return fmt.Errorf("reading credential %s: %w", id, err)
+		}
 		if err := plan(c); err != nil {
-			return fmt.Errorf("reading what removing credential %s leaves behind: %w", c.ID, err)
+			return fmt.Errorf("reading what removing credential %s leaves behind: %w", id, err)
 		}
-		if err := tx.DeleteCredential(ctx, c.ID); err != nil {
-			return fmt.Errorf("removing credential %s: %w", c.ID, err)
+		if err := tx.DeleteCredential(ctx, id); err != nil {
+			return fmt.Errorf("removing credential %s: %w", id, err)
 		}
-		record(Change{Kind: "credential", Name: c.ID, Action: Removed}, c.ID)
+		record(Change{Kind: "credential", Name: id, Action: Removed}, id)
 	}
 	return nil
 }

@@ -85,6 +85,16 @@ type TargetBinding struct {
 	Key    string `json:"key,omitempty"`
 }
 
+// CredentialHead is what tells whether a stored credential's spec has
+// changed, without its settings, labels and state: apply compares every
+// stored credential with the file by it.
+type CredentialHead struct {
+	ID          string
+	SpecHash    string
+	RunbookFile string
+	UpdatedAt   time.Time
+}
+
 // Credential is one credential of the inventory: its declared spec (from
 // the config file) and its rotation state.
 type Credential struct {

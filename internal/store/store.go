@@ -41,8 +41,13 @@ type Store interface {
 	Reader
 	// Dialect names the implementation.
 	Dialect() Dialect
-	// Migrate applies every pending migration (idempotent).
-	Migrate(ctx context.Context) error
+	// Migrate applies every pending migration (idempotent), then runs each
+	// of also (another component's migrations, such as River's, on the same
+	// database), all under one migration lock: a session advisory lock on
+	// Postgres, a lock file beside the database on SQLite. Processes started
+	// together on an empty database therefore migrate one after another, the
+	// later ones finding nothing to do. An error of also is returned as is.
+	Migrate(ctx context.Context, also ...func(ctx context.Context) error) error
 	// InTx runs fn in one transaction, committing if it returns nil and
 	// rolling back otherwise. fn may be called again on a serialization
 	// failure, so it must not have side effects outside the transaction.
@@ -173,6 +178,9 @@ type Reader interface {
 	GetCredential(ctx context.Context, id string) (Credential, error)
 	// ListCredentials returns live credentials ordered by id, with Current filled.
 	ListCredentials(ctx context.Context, f CredentialFilter) ([]Credential, error)
+	// ListCredentialHeads returns the CredentialHead of every live
+	// credential, ordered by id, in one query.
+	ListCredentialHeads(ctx context.Context) ([]CredentialHead, error)
 	GetVersion(ctx context.Context, id string) (Version, error)
 	// ListVersions returns a credential's versions, newest first, optionally
 	// only those in the given stages.
@@ -221,6 +229,10 @@ type Tx interface {
 	// UpsertCredentialSpec creates a credential or updates its spec fields,
 	// reviving it if it was deleted. State is written only on create.
 	UpsertCredentialSpec(ctx context.Context, c Credential) error
+	// UpsertCredentialSpecs is UpsertCredentialSpec for many credentials
+	// with distinct ids, written in a few statements (apply of a large
+	// inventory).
+	UpsertCredentialSpecs(ctx context.Context, cs []Credential) error
 	// UpdateCredentialState writes the engine-maintained fields.
 	UpdateCredentialState(ctx context.Context, id string, s CredentialState) error
 	// SetCredentialStatus sets the status of several live credentials;

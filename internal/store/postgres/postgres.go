@@ -10,13 +10,13 @@ import (
 	"hash/fnv"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
-	"github.com/pressly/goose/v3/lock"
 
 	"github.com/rotatorhq/rotator/internal/store"
 	"github.com/rotatorhq/rotator/internal/store/sqlstore"
@@ -78,6 +78,8 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 		Handle:   pool,
 		Classify: classify,
 		Migrate:  s.migrate,
+		// The lock is taken on a connection of its own (see migrationLock).
+		MigrationLock: s.migrationLock,
 		Close: func() error {
 			pool.Close()
 			return nil
@@ -89,27 +91,84 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 // Pool returns the connection pool (also returned by Handle).
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
-// migrate applies the embedded migrations with goose, under a session
-// advisory lock so that replicas starting together migrate once. The lock
-// id derives from the schema, so stores in different schemas of one
-// database migrate independently.
-func (s *Store) migrate(ctx context.Context) (err error) {
-	var schema string
-	if err := s.pool.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
-		return fmt.Errorf("read current schema: %w", err)
+// migrationLockWait bounds how long Migrate waits for another process's
+// migrations, and migrationLockPoll is how often it asks for the lock.
+const (
+	migrationLockWait = 5 * time.Minute
+	migrationLockPoll = 100 * time.Millisecond
+)
+
+// migrationLock takes the session advisory lock under which Migrate applies
+// rotator's migrations and the caller's (River's), so that replicas starting
+// together on an empty database migrate one after another. The lock is held
+// by a connection of its own, outside the pool, so that the migrations have
+// the pool's connections (even pool_max_conns=1) to work on. Its id derives
+// from the schema, so stores in different schemas of one database migrate
+// independently; it is the id earlier versions gave goose's session locker,
+// so a replica of an earlier version migrating at the same time waits too.
+func (s *Store) migrationLock(ctx context.Context) (func() error, error) {
+	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig)
+	if err != nil {
+		return nil, fmt.Errorf("connecting for the migration lock: %w", err)
 	}
+	closeConn := func() error {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		return conn.Close(cctx)
+	}
+	var schema *string
+	if err := conn.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
+		return nil, errors.Join(fmt.Errorf("read current schema: %w", err), closeConn())
+	}
+	if schema == nil {
+		return nil, errors.Join(errors.New("no schema to migrate: the search_path names no existing schema"), closeConn())
+	}
+	id := migrationLockID(*schema)
+	wctx, cancel := context.WithTimeoutCause(ctx, migrationLockWait,
+		fmt.Errorf("another process held the migration lock (advisory lock %d) for %s", id, migrationLockWait))
+	defer cancel()
+	for {
+		var ok bool
+		if err := conn.QueryRow(wctx, "SELECT pg_try_advisory_lock($1)", id).Scan(&ok); err != nil {
+			if c := context.Cause(wctx); c != nil {
+				err = c
+			}
+			return nil, errors.Join(fmt.Errorf("taking the migration lock: %w", err), closeConn())
+		}
+		if ok {
+			break
+		}
+		t := time.NewTimer(migrationLockPoll)
+		select {
+		case <-wctx.Done():
+			t.Stop()
+			return nil, errors.Join(fmt.Errorf("taking the migration lock: %w", context.Cause(wctx)), closeConn())
+		case <-t.C:
+		}
+	}
+	return func() error {
+		// Closing the session releases the lock; unlocking first says so
+		// to the server at once.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_, err := conn.Exec(cctx, "SELECT pg_advisory_unlock($1)", id)
+		return errors.Join(err, closeConn())
+	}, nil
+}
+
+// migrationLockID is the advisory lock id of the migrations of a schema.
+func migrationLockID(schema string) int64 {
 	h := fnv.New64a()
 	h.Write([]byte("rotator migrations in schema " + schema))
-	locker, err := lock.NewPostgresSessionLocker(
-		lock.WithLockID(int64(h.Sum64()>>1)),
-		lock.WithLockTimeout(1, 300), // poll every second, for 5 minutes
-	)
-	if err != nil {
-		return err
-	}
+	return int64(h.Sum64() >> 1)
+}
+
+// migrate applies the embedded migrations with goose. Store.Migrate holds
+// the migration lock around it.
+func (s *Store) migrate(ctx context.Context) (err error) {
 	db := stdlib.OpenDBFromPool(s.pool)
 	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations.Postgres,
-		goose.WithSessionLocker(locker), goose.WithDisableGlobalRegistry(true))
+		goose.WithDisableGlobalRegistry(true))
 	if err != nil {
 		_ = db.Close()
 		return err

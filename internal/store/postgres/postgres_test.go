@@ -107,6 +107,18 @@ func TestConcurrentMigrate(t *testing.T) {
 	}
 }
 
+func TestMigrationLock(t *testing.T) {
+	storetest.ExerciseMigrationLock(t, func(t *testing.T, n int) []store.Store {
+		url := testpg.New(t)
+		out := make([]store.Store, n)
+		for i := range out {
+			// One connection each: the lock has a connection of its own.
+			out[i] = open(t, url, postgres.WithMaxConns(1))
+		}
+		return out
+	})
+}
+
 func TestOpenErrorsHidePassword(t *testing.T) {
 	for _, url := range []string{
 		"postgres://rotator:s3cr3t-pw@127.0.0.1:1/db?sslmode=disable&connect_timeout=2",

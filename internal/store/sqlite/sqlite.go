@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pressly/goose/v3"
 	"modernc.org/sqlite"
@@ -85,7 +86,9 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		Handle:   db,
 		Classify: classify,
 		Migrate:  s.migrate,
-		Close:    db.Close,
+		// A file lock beside the database (see migrationLock).
+		MigrationLock: s.migrationLock,
+		Close:         db.Close,
 	})
 	return s, nil
 }
@@ -146,8 +149,59 @@ func createFile(path string) error {
 	return f.Close()
 }
 
-// migrate applies the embedded migrations with goose. SQLite needs no
-// migration lock: goose runs each migration in an IMMEDIATE transaction.
+// Migration lock: SQLite's own locks are per transaction, and goose and
+// River apply each migration in a transaction of its own, so two processes
+// migrating a new file together would both find a migration pending and the
+// second would fail ("table ... already exists"). Store.Migrate therefore
+// holds an exclusive flock(2) on a file beside the database,
+// <database>.migrate.lock, across rotator's migrations and River's. A second
+// process waits for it (polling every migrationLockPoll, for at most
+// migrationLockWait) and then finds nothing to do. The file is left in
+// place: removing a lock file while another process waits on it would let
+// two processes hold "the" lock.
+const (
+	migrationLockWait = 5 * time.Minute
+	migrationLockPoll = 50 * time.Millisecond
+)
+
+// migrationLockPath returns the lock file of the database at path.
+func migrationLockPath(path string) string { return path + ".migrate.lock" }
+
+// migrationLock takes the migration lock; an in-memory database needs none.
+func (s *Store) migrationLock(ctx context.Context) (func() error, error) {
+	if s.path == ":memory:" || !fileLocks {
+		return func() error { return nil }, nil
+	}
+	path := migrationLockPath(s.path)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("migration lock: %w", err)
+	}
+	wctx, cancel := context.WithTimeoutCause(ctx, migrationLockWait,
+		fmt.Errorf("another process held the migration lock %s for %s", path, migrationLockWait))
+	defer cancel()
+	for {
+		ok, err := tryLock(f)
+		if err != nil {
+			_ = f.Close()
+			return nil, fmt.Errorf("migration lock %s: %w", path, err)
+		}
+		if ok {
+			return f.Close, nil // closing the file releases the lock
+		}
+		t := time.NewTimer(migrationLockPoll)
+		select {
+		case <-wctx.Done():
+			t.Stop()
+			_ = f.Close()
+			return nil, fmt.Errorf("taking the migration lock: %w", context.Cause(wctx))
+		case <-t.C:
+		}
+	}
+}
+
+// migrate applies the embedded migrations with goose. Store.Migrate holds
+// the migration lock around it.
 func (s *Store) migrate(ctx context.Context) error {
 	p, err := goose.NewProvider(goose.DialectSQLite3, s.db, migrations.SQLite,
 		goose.WithDisableGlobalRegistry(true))

@@ -36,6 +36,17 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestMigrationLock(t *testing.T) {
+	storetest.ExerciseMigrationLock(t, func(t *testing.T, n int) []store.Store {
+		url := "sqlite://" + filepath.Join(t.TempDir(), "rotator.db")
+		out := make([]store.Store, n)
+		for i := range out {
+			out[i] = open(t, url)
+		}
+		return out
+	})
+}
+
 func TestOpenCreatesPrivateFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "nested", "dir", "rotator.db")
 	s := open(t, "sqlite://"+path)

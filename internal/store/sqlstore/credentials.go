@@ -192,73 +192,7 @@ func (r reader) ListCredentials(ctx context.Context, f store.CredentialFilter) (
 // state of an existing credential is left alone. Durations are stored in
 // whole seconds.
 func (tx *Tx) UpsertCredentialSpec(ctx context.Context, c store.Credential) error {
-	if c.ID == "" {
-		return errors.New("upsert credential: empty id")
-	}
-	fail := func(what string, err error) error {
-		return fmt.Errorf("upsert credential %s: %s: %w", c.ID, what, err)
-	}
-	scope, err := jsonText(c.Scope, "[]")
-	if err != nil {
-		return fail("encode scope", err)
-	}
-	labels, err := jsonText(c.Labels, "{}")
-	if err != nil {
-		return fail("encode labels", err)
-	}
-	settings, err := jsonText(c.Settings, "{}")
-	if err != nil {
-		return fail("encode settings", err)
-	}
-	targets, err := jsonText(c.Targets, "[]")
-	if err != nil {
-		return fail("encode targets", err)
-	}
-	var window any
-	if c.Policy.Window != nil {
-		b, err := json.Marshal(c.Policy.Window)
-		if err != nil {
-			return fail("encode window", err)
-		}
-		window = string(b)
-	}
-	status := c.State.Status
-	if status == "" {
-		status = store.StatusNew
-	}
-	d := tx.s.dialect()
-	now := tx.s.now()
-	created, updated := c.CreatedAt, c.UpdatedAt
-	if created.IsZero() {
-		created = now
-	}
-	if updated.IsZero() {
-		updated = now
-	}
-	_, err = tx.exec(ctx, `INSERT INTO credentials (id, consumer, provider, scope, owner, labels, settings,
-    max_age_seconds, renew_before_seconds, renew_at, schedule, rotation_window, grace_seconds,
-    runbook, targets, spec_hash, status, current_version_id, pending_version_id,
-    next_rotation_at, last_rotated_at, expires_at, failure_count, created_at, updated_at, runbook_file)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)
-ON CONFLICT (id) DO UPDATE SET consumer = excluded.consumer, provider = excluded.provider,
-    scope = excluded.scope, owner = excluded.owner, labels = excluded.labels, settings = excluded.settings,
-    max_age_seconds = excluded.max_age_seconds, renew_before_seconds = excluded.renew_before_seconds,
-    renew_at = excluded.renew_at, schedule = excluded.schedule, rotation_window = excluded.rotation_window,
-    grace_seconds = excluded.grace_seconds, runbook = excluded.runbook, runbook_file = excluded.runbook_file, targets = excluded.targets,
-    spec_hash = excluded.spec_hash, updated_at = excluded.updated_at, deleted_at = NULL`,
-		c.ID, c.Consumer, c.Provider, scope, c.Owner, labels, settings,
-		seconds(c.Policy.MaxAge), seconds(c.Policy.RenewBefore), c.Policy.RenewAt, c.Policy.Schedule, window,
-		seconds(c.Policy.Grace), c.Runbook, targets, c.SpecHash, string(status),
-		nullString(c.State.CurrentVersionID), nullString(c.State.PendingVersionID),
-		d.time(c.State.NextRotationAt), d.time(c.State.LastRotatedAt), d.time(c.State.ExpiresAt),
-		c.State.FailureCount, d.time(created), d.time(updated), c.RunbookFile)
-	if err != nil {
-		if kind, _ := tx.s.classify(err); kind == KindForeignKey {
-			return fmt.Errorf("upsert credential %s: provider %s: %w", c.ID, c.Provider, store.ErrNotFound)
-		}
-		return fmt.Errorf("upsert credential %s: %w", c.ID, err)
-	}
-	return nil
+	return tx.UpsertCredentialSpecs(ctx, []store.Credential{c})
 }
 
 // UpdateCredentialState writes the engine-maintained fields of a live

@@ -22,6 +22,12 @@ type Config struct {
 	Classify Classifier
 	// Migrate applies the dialect's migrations.
 	Migrate func(ctx context.Context) error
+	// MigrationLock, if set, takes the lock that Store.Migrate holds while
+	// it applies the dialect's migrations and the caller's: one process of
+	// those sharing the database at a time. It waits for another holder
+	// (bounded by ctx and its own limit) and returns a function that
+	// releases the lock.
+	MigrationLock func(ctx context.Context) (release func() error, err error)
 	// Close releases the connections.
 	Close func() error
 	// Now is the clock used for timestamps the caller leaves zero; nil
@@ -54,10 +60,27 @@ func New(cfg Config) *Store {
 // Dialect names the implementation.
 func (s *Store) Dialect() store.Dialect { return s.cfg.Dialect }
 
-// Migrate applies every pending migration.
-func (s *Store) Migrate(ctx context.Context) error {
+// Migrate applies every pending migration, then runs each of also, under
+// the migration lock (see store.Store).
+func (s *Store) Migrate(ctx context.Context, also ...func(ctx context.Context) error) (err error) {
+	if s.cfg.MigrationLock != nil {
+		release, err := s.cfg.MigrationLock(ctx)
+		if err != nil {
+			return fmt.Errorf("migrate %s database: %w", s.cfg.Dialect, err)
+		}
+		defer func() {
+			if rerr := release(); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("migrate %s database: releasing the migration lock: %w", s.cfg.Dialect, rerr))
+			}
+		}()
+	}
 	if err := s.cfg.Migrate(ctx); err != nil {
 		return fmt.Errorf("migrate %s database: %w", s.cfg.Dialect, err)
+	}
+	for _, fn := range also {
+		if err := fn(ctx); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -39,6 +39,8 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		"Providers":                  testProviders,
 		"ProviderDeleteInUse":        testProviderDeleteInUse,
 		"CredentialUpsert":           testCredentialUpsert,
+		"CredentialUpsertMany":       testCredentialUpsertMany,
+		"CredentialHeads":            testCredentialHeads,
 		"CredentialNotFound":         testCredentialNotFound,
 		"CredentialUnknownProvider":  testCredentialUnknownProvider,
 		"CredentialState":            testCredentialState,
