@@ -223,6 +223,12 @@ func TestRunsControl(t *testing.T) {
 				t.Errorf("runs retry: %+v\n%s", got, r)
 			}
 			c.must(t, 2, "runs", "retry", "latest")
+
+			// --quiet: the result on stdout, no progress on stderr.
+			r = c.must(t, 0, "rotate", "other-token", "--wait", "-q", "-o", "json")
+			if got := decodeFull(t, r.stdout)["other-token"]; got.State == "" || strings.Contains(r.stderr, "rotating:") {
+				t.Errorf("rotate --quiet: %+v\n%s", got, r)
+			}
 		})
 	}
 }

@@ -28,6 +28,8 @@ type rotateFlags struct {
 	concurrency   int
 	actor, output string
 	timeout       time.Duration
+	// quiet: no progress lines on stderr (errors and warnings still).
+	quiet bool
 }
 
 func (a *app) rotateCommand() *cobra.Command {
@@ -70,6 +72,7 @@ See runbooks/emergency-rotation.md.`,
 	fl.StringVar(&f.wait, "wait", "", "wait for the runs: --wait (until cutover) or --wait=retired (through the grace period, until\nthe previous version is retired); exit 1 if any credential was not rotated")
 	fl.Lookup("wait").NoOptDefVal = waitCutover
 	fl.IntVar(&f.concurrency, "concurrency", 50, "rotations executed at once with --wait")
+	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print no progress on stderr (the result and errors only)")
 	fl.StringVar(&f.actor, "actor", "", "who is rotating, for the audit log (default: the OS user)")
 	outputFlag(cmd, &f.output, formatText, formatText, formatJSON, formatYAML)
 	fl.DurationVar(&f.timeout, "timeout", 30*time.Minute, "stop waiting (and retrying here) after this long")

@@ -185,6 +185,9 @@ func retireNote(at time.Time, executedBy string) string {
 // failed attempt, retry and countdown to a retirement, and a running count
 // of the total credentials done (at most once a second, and at the end).
 func (a *app) progressPrinter(f rotateFlags, total int) func(rotation.Progress) {
+	if f.quiet {
+		return func(rotation.Progress) {}
+	}
 	begin := time.Now()
 	pr := a.newProgress()
 	done, failed, stopped := 0, 0, 0
