@@ -73,6 +73,11 @@ func New(opts Options) (*Engine, error) {
 	if opts.Store == nil || opts.Keyring.ActiveKeyID() == "" {
 		return nil, errors.New("rotation engine needs a store and a keyring")
 	}
+	return newEngine(opts), nil
+}
+
+// newEngine fills opts' defaults and builds the Engine.
+func newEngine(opts Options) *Engine {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -102,7 +107,7 @@ func New(opts Options) (*Engine, error) {
 	e := &Engine{opts: opts, store: opts.Store, log: opts.Logger, now: func() time.Time { return opts.Now().UTC().Truncate(time.Microsecond) },
 		executor: ProcessID()}
 	e.plugins = newPlugins(e)
-	return e, nil
+	return e
 }
 
 // RunOptions are the per-run options stored with a run.

@@ -334,23 +334,5 @@ func NewForWithdraw(opts Options) (*Engine, error) {
 	if opts.Store == nil {
 		return nil, errors.New("rotation engine needs a store")
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opts.Redactor == nil {
-		opts.Redactor = &secret.Redactor{}
-	}
-	if opts.Resolver == nil {
-		opts.Resolver = &secret.Resolver{}
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	if opts.StepTimeout <= 0 {
-		opts.StepTimeout = 2 * time.Minute
-	}
-	e := &Engine{opts: opts, store: opts.Store, log: opts.Logger, now: func() time.Time { return opts.Now().UTC().Truncate(time.Microsecond) },
-		executor: ProcessID()}
-	e.plugins = newPlugins(e)
-	return e, nil
+	return newEngine(opts), nil
 }
