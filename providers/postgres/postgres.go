@@ -92,6 +92,10 @@ type Provider struct {
 	mu     sync.Mutex
 	ref    *connshare.Ref[*adminPool] // taken at the first admin call
 	closed bool
+
+	// derived saves the key derivations of checks against verifiers this
+	// instance set (derived.go).
+	derived *derived
 }
 
 // New returns a provider; it does not connect until a step needs it. Close
@@ -130,7 +134,7 @@ func New(cfg Config, logger *slog.Logger) (*Provider, error) {
 		return nil, fmt.Errorf("postgres-role: %w: admin_dsn is not a valid connection string (postgres://user:password@host:5432/db, or host=... user=... dbname=...)", providers.ErrPermanent)
 	}
 	configurePool(poolCfg, cfg.MaxAdminConnections)
-	return &Provider{cfg: cfg, admin: poolCfg.ConnConfig, poolCfg: poolCfg, log: logger}, nil
+	return &Provider{cfg: cfg, admin: poolCfg.ConnConfig, poolCfg: poolCfg, log: logger, derived: newDerived()}, nil
 }
 
 // Type implements providers.Provider.
@@ -322,6 +326,7 @@ func (p *Provider) Activate(ctx context.Context, req providers.ActivateRequest) 
 	if err != nil {
 		return providers.ActivateResponse{}, err
 	}
+	p.derived.add(verifier, k.password)
 	// Without arguments pgx sends this with the simple protocol: no
 	// prepared statement is cached for a text that is never sent again.
 	sql := "ALTER ROLE " + pgx.Identifier{k.login}.Sanitize() + " WITH LOGIN PASSWORD " + literal(verifier) + " VALID UNTIL " + literal(until)
@@ -437,7 +442,7 @@ func (p *Provider) hasPassword(ctx context.Context, conn *pgx.Conn, k call) (boo
 	case stored == nil:
 		return false, nil
 	}
-	return verifierMatches(*stored, k.login, k.password), nil
+	return p.derived.known(*stored, k.password) || verifierMatches(*stored, k.login, k.password), nil
 }
 
 // fail wraps err with what failed, keeps a cancelled context visible to

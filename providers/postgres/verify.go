@@ -117,12 +117,18 @@ func (p *Provider) verifyStored(ctx context.Context, req providers.VerifyRequest
 	if stored == nil {
 		return providers.VerifyResponse{}, fails("the role has no password")
 	}
-	v, err := parseSCRAM(*stored)
-	if err != nil {
-		return providers.VerifyResponse{}, fails("its stored password is %v; rotator sets SCRAM-SHA-256 verifiers, so it was changed by something else", err)
+	// A verifier this instance derived from the password (at Activate)
+	// matches it without a second derivation.
+	match := p.derived.known(*stored, k.password)
+	if !match {
+		v, err := parseSCRAM(*stored)
+		if err != nil {
+			return providers.VerifyResponse{}, fails("its stored password is %v; rotator sets SCRAM-SHA-256 verifiers, so it was changed by something else", err)
+		}
+		match = v.matches(k.password)
 	}
 	switch {
-	case !v.matches(k.password):
+	case !match:
 		return providers.VerifyResponse{}, fails("the stored SCRAM-SHA-256 verifier does not match the new password (it was changed since activation, or activation did not take)")
 	case !canLogin:
 		return providers.VerifyResponse{}, fails("the role has NOLOGIN")
