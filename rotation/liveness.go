@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -30,77 +29,6 @@ import (
 
 // runLockClass is the first key of the two-key advisory locks on runs.
 const runLockClass = 0x524f54 // "ROT"
-
-// runLocks holds advisory locks on the runs this process executes, on one
-// dedicated Postgres connection. It is nil on SQLite (one process).
-type runLocks struct {
-	pool *pgxpool.Pool
-	mu   sync.Mutex
-	conn *pgxpool.Conn
-	log  *slog.Logger
-}
-
-func newRunLocks(st store.Store, log *slog.Logger) *runLocks {
-	pool, ok := st.Handle().(*pgxpool.Pool)
-	if !ok {
-		return nil
-	}
-	return &runLocks{pool: pool, log: log}
-}
-
-// lock takes the run's lock; ok is false when another live process holds
-// it (it executes the run). An error to reach the database returns ok with
-// a no-op unlock: the run goes on without the fast-takeover guard, as it
-// would on River's rescuer alone.
-func (l *runLocks) lock(ctx context.Context, runID string) (unlock func(), ok bool) {
-	if l == nil {
-		return func() {}, true
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.conn == nil {
-		c, err := l.pool.Acquire(ctx)
-		if err != nil {
-			return func() {}, true
-		}
-		l.conn = c
-	}
-	var got bool
-	if err := l.conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, hashtext($2))`, runLockClass, runID).Scan(&got); err != nil {
-		// The connection may be broken: drop it, a new one comes next time.
-		l.conn.Release()
-		l.conn = nil
-		l.log.Debug("run lock unavailable", slog.String("run", runID), slog.String("error", err.Error()))
-		return func() {}, true
-	}
-	if !got {
-		return nil, false
-	}
-	conn := l.conn
-	return func() {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		if l.conn != conn {
-			return // the connection was replaced, its locks are gone
-		}
-		if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1, hashtext($2))`, runLockClass, runID); err != nil {
-			conn.Release()
-			l.conn = nil
-		}
-	}, true
-}
-
-func (l *runLocks) close() {
-	if l == nil {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.conn != nil {
-		l.conn.Release()
-		l.conn = nil
-	}
-}
 
 // takeOver puts back in the queue the rotate jobs that are marked running
 // while nobody holds their run's lock (their process died), and returns
