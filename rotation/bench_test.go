@@ -97,6 +97,13 @@ func BenchmarkRotations(b *testing.B) {
 	for _, d := range benchDialects {
 		b.Run(d, func(b *testing.B) {
 			n := *benchRotations
+			// The machine's yardstick, measured before and after in the
+			// same run: the engine's figure is reported as a multiple of
+			// pgbench -N's tps too (the goal is 0.3 or more).
+			var yard []float64
+			if d == "postgres" && *benchPgbench {
+				yard = append(yard, benchPgbenchOnce(b, "-N")...)
+			}
 			h := newBenchHarness(b, d)
 			h.seed(n, func(int) time.Time { return time.Now().Add(30 * 24 * time.Hour) })
 			ropts := rotation.RunnerOptions{Workers: *benchWorkers}
@@ -140,6 +147,14 @@ func BenchmarkRotations(b *testing.B) {
 			cost.report(rotated)
 			b.ReportMetric(float64(rotated)/total.Seconds(), "rotations/s")
 			b.ReportMetric(float64(steadyN)/steadyT.Seconds(), "steady-rot/s")
+			if len(yard) > 0 {
+				yard = append(yard, benchPgbenchOnce(b, "-N")...)
+				mean := (yard[0] + yard[1]) / 2
+				b.ReportMetric(mean, "pgbench-N-tps")
+				b.ReportMetric(float64(rotated)/total.Seconds()/mean, "x-pgbench-N")
+				b.Logf("%s: %.0f rotations/s against pgbench -N %.0f tps before and %.0f after: %.2fx",
+					d, float64(rotated)/total.Seconds(), yard[0], yard[1], float64(rotated)/total.Seconds()/mean)
+			}
 		})
 	}
 }
@@ -798,11 +813,56 @@ type benchCost struct {
 // the benchmarks open.
 var benchStatements benchTracer
 
-type benchTracer struct{ n, trips atomic.Int64 }
+type benchTracer struct {
+	n, trips atomic.Int64
+	// bySQL counts statements by their first line (with -bench.stmts).
+	mu    sync.Mutex
+	bySQL map[string]int64
+}
 
-func (t *benchTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+var benchStmts = flag.Bool("bench.stmts", false, "log how many of each statement the Postgres benchmarks sent per rotation in the measured span (with -test.v: benchmark logs are truncated otherwise)")
+
+func (t *benchTracer) count(sql string) {
+	if !*benchStmts {
+		return
+	}
+	sql = strings.Join(strings.Fields(sql), " ")
+	if len(sql) > 110 {
+		sql = sql[:110]
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.bySQL == nil {
+		t.bySQL = make(map[string]int64)
+	}
+	t.bySQL[sql]++
+}
+
+// logStatements logs the counts of -bench.stmts per rotation, most first.
+func (t *benchTracer) logStatements(b *testing.B, n int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	type kv struct {
+		sql string
+		n   int64
+	}
+	var all []kv
+	for k, v := range t.bySQL {
+		all = append(all, kv{k, v})
+	}
+	slices.SortFunc(all, func(a, b kv) int { return int(b.n - a.n) })
+	for _, e := range all {
+		if float64(e.n)/float64(n) >= 0.01 {
+			b.Logf("%6.2f/rot  %s", float64(e.n)/float64(n), e.sql)
+		}
+	}
+	clear(t.bySQL)
+}
+
+func (t *benchTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
 	t.n.Add(1)
 	t.trips.Add(1)
+	t.count(d.SQL)
 	return ctx
 }
 
@@ -811,6 +871,11 @@ func (t *benchTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEn
 func (t *benchTracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceBatchStartData) context.Context {
 	t.n.Add(int64(d.Batch.Len()))
 	t.trips.Add(1)
+	if *benchStmts {
+		for _, q := range d.Batch.QueuedQueries {
+			t.count(q.SQL)
+		}
+	}
 	return ctx
 }
 
@@ -819,6 +884,9 @@ func (t *benchTracer) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatch
 func (t *benchTracer) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
 
 func (h *benchHarness) startCost() *benchCost {
+	benchStatements.mu.Lock()
+	clear(benchStatements.bySQL) // count the measured span's statements only
+	benchStatements.mu.Unlock()
 	c := &benchCost{h: h, self: selfCPU(), statements: benchStatements.n.Load(), trips: benchStatements.trips.Load()}
 	c.pg, c.commits = h.pgCost()
 	return c
@@ -847,6 +915,9 @@ func (c *benchCost) report(n int) {
 	b.ReportMetric(float64(commits-c.commits)/float64(n), "xacts/rot")
 	b.ReportMetric(float64(stmts-c.statements)/float64(n), "stmts/rot")
 	b.ReportMetric(float64(trips-c.trips)/float64(n), "trips/rot")
+	if *benchStmts {
+		benchStatements.logStatements(b, n)
+	}
 }
 
 // pgCost returns the CPU time of the server processes of this database's

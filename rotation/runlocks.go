@@ -129,17 +129,53 @@ func (l *runLocks) serve() {
 		case <-l.quit:
 			return
 		}
-	fill:
-		for len(batch) < lockBatchMax {
-			select {
-			case r := <-l.reqs:
-				batch = append(batch, r)
-			default:
-				break fill
-			}
-		}
+		batch = l.fill(batch)
 		s.do(batch)
 	}
+}
+
+// unlockLinger is how long a batch of unlocks only waits for more
+// requests: nobody waits for an unlock, and a lock request ends the wait.
+const unlockLinger = 20 * time.Millisecond
+
+// fill adds the requests waiting to batch; a batch of unlocks only lingers
+// for unlockLinger, or until a lock request comes, to take more with it.
+func (l *runLocks) fill(batch []lockReq) []lockReq {
+	var linger <-chan time.Time
+	for len(batch) < lockBatchMax {
+		select {
+		case r := <-l.reqs:
+			batch = append(batch, r)
+			continue
+		default:
+		}
+		if hasLock(batch) {
+			return batch
+		}
+		if linger == nil {
+			t := time.NewTimer(unlockLinger)
+			defer t.Stop()
+			linger = t.C
+		}
+		select {
+		case r := <-l.reqs:
+			batch = append(batch, r)
+		case <-linger:
+			return batch
+		case <-l.quit:
+			return batch
+		}
+	}
+	return batch
+}
+
+func hasLock(batch []lockReq) bool {
+	for _, r := range batch {
+		if !r.unlock {
+			return true
+		}
+	}
+	return false
 }
 
 // lockServer is serve's state.
