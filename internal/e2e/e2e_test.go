@@ -102,6 +102,8 @@ type harness struct {
 	url string
 	st  store.Store
 	kr  secret.Keyring
+	// extraEnv is added to every child's environment.
+	extraEnv []string
 }
 
 // newHarness creates a fresh database of the given kind, migrates it (with
@@ -196,11 +198,11 @@ func (h *harness) env() []string {
 			out = append(out, kv)
 		}
 	}
-	return append(out,
+	return append(append(out,
 		"ROTATOR_DATABASE_URL="+h.url,
 		"ROTATOR_MASTER_KEY="+masterKey,
 		"ROTATOR_ENABLE_FAULTY_PROVIDER=1",
-	)
+	), h.extraEnv...)
 }
 
 // proc is a running rotator process.
