@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/rotatorhq/rotator/providers"
+	"github.com/rotatorhq/rotator/providers/awsiam"
 	"github.com/rotatorhq/rotator/providers/execplugin"
 	"github.com/rotatorhq/rotator/providers/faulty"
 	"github.com/rotatorhq/rotator/providers/generated"
@@ -23,6 +24,7 @@ var factories = map[string]providers.Factory{
 	postgres.Type:   postgres.Factory(),
 	redisacl.Type:   redisacl.Factory(),
 	mysqluser.Type:  mysqluser.Factory(),
+	awsiam.Type:     awsiam.Factory(),
 	execplugin.Type: execplugin.Factory(),
 	// faulty is for testing rotator; it refuses to start unless enabled.
 	faulty.Type: faulty.Factory(),
