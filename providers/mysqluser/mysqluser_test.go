@@ -520,3 +520,65 @@ func TestNativeHashMatchesServer(t *testing.T) {
 		t.Fatalf("nativeHash disagrees with the server: %s vs %s", nativeHash(pw), h)
 	}
 }
+
+// TestPasswordNotInGeneralLog turns the server's general query log on (to a
+// file of this test, for a moment; the previous settings are restored) and
+// runs rotations: the log must record a control statement with a canary
+// password sent without sql_log_off (so the check can fail: MariaDB writes
+// ALTER USER … IDENTIFIED BY verbatim), and none of the rotations'
+// passwords. Not parallel: it changes global server settings.
+func TestPasswordNotInGeneralLog(t *testing.T) {
+	e := newEnv(t, StrategyAlternating)
+	f, err := os.CreateTemp("", "rotator-mysql-general-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	t.Cleanup(func() { os.Remove(f.Name()) })
+	// The server writes the file as its own user.
+	if err := os.Chmod(f.Name(), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	var oldOn, oldFile, oldOutput string
+	cfg, _ := mysql.ParseDSN(adminDSN())
+	cfg.Logger = nopLogger{}
+	c, _ := mysql.NewConnector(cfg)
+	db := sql.OpenDB(c)
+	defer db.Close()
+	if err := db.QueryRowContext(t.Context(), "SELECT @@global.general_log, @@global.general_log_file, @@global.log_output").Scan(&oldOn, &oldFile, &oldOutput); err != nil {
+		t.Fatal(err)
+	}
+	restore := func() {
+		adminExec(t, "SET GLOBAL general_log = "+oldOn, "SET GLOBAL general_log_file = "+literal(oldFile), "SET GLOBAL log_output = "+literal(oldOutput))
+	}
+	t.Cleanup(restore)
+	adminExec(t, "SET GLOBAL log_output = 'FILE'", "SET GLOBAL general_log_file = "+literal(f.Name()), "SET GLOBAL general_log = 1")
+
+	const control = "Canary7Control7Password"
+	t.Cleanup(func() { adminExec(t, "DROP USER IF EXISTS "+account(e.name+"_ctl", "%")) })
+	adminExec(t, "CREATE USER "+account(e.name+"_ctl", "%")+" IDENTIFIED BY "+literal(control))
+
+	p, _, _ := newProvider(t, settings.Map{}, nil)
+	v1 := rotate(t, p, e.cred(), 1, nil)
+	v2 := rotate(t, p, e.cred(), 2, &v1)
+	if err := p.Revoke(t.Context(), providers.RevokeRequest{Common: providers.Common{Settings: e.cred()}, Value: v1.Value, Metadata: v1.Metadata}); err != nil {
+		t.Fatal(err)
+	}
+	restore()
+	logged, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(logged), control) {
+		t.Fatalf("the general log (%d bytes) does not hold the control statement's password: it records nothing this test can check", len(logged))
+	}
+	for _, v := range []providers.VersionRef{v1, v2} {
+		_, pw := credentials(v, e.name)
+		if strings.Contains(string(logged), pw) {
+			t.Fatalf("version %s's password is in the server's general query log", v.VersionID)
+		}
+	}
+	if !strings.Contains(string(logged), "sql_log_off") {
+		t.Fatal("the provider's admin sessions did not set sql_log_off")
+	}
+}
