@@ -364,30 +364,85 @@ func (p *Provider) quiet(ctx context.Context, conn *sql.Conn, k call) error {
 
 // ensureAccount creates the alternating account (locked, without a
 // password) if missing, grants it the role and makes the role its default.
+// It reads the account's grants first and changes only what is missing: in
+// the usual case (an account rotated before) that is one read instead of
+// three writes to the privilege tables.
 func (p *Provider) ensureAccount(ctx context.Context, conn *sql.Conn, pool *adminPool, k call) error {
 	acct, role := account(k.login, k.cred.Host), ident(k.cred.User)
-	if _, err := conn.ExecContext(ctx, "CREATE USER IF NOT EXISTS "+acct+" ACCOUNT LOCK"); err != nil {
-		return p.fail(ctx, k, err, "creating account %s", acct)
-	}
-	if _, err := conn.ExecContext(ctx, "GRANT "+role+" TO "+acct); err != nil {
-		if n := errNumber(err); n == erInvalidRoleMaria || n == erUnknownAuthIDMySQL || n == erCannotUser {
-			return fmt.Errorf("mysql-user: %w: role %s does not exist (or the admin account lacks ADMIN OPTION on it); create it (CREATE ROLE %s) and grant it the privileges the consumer needs",
-				providers.ErrPermanent, k.cred.User, role)
-		}
-		return p.fail(ctx, k, err, "granting role %s to %s", k.cred.User, acct)
-	}
 	maria, err := pool.isMariaDB(ctx, conn)
 	if err != nil {
 		return p.fail(ctx, k, err, "reading the server version")
 	}
-	stmt := "SET DEFAULT ROLE " + role + " TO " + acct // MySQL 8
-	if maria {
-		stmt = "SET DEFAULT ROLE " + role + " FOR " + acct
+	g, err := p.grants(ctx, conn, k, maria)
+	if err != nil {
+		return err
 	}
-	if _, err := conn.ExecContext(ctx, stmt); err != nil {
-		return p.fail(ctx, k, err, "making %s the default role of %s", k.cred.User, acct)
+	if !g.exists {
+		if _, err := conn.ExecContext(ctx, "CREATE USER IF NOT EXISTS "+acct+" ACCOUNT LOCK"); err != nil {
+			return p.fail(ctx, k, err, "creating account %s", acct)
+		}
+		p.log.Info("created account", slog.String("account", acct), slog.String("role", k.cred.User))
+	}
+	if !g.hasRole {
+		if _, err := conn.ExecContext(ctx, "GRANT "+role+" TO "+acct); err != nil {
+			if n := errNumber(err); n == erInvalidRoleMaria || n == erUnknownAuthIDMySQL || n == erCannotUser {
+				return fmt.Errorf("mysql-user: %w: role %s does not exist (or the admin account lacks ADMIN OPTION on it); create it (CREATE ROLE %s) and grant it the privileges the consumer needs",
+					providers.ErrPermanent, k.cred.User, role)
+			}
+			return p.fail(ctx, k, err, "granting role %s to %s", k.cred.User, acct)
+		}
+	}
+	if !g.defaultRole {
+		stmt := "SET DEFAULT ROLE " + role + " TO " + acct // MySQL 8
+		if maria {
+			stmt = "SET DEFAULT ROLE " + role + " FOR " + acct
+		}
+		if _, err := conn.ExecContext(ctx, stmt); err != nil {
+			return p.fail(ctx, k, err, "making %s the default role of %s", k.cred.User, acct)
+		}
 	}
 	return nil
+}
+
+// accountGrants is what SHOW GRANTS tells about an alternating account.
+type accountGrants struct{ exists, hasRole, defaultRole bool }
+
+// grants reads whether the account exists, holds the role and has it as
+// default role. MySQL does not show default roles in SHOW GRANTS, so there
+// defaultRole is always false (SET DEFAULT ROLE is run every time). The
+// output may hold the password hash: it is parsed here and never logged.
+func (p *Provider) grants(ctx context.Context, conn *sql.Conn, k call, maria bool) (accountGrants, error) {
+	missing := func(err error) bool { n := errNumber(err); return n == erNoSuchGrant || n == erNoSuchUser }
+	// The driver may report the error at the query or at the first row.
+	rows, err := conn.QueryContext(ctx, "SHOW GRANTS FOR "+account(k.login, k.cred.Host))
+	if missing(err) {
+		return accountGrants{}, nil
+	}
+	if err != nil {
+		return accountGrants{}, p.fail(ctx, k, err, "reading the grants of %s", k.login)
+	}
+	defer rows.Close()
+	g := accountGrants{exists: true}
+	role := ident(k.cred.User)
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			return accountGrants{}, p.fail(ctx, k, err, "reading the grants of %s", k.login)
+		}
+		if strings.HasPrefix(line, "GRANT "+role+" TO ") || strings.HasPrefix(line, "GRANT "+role+"@") {
+			g.hasRole = true
+		}
+		if maria && strings.HasPrefix(line, "SET DEFAULT ROLE "+role+" FOR ") {
+			g.defaultRole = true
+		}
+	}
+	switch err := rows.Err(); {
+	case missing(err):
+		return accountGrants{}, nil
+	case err != nil:
+		return accountGrants{}, p.fail(ctx, k, err, "reading the grants of %s", k.login)
+	}
+	return g, nil
 }
 
 // Revoke implements providers.Provider: if the account still has this

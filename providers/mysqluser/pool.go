@@ -175,6 +175,7 @@ const (
 	erAccountLockedMySQL = 3118
 	erAccountLockedMaria = 4151
 	erNoSuchUser         = 1133 // SHOW CREATE USER of a missing account
+	erNoSuchGrant        = 1141 // SHOW GRANTS of a missing account
 	erInvalidRoleMaria   = 1959
 	erUnknownAuthIDMySQL = 3523
 	erSpecificAccessDeny = 1227
