@@ -35,6 +35,8 @@ func TestMCPServersInventory(t *testing.T) {
 		"reports-db-url":        "postgres-role",
 		"memory-redis-password": "redis-acl",
 		"gateway-okta-token":    "oauth2-client-credentials",
+		"shop-db-url":           "mysql-user",
+		"cost-explorer-aws-key": "aws-iam-access-key",
 	}
 	if len(cfg.Credentials) != len(want) {
 		t.Errorf("%d credentials, want %d", len(cfg.Credentials), len(want))

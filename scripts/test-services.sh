@@ -6,6 +6,8 @@
 #     authenticate by password (scram-sha-256), so the postgres-role
 #     provider's tests can prove that a wrong or revoked password fails.
 #   - Redis on 127.0.0.1:6379, started if it is down.
+#   - MariaDB (or MySQL) on 127.0.0.1:3306 (root without a password from
+#     127.0.0.1, for the mysql-user provider's tests), started if it is down.
 # Safe to run again: it changes nothing that is already in place.
 set -euo pipefail
 
@@ -61,4 +63,21 @@ if ! redis_up; then
   echo "test-services: FAIL: Redis is unreachable on 127.0.0.1:6379" >&2
   exit 1
 fi
-echo "test-services: PostgreSQL and Redis ready"
+MYSQL_ARGS=(-h 127.0.0.1 -P 3306 -u root --connect-timeout=2)
+mysql_up() { mysql "${MYSQL_ARGS[@]}" -e 'SELECT 1' >/dev/null 2>&1; }
+if ! mysql_up; then
+  echo "test-services: MariaDB is down; starting it"
+  if [ -x /etc/init.d/mariadb ] && command -v service >/dev/null; then
+    service mariadb start >/dev/null 2>&1 || true
+  elif command -v mysqld_safe >/dev/null; then
+    mkdir -p /run/mysqld 2>/dev/null || true
+    chown mysql:mysql /run/mysqld 2>/dev/null || true
+    (nohup mysqld_safe --bind-address=127.0.0.1 >/dev/null 2>&1 &) || true
+  fi
+  for _ in $(seq 1 30); do mysql_up && break; sleep 1; done
+fi
+if ! mysql_up; then
+  echo "test-services: FAIL: MariaDB is unreachable on 127.0.0.1:3306 as root without a password" >&2
+  exit 1
+fi
+echo "test-services: PostgreSQL, Redis and MariaDB ready"

@@ -103,6 +103,12 @@ type Harness struct {
 	// change to show (a revoked value to be rejected) before failing, for
 	// systems that apply changes asynchronously; 5s when zero.
 	Settle time.Duration
+	// MaxLiveValues, when positive, is how many values the resource holds
+	// at once at most (an IAM user has at most two access keys), so Mint
+	// cannot succeed beyond it until one is revoked. ConcurrentMints then
+	// wants exactly that many of its concurrent mints to succeed, with
+	// distinct values, and the others to fail with an error.
+	MaxLiveValues int
 	// Parallel runs the subtests in parallel. Set it when New gives every
 	// subtest a resource of its own (a unique role or user name).
 	Parallel bool
@@ -147,7 +153,9 @@ func (h Harness) withDefaults() Harness {
 //   - Rotation: a value minted with Current set is accepted once activated;
 //     with Overlap the current one stays accepted beside it; with
 //     Revocable, revoking the old one leaves the new one working.
-//   - ConcurrentMints: 8 goroutines mint at once and get distinct values.
+//   - ConcurrentMints: 8 goroutines mint at once and get distinct values
+//     (with Harness.MaxLiveValues, exactly that many succeed and the others
+//     fail with an error).
 //   - VerifyRejectsUnknownValue: Verify fails, and the resource refuses, a
 //     value the resource never issued.
 //   - ContextCancelled: every method returns an error wrapping
@@ -710,16 +718,24 @@ func testConcurrentMints(t *testing.T, b *bundle) {
 		wg.Go(func() { vals[i], errs[i] = b.tryMint(ctx, nil) })
 	}
 	wg.Wait()
+	var ok []version
 	for i := range n {
 		if errs[i] != nil {
+			if b.h.MaxLiveValues > 0 {
+				continue
+			}
 			t.Fatalf("concurrent Mint %d: %v", i, errs[i])
 		}
 		b.checkMinted(vals[i].res)
-		for j := range i {
-			if vals[i].ref.Value.Equal(vals[j].ref.Value) {
-				t.Fatalf("concurrent Mints %d and %d returned the same value", j, i)
+		for _, prev := range ok {
+			if vals[i].ref.Value.Equal(prev.ref.Value) {
+				t.Fatalf("concurrent Mints %s and %s returned the same value", prev.ref.VersionID, vals[i].ref.VersionID)
 			}
 		}
+		ok = append(ok, vals[i])
+	}
+	if max := b.h.MaxLiveValues; max > 0 && len(ok) != min(max, n) {
+		t.Fatalf("%d of %d concurrent Mints succeeded; the resource holds %d values at most, so %d should", len(ok), n, max, min(max, n))
 	}
 }
 

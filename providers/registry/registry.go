@@ -8,9 +8,11 @@ import (
 	"slices"
 
 	"github.com/rotatorhq/rotator/providers"
+	"github.com/rotatorhq/rotator/providers/awsiam"
 	"github.com/rotatorhq/rotator/providers/execplugin"
 	"github.com/rotatorhq/rotator/providers/faulty"
 	"github.com/rotatorhq/rotator/providers/generated"
+	"github.com/rotatorhq/rotator/providers/mysqluser"
 	"github.com/rotatorhq/rotator/providers/oauth2cc"
 	"github.com/rotatorhq/rotator/providers/postgres"
 	"github.com/rotatorhq/rotator/providers/redisacl"
@@ -21,6 +23,8 @@ var factories = map[string]providers.Factory{
 	oauth2cc.Type:   oauth2cc.Factory(),
 	postgres.Type:   postgres.Factory(),
 	redisacl.Type:   redisacl.Factory(),
+	mysqluser.Type:  mysqluser.Factory(),
+	awsiam.Type:     awsiam.Factory(),
 	execplugin.Type: execplugin.Factory(),
 	// faulty is for testing rotator; it refuses to start unless enabled.
 	faulty.Type: faulty.Factory(),
