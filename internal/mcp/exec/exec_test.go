@@ -1,0 +1,244 @@
+package exec_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rotatorhq/rotator/internal/delivery"
+	"github.com/rotatorhq/rotator/internal/store"
+)
+
+// slowResult is the outcome of a slow call.
+type slowResult struct {
+	w   whoami
+	err error
+}
+
+// TestRestartOnRotation drives `rotator exec` with the SDK client over
+// stdio, rotates the credential with the real engine during the session,
+// and checks that no call fails, a slow call in flight at the cutover
+// completes on the old server, and the next calls see the new value on a
+// new server: under the stateless revision (no initialize; a long-lived
+// subscriptions/listen stream open) and under 2025-11-25 (initialize
+// replayed).
+func TestRestartOnRotation(t *testing.T) {
+	for name, protocol := range map[string]string{"stateless": "", "initialize-2025-11-25": "2025-11-25", "initialize-2025-06-18": "2025-06-18"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, "1m")
+			fp1 := fingerprint(h.value(t, h.current(t)))
+			cs, cmd, stderr := h.connect(t, execSpec{Env: []string{"TEST_TOKEN=" + credID}}, protocol)
+			ctx := t.Context()
+
+			first, err := call(ctx, cs, "whoami", nil)
+			if err != nil {
+				t.Fatalf("whoami: %v\nstderr:\n%s", err, stderr)
+			}
+			if first.Fingerprint != fp1 {
+				t.Fatalf("the server sees fingerprint %s, want the current value's %s", first.Fingerprint, fp1)
+			}
+			if first.MasterKeyVisible {
+				t.Errorf("the server inherited %s", "ROTATOR_MASTER_KEY")
+			}
+
+			slow := make(chan slowResult, 1)
+			go func() {
+				w, err := call(ctx, cs, "slow", slowIn{MS: 1500})
+				slow <- slowResult{w, err}
+			}()
+			time.Sleep(300 * time.Millisecond) // the slow call reaches the server
+			calls := startCaller(ctx, cs, 50*time.Millisecond)
+			v2 := h.rotate(t)
+			fp2 := fingerprint(h.value(t, v2))
+			waitFor(t, "a call answered with the new value", stderr, func() bool { return calls.saw(fp2) })
+			time.Sleep(200 * time.Millisecond)
+			results, errs := calls.finish()
+
+			for _, err := range errs {
+				t.Errorf("a call failed during the rotation: %v", err)
+			}
+			s := <-slow
+			if s.err != nil {
+				t.Fatalf("the slow call in flight at the cutover failed: %v", s.err)
+			}
+			if s.w.PID != first.PID || s.w.Fingerprint != fp1 || s.w.Slept != 1500 {
+				t.Errorf("the slow call was answered by pid %d with %s (slept %d ms); want the first server (pid %d, %s, 1500 ms)",
+					s.w.PID, s.w.Fingerprint, s.w.Slept, first.PID, fp1)
+			}
+			// Calls see the old value, then only the new one.
+			seenNew := false
+			for _, r := range results {
+				switch {
+				case r.Fingerprint == fp2:
+					seenNew = true
+					if r.PID == first.PID {
+						t.Errorf("the new value came from the first server (pid %d): no restart?", r.PID)
+					}
+				case seenNew:
+					t.Errorf("a call saw %s after one saw the new value", r.Fingerprint)
+				case r.Fingerprint != fp1:
+					t.Errorf("a call saw fingerprint %s, neither the old nor the new value", r.Fingerprint)
+				}
+			}
+			after, err := call(ctx, cs, "whoami", nil)
+			if err != nil || after.Fingerprint != fp2 || after.MasterKeyVisible {
+				t.Errorf("after the rotation: %+v, %v", after, err)
+			}
+
+			if err := cs.Close(); err != nil {
+				t.Errorf("closing the session: %v", err)
+			}
+			if code := exitCode(t, cmd); code != 0 {
+				t.Errorf("exec exited %d; stderr:\n%s", code, stderr)
+			}
+			out := stderr.String()
+			t.Logf("exec's stderr:\n%s", out)
+	t.Logf("exec's stderr:\n%s", out)
+			if !strings.Contains(out, "now runs with version "+v2.ID) {
+				t.Errorf("stderr does not report the restart:\n%s", out)
+			}
+			h.canary(t, "exec's stderr", out)
+			h.checkAudit(t, 2, 0)
+		})
+	}
+}
+
+// TestLateCutover: the server is still busy when the previous version's
+// grace period ends. exec says so on stderr and in the audit log, switches
+// new requests to a new server, and lets the old one finish its call.
+func TestLateCutover(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "1s")
+	fp1 := fingerprint(h.value(t, h.current(t)))
+	cs, cmd, stderr := h.connect(t, execSpec{Env: []string{"TEST_TOKEN=" + credID}}, "2025-11-25")
+	ctx := t.Context()
+	first, err := call(ctx, cs, "whoami", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := make(chan slowResult, 1)
+	go func() {
+		w, err := call(ctx, cs, "slow", slowIn{MS: 5000})
+		slow <- slowResult{w, err}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	calls := startCaller(ctx, cs, 50*time.Millisecond)
+	v2 := h.rotate(t)
+	fp2 := fingerprint(h.value(t, v2))
+	waitFor(t, "a call answered with the new value", stderr, func() bool { return calls.saw(fp2) })
+	took := time.Since(start)
+	_, errs := calls.finish()
+	for _, err := range errs {
+		t.Errorf("a call failed: %v", err)
+	}
+	if took > 4*time.Second {
+		t.Errorf("the new value was seen %v after the rotation: exec waited for the busy server instead of the grace period", took)
+	}
+	if w, err := call(ctx, cs, "whoami", nil); err != nil || w.Fingerprint != fp2 || w.PID == first.PID {
+		t.Errorf("a call after the late cutover: %+v, %v", w, err)
+	}
+	s := <-slow
+	if s.err != nil || s.w.PID != first.PID || s.w.Fingerprint != fp1 {
+		t.Errorf("the slow call on the old server: %+v, %v", s.w, s.err)
+	}
+	_ = cs.Close()
+	if code := exitCode(t, cmd); code != 0 {
+		t.Errorf("exec exited %d", code)
+	}
+	out := stderr.String()
+	t.Logf("exec's stderr:\n%s", out)
+	if !strings.Contains(out, "grace period was about to end") {
+		t.Errorf("stderr does not say the cutover was late:\n%s", out)
+	}
+	h.canary(t, "exec's stderr", out)
+	h.checkAudit(t, 2, 1)
+}
+
+// TestSignalOnRotation: --file with --on-rotate signal:HUP rewrites the
+// file and signals the same server, which reloads it.
+func TestSignalOnRotation(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "1m")
+	fp1 := fingerprint(h.value(t, h.current(t)))
+	path := filepath.Join(h.dir, "run", "token")
+	if err := os.Mkdir(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cs, cmd, stderr := h.connect(t, execSpec{
+		Files: []string{path + "=" + credID}, OnRotate: "signal:HUP", ChildEnv: []string{envTokenFile + "=" + path},
+	}, "")
+	ctx := t.Context()
+	first, err := call(ctx, cs, "whoami", nil)
+	if err != nil || first.Fingerprint != fp1 {
+		t.Fatalf("whoami: %+v, %v (want %s)", first, err, fp1)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the token file: %v, %v; want mode 0600", fi.Mode(), err)
+	}
+	calls := startCaller(ctx, cs, 50*time.Millisecond)
+	v2 := h.rotate(t)
+	fp2 := fingerprint(h.value(t, v2))
+	waitFor(t, "a call answered with the new value", stderr, func() bool { return calls.saw(fp2) })
+	results, errs := calls.finish()
+	for _, err := range errs {
+		t.Errorf("a call failed: %v", err)
+	}
+	for _, r := range results {
+		if r.PID != first.PID {
+			t.Errorf("a call was answered by pid %d, not the one server (pid %d): restarted?", r.PID, first.PID)
+		}
+	}
+	_ = cs.Close()
+	if code := exitCode(t, cmd); code != 0 {
+		t.Errorf("exec exited %d; stderr:\n%s", code, stderr)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("the token file outlived exec: %v", err)
+	}
+	out := stderr.String()
+	t.Logf("exec's stderr:\n%s", out)
+	if !strings.Contains(out, "sent SIGHUP") {
+		t.Errorf("stderr does not report the signal:\n%s", out)
+	}
+	h.canary(t, "exec's stderr", out)
+}
+
+// checkAudit checks the credential's value.read events (by the exec test
+// reader) and exec.late_cutover events, and that none holds a value.
+func (h *harness) checkAudit(t *testing.T, reads, late int) {
+	t.Helper()
+	var gotReads, gotLate int
+	var all strings.Builder
+	err := h.st.ScanAuditEvents(context.WithoutCancel(t.Context()), store.AuditFilter{CredentialID: credID}, func(ev store.AuditEvent) error {
+		b, _ := json.Marshal(ev)
+		all.Write(b)
+		switch ev.Action {
+		case delivery.ActionValueRead:
+			var d delivery.ReadEvent
+			if err := json.Unmarshal(ev.Data, &d); err != nil || d.Reader != "uid:0 (exec-test)" || d.Purpose != "exec" {
+				t.Errorf("value.read event %s: %+v, %v", ev.Data, d, err)
+			}
+			gotReads++
+		case delivery.ActionExecLate:
+			gotLate++
+			if ev.Actor != "uid:0 (exec-test)" || !strings.Contains(string(ev.Data), `"in_flight":1`) {
+				t.Errorf("exec.late_cutover event: actor %q, data %s", ev.Actor, ev.Data)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gotReads != reads || gotLate != late {
+		t.Errorf("audit: %d value.read and %d exec.late_cutover events, want %d and %d", gotReads, gotLate, reads, late)
+	}
+	h.canary(t, "the audit log", all.String())
+}
