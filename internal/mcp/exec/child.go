@@ -44,7 +44,7 @@ type childSpec struct {
 // stdout ends. onExit is called from a goroutine after the process ended.
 func startChild(gen int, s childSpec, onLine func(*child, []byte), onEOF func(*child), onExit func(*child)) (*child, error) {
 	c := &child{gen: gen, exited: make(chan struct{})}
-	cmd := osexec.Command(s.path, s.args...)
+	cmd := osexec.Command(s.path, s.args[1:]...)
 	cmd.Args[0] = s.args0()
 	cmd.Env = s.env
 	cmd.Stderr = s.stderr

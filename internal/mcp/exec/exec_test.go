@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
 	"github.com/rotatorhq/rotator/internal/delivery"
 	"github.com/rotatorhq/rotator/internal/store"
 )
@@ -98,7 +100,6 @@ func TestRestartOnRotation(t *testing.T) {
 			}
 			out := stderr.String()
 			t.Logf("exec's stderr:\n%s", out)
-	t.Logf("exec's stderr:\n%s", out)
 			if !strings.Contains(out, "now runs with version "+v2.ID) {
 				t.Errorf("stderr does not report the restart:\n%s", out)
 			}
@@ -241,4 +242,90 @@ func (h *harness) checkAudit(t *testing.T, reads, late int) {
 		t.Errorf("audit: %d value.read and %d exec.late_cutover events, want %d and %d", gotReads, gotLate, reads, late)
 	}
 	h.canary(t, "the audit log", all.String())
+}
+
+// TestServerRequestInFlight: a request from the server to the client
+// (sampling) is in flight too: the restart waits for the client's answer,
+// which reaches the server that asked.
+func TestServerRequestInFlight(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "1m")
+	asked, release := make(chan struct{}, 1), make(chan struct{})
+	cs, cmd, stderr := h.connectWith(t, execSpec{Env: []string{"TEST_TOKEN=" + credID}}, "2025-11-25", &mcp.ClientOptions{
+		CreateMessageHandler: func(ctx context.Context, _ *mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+			asked <- struct{}{}
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			return &mcp.CreateMessageResult{Model: "test", Role: "assistant", Content: &mcp.TextContent{Text: "hi"}}, nil
+		},
+	})
+	ctx := t.Context()
+	first, err := call(ctx, cs, "whoami", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ask := make(chan slowResult, 1)
+	go func() {
+		w, err := call(ctx, cs, "ask", nil)
+		ask <- slowResult{w, err}
+	}()
+	<-asked
+	v2 := h.rotate(t)
+	waitFor(t, "exec to see the cutover", stderr, func() bool { return strings.Contains(stderr.String(), "rotated to version "+v2.ID) })
+	time.Sleep(300 * time.Millisecond)
+	if strings.Contains(stderr.String(), "now runs with version") {
+		t.Fatalf("exec restarted the server while its request to the client was in flight:\n%s", stderr)
+	}
+	close(release)
+	a := <-ask
+	if a.err != nil || a.w.PID != first.PID {
+		t.Fatalf("the tool that asked the client: %+v, %v", a.w, a.err)
+	}
+	fp2 := fingerprint(h.value(t, v2))
+	waitFor(t, "the new value", stderr, func() bool {
+		w, err := call(ctx, cs, "whoami", nil)
+		return err == nil && w.Fingerprint == fp2 && w.PID != first.PID
+	})
+	_ = cs.Close()
+	if code := exitCode(t, cmd); code != 0 {
+		t.Errorf("exec exited %d", code)
+	}
+	h.canary(t, "exec's stderr", stderr.String())
+}
+
+// TestCancelledRequest: a request the client cancelled is no longer in
+// flight (the server need not answer it), so it does not hold the restart.
+func TestCancelledRequest(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "1m")
+	cs, cmd, stderr := h.connect(t, execSpec{Env: []string{"TEST_TOKEN=" + credID}}, "2025-11-25")
+	ctx := t.Context()
+	cctx, cancel := context.WithCancel(ctx)
+	slow := make(chan error, 1)
+	go func() {
+		_, err := call(cctx, cs, "slow", slowIn{MS: 20000, Stubborn: true})
+		slow <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	if err := <-slow; err == nil {
+		t.Fatal("the cancelled call succeeded")
+	}
+	start := time.Now()
+	v2 := h.rotate(t)
+	fp2 := fingerprint(h.value(t, v2))
+	waitFor(t, "the new value", stderr, func() bool {
+		w, err := call(ctx, cs, "whoami", nil)
+		return err == nil && w.Fingerprint == fp2
+	})
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("the restart took %v: it waited for the cancelled call", took)
+	}
+	_ = cs.Close()
+	if code := exitCode(t, cmd); code != 0 {
+		t.Errorf("exec exited %d", code)
+	}
 }

@@ -200,12 +200,17 @@ func (h *harness) execCmd(t testing.TB, spec execSpec) (*osexec.Cmd, *testlog.Bu
 // connect starts exec under the SDK client over stdio.
 func (h *harness) connect(t *testing.T, spec execSpec, protocol string) (*mcp.ClientSession, *osexec.Cmd, *testlog.Buffer) {
 	t.Helper()
+	return h.connectWith(t, spec, protocol, &mcp.ClientOptions{})
+}
+
+// connectWith is connect with client options.
+func (h *harness) connectWith(t *testing.T, spec execSpec, protocol string, opts *mcp.ClientOptions) (*mcp.ClientSession, *osexec.Cmd, *testlog.Buffer) {
+	t.Helper()
 	cmd, stderr := h.execCmd(t, spec)
-	client := mcp.NewClient(&mcp.Implementation{Name: "exec-test-client", Version: "1"}, &mcp.ClientOptions{
-		// A list-changed handler makes the client open a long-lived
-		// subscriptions/listen stream under the stateless revision.
-		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) {},
-	})
+	// A list-changed handler makes the client open a long-lived
+	// subscriptions/listen stream under the stateless revision.
+	opts.ToolListChangedHandler = func(context.Context, *mcp.ToolListChangedRequest) {}
+	client := mcp.NewClient(&mcp.Implementation{Name: "exec-test-client", Version: "1"}, opts)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	cs, err := client.Connect(ctx, &mcp.CommandTransport{Command: cmd, TerminateDuration: 10 * time.Second}, &mcp.ClientSessionOptions{ProtocolVersion: protocol})

@@ -46,7 +46,7 @@ type execSpec struct {
 	Files    []string `json:"files"`
 	OnRotate string   `json:"on_rotate"`
 	// Command is run as is; empty: the test binary as roleServer.
-	Command      []string      `json:"command"`
+	Command []string `json:"command"`
 	// ChildEnv is added to the server's environment.
 	ChildEnv     []string      `json:"child_env"`
 	DrainTimeout time.Duration `json:"drain_timeout"`
@@ -71,6 +71,8 @@ type whoami struct {
 
 type slowIn struct {
 	MS int `json:"ms"`
+	// Stubborn: sleep on when the call is cancelled.
+	Stubborn bool `json:"stubborn,omitempty"`
 }
 
 // runServer is roleServer: a stdio MCP server with a quick and a slow tool.
@@ -111,12 +113,25 @@ func runServer() int {
 		})
 	mcp.AddTool(s, &mcp.Tool{Name: "slow", Description: "sleeps ms milliseconds, then answers as whoami"},
 		func(ctx context.Context, _ *mcp.CallToolRequest, in slowIn) (*mcp.CallToolResult, whoami, error) {
+			done := ctx.Done()
+			if in.Stubborn {
+				done = nil
+			}
 			select {
 			case <-time.After(time.Duration(in.MS) * time.Millisecond):
-			case <-ctx.Done():
+			case <-done:
 				return nil, whoami{}, ctx.Err()
 			}
 			return nil, me(in.MS), nil
+		})
+	mcp.AddTool(s, &mcp.Tool{Name: "ask", Description: "asks the client to sample a message (a request to the client), then answers as whoami"},
+		func(ctx context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, whoami, error) {
+			_, err := req.Session.CreateMessage(ctx, &mcp.CreateMessageParams{MaxTokens: 10,
+				Messages: []*mcp.SamplingMessage{{Role: "user", Content: &mcp.TextContent{Text: "hello"}}}})
+			if err != nil {
+				return nil, whoami{}, err
+			}
+			return nil, me(0), nil
 		})
 	if err := s.Run(context.Background(), &mcp.StdioTransport{}); err != nil {
 		fmt.Fprintf(os.Stderr, "test server: %v\n", err)
