@@ -59,10 +59,11 @@ const execExample = `  # Claude Code: the server gets GITHUB_PERSONAL_ACCESS_TOK
     -- npx -y @modelcontextprotocol/server-github
 
   # Claude Desktop (claude_desktop_config.json): no secret in the file
-  {"mcpServers": {"github": {"command": "rotator", "args": ["exec",
-    "--database", "/home/me/.rotator/rotator.db",
-    "--env", "GITHUB_PERSONAL_ACCESS_TOKEN=github-mcp-token",
-    "--", "npx", "-y", "@modelcontextprotocol/server-github"]}}}
+  {"mcpServers": {"github": {
+    "command": "rotator",
+    "args": ["exec", "--database", "/Users/me/.rotator/rotator.db",
+             "--env", "GITHUB_PERSONAL_ACCESS_TOKEN=github-mcp-token",
+             "--", "npx", "-y", "@modelcontextprotocol/server-github"]}}}
 
   # A server that reloads a token file on SIGHUP
   rotator exec --file /run/mcp/notes.token=notes-api-key --on-rotate signal:HUP \
@@ -77,7 +78,7 @@ func (a *app) execCommand() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:     "exec [flags] -- COMMAND [ARG...]",
-		Short:   "Run a stdio MCP server with credentials in its environment or files, restarted invisibly on rotation",
+		Short:   "Run a stdio MCP server with credentials in its environment or files, through rotations",
 		Long:    execLong,
 		Example: execExample,
 		Args:    cobra.MinimumNArgs(1),
@@ -155,7 +156,7 @@ func (a *app) exec(ctx context.Context, opts mcpexec.Options) error {
 	code, err := mcpexec.Run(context.WithoutCancel(ctx), opts)
 	switch {
 	case errors.Is(err, delivery.ErrNotFound):
-		return notFound(err)
+		return notFound(fmt.Errorf("%w; see 'rotator credentials list'", err))
 	case err != nil:
 		return err
 	case code != 0:

@@ -100,7 +100,7 @@ func Run(ctx context.Context, opts Options) (int, error) {
 	for _, id := range opts.credentials() {
 		cur, err := opts.Source.Read(ctx, delivery.ReadRequest{CredentialID: id, Purpose: purpose})
 		if err != nil {
-			return 0, fmt.Errorf("reading credential %q: %w", id, err)
+			return 0, err // it names the credential
 		}
 		r.learn(cur)
 		r.values[id] = cur

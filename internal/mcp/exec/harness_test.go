@@ -54,7 +54,7 @@ type harness struct {
 
 // newHarness applies one credential with the given grace period and
 // rotates it once, so that it has a current value.
-func newHarness(t *testing.T, grace string) *harness {
+func newHarness(t testing.TB, grace string) *harness {
 	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()

@@ -40,7 +40,7 @@ func TestProcess(t *testing.T) {
 		"SIGTERM kills a child without a handler": {spec: execSpec{Env: []string{"TOK=" + credID}, Command: sh(ready)},
 			signal: syscall.SIGTERM, code: 128 + int(syscall.SIGTERM)},
 		"unknown credential": {spec: execSpec{Env: []string{"TOK=no-such-credential"}, Command: sh("exit 0")},
-			code: 1, says: `reading credential "no-such-credential": credential "no-such-credential": credential not found`},
+			code: 1, says: `credential "no-such-credential": credential not found`},
 		"command not found": {spec: execSpec{Env: []string{"TOK=" + credID}, Command: []string{"no-such-command-xyz"}},
 			code: 1, says: `command "no-such-command-xyz" not found in PATH`},
 	}

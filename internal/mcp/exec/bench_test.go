@@ -1,0 +1,89 @@
+package exec_test
+
+import (
+	"context"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/rotatorhq/rotator/internal/delivery"
+	"github.com/rotatorhq/rotator/internal/mcp/exec"
+	"github.com/rotatorhq/rotator/internal/secret"
+)
+
+// BenchmarkCutoverIdle measures the restart of an idle server on a
+// cutover: exec runs in this process between the SDK client (over pipes,
+// protocol 2025-11-25, so the initialize handshake is replayed) and the
+// test server (a real process); each iteration rotates the credential with
+// the engine on SQLite and waits for the switch.
+//
+// Metrics: ms-ready/op is the time from the switch decision (the new
+// server started) to the new server ready (it answered the replayed
+// initialize); ms-pause/op is the time from the cutover seen to the client
+// moved over, the longest a request arriving meanwhile is held.
+//
+//	go test -run '^$' -bench CutoverIdle -benchtime 20x ./internal/mcp/exec/
+func BenchmarkCutoverIdle(b *testing.B) {
+	h := newHarness(b, "0s")
+	ctx := b.Context()
+	st := h.st
+	src, err := delivery.NewLocal(delivery.LocalOptions{Store: st, Keyring: h.kr, Reader: "bench", Poll: 5 * time.Millisecond})
+	if err != nil {
+		b.Fatal(err)
+	}
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	switches := make(chan exec.Switch, 1)
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, envRole+"=") {
+			env = append(env, kv)
+		}
+	}
+	tok, _ := exec.ParseEnv("TEST_TOKEN=" + credID)
+	opts := exec.Options{
+		Source: src, Command: []string{os.Args[0]}, Environ: append(env, envRole+"="+roleServer),
+		Env: []exec.Binding{tok}, Stdin: inR, Stdout: outW, Stderr: io.Discard, Redactor: &secret.Redactor{},
+		OnSwitch: func(s exec.Switch) { switches <- s },
+	}
+	done := make(chan int, 1)
+	go func() {
+		code, err := exec.Run(context.WithoutCancel(ctx), opts)
+		if err != nil {
+			b.Error(err)
+		}
+		_ = outW.Close()
+		done <- code
+	}()
+	client := mcp.NewClient(&mcp.Implementation{Name: "bench", Version: "1"}, nil)
+	cs, err := client.Connect(ctx, &mcp.IOTransport{Reader: outR, Writer: inW}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := call(ctx, cs, "whoami", nil); err != nil {
+		b.Fatal(err)
+	}
+	var ready, pause time.Duration
+	for b.Loop() {
+		v := h.rotate(b)
+		s := <-switches
+		ready += s.Ready.Sub(s.Decided)
+		pause += s.Switched.Sub(s.Detected)
+		b.StopTimer()
+		w, err := call(ctx, cs, "whoami", nil)
+		if err != nil || w.Fingerprint != fingerprint(h.value(b, v)) {
+			b.Fatalf("after the switch: %+v, %v", w, err)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(ready.Microseconds())/1000/float64(b.N), "ms-ready/op")
+	b.ReportMetric(float64(pause.Microseconds())/1000/float64(b.N), "ms-pause/op")
+	_ = cs.Close()
+	if code := <-done; code != 0 {
+		b.Errorf("exec ended with %d", code)
+	}
+}
