@@ -1,9 +1,11 @@
 package exec_test
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"os"
+	osexec "os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -85,5 +87,40 @@ func BenchmarkCutoverIdle(b *testing.B) {
 	_ = cs.Close()
 	if code := <-done; code != 0 {
 		b.Errorf("exec ended with %d", code)
+	}
+}
+
+// BenchmarkServerStart is the baseline of BenchmarkCutoverIdle: the test
+// server started directly (no exec) until it answers initialize. The
+// difference between the two is exec's own part of a restart.
+//
+//	go test -run '^$' -bench ServerStart -benchtime 20x ./internal/mcp/exec/
+func BenchmarkServerStart(b *testing.B) {
+	init := []byte(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}` + "\n")
+	for b.Loop() {
+		cmd := osexec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), envRole+"="+roleServer)
+		in, err := cmd.StdinPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := in.Write(init); err != nil {
+			b.Fatal(err)
+		}
+		line, err := bufio.NewReader(out).ReadString('\n')
+		if err != nil || !strings.Contains(line, `"id":1`) {
+			b.Fatalf("initialize: %q, %v", line, err)
+		}
+		b.StopTimer()
+		_ = in.Close()
+		_ = cmd.Wait()
+		b.StartTimer()
 	}
 }

@@ -162,12 +162,6 @@ func (p *relay) busy(c *child) int {
 	return n
 }
 
-// switchBy is when a restart must happen for a cutover seen at detected
-// tooLate reports that the grace period is running out with the server
-// still busy: on stderr and in the audit log. The restart then goes ahead;
-// holding says whether the client's new requests are held: while a
-// retryLater gives up this attempt to restart: the held lines go to the
-// replayRest sends the new child what followed initialize: the
 // fromClient routes one line from the MCP client.
 func (p *relay) fromClient(line []byte) {
 	msgs := parseLine(line)
@@ -276,7 +270,6 @@ func (p *relay) fromChild(c *child, line []byte) {
 	}
 }
 
-// fromNext handles what the starting child says: the answers to the
 // fromCurrent passes a line of the current child to the client.
 func (p *relay) fromCurrent(c *child, line []byte) {
 	msgs := parseLine(line)

@@ -36,6 +36,7 @@ func (p *relay) rotated(ev event, old delivery.Current) {
 	p.advance()
 }
 
+// switchBy is when a restart must happen for a cutover seen at detected
 // whose previous version stops being valid at graceEnd: a margin before
 // it, to start the new child; DrainTimeout after detected when unknown.
 func (p *relay) switchBy(graceEnd, detected time.Time) time.Time {
@@ -49,6 +50,8 @@ func (p *relay) switchBy(graceEnd, detected time.Time) time.Time {
 	return detected
 }
 
+// tooLate reports that the grace period is running out with the server
+// still busy: on stderr and in the audit log. The restart then goes ahead;
 // the old server finishes its requests beside the new one.
 func (p *relay) tooLate() {
 	c := p.r.cur
@@ -117,9 +120,11 @@ func (p *relay) startNext() {
 	p.replayRest()
 }
 
+// holding says whether the client's new requests are held: while a
 // restart is under way, not while it waits to try again.
 func (p *relay) holding() bool { return p.pending && p.retryAt.IsZero() }
 
+// retryLater gives up this attempt to restart: the held lines go to the
 // running server, and the restart is tried again after a backoff.
 func (p *relay) retryLater() {
 	p.retryAt = time.Now().Add(p.backoff)
@@ -138,6 +143,7 @@ func (p *relay) abandonNext() {
 	p.retryLater()
 }
 
+// replayRest sends the new child what followed initialize: the
 // initialized notification, the log level and the subscriptions.
 func (p *relay) replayRest() {
 	p.initAnswered = true
@@ -201,6 +207,7 @@ func (p *relay) switchNow() {
 	}
 }
 
+// fromNext handles what the starting child says: the answers to the
 // replay are swallowed; the rest waits for the switch.
 func (p *relay) fromNext(line []byte) {
 	msgs := parseLine(line)
