@@ -177,9 +177,10 @@ type Switch struct {
 	// Credentials are the ids whose new versions the new child has.
 	Credentials []string
 	// Detected is when the first of those cutovers was seen; Decided when
-	// the new child was started; Ready when it had answered the replayed
-	// initialize (or was started, without one); Switched when the client's
-	// pipes were moved to it.
+	// the new child was started (the old one serving meanwhile); Ready when
+	// it had answered the replayed initialize (or was started, without
+	// one), from when the client's new messages are held until the old
+	// child is idle; Switched when the client's pipes were moved to it.
 	Detected, Decided, Ready, Switched time.Time
 	// Forced: the previous child still had requests in flight when the
 	// grace period ran out.

@@ -46,6 +46,7 @@ type relay struct {
 	readyAt      time.Time
 	startBy      time.Time
 	awaiting     map[string]bool // replayed requests whose answers are swallowed
+	holdAll      bool            // a message changed the session after the replay
 	initAnswered bool
 	early        [][]byte // what the new child said before the switch
 	ackSwallow   map[string]bool
@@ -186,11 +187,20 @@ func (p *relay) fromClient(line []byte) {
 			}
 			if _, ok := p.listens[m.ref]; ok {
 				p.dropListen(m.ref)
+				if p.next != nil {
+					// It was replayed to the new server too.
+					p.next.in.Send(line)
+				}
 			}
 			to.in.Send(line)
 			p.settled(to)
 			return
 		}
+	}
+	if p.next != nil && !p.holdAll && changesSession(msgs) {
+		// The new server was given the session as it was: from here on
+		// the client's messages wait for it.
+		p.holdAll = true
 	}
 	if p.holding() {
 		p.held = append(p.held, line)
@@ -200,6 +210,21 @@ func (p *relay) fromClient(line []byte) {
 		p.trackClient(m, line, len(msgs) == 1)
 	}
 	cur.in.Send(line)
+}
+
+// changesSession reports whether msgs change what a new server is
+// replayed (the handshake, the log level, subscriptions).
+func changesSession(msgs []message) bool {
+	for _, m := range msgs {
+		switch m.method {
+		case methodInitialize, methodInitialized, methodSetLevel, methodSubscribe, methodUnsubscribe, methodSubscriptionsListen:
+			return true
+		}
+		if m.kind == kindOther {
+			return true
+		}
+	}
+	return false
 }
 
 // trackClient notes a client message forwarded to the current child.

@@ -91,11 +91,13 @@ func (p *relay) advance() {
 	if !p.pending || p.clientGone || p.r.ending {
 		return
 	}
-	idle := p.busy(p.r.cur) == 0
-	if p.next == nil && p.retryAt.IsZero() && (idle || p.late) {
+	// The new server starts at once: the old one serves meanwhile (the
+	// previous value is valid through the grace period), so its start is
+	// not a pause for the client.
+	if p.next == nil && p.retryAt.IsZero() {
 		p.startNext()
 	}
-	if p.next != nil && !p.readyAt.IsZero() && (idle || p.late) {
+	if p.next != nil && !p.readyAt.IsZero() && (p.busy(p.r.cur) == 0 || p.late) {
 		p.switchNow()
 	}
 }
@@ -109,7 +111,7 @@ func (p *relay) startNext() {
 		p.retryLater()
 		return
 	}
-	p.next, p.readyAt, p.initAnswered = c, time.Time{}, false
+	p.next, p.readyAt, p.initAnswered, p.holdAll = c, time.Time{}, false, false
 	p.awaiting, p.early, p.ackSwallow = map[string]bool{}, nil, map[string]bool{}
 	p.startBy = p.decided.Add(p.r.opts.StartTimeout)
 	if p.initReq != nil {
@@ -120,13 +122,18 @@ func (p *relay) startNext() {
 	p.replayRest()
 }
 
-// holding says whether the client's new requests are held: while a
-// restart is under way, not while it waits to try again.
-func (p *relay) holding() bool { return p.pending && p.retryAt.IsZero() }
+// holding says whether the client's new requests are held: from when the
+// new server is ready (the old one then only finishes what it has) or a
+// message would change the session the new one was given, until the
+// switch; not while a failed start waits to be tried again.
+func (p *relay) holding() bool {
+	return p.pending && p.retryAt.IsZero() && p.next != nil && (!p.readyAt.IsZero() || p.holdAll)
+}
 
 // retryLater gives up this attempt to restart: the held lines go to the
 // running server, and the restart is tried again after a backoff.
 func (p *relay) retryLater() {
+	p.holdAll = false
 	p.retryAt = time.Now().Add(p.backoff)
 	p.backoff = min(2*p.backoff, 30*time.Second)
 	held := p.held
@@ -177,7 +184,7 @@ func (p *relay) replayRest() {
 // switchNow moves the client to the new child.
 func (p *relay) switchNow() {
 	old, c := p.r.cur, p.next
-	p.r.cur, p.next, p.pending = c, nil, false
+	p.r.cur, p.next, p.pending, p.holdAll = c, nil, false, false
 	sw := Switch{Detected: p.detected, Decided: p.decided, Ready: p.readyAt, Forced: p.late, Held: len(p.held)}
 	for _, id := range slices.Sorted(maps.Keys(p.cutovers)) {
 		sw.Credentials = append(sw.Credentials, id)
@@ -199,8 +206,8 @@ func (p *relay) switchNow() {
 	}
 	for _, id := range sw.Credentials {
 		co := p.cutovers[id]
-		p.r.say("credential %q: the server now runs with version %s (fingerprint %s); restart took %s, %d client message(s) held meanwhile",
-			id, co.to, co.fingerprint, sw.Switched.Sub(sw.Decided).Round(time.Millisecond), sw.Held)
+		p.r.say("credential %q: the server now runs with version %s (fingerprint %s); the new server started in %s, the switch held %d client message(s)",
+			id, co.to, co.fingerprint, sw.Ready.Sub(sw.Decided).Round(time.Millisecond), sw.Held)
 	}
 	if p.r.opts.OnSwitch != nil {
 		p.r.opts.OnSwitch(sw)
