@@ -30,11 +30,12 @@ line, never a secret.
 
 On a cutover of one of its credentials exec acts per --on-rotate:
   restart    (the default) exec relays the MCP stdio transport between the
-             client and the server. It holds the client's new requests, waits
-             until no request is in flight, starts a new server with the new
-             values, replays the client's initialize handshake to it, then
-             moves the client over and stops the old server (SIGTERM, SIGKILL
-             after --stop-timeout). The client sees no error and no restart.
+             client and the server. It starts a new server with the new
+             values and replays the client's initialize handshake to it while
+             the old one goes on serving; then it holds the client's new
+             requests until no request is in flight, moves the client over
+             and stops the old server (SIGTERM, SIGKILL after --stop-timeout).
+             The client sees no error and no restart.
              If the server is still busy when the previous value's grace
              period is about to end, exec says so on stderr, records an
              exec.late_cutover audit event and switches anyway: new requests

@@ -5,13 +5,16 @@
 //
 // In restart mode exec sits on the child's stdin and stdout: it reads the
 // newline-delimited JSON-RPC of the MCP stdio transport in both directions
-// and tracks the requests in flight. On a cutover it holds the client's new
-// requests, waits until no request is in flight (at the latest until the
-// previous version's grace period is about to end), starts a new child with
-// the new values, replays the client's initialize handshake to it
-// (swallowing the answer), passes the held requests to it and stops the old
-// child. In signal mode it rewrites the files and signals the child; in
-// none mode it only rewrites the files.
+// and tracks the requests in flight. On a cutover it starts a new child
+// with the new values and replays the client's initialize handshake to it
+// (swallowing the answer) while the old child goes on serving with the
+// previous value, still valid in its grace period. Once the new child is
+// ready, exec holds the client's new requests until no request is in
+// flight on the old one (at the latest until the grace period is about to
+// end), passes the held requests to the new child and stops the old one.
+// The client's pause is the old child's drain, not the new one's start. In
+// signal mode exec rewrites the files and signals the child; in none mode it
+// only rewrites the files.
 //
 // Values go to the child only. exec prints ids, versions and fingerprints,
 // never a value.

@@ -3,6 +3,7 @@ package exec_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -323,6 +324,55 @@ func TestCancelledRequest(t *testing.T) {
 	})
 	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("the restart took %v: it waited for the cancelled call", took)
+	}
+	_ = cs.Close()
+	if code := exitCode(t, cmd); code != 0 {
+		t.Errorf("exec exited %d", code)
+	}
+}
+
+// TestReplaysLogLevel: the log level the client set reaches the new server
+// (the SDK server sends no log message until a level is set).
+func TestReplaysLogLevel(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "1m")
+	logs := make(chan string, 16)
+	cs, cmd, stderr := h.connectWith(t, execSpec{Env: []string{"TEST_TOKEN=" + credID}}, "2025-11-25", &mcp.ClientOptions{
+		LoggingMessageHandler: func(_ context.Context, req *mcp.LoggingMessageRequest) { logs <- fmt.Sprint(req.Params.Data) },
+	})
+	ctx := t.Context()
+	if err := cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: "info"}); err != nil {
+		t.Fatal(err)
+	}
+	logged := func() (whoami, string) {
+		t.Helper()
+		w, err := call(ctx, cs, "log", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case l := <-logs:
+			return w, l
+		case <-time.After(5 * time.Second):
+			return w, ""
+		}
+	}
+	first, l := logged()
+	if want := fmt.Sprintf("pid %d", first.PID); l != want {
+		t.Fatalf("log message %q before the rotation, want %q", l, want)
+	}
+	v2 := h.rotate(t)
+	fp2 := fingerprint(h.value(t, v2))
+	waitFor(t, "the new value", stderr, func() bool {
+		w, err := call(ctx, cs, "whoami", nil)
+		return err == nil && w.Fingerprint == fp2
+	})
+	second, l := logged()
+	if second.PID == first.PID {
+		t.Fatal("no restart")
+	}
+	if want := fmt.Sprintf("pid %d", second.PID); l != want {
+		t.Errorf("log message %q from the new server, want %q: the log level was not replayed", l, want)
 	}
 	_ = cs.Close()
 	if code := exitCode(t, cmd); code != 0 {

@@ -124,6 +124,12 @@ func runServer() int {
 			}
 			return nil, me(in.MS), nil
 		})
+	mcp.AddTool(s, &mcp.Tool{Name: "log", Description: "logs an info message to the client (sent only once the client set a log level)"},
+		func(ctx context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, whoami, error) {
+			w := me(0)
+			err := req.Session.Log(ctx, &mcp.LoggingMessageParams{Level: "info", Data: fmt.Sprintf("pid %d", w.PID)})
+			return nil, w, err
+		})
 	mcp.AddTool(s, &mcp.Tool{Name: "ask", Description: "asks the client to sample a message (a request to the client), then answers as whoami"},
 		func(ctx context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, whoami, error) {
 			_, err := req.Session.CreateMessage(ctx, &mcp.CreateMessageParams{MaxTokens: 10,

@@ -31,7 +31,7 @@ func (p *relay) rotated(ev event, old delivery.Current) {
 		p.next.stop(p.r.opts.StopTimeout)
 		p.next = nil
 	}
-	p.r.say("credential %q rotated to version %s (fingerprint %s); restarting the server with it once no request is in flight (by %s at the latest)",
+	p.r.say("credential %q rotated to version %s (fingerprint %s); starting a new server with it, to take over once no request is in flight (by %s at the latest)",
 		id, co.to, co.fingerprint, p.deadline.UTC().Format(time.RFC3339))
 	p.advance()
 }
