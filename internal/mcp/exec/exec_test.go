@@ -379,3 +379,54 @@ func TestReplaysLogLevel(t *testing.T) {
 		t.Errorf("exec exited %d", code)
 	}
 }
+
+// TestNewServerFailsToStart: when the new server dies before it is ready,
+// the old one keeps serving (the previous value is still valid), exec says
+// so, and tries again until the new one starts.
+func TestNewServerFailsToStart(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "1m")
+	fp1 := fingerprint(h.value(t, h.current(t)))
+	failIf := filepath.Join(h.dir, "fail")
+	cs, cmd, stderr := h.connect(t, execSpec{Env: []string{"TEST_TOKEN=" + credID}, ChildEnv: []string{envFailIf + "=" + failIf}}, "2025-11-25")
+	ctx := t.Context()
+	first, err := call(ctx, cs, "whoami", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(failIf, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	calls := startCaller(ctx, cs, 50*time.Millisecond)
+	v2 := h.rotate(t)
+	fp2 := fingerprint(h.value(t, v2))
+	waitFor(t, "exec to report the failed start", stderr, func() bool {
+		return strings.Contains(stderr.String(), "the new server exited with code 3 before it was ready; the running server keeps the previous value")
+	})
+	time.Sleep(300 * time.Millisecond)
+	if calls.saw(fp2) {
+		t.Fatal("a call saw the new value though no new server started")
+	}
+	if !calls.saw(fp1) {
+		t.Fatal("no call was answered meanwhile")
+	}
+	if err := os.Remove(failIf); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the new value", stderr, func() bool { return calls.saw(fp2) })
+	results, errs := calls.finish()
+	for _, err := range errs {
+		t.Errorf("a call failed: %v", err)
+	}
+	for _, r := range results {
+		if r.Fingerprint == fp1 && r.PID != first.PID {
+			t.Errorf("the old value came from pid %d", r.PID)
+		}
+	}
+	t.Logf("exec's stderr:\n%s", stderr)
+	h.canary(t, "exec's stderr", stderr.String())
+	_ = cs.Close()
+	if code := exitCode(t, cmd); code != 0 {
+		t.Errorf("exec exited %d", code)
+	}
+}

@@ -75,8 +75,18 @@ type slowIn struct {
 	Stubborn bool `json:"stubborn,omitempty"`
 }
 
+// envFailIf names a file whose existence makes the test server fail at
+// start (exit 3), as a server does with a bad configuration.
+const envFailIf = "TEST_FAIL_IF_EXISTS"
+
 // runServer is roleServer: a stdio MCP server with a quick and a slow tool.
 func runServer() int {
+	if p := os.Getenv(envFailIf); p != "" {
+		if _, err := os.Stat(p); err == nil {
+			fmt.Fprintln(os.Stderr, "test server: told to fail at start")
+			return 3
+		}
+	}
 	var mu sync.Mutex
 	read := func() string {
 		if p := os.Getenv(envTokenFile); p != "" {

@@ -30,6 +30,7 @@ func (p *relay) rotated(ev event, old delivery.Current) {
 		// It was started with the version before this one.
 		p.next.stop(p.r.opts.StopTimeout)
 		p.next = nil
+		p.release()
 	}
 	p.r.say("credential %q rotated to version %s (fingerprint %s); starting a new server with it, to take over once no request is in flight (by %s at the latest)",
 		id, co.to, co.fingerprint, p.deadline.UTC().Format(time.RFC3339))
@@ -133,9 +134,15 @@ func (p *relay) holding() bool {
 // retryLater gives up this attempt to restart: the held lines go to the
 // running server, and the restart is tried again after a backoff.
 func (p *relay) retryLater() {
-	p.holdAll = false
 	p.retryAt = time.Now().Add(p.backoff)
 	p.backoff = min(2*p.backoff, 30*time.Second)
+	p.release()
+}
+
+// release passes the held lines on to the running server, in order, when
+// the new one they were held for is gone (p.next is nil).
+func (p *relay) release() {
+	p.holdAll = false
 	held := p.held
 	p.held = nil
 	for _, l := range held {
