@@ -13,7 +13,6 @@ import (
 
 // child is one run of the wrapped command.
 type child struct {
-	gen int
 	cmd *osexec.Cmd
 	// in and out are its stdin and stdout when exec relays them (restart
 	// mode); nil when the child has exec's own.
@@ -42,8 +41,8 @@ type childSpec struct {
 // startChild starts a child; with relayed pipes, onLine receives each line
 // it writes on stdout (from a goroutine) and onEOF is called when its
 // stdout ends. onExit is called from a goroutine after the process ended.
-func startChild(gen int, s childSpec, onLine func(*child, []byte), onEOF func(*child), onExit func(*child)) (*child, error) {
-	c := &child{gen: gen, exited: make(chan struct{})}
+func startChild(s childSpec, onLine func(*child, []byte), onEOF func(*child), onExit func(*child)) (*child, error) {
+	c := &child{exited: make(chan struct{})}
 	cmd := osexec.Command(s.path, s.args[1:]...)
 	cmd.Args[0] = s.args0()
 	cmd.Env = s.env

@@ -70,10 +70,7 @@ type runner struct {
 	stderr io.Writer // the child's stderr (scrubbed when a Redactor is set)
 
 	values map[string]delivery.Current // newest version of each credential
-	gen    int
 	cur    *child
-	// versions[c] are the versions child c was started with.
-	versions map[*child]map[string]string
 
 	done     bool
 	exitCode int
@@ -97,7 +94,7 @@ func Run(ctx context.Context, opts Options) (int, error) {
 	}
 	r := &runner{
 		opts: opts, path: path, events: make(chan event, 64), quit: make(chan struct{}),
-		values: map[string]delivery.Current{}, versions: map[*child]map[string]string{},
+		values: map[string]delivery.Current{},
 	}
 	defer close(r.quit)
 	for _, id := range opts.credentials() {
@@ -119,6 +116,10 @@ func Run(ctx context.Context, opts Options) (int, error) {
 	}
 	first, err := r.start()
 	if err != nil {
+		r.removeFiles()
+		if r.relay != nil {
+			r.relay.out.Close()
+		}
 		return 0, err
 	}
 	r.cur = first
@@ -193,19 +194,13 @@ func (r *runner) start() (*child, error) {
 	if r.relay != nil {
 		spec.stdin, spec.stdout = nil, nil
 	}
-	r.gen++
-	c, err := startChild(r.gen, spec,
+	c, err := startChild(spec,
 		func(c *child, l []byte) { r.send(event{kind: evChildLine, child: c, line: l}) },
 		func(*child) {},
 		func(c *child) { r.send(event{kind: evChildExit, child: c}) })
 	if err != nil {
 		return nil, err
 	}
-	vs := map[string]string{}
-	for id, cur := range r.values {
-		vs[id] = cur.VersionID
-	}
-	r.versions[c] = vs
 	return c, nil
 }
 
@@ -343,7 +338,6 @@ func (r *runner) childExited(c *child) {
 	if c.killer != nil {
 		c.killer.Stop()
 	}
-	delete(r.versions, c)
 	if c != r.cur {
 		if r.relay != nil {
 			r.relay.otherExited(c)
@@ -387,10 +381,6 @@ func (r *runner) rotated(ev event) {
 			if b.Credential == id {
 				r.say("--env %s keeps the previous value of %q until the server restarts (--on-rotate %s does not restart it)", b.Name, id, r.opts.OnRotate)
 			}
-		}
-		r.versions[r.cur] = map[string]string{}
-		for cid, cur := range r.values {
-			r.versions[r.cur][cid] = cur.VersionID
 		}
 	}
 }

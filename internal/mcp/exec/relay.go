@@ -180,6 +180,9 @@ func (p *relay) fromClient(line []byte) {
 			p.settled(to)
 			return
 		case m.kind == kindNotification && m.method == methodCancelled:
+			if _, ok := p.inflight[m.ref]; !ok && p.dropHeld(m.ref) {
+				return // cancelled before any server saw it
+			}
 			to := cur
 			if o, ok := p.inflight[m.ref]; ok {
 				to = o
@@ -210,6 +213,17 @@ func (p *relay) fromClient(line []byte) {
 		p.trackClient(m, line, len(msgs) == 1)
 	}
 	cur.in.Send(line)
+}
+
+// dropHeld removes the held request with the given id, if any.
+func (p *relay) dropHeld(id string) bool {
+	for i, l := range p.held {
+		if m := parseLine(l); len(m) == 1 && m[0].kind == kindRequest && m[0].id == id {
+			p.held = append(p.held[:i], p.held[i+1:]...)
+			return true
+		}
+	}
+	return false
 }
 
 // changesSession reports whether msgs change what a new server is
