@@ -148,6 +148,8 @@ func TestDocsCheckerFails(t *testing.T) {
 		"global flag first":            {"`rotator --log-level debug serve -f x.yaml`", ""},
 		"pipeline ends the command":    {"`rotator credentials list -o json | jq -r .x --frob`", ""},
 		"help and completion commands": {"`rotator help rotate` and `rotator completion bash`", ""},
+		"exec's command after --":      {"`rotator exec --env T=c -- server --frob`", ""},
+		"exec flag before --":          {"`rotator exec --frob -- server`", `rotator exec has no flag --frob`},
 		"a URL ending in /rotator":     {"`ROTATOR_DATABASE_URL=postgres://rotator@db/rotator rotator serve`", ""},
 		"inside an SQL string":         {"```\npsql -c 'ALTER DATABASE rotator RENAME TO x' \\\n  -c 'ALTER DATABASE y RENAME TO rotator'\n```", ""},
 		"Dockerfile CMD":               {"ENTRYPOINT [\"/rotator\"]\nCMD [\"serve\", \"--frob\"]", `rotator serve has no flag --frob`},
@@ -272,7 +274,10 @@ func checkMention(root *cobra.Command, tokens []string, code bool, seen *int) st
 			return ""
 		}
 		tok := trimToken(raw)
-		if tok == "" || tok == "-" || tok == "--" {
+		if tok == "--" {
+			return "" // what follows is another program's (rotator exec -- CMD)
+		}
+		if tok == "" || tok == "-" {
 			continue
 		}
 		if strings.HasPrefix(tok, "-") {

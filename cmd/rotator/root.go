@@ -84,6 +84,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
+	var ec exitCodeError
+	if errors.As(err, &ec) {
+		return ec.code
+	}
 	msg := a.redactor.Scrub(err.Error())
 	var ue usageError
 	var ce *config.Errors
@@ -172,6 +176,7 @@ Colour only on a terminal, never with NO_COLOR set.`,
 		a.reportCommand(),
 		a.keysCommand(),
 		a.healthCommand(),
+		a.execCommand(),
 		a.versionCommand(),
 	)
 	root.InitDefaultCompletionCmd()
