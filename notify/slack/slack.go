@@ -202,11 +202,13 @@ func summaryBlocks(evs []notify.Event) []Block {
 
 // Notify posts msg once.
 func (r *Receiver) Notify(ctx context.Context, msg notify.Message) (bool, error) {
-	body, err := json.Marshal(Render(msg, r.cfg.Username))
-	if err != nil {
+	var body bytes.Buffer
+	enc := json.NewEncoder(&body)
+	enc.SetEscapeHTML(false) // Slack's links are <url|text>
+	if err := enc.Encode(Render(msg, r.cfg.Username)); err != nil {
 		return false, fmt.Errorf("receiver %s: encoding the message: %w", r.name, err)
 	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, string(r.cfg.URL.Reveal()), bytes.NewReader(body))
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, string(r.cfg.URL.Reveal()), &body)
 	if err != nil {
 		return false, fmt.Errorf("receiver %s: the configured url is not a valid URL", r.name)
 	}
