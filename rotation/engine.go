@@ -266,6 +266,9 @@ func (e *Engine) Rotate(ctx context.Context, req Request) ([]Started, error) {
 		}
 		out = append(out, started...)
 	}
+	if req.Emergency {
+		e.noteEmergency(ctx, req, out)
+	}
 	return out, nil
 }
 
