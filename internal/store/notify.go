@@ -89,6 +89,9 @@ type DeliveryFilter struct {
 
 // NotifyReader reads the notification tables.
 type NotifyReader interface {
+	// ListNotifyEvents returns the events of a kind that occurred at or
+	// after since, oldest first (routed or not).
+	ListNotifyEvents(ctx context.Context, kind string, since time.Time) ([]NotifyEvent, error)
 	// ListUnroutedNotifyEvents returns up to limit events not yet routed,
 	// oldest first.
 	ListUnroutedNotifyEvents(ctx context.Context, limit int) ([]NotifyEvent, error)

@@ -20,6 +20,7 @@ CREATE TABLE notify_events (
     routed_at     timestamptz
 );
 CREATE INDEX notify_events_unrouted_idx ON notify_events (id) WHERE routed_at IS NULL;
+CREATE INDEX notify_events_kind_idx ON notify_events (kind, occurred_at);
 
 CREATE TABLE notify_deliveries (
     id          text        PRIMARY KEY,

@@ -10,7 +10,8 @@ import (
 	"github.com/rotatorhq/rotator/rotation"
 )
 
-// Check writes credential.overdue for credentials past their due time
+// Check writes the summaries of finished emergencies (Summarize),
+// credential.overdue for credentials past their due time
 // (rotation.EffectiveStatus says overdue or expired) and
 // credential.expiring for those whose current value expires within
 // expiring_within while the rotation that was due has not succeeded. It
@@ -22,6 +23,9 @@ func (d *Dispatcher) Check(ctx context.Context) error {
 		return nil
 	}
 	d.checked = now
+	if err := d.Summarize(ctx); err != nil {
+		return fmt.Errorf("summarising emergencies: %w", err)
+	}
 	creds, err := d.opts.Store.ListCredentials(ctx, store.CredentialFilter{DueBefore: now})
 	if err != nil {
 		return fmt.Errorf("listing due credentials: %w", err)

@@ -190,6 +190,25 @@ func scanNotifyEvents(rows Rows) ([]store.NotifyEvent, error) {
 	return out, rows.Err()
 }
 
+// ListNotifyEvents returns the events of a kind since a time, oldest first.
+func (r reader) ListNotifyEvents(ctx context.Context, kind string, since time.Time) ([]store.NotifyEvent, error) {
+	var q query
+	q.sql(`SELECT `, notifyEventColumns, ` FROM notify_events AS e WHERE e.kind = `, q.arg(kind))
+	if !since.IsZero() {
+		q.sql(` AND e.occurred_at >= `, q.arg(r.s.dialect().time(since)))
+	}
+	q.sql(` ORDER BY e.occurred_at, e.id`)
+	rows, err := r.c.Query(ctx, q.String(), q.args...)
+	if err != nil {
+		return nil, fmt.Errorf("list %s notification events: %w", kind, err)
+	}
+	evs, err := scanNotifyEvents(rows)
+	if err != nil {
+		return nil, fmt.Errorf("list %s notification events: %w", kind, err)
+	}
+	return evs, nil
+}
+
 // ListUnroutedNotifyEvents returns up to limit unrouted events, oldest first.
 func (r reader) ListUnroutedNotifyEvents(ctx context.Context, limit int) ([]store.NotifyEvent, error) {
 	var q query

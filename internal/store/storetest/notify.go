@@ -30,6 +30,15 @@ func testNotifyOutbox(t *testing.T, s store.Store, ctx context.Context) {
 	if err != nil || len(got) != 2 || got[0].ID != "01EV1" || got[0].RunID != "R1" || !got[0].OccurredAt.Equal(t0) || got[1].CredentialID != "" {
 		t.Fatalf("unrouted = %+v, %v", got, err)
 	}
+	if byKind, err := s.ListNotifyEvents(ctx, "audit.chain_broken", t0); err != nil || len(byKind) != 1 || byKind[0].ID != "01EV2" {
+		t.Fatalf("by kind = %+v, %v", byKind, err)
+	}
+	if all, err := s.ListNotifyEvents(ctx, "rotation.rolled_back", time.Time{}); err != nil || len(all) != 1 {
+		t.Fatalf("since zero = %+v, %v", all, err)
+	}
+	if later, err := s.ListNotifyEvents(ctx, "rotation.rolled_back", t0.Add(time.Second)); err != nil || len(later) != 0 {
+		t.Fatalf("since = %+v, %v", later, err)
+	}
 	var payload map[string]string
 	if err := json.Unmarshal(got[0].Payload, &payload); err != nil || payload["credential"] != "c1" {
 		t.Fatalf("payload %s: %v", got[0].Payload, err)
