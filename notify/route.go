@@ -16,6 +16,9 @@ const (
 	// DefaultExpiringWithin is how close to expiry a credential whose
 	// rotation has not succeeded triggers credential.expiring.
 	DefaultExpiringWithin = 24 * time.Hour
+	// DefaultRetention is how long settled deliveries and routed events are
+	// kept.
+	DefaultRetention = 30 * 24 * time.Hour
 )
 
 // GroupByFields are the event fields group_by may name, besides
@@ -34,6 +37,9 @@ type Config struct {
 	// ExpiringWithin: credential.expiring fires when the current value
 	// expires within it and no rotation has succeeded.
 	ExpiringWithin time.Duration
+	// Retention: settled deliveries (with their attempts) and routed events
+	// older than this are deleted.
+	Retention time.Duration
 }
 
 // ReceiverConfig is one entry of notify.receivers.
@@ -88,6 +94,9 @@ type Match struct {
 func (c *Config) Fill() {
 	if c.ExpiringWithin <= 0 {
 		c.ExpiringWithin = DefaultExpiringWithin
+	}
+	if c.Retention <= 0 {
+		c.Retention = DefaultRetention
 	}
 	r := &c.Route
 	if r.GroupBy == nil {

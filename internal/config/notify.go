@@ -13,7 +13,7 @@ import (
 )
 
 var (
-	notifyKeys = []string{"expiring_within", "links", "receivers", "route"}
+	notifyKeys = []string{"expiring_within", "links", "receivers", "retention", "route"}
 	routeKeys  = []string{"consumers", "continue", "group_by", "group_interval", "group_wait", "kinds", "labels", "receiver", "repeat_interval", "routes"}
 	linkKeys   = []string{"run", "runbook"}
 )
@@ -73,13 +73,17 @@ func (p *parser) notifySection(cfg *Config, n *yaml.Node) {
 			if dv := deref(e.val); dv != nil && !isNull(dv) && dv.Kind != yaml.MappingNode {
 				p.errorf(e.val.Line, path, "must be a mapping with the keys %s, got %s", quoteList(linkKeys), kindName(e.val))
 			}
-		case "expiring_within":
+		case "expiring_within", "retention":
 			fields := map[string]pair{e.key: e}
 			if v, line, ok := p.duration(fields, e.key, "notify"); ok {
 				if v <= 0 {
 					p.errorf(line, path, "must be positive")
 				}
-				nc.ExpiringWithin = v
+				if e.key == "retention" {
+					nc.Retention = v
+				} else {
+					nc.ExpiringWithin = v
+				}
 			}
 		default:
 			p.errorf(e.knode.Line, path, "unknown key; valid keys are %s", quoteList(notifyKeys))

@@ -128,4 +128,9 @@ type NotifyWriter interface {
 	UpdateNotifyDelivery(ctx context.Context, d NotifyDelivery) error
 	// InsertNotifyAttempts records attempts.
 	InsertNotifyAttempts(ctx context.Context, as ...NotifyAttempt) error
+	// PruneNotify deletes up to limit settled deliveries finished before
+	// the given time (with their items and attempts), then up to limit
+	// events routed before it that no remaining item refers to. It returns
+	// how many rows of each it deleted.
+	PruneNotify(ctx context.Context, before time.Time, limit int) (deliveries, events int, err error)
 }

@@ -78,6 +78,8 @@ type Dispatcher struct {
 	mu        sync.Mutex
 	receivers map[string]notify.Receiver
 
+	// pruned is when Prune last ran.
+	pruned time.Time
 	// checked is when the overdue/expiring check last ran; raised holds
 	// when an event was last written per kind and credential, so a lasting
 	// state is written once per repeat interval, not once per check.
@@ -182,6 +184,9 @@ func (d *Dispatcher) Task(ctx context.Context) error {
 	}
 	if err := d.Check(ctx); err != nil {
 		d.log.Warn("checking for overdue and expiring credentials failed", slog.String("error", d.scrub(err)))
+	}
+	if err := d.Prune(ctx); err != nil {
+		d.log.Warn("pruning old notifications failed", slog.String("error", d.scrub(err)))
 	}
 	_, err := d.Flush(ctx)
 	return err
@@ -425,3 +430,20 @@ func (d *Dispatcher) DeliverPending(ctx context.Context) error {
 }
 
 func marshalEvents(evs []notify.Event) ([]byte, error) { return json.Marshal(evs) }
+
+// pruneBatch bounds the rows one Prune deletes per table.
+const pruneBatch = 5000
+
+// Prune deletes, at most every CheckEvery, settled deliveries (with their
+// items and attempts) and routed events older than the retention.
+func (d *Dispatcher) Prune(ctx context.Context) error {
+	now := d.now()
+	if !d.pruned.IsZero() && now.Sub(d.pruned) < d.opts.CheckEvery {
+		return nil
+	}
+	d.pruned = now
+	return d.opts.Store.InTx(ctx, func(tx store.Tx) error {
+		_, _, err := tx.PruneNotify(ctx, now.Add(-d.opts.Config.Retention), pruneBatch)
+		return err
+	})
+}

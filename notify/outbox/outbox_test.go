@@ -313,6 +313,12 @@ func TestDelivery(t *testing.T) {
 			if len(b.hook.requests()) != 3 {
 				t.Fatal("a delivered delivery was sent again")
 			}
+			// After the retention (30 days by default) both are pruned.
+			b.clk.Add(31 * 24 * time.Hour)
+			b.step(t)
+			if ds, err := b.st.ListNotifyDeliveries(t.Context(), store.DeliveryFilter{}); err != nil || len(ds) != 0 {
+				t.Fatalf("after the retention: %d deliveries, %v", len(ds), err)
+			}
 		})
 	}
 }

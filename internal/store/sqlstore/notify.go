@@ -377,3 +377,58 @@ func (r reader) ListNotifyAttempts(ctx context.Context, deliveryIDs []string) ([
 	}
 	return out, nil
 }
+
+// PruneNotify deletes settled deliveries and routed events older than
+// before, in batches of at most limit.
+func (tx *Tx) PruneNotify(ctx context.Context, before time.Time, limit int) (int, int, error) {
+	d := tx.s.dialect()
+	limit = max(limit, 1)
+	var q query
+	q.sql(`SELECT id FROM notify_deliveries WHERE state <> `, q.arg(store.DeliveryPending), ` AND finished_at < `,
+		q.arg(d.time(before)), ` ORDER BY finished_at LIMIT `, q.arg(limit))
+	rows, err := tx.c.Query(ctx, q.String(), q.args...)
+	if err != nil {
+		return 0, 0, fmt.Errorf("prune notifications: %w", err)
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return 0, 0, fmt.Errorf("prune notifications: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, 0, fmt.Errorf("prune notifications: %w", err)
+	}
+	if len(ids) > 0 {
+		for _, table := range []string{"notify_attempts", "notify_items"} {
+			var dq query
+			in, err := d.inList(&dq, "delivery_id", ids)
+			if err != nil {
+				return 0, 0, err
+			}
+			if _, err := tx.exec(ctx, `DELETE FROM `+table+` WHERE `+in, dq.args...); err != nil {
+				return 0, 0, fmt.Errorf("prune %s: %w", table, err)
+			}
+		}
+		var dq query
+		in, err := d.inList(&dq, "id", ids)
+		if err != nil {
+			return 0, 0, err
+		}
+		if _, err := tx.exec(ctx, `DELETE FROM notify_deliveries WHERE `+in, dq.args...); err != nil {
+			return 0, 0, fmt.Errorf("prune notify_deliveries: %w", err)
+		}
+	}
+	var eq query
+	eq.sql(`DELETE FROM notify_events WHERE id IN (SELECT e.id FROM notify_events AS e WHERE e.routed_at < `, eq.arg(d.time(before)),
+		` AND NOT EXISTS (SELECT 1 FROM notify_items AS i WHERE i.event_id = e.id) ORDER BY e.routed_at LIMIT `, eq.arg(limit), `)`)
+	n, err := tx.exec(ctx, eq.String(), eq.args...)
+	if err != nil {
+		return len(ids), 0, fmt.Errorf("prune notify_events: %w", err)
+	}
+	return len(ids), int(n), nil
+}

@@ -113,4 +113,34 @@ func testNotifyOutbox(t *testing.T, s store.Store, ctx context.Context) {
 	if !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("a taken attempt number: %v", err)
 	}
+	// Pruning: nothing is old enough at first; later the delivered D1 goes
+	// with its item and attempts and event 01EV1, while 01EV2 still waits
+	// in its group.
+	prune := func(before time.Time) (int, int) {
+		var dn, en int
+		err := s.InTx(ctx, func(tx store.Tx) error {
+			var err error
+			dn, en, err = tx.PruneNotify(ctx, before, 100)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dn, en
+	}
+	if dn, en := prune(t0.Add(time.Minute)); dn != 0 || en != 0 {
+		t.Fatalf("pruned %d deliveries, %d events too early", dn, en)
+	}
+	if dn, en := prune(t0.Add(time.Hour)); dn != 1 || en != 1 {
+		t.Fatalf("pruned %d deliveries, %d events; want 1 and 1", dn, en)
+	}
+	if _, err := s.GetNotifyDelivery(ctx, "D1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("D1 after pruning: %v", err)
+	}
+	if as, _ := s.ListNotifyAttempts(ctx, []string{"D1"}); len(as) != 0 {
+		t.Fatalf("attempts after pruning: %+v", as)
+	}
+	if w, _ := s.ListWaitingNotifyEvents(ctx, "hook", "g1", 10); len(w) != 1 || w[0].ID != "01EV2" {
+		t.Fatalf("waiting after pruning: %+v", w)
+	}
 }
