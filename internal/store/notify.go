@@ -84,7 +84,9 @@ type DeliveryFilter struct {
 	State    string
 	// RunID selects deliveries carrying an event of the run.
 	RunID string
-	Limit int
+	// Since (inclusive) and Until (exclusive) bound CreatedAt.
+	Since, Until time.Time
+	Limit        int
 }
 
 // NotifyReader reads the notification tables.

@@ -317,6 +317,12 @@ func (r reader) ListNotifyDeliveries(ctx context.Context, f store.DeliveryFilter
 	if f.State != "" {
 		preds = append(preds, "state = "+q.arg(f.State))
 	}
+	if !f.Since.IsZero() {
+		preds = append(preds, "created_at >= "+q.arg(d.time(f.Since)))
+	}
+	if !f.Until.IsZero() {
+		preds = append(preds, "created_at < "+q.arg(d.time(f.Until)))
+	}
 	if f.RunID != "" {
 		preds = append(preds, "id IN (SELECT i.delivery_id FROM notify_items AS i JOIN notify_events AS e ON e.id = i.event_id WHERE e.run_id = "+q.arg(f.RunID)+")")
 	}

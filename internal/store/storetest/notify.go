@@ -100,6 +100,12 @@ func testNotifyOutbox(t *testing.T, s store.Store, ctx context.Context) {
 	if ds, err := s.ListNotifyDeliveries(ctx, store.DeliveryFilter{RunID: "R1"}); err != nil || len(ds) != 1 {
 		t.Fatalf("by run: %+v, %v", ds, err)
 	}
+	if ds, _ := s.ListNotifyDeliveries(ctx, store.DeliveryFilter{Since: t0.Add(time.Minute), Until: t0.Add(2 * time.Minute)}); len(ds) != 1 {
+		t.Fatalf("in [t0+1m, t0+2m): %+v", ds)
+	}
+	if ds, _ := s.ListNotifyDeliveries(ctx, store.DeliveryFilter{Until: t0.Add(time.Minute)}); len(ds) != 0 {
+		t.Fatalf("before t0+1m: %+v", ds)
+	}
 	if ds, _ := s.ListNotifyDeliveries(ctx, store.DeliveryFilter{State: store.DeliveryPending}); len(ds) != 0 {
 		t.Fatalf("pending: %+v", ds)
 	}
