@@ -92,7 +92,8 @@ type DeliveryFilter struct {
 // NotifyReader reads the notification tables.
 type NotifyReader interface {
 	// ListNotifyEvents returns the events of a kind that occurred at or
-	// after since, oldest first (routed or not).
+	// after since, oldest first (routed or not). Only rotation.emergency
+	// has an index; other kinds are read by a scan (tests, tools).
 	ListNotifyEvents(ctx context.Context, kind string, since time.Time) ([]NotifyEvent, error)
 	// ListUnroutedNotifyEvents returns up to limit events not yet routed,
 	// oldest first.

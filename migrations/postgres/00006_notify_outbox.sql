@@ -8,6 +8,12 @@
 -- one delivery per group_interval (notify_deliveries). A delivery's id is
 -- the webhook-id: it never changes across retries and restarts, and its
 -- events are stored as sent. Every attempt is a row of notify_attempts.
+--
+-- Payloads are text, not jsonb: SQL never looks inside them, and parsing
+-- them into jsonb would cost the rotation's commit CPU for nothing. The
+-- only index beyond the keys that every row pays for is the partial one of
+-- unrouted events (dropped from it once routed); the emergency index holds
+-- only rotation.emergency rows.
 
 -- +goose Up
 CREATE TABLE notify_events (
@@ -16,18 +22,18 @@ CREATE TABLE notify_events (
     occurred_at   timestamptz NOT NULL,
     credential_id text,
     run_id        text,
-    payload       jsonb       NOT NULL,
+    payload       text        NOT NULL,
     routed_at     timestamptz
 );
 CREATE INDEX notify_events_unrouted_idx ON notify_events (id) WHERE routed_at IS NULL;
-CREATE INDEX notify_events_kind_idx ON notify_events (kind, occurred_at);
+CREATE INDEX notify_events_emergency_idx ON notify_events (occurred_at) WHERE kind = 'rotation.emergency';
 
 CREATE TABLE notify_deliveries (
     id          text        PRIMARY KEY,
     receiver    text        NOT NULL,
     group_key   text        NOT NULL,
     state       text        NOT NULL,
-    events      jsonb       NOT NULL,
+    events      text        NOT NULL,
     event_count integer     NOT NULL,
     attempts    integer     NOT NULL DEFAULT 0,
     last_error  text,

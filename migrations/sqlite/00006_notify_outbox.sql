@@ -11,7 +11,7 @@ CREATE TABLE notify_events (
     routed_at     INTEGER
 ) STRICT;
 CREATE INDEX notify_events_unrouted_idx ON notify_events (id) WHERE routed_at IS NULL;
-CREATE INDEX notify_events_kind_idx ON notify_events (kind, occurred_at);
+CREATE INDEX notify_events_emergency_idx ON notify_events (occurred_at) WHERE kind = 'rotation.emergency';
 
 CREATE TABLE notify_deliveries (
     id          TEXT    PRIMARY KEY,
