@@ -136,6 +136,28 @@ func inherit(parent *Route) {
 	}
 }
 
+// Wants reports whether some route may take events of the kind: every
+// kind for people, and a machine kind when a route names it. The engine
+// writes only the kinds that are wanted (rotation.Options.NotifyKinds).
+func (c *Config) Wants(k Kind) bool {
+	if !MachineKinds[k] {
+		return true
+	}
+	return c.Route.names(k)
+}
+
+func (r *Route) names(k Kind) bool {
+	if slices.Contains(r.Kinds, k) {
+		return true
+	}
+	for i := range r.Routes {
+		if r.Routes[i].names(k) {
+			return true
+		}
+	}
+	return false
+}
+
 // Matches returns where ev goes: the deepest matching routes, first match
 // wins among siblings unless it has continue; the default route when no
 // child matches. Machine kinds (staged, cut_over, retired) go only to

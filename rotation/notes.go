@@ -20,6 +20,9 @@ import (
 // note records an event for the next commit. Versions appear by id and
 // fingerprint, never by value; reason is already scrubbed.
 func (x *execution) note(kind notify.Kind, at time.Time, reason, summary string) {
+	if !x.e.notifies(kind) {
+		return
+	}
 	ev := notify.Event{
 		ID: NewID(at), Kind: kind, Time: at, CredentialID: x.cred.ID, Consumer: x.cred.Consumer, Labels: x.cred.Labels,
 		RunID: x.run.ID, Trigger: string(x.run.Trigger), Reason: reason, Summary: summary, Runbook: x.cred.Runbook,
@@ -37,6 +40,15 @@ func (x *execution) note(kind notify.Kind, at time.Time, reason, summary string)
 		ev.NewVersion = &notify.Version{ID: v.ID, Fingerprint: v.Fingerprint}
 	}
 	x.notes = append(x.notes, ev)
+}
+
+// notifies reports whether the engine writes events of the kind
+// (Options.NotifyKinds).
+func (e *Engine) notifies(kind notify.Kind) bool {
+	if e.opts.NotifyKinds == nil {
+		return !notify.MachineKinds[kind]
+	}
+	return e.opts.NotifyKinds(kind)
 }
 
 // writeNotes queues the noted events in the commit's transaction.

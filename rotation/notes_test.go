@@ -44,7 +44,9 @@ func TestOutboxEvents(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, st store.Store) {
 		creds := credYAML("api", "gen", "max_age: 1h", "out=API_KEY") + credYAML("stuck", "gen", "max_age: 1h", "blocked=KEY")
-		b := setup(t, st, creds, setupOpts{})
+		b := setup(t, st, creds, setupOpts{engine: func(o *rotation.Options) {
+			o.NotifyKinds = func(notify.Kind) bool { return true } // as serve with a route for the machine kinds
+		}})
 		run := b.rotateOK(t, "api")
 		evs := b.outbox(t, run.ID, notify.KindStaged, notify.KindCutOver, notify.KindRetired)
 		var kinds []string
@@ -79,6 +81,23 @@ func TestOutboxEvents(t *testing.T) {
 		rb := b.outbox(t, failed.ID, notify.KindRolledBack, notify.KindCutOver, notify.KindStaged)
 		if len(rb) != 1 || rb[0].Kind != notify.KindRolledBack || !strings.Contains(rb[0].Reason, "stage") && !strings.Contains(rb[0].Reason, "blocker") {
 			t.Fatalf("events of a rolled-back run: %+v", rb)
+		}
+	})
+}
+
+// TestOutboxDefaultKinds: without NotifyKinds the engine writes the kinds
+// for people only: a success writes no row.
+func TestOutboxDefaultKinds(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		b := setup(t, st, credYAML("api", "gen", "max_age: 1h", "out=API_KEY")+credYAML("stuck", "gen", "max_age: 1h", "blocked=KEY"), setupOpts{})
+		run := b.rotateOK(t, "api")
+		if evs := b.outbox(t, run.ID, notify.KindStaged, notify.KindCutOver, notify.KindRetired); len(evs) != 0 {
+			t.Fatalf("machine kinds written by default: %+v", evs)
+		}
+		failed := b.waitDone(t, b.rotate(t, rotation.Request{Selection: ids("stuck")}))
+		if evs := b.outbox(t, failed.ID, notify.KindRolledBack); len(evs) != 1 {
+			t.Fatalf("rolled_back events: %+v", evs)
 		}
 	})
 }

@@ -83,6 +83,11 @@ next start.`,
 				return usagef("--listen %s: %v", listen, err)
 			}
 			a.logRuns = true
+			if cfg != nil && cfg.Notify != nil {
+				// The machine kinds (cut_over, ...) are written only when a
+				// route asks for them.
+				a.notifyKinds = cfg.Notify.Wants
+			}
 			setup, err := a.newEngine(ctx, runbookDir)
 			if err != nil {
 				_ = ln.Close()

@@ -63,6 +63,10 @@ func TestNotifySection(t *testing.T) {
 	if n.ExpiringWithin != notify.DefaultExpiringWithin || n.Links.Run == "" {
 		t.Fatalf("defaults: %+v", n)
 	}
+	// The engine writes cut_over (a route names it), not retired or staged.
+	if !n.Wants(notify.KindCutOver) || n.Wants(notify.KindRetired) || n.Wants(notify.KindStaged) || !n.Wants(notify.KindRolledBack) {
+		t.Fatal("Wants: want cut_over and the kinds for people only")
+	}
 	// Routing: a prod cut-over goes to deploy only (a machine kind never
 	// falls through to the default route); a failure to oncall.
 	cut := notify.Event{Kind: notify.KindCutOver, Labels: map[string]string{"env": "prod"}}
