@@ -2,6 +2,7 @@ package notify
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -164,7 +165,7 @@ func (r *Route) names(k Kind) bool {
 // routes whose kinds name them.
 func (c *Config) Matches(ev Event) []Match {
 	var out []Match
-	if !c.walk(&c.Route, "0", ev, &out) && c.Route.Receiver != "" && c.Route.matchesSelf(ev, true) {
+	if !c.walk(&c.Route, "0", ev, &out) && c.Route.Receiver != "" && c.Route.matchesSelf(ev) {
 		out = append(out, c.Route.match("0", ev))
 	}
 	return out
@@ -175,10 +176,10 @@ func (c *Config) walk(r *Route, pos string, ev Event, out *[]Match) bool {
 	matched := false
 	for i := range r.Routes {
 		ch := &r.Routes[i]
-		if !ch.matchesSelf(ev, false) {
+		if !ch.matchesSelf(ev) {
 			continue
 		}
-		p := pos + "." + itoa(i)
+		p := pos + "." + strconv.Itoa(i)
 		if !c.walk(ch, p, ev, out) && ch.Receiver != "" {
 			*out = append(*out, ch.match(p, ev))
 		}
@@ -190,7 +191,7 @@ func (c *Config) walk(r *Route, pos string, ev Event, out *[]Match) bool {
 	return matched
 }
 
-func (r *Route) matchesSelf(ev Event, root bool) bool {
+func (r *Route) matchesSelf(ev Event) bool {
 	if MachineKinds[ev.Kind] && !slices.Contains(r.Kinds, ev.Kind) {
 		return false
 	}
@@ -205,7 +206,6 @@ func (r *Route) matchesSelf(ev Event, root bool) bool {
 			return false
 		}
 	}
-	_ = root
 	return true
 }
 
@@ -303,12 +303,4 @@ func maxTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
-}
-
-func itoa(i int) string {
-	const digits = "0123456789"
-	if i < 10 {
-		return digits[i : i+1]
-	}
-	return itoa(i/10) + digits[i%10:i%10+1]
 }
