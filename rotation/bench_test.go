@@ -51,6 +51,7 @@ import (
 	"github.com/rotatorhq/rotator/internal/store/postgres"
 	"github.com/rotatorhq/rotator/internal/store/sqlite"
 	"github.com/rotatorhq/rotator/internal/testpg"
+	"github.com/rotatorhq/rotator/notify"
 	"github.com/rotatorhq/rotator/rotation"
 )
 
@@ -71,6 +72,7 @@ var (
 	benchServe     = flag.String("bench.serve", "", "BenchmarkSchedulingLag: path of a rotator binary; its `serve` (a separate process, with its own sealer and --workers -bench.workers) does the work instead of a Runner in this process, and its RSS is measured")
 	benchFileTgts  = flag.Int("bench.filetargets", 0, "bind credential i to file target i mod N (dotenv files in a temporary directory; 0: no targets)")
 	benchRotSealer = flag.Bool("bench.rot.sealer", false, "BenchmarkRotations: run the Runner as serve does (scheduler on, audit sealer as a leader task)")
+	benchNotify    = flag.Bool("bench.notify", false, "BenchmarkRotations and BenchmarkSchedulingLag: the engine writes every notification kind to the outbox, the machine kinds (staged, cut_over, retired: three rows per rotation) too, as serve does when a route asks for them")
 	benchSealer    = flag.Bool("bench.sealer", true, "BenchmarkSchedulingLag: run the audit sealer as a leader task, as serve does")
 )
 
@@ -446,7 +448,11 @@ func newBenchHarness(b *testing.B, dialect string) *benchHarness {
 	if err != nil {
 		b.Fatal(err)
 	}
-	e, err := rotation.New(rotation.Options{Store: s, Keyring: kr, RunbookDir: benchRunbookDir})
+	opts := rotation.Options{Store: s, Keyring: kr, RunbookDir: benchRunbookDir}
+	if *benchNotify {
+		opts.NotifyKinds = func(notify.Kind) bool { return true }
+	}
+	e, err := rotation.New(opts)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -166,6 +166,8 @@ func (x *execution) failAfterCutover(ctx context.Context, why string) error {
 	st.Status = store.StatusNeedsAttention
 	x.event("run.failed", map[string]any{"error": why})
 	x.event("credential.needs_attention", map[string]any{"error": why})
+	x.note(notify.KindRunFailed, x.e.now(), why, fmt.Sprintf("rotation of %s failed after cutover: %s", x.cred.ID, why))
+	x.note(notify.KindNeedsAttention, x.e.now(), why, fmt.Sprintf("credential %s needs attention: %s", x.cred.ID, why))
 	err := x.commit(ctx, StateFailed, func(tx store.Tx) error {
 		return tx.UpdateCredentialState(ctx, x.cred.ID, st)
 	})

@@ -33,6 +33,12 @@ type Options struct {
 	Now func() time.Time
 	// Notifier receives needs-attention and failure events; may be nil.
 	Notifier notify.Notifier
+	// NotifyKinds says which event kinds the engine writes to the
+	// notification outbox (notes.go); nil writes the kinds for people
+	// (failures, rollbacks, needs_attention, emergencies) and not the
+	// machine kinds (staged, cut_over, retired), which serve asks for when a
+	// route of its notify: section names them.
+	NotifyKinds func(notify.Kind) bool
 	// RunbookDir is where relative runbook paths are resolved (the config
 	// file's directory); the working directory when empty.
 	RunbookDir string
@@ -265,6 +271,9 @@ func (e *Engine) Rotate(ctx context.Context, req Request) ([]Started, error) {
 			started[i].Preempted = preempted[started[i].CredentialID]
 		}
 		out = append(out, started...)
+	}
+	if req.Emergency {
+		e.noteEmergency(ctx, req, out)
 	}
 	return out, nil
 }

@@ -144,6 +144,10 @@ type RunnerOptions struct {
 	// enqueued; the audit sealer is one. Each should bound its own work.
 	// An error is logged and the task runs again next slice.
 	LeaderTasks []func(ctx context.Context) error
+	// Deliverer, when set, works the notification delivery jobs
+	// (deliver.go) on NotifyWorkers workers (default 4).
+	Deliverer     Deliverer
+	NotifyWorkers int
 }
 
 // Runner runs the engine's River workers (and, optionally, the scheduler)
@@ -156,6 +160,8 @@ type Runner struct {
 	stopTakeover func()
 	startFn      func(context.Context) error
 	stopFn       func(context.Context) error
+	// insertDeliver inserts notification delivery jobs (deliver.go).
+	insertDeliver func(ctx context.Context, tx store.Tx, ids []string) error
 }
 
 // NewRunner builds the River client for the engine's store and attaches it
@@ -190,6 +196,9 @@ func NewRunner(e *Engine, opts RunnerOptions) (*Runner, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = e.log
+	}
+	if opts.NotifyWorkers <= 0 {
+		opts.NotifyWorkers = 4
 	}
 	r := &Runner{e: e, opts: opts, locks: newRunLocks(e.store, opts.Logger)}
 	if opts.Scheduler {
@@ -269,10 +278,14 @@ func setupRiver[TTx any](r *Runner, driver riverdriver.Driver[TTx]) error {
 			&river.PeriodicJobOpts{RunOnStart: true},
 		)}
 	}
+	if err := addDeliverer(r, workers, cfg); err != nil {
+		return err
+	}
 	client, err := river.NewClient(driver, cfg)
 	if err != nil {
 		return fmt.Errorf("starting River: %w", err)
 	}
+	r.insertDeliver = insertDeliverFunc(client)
 	r.e.queue = &riverQueue[TTx]{client: client, maxAttempts: r.opts.MaxJobAttempts}
 	r.startFn = client.Start
 	r.stopFn = client.Stop

@@ -50,6 +50,10 @@ type execution struct {
 	steps  []store.Step
 	events []store.AuditEvent
 	seq    int
+	// notes are the notification events of the next commit (notes.go);
+	// oldVersion is the version current when the execution began.
+	notes      []notify.Event
+	oldVersion *store.Version
 
 	newVer *store.Version
 	newVal secret.Value
@@ -146,6 +150,7 @@ func (e *Engine) newExecution(ctx context.Context, w store.RunWork) (*execution,
 	}
 	if w.Credential != nil {
 		x.cred = *w.Credential
+		x.oldVersion = x.cred.Current
 	}
 	return x, nil
 }
@@ -357,8 +362,15 @@ func (x *execution) commit(ctx context.Context, s State, fn func(tx store.Tx) er
 		if errors.Is(err, store.ErrConflict) {
 			return fmt.Errorf("%w: %w", ErrRunMoved, err)
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		// The notification outbox rides in this transaction (notes.go).
+		return x.writeNotes(ctx, tx)
 	})
+	// Notes belong to this commit only: a failed cutover's must not reach
+	// the rollback's commit.
+	x.notes = nil
 	if err != nil {
 		x.run.State, x.run.UpdatedAt = prevState, prevUpdated
 		x.seq -= len(x.steps)
@@ -636,6 +648,7 @@ func (x *execution) cutover(ctx context.Context) error {
 	}
 	oldState := x.cred.State
 	x.cred.State = st // for the finished-run log line of a run ending here
+	x.noteCutover(now, retireNow)
 	err = x.commit(ctx, state, func(tx store.Tx) error {
 		if prev != nil && !retireNow {
 			p := *prev
@@ -767,6 +780,7 @@ func (x *execution) retirePrevious(ctx context.Context) error {
 	}
 	x.run.Error = ""
 	x.event("run.succeeded", map[string]any{"retired_versions": len(retired)})
+	x.note(notify.KindRetired, x.e.now(), "", fmt.Sprintf("the previous value of %s was retired", x.cred.ID))
 	return x.commit(ctx, StateSucceeded, func(tx store.Tx) error {
 		for _, p := range retired {
 			if err := tx.UpdateVersion(ctx, p); err != nil {
@@ -893,6 +907,11 @@ func (x *execution) finishFailed(ctx context.Context, msg string, extra func(tx 
 	if attention {
 		x.event("credential.needs_attention", map[string]any{"failures": st.FailureCount, "error": msg})
 	}
+	x.note(notify.KindRolledBack, now, msg, fmt.Sprintf("rotation of %s rolled back (failure %d): %s", x.cred.ID, st.FailureCount, msg))
+	if attention {
+		x.note(notify.KindNeedsAttention, now, msg,
+			fmt.Sprintf("credential %s needs attention after %d failed rotations: %s", x.cred.ID, st.FailureCount, msg))
+	}
 	err := x.commit(ctx, StateRolledBack, func(tx store.Tx) error {
 		if v := x.newVer; v != nil && v.Stage == store.StagePending {
 			d := *v
@@ -946,6 +965,8 @@ func (x *execution) failIfSealed(ctx context.Context, err error) error {
 	st := x.cred.State
 	st.Status, st.NextRotationAt = store.StatusNeedsAttention, time.Time{}
 	x.cred.State = st // for the finished-run log line
+	x.note(notify.KindRunFailed, x.e.now(), msg, fmt.Sprintf("rotation of %s failed: %s", x.cred.ID, msg))
+	x.note(notify.KindNeedsAttention, x.e.now(), msg, fmt.Sprintf("credential %s needs attention: %s", x.cred.ID, msg))
 	err = x.commit(bg, StateFailed, func(tx store.Tx) error { return tx.UpdateCredentialState(bg, x.cred.ID, st) })
 	if errors.Is(err, ErrRunMoved) {
 		return nil
@@ -967,6 +988,7 @@ func (x *execution) failIfSealed(ctx context.Context, err error) error {
 func (x *execution) abandon(ctx context.Context, why string) error {
 	x.run.Error = why
 	x.event("run.failed", map[string]any{"error": why})
+	x.note(notify.KindRunFailed, x.e.now(), why, fmt.Sprintf("rotation of %s failed: %s", x.run.CredentialID, why))
 	err := x.commit(ctx, StateFailed, nil)
 	if errors.Is(err, ErrRunMoved) {
 		return nil

@@ -114,6 +114,7 @@ hash at that seq.`,
 				printVerify(a.stdout, rep)
 			}
 			if !rep.OK {
+				a.noteChainBroken(ctx, st, rep.Problem.Seq, rep.Problem.EventID, rep.Problem.Message)
 				return fmt.Errorf("%w at seq %d (event %d): %s", errAuditBroken, rep.Problem.Seq, rep.Problem.EventID, rep.Problem.Message)
 			}
 			return unsealedWithoutService(ctx, st, rep)

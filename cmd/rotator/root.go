@@ -19,6 +19,7 @@ import (
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/internal/store"
 	"github.com/rotatorhq/rotator/internal/store/storeopen"
+	"github.com/rotatorhq/rotator/notify"
 	"github.com/rotatorhq/rotator/rotation"
 )
 
@@ -53,6 +54,9 @@ type app struct {
 	retryBackoff time.Duration
 	// logRuns: the engine logs one line per finished run (serve).
 	logRuns bool
+	// notifyKinds: the notification kinds the engine writes (serve, from
+	// its notify: section; nil: the kinds for people).
+	notifyKinds func(notify.Kind) bool
 	// databaseFlag is --database; db is the database it (or the
 	// environment) names, resolved by database(); createsDB says the
 	// command may create it (database.go).
@@ -172,6 +176,7 @@ Colour only on a terminal, never with NO_COLOR set.`,
 		a.rotateCommand(),
 		a.runsCommand(),
 		a.auditCommand(),
+		a.notifyCommand(),
 		a.runbooksCommand(),
 		a.reportCommand(),
 		a.keysCommand(),

@@ -16,6 +16,7 @@ import (
 	"github.com/rotatorhq/rotator/internal/config"
 	"github.com/rotatorhq/rotator/internal/gctune"
 	"github.com/rotatorhq/rotator/internal/inventory"
+	"github.com/rotatorhq/rotator/notify/outbox"
 	"github.com/rotatorhq/rotator/rotation"
 )
 
@@ -39,6 +40,10 @@ them leads the scheduler). On an SQLite database one serve runs at a time: a
 second refuses to start, naming the running one (it holds <database>.lock;
 the CLI does not need it). /healthz answers while the process runs; /readyz
 when the database answers and the workers have started.
+
+With -f, the file's notify: section routes notification events (failures,
+rollbacks, credentials needing attention, opt-in cut-overs) to webhooks, Slack
+and email, grouped and retried; see docs/notifications.md and 'rotator notify'.
 
 It refuses to start when the database holds values sealed under a master key
 it was not given (see runbooks/master-key-rotation.md).
@@ -78,6 +83,11 @@ next start.`,
 				return usagef("--listen %s: %v", listen, err)
 			}
 			a.logRuns = true
+			if cfg != nil && cfg.Notify != nil {
+				// The machine kinds (cut_over, ...) are written only when a
+				// route asks for them.
+				a.notifyKinds = cfg.Notify.Wants
+			}
 			setup, err := a.newEngine(ctx, runbookDir)
 			if err != nil {
 				_ = ln.Close()
@@ -101,13 +111,28 @@ next start.`,
 			if gctune.Apply() {
 				a.logger.Debug("garbage collector set", slog.Int("gogc", gctune.Percent))
 			}
-			runner, err := rotation.NewRunner(setup.engine, rotation.RunnerOptions{
+			ropts := rotation.RunnerOptions{
 				Workers: workers, Scheduler: true, JobTimeout: jobTimeout, RescueAfter: rescueAfter,
 				LeaderTasks: a.leaderTasks(setup.store),
-			})
+			}
+			// Notifications: the leader routes and groups outbox events, River
+			// jobs deliver them (docs/notifications.md).
+			var disp *outbox.Dispatcher
+			if cfg != nil && cfg.Notify != nil {
+				if disp, err = a.dispatcher(setup.store, cfg.Notify); err != nil {
+					_ = ln.Close()
+					return err
+				}
+				ropts.LeaderTasks = append(ropts.LeaderTasks, disp.Task)
+				ropts.Deliverer = disp
+			}
+			runner, err := rotation.NewRunner(setup.engine, ropts)
 			if err != nil {
 				_ = ln.Close()
 				return err
+			}
+			if disp != nil {
+				disp.SetEnqueue(runner.EnqueueDeliveries)
 			}
 			var ready atomic.Bool
 			srv := &http.Server{Handler: a.healthMux(setup, &ready), ReadHeaderTimeout: 5 * time.Second}

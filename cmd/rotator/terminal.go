@@ -96,7 +96,7 @@ func paint(on bool, colour, s string) string {
 // someone.
 func stateColour(s string) string {
 	switch s {
-	case "healthy", "succeeded", "ok":
+	case "healthy", "succeeded", "ok", "delivered":
 		return colourGreen
 	case "failing", "overdue", "expired", "needs_attention", "failed", "rolled_back", "rolling_back", "error":
 		return colourRed

@@ -30,6 +30,7 @@ import (
 	"github.com/rotatorhq/rotator/internal/runbook"
 	"github.com/rotatorhq/rotator/internal/settings"
 	"github.com/rotatorhq/rotator/internal/store"
+	"github.com/rotatorhq/rotator/notify"
 )
 
 // Config is a validated configuration file.
@@ -40,6 +41,9 @@ type Config struct {
 	Targets map[string]Target
 	// Credentials are the credentials in file order.
 	Credentials []Credential
+	// Notify is the notify: section (receivers, routes, grouping); nil
+	// when the file has none.
+	Notify *notify.Config
 	// File is the name the configuration was loaded from.
 	File string
 	// Warnings are non-fatal findings (an unused provider, a grace period

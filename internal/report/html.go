@@ -93,7 +93,7 @@ func (r *htmlRenderer) begin(m Meta, s *Summary) error {
 		fmt.Fprintf(w, ` · selector <code>%s</code>`, esc(m.Selector))
 	}
 	fmt.Fprint(w, `</p>
-<nav><a href="#summary">Summary</a><a href="#credentials">Inventory</a><a href="#runs">Runs</a><a href="#emergencies">Emergencies</a><a href="#violations">Violations</a><a href="#audit">Audit chain</a></nav>
+<nav><a href="#summary">Summary</a><a href="#credentials">Inventory</a><a href="#runs">Runs</a><a href="#emergencies">Emergencies</a><a href="#violations">Violations</a><a href="#notifications">Notifications</a><a href="#audit">Audit chain</a></nav>
 </header>
 <section id="summary">
 <h2>Summary</h2>
@@ -159,6 +159,13 @@ func (r *htmlRenderer) start(sec section) error {
 <h2>Policy violations</h2>
 <table>
 <thead><tr><th>Credential</th><th>Violation</th><th>Detail</th><th>When</th><th>Runbook</th></tr></thead>
+<tbody>
+`)
+	case sectionNotifications:
+		fmt.Fprint(w, `<section id="notifications">
+<h2>Notifications</h2>
+<table>
+<thead><tr><th>Delivery</th><th>Receiver</th><th>State</th><th>Kinds</th><th>Credentials</th><th>Events</th><th>Created</th><th>Attempts</th></tr></thead>
 <tbody>
 `)
 	}
@@ -246,10 +253,11 @@ func (r *htmlRenderer) violation(v Violation) error {
 }
 
 func (r *htmlRenderer) finish(sec section) error {
-	cols := map[section]int{sectionCredentials: 12, sectionRuns: 10, sectionEmergencies: 8, sectionViolations: 5}
+	cols := map[section]int{sectionCredentials: 12, sectionRuns: 10, sectionEmergencies: 8, sectionViolations: 5, sectionNotifications: 8}
 	empty := map[section]string{
 		sectionCredentials: "No credentials.", sectionRuns: "No runs in the period.",
 		sectionEmergencies: "No emergency rotations in the period.", sectionViolations: "No policy violations.",
+		sectionNotifications: "No notifications in the period.",
 	}
 	if r.rows == 0 {
 		fmt.Fprintf(r.w, "<tr><td colspan=\"%d\" class=\"empty\">%s</td></tr>\n", cols[sec], empty[sec])

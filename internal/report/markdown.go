@@ -62,6 +62,7 @@ func (r *mdRenderer) start(sec section) error {
 	titles := map[section]string{
 		sectionCredentials: "## Inventory compliance", sectionRuns: "## Runs in the period",
 		sectionEmergencies: "## Emergency rotations", sectionViolations: "## Policy violations",
+		sectionNotifications: "## Notifications",
 	}
 	switch sec {
 	case sectionCredentials:
@@ -76,6 +77,9 @@ func (r *mdRenderer) start(sec section) error {
 	case sectionViolations:
 		r.header = "| Credential | Violation | Detail | When | Runbook |\n" +
 			"|---|---|---|---|---|\n"
+	case sectionNotifications:
+		r.header = "| Delivery | Receiver | State | Kinds | Credentials | Events | Created | Attempts |\n" +
+			"|---|---|---|---|---|---|---|---|\n"
 	}
 	_, err := fmt.Fprintf(r.w, "%s\n\n", titles[sec])
 	return err
@@ -151,6 +155,7 @@ func (r *mdRenderer) finish(sec section) error {
 	empty := map[section]string{
 		sectionCredentials: "No credentials.", sectionRuns: "No runs in the period.",
 		sectionEmergencies: "No emergency rotations in the period.", sectionViolations: "No policy violations.",
+		sectionNotifications: "No notifications in the period.",
 	}
 	_, err := fmt.Fprintf(r.w, "%s\n\n", empty[sec])
 	return err

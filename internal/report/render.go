@@ -20,6 +20,7 @@ const (
 	sectionRuns
 	sectionEmergencies
 	sectionViolations
+	sectionNotifications
 )
 
 // renderer writes one format. Calls come in order: begin, then for each
@@ -32,6 +33,7 @@ type renderer interface {
 	credential(row CredentialRow) error
 	run(sec section, row RunRow) error
 	violation(v Violation) error
+	notification(n Notification) error
 	finish(sec section) error
 	end(s *Summary) error
 }
@@ -63,6 +65,7 @@ type jsonRenderer struct {
 
 var sectionKeys = map[section]string{
 	sectionCredentials: "credentials", sectionRuns: "runs", sectionEmergencies: "emergencies", sectionViolations: "violations",
+	sectionNotifications: "notifications",
 }
 
 func (r *jsonRenderer) begin(m Meta, s *Summary) error {
@@ -127,7 +130,7 @@ var CSVColumns = []string{
 	"next_rotation_at", "expires_at", "current_version", "fingerprint", "trigger", "actor", "reason", "attempt",
 	"created_at", "started_at", "finished_at", "duration_seconds", "failed_step", "error", "kind", "detail",
 	"runbook", "runbook_url", "runbook_digest", "current_runbook_digest", "runbook_changed",
-	"granted_scope_reported", "skipped_steps",
+	"granted_scope_reported", "skipped_steps", "receiver",
 }
 
 var csvIndex = func() map[string]int {

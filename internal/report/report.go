@@ -112,7 +112,11 @@ type Stats struct {
 	Runs        int
 	Emergencies int
 	Violations  int
-	Audit       audit.Report
+	// Notifications counts the deliveries listed; NotificationsTruncated
+	// says the period had more than the section lists.
+	Notifications          int
+	NotificationsTruncated bool
+	Audit                  audit.Report
 }
 
 // ErrBadOptions is wrapped by Write for invalid options.
@@ -338,6 +342,9 @@ func (g *generator) sections(ctx context.Context, r renderer) error {
 		}
 	}
 	if err := r.finish(sectionViolations); err != nil {
+		return err
+	}
+	if err := g.notificationSection(ctx, r); err != nil {
 		return err
 	}
 	return r.end(&g.summary)

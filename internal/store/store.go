@@ -200,6 +200,8 @@ type Reader interface {
 	// stops the scan and returns that error. Events are read in pages, so
 	// fn may use the same Store or Tx.
 	ScanAuditEvents(ctx context.Context, f AuditFilter, fn func(AuditEvent) error) error
+	// NotifyReader reads the notification outbox and deliveries.
+	NotifyReader
 }
 
 // Tx is a transaction: every Reader method plus writes. After a write
@@ -209,6 +211,8 @@ type Tx interface {
 	Reader
 	// Raw returns the underlying pgx.Tx or *sql.Tx, for River's InsertTx.
 	Raw() any
+	// NotifyWriter writes the notification outbox and deliveries.
+	NotifyWriter
 
 	// UpsertProvider creates a provider or updates it, reviving it if it
 	// was deleted.

@@ -78,6 +78,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		"AdvanceRunConcurrent":       testAdvanceRunConcurrent,
 		"StepsMultiRow":              testStepsMultiRow,
 		"PipelinedTx":                testPipelinedTx,
+		"NotifyOutbox":               testNotifyOutbox,
 		"PipelinedTxConcurrent":      testPipelinedTxConcurrent,
 		"GetRunWork":                 testGetRunWork,
 		"SealedKeyIDs":               testSealedKeyIDs,

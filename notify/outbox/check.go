@@ -1,0 +1,113 @@
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/rotatorhq/rotator/internal/store"
+	"github.com/rotatorhq/rotator/notify"
+	"github.com/rotatorhq/rotator/rotation"
+)
+
+// Check writes the summaries of finished emergencies (Summarize),
+// credential.overdue for credentials past their due time
+// (rotation.EffectiveStatus says overdue or expired) and
+// credential.expiring for those whose current value expires within
+// expiring_within while the rotation that was due has not succeeded. It
+// runs at most every CheckEvery and raises a lasting state once per
+// repeat interval (routing mutes repeats per receiver, too).
+func (d *Dispatcher) Check(ctx context.Context) error {
+	now := d.now()
+	if !d.checked.IsZero() && now.Sub(d.checked) < d.opts.CheckEvery {
+		return nil
+	}
+	d.checked = now
+	if err := d.Summarize(ctx); err != nil {
+		return fmt.Errorf("summarising emergencies: %w", err)
+	}
+	creds, err := d.opts.Store.ListCredentials(ctx, store.CredentialFilter{DueBefore: now})
+	if err != nil {
+		return fmt.Errorf("listing due credentials: %w", err)
+	}
+	repeat := d.opts.Config.Route.RepeatInterval
+	var evs []notify.Event
+	for _, c := range creds {
+		status := rotation.EffectiveStatus(c, now)
+		exp := c.State.ExpiresAt
+		switch {
+		case status == store.StatusOverdue || status == store.StatusExpired:
+			evs = d.raise(evs, c, notify.KindOverdue, now, repeat, string(status),
+				fmt.Sprintf("credential %s is overdue: due at %s and not rotated", c.ID, c.State.NextRotationAt.Format(time.RFC3339)))
+		}
+		if !exp.IsZero() && now.Before(exp) && exp.Sub(now) <= d.opts.Config.ExpiringWithin && status != store.StatusHealthy {
+			evs = d.raise(evs, c, notify.KindExpiring, now, repeat, string(status),
+				fmt.Sprintf("credential %s expires at %s and no rotation has succeeded since it was due", c.ID, exp.Format(time.RFC3339)))
+		}
+	}
+	if len(evs) == 0 {
+		return nil
+	}
+	return rotation.WriteEvents(ctx, d.opts.Store, evs...)
+}
+
+func (d *Dispatcher) raise(evs []notify.Event, c store.Credential, kind notify.Kind, now time.Time, repeat time.Duration, reason, summary string) []notify.Event {
+	key := string(kind) + "\x00" + c.ID
+	if last, ok := d.raised[key]; ok && now.Sub(last) < repeat {
+		return evs
+	}
+	d.raised[key] = now
+	ev := notify.Event{ID: rotation.NewID(now), Kind: kind, Time: now, CredentialID: c.ID, Consumer: c.Consumer, Labels: c.Labels,
+		Reason: reason, Summary: summary, Runbook: c.Runbook}
+	if c.Current != nil {
+		ev.OldVersion = &notify.Version{ID: c.Current.ID, Fingerprint: c.Current.Fingerprint}
+	}
+	return append(evs, ev)
+}
+
+// Test sends a notify.test event to one receiver now, through the retry
+// stage, as a recorded delivery (visible in `rotator notify list`). It
+// returns the delivery id and the delivery's error.
+func (d *Dispatcher) Test(ctx context.Context, receiver, actor string) (string, error) {
+	if _, ok := d.opts.Config.Receivers[receiver]; !ok {
+		return "", fmt.Errorf("receiver %q: %w", receiver, ErrUnknownReceiver)
+	}
+	now := d.now()
+	ev := notify.Event{ID: rotation.NewID(now), Kind: notify.KindTest, Time: now,
+		Summary: fmt.Sprintf("test notification from rotator to receiver %s (sent by %s)", receiver, actor)}
+	rows, err := rotation.OutboxRows(ev)
+	if err != nil {
+		return "", err
+	}
+	id := rotation.NewID(now)
+	body, err := marshalEvents([]notify.Event{ev})
+	if err != nil {
+		return "", err
+	}
+	groupKey := "test:" + receiver
+	err = d.opts.Store.InTx(ctx, func(tx store.Tx) error {
+		if err := tx.InsertNotifyEvents(ctx, rows...); err != nil {
+			return err
+		}
+		if err := tx.RouteNotifyEvents(ctx, now, []string{ev.ID}, []store.NotifyItem{{EventID: ev.ID, Receiver: receiver, GroupKey: groupKey,
+			Kind: string(ev.Kind), CreatedAt: now}}); err != nil {
+			return err
+		}
+		return tx.CreateNotifyDelivery(ctx, store.NotifyDelivery{ID: id, Receiver: receiver, GroupKey: groupKey, State: store.DeliveryPending,
+			Events: body, EventCount: 1, CreatedAt: now, UpdatedAt: now}, []string{ev.ID})
+	})
+	if err != nil {
+		return "", err
+	}
+	if err := d.Deliver(ctx, id, true); err != nil {
+		return id, err
+	}
+	dl, err := d.opts.Store.GetNotifyDelivery(ctx, id)
+	if err != nil {
+		return id, err
+	}
+	if dl.State != store.DeliveryDelivered {
+		return id, fmt.Errorf("delivery %s to %s %s: %s", id, receiver, dl.State, dl.LastError)
+	}
+	return id, nil
+}
