@@ -207,7 +207,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (Created, error
 	now := s.now().UTC().Truncate(time.Microsecond)
 	token, hash := New()
 	rec := store.APIToken{
-		ID: "tok_" + strings.ToLower(ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String()),
+		ID:   "tok_" + strings.ToLower(ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String()),
 		Name: req.Name, Hash: hash, Scopes: scopes, CreatedBy: req.Actor, CreatedAt: now,
 	}
 	if req.TTL > 0 {
