@@ -40,6 +40,8 @@ type Config struct {
 	Targets map[string]Target
 	// Credentials are the credentials in file order.
 	Credentials []Credential
+	// Delivery is the delivery: section (nil when absent).
+	Delivery *Delivery
 	// File is the name the configuration was loaded from.
 	File string
 	// Warnings are non-fatal findings (an unused provider, a grace period

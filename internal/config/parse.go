@@ -27,7 +27,7 @@ import (
 
 // Valid keys, as listed in "unknown key" errors.
 var (
-	topKeys        = []string{"credentials", "providers", "targets"}
+	topKeys        = []string{"credentials", "delivery", "providers", "targets"}
 	credentialKeys = []string{
 		"consumer", "grace", "id", "labels", "max_age", "owner", "provider", "renew_at",
 		"renew_before", "runbook", "schedule", "scope", "settings", "targets", "window",
@@ -157,6 +157,8 @@ func (p *parser) topLevel(cfg *Config, root *yaml.Node) (credNode *yaml.Node) {
 			p.targets(cfg, e.val)
 		case "credentials":
 			credNode = e.val
+		case "delivery":
+			p.delivery(cfg, e.val)
 		default:
 			p.errorf(e.knode.Line, join("", e.key), "unknown key; valid top-level keys are %s", quoteList(topKeys))
 		}
