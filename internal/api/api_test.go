@@ -71,6 +71,11 @@ func newBundle(t *testing.T, dialect string, rules []api.Rule) *bundle {
 // directory anyone may traverse.
 func newBundleGroup(t *testing.T, dialect string, rules []api.Rule, group string) *bundle {
 	t.Helper()
+	return newBundleTB(t, dialect, rules, group)
+}
+
+func newBundleTB(t testing.TB, dialect string, rules []api.Rule, group string) *bundle {
+	t.Helper()
 	st := deliverytest.OpenStore(t, dialect)
 	b := &bundle{f: deliverytest.NewFixture(t, st, extraCred), logs: &testlog.Buffer{}}
 	b.f.Rotate(t, credSecret)
