@@ -85,8 +85,9 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Close stops the watch poller and the audit recorder (after it wrote
-// what it holds). Serve no request after Close.
+// Close stops the watch poller (long polls in progress end with 503) and
+// the audit recorder, after it wrote what it holds (reads after Close end
+// with 503). Close is idempotent.
 func (s *Server) Close() error {
 	s.hub.close()
 	s.rec.close()
@@ -192,6 +193,10 @@ func (s *Server) value(w http.ResponseWriter, r *http.Request, p principal) {
 			return
 		case <-ctx.Done():
 			s.hub.unsubscribe(id)
+			return
+		case <-s.hub.stopped:
+			s.hub.unsubscribe(id)
+			unavailableProblem("the service is stopping; ask again").write(w, r)
 			return
 		}
 	}

@@ -24,6 +24,8 @@ type hub struct {
 	watched map[string]*watchEntry
 	stop    context.CancelFunc
 	done    chan struct{}
+	// stopped is closed by close: waiters give up.
+	stopped chan struct{}
 }
 
 type watchEntry struct {
@@ -37,7 +39,7 @@ type watchEntry struct {
 func newHub(st store.Store, poll time.Duration, logger *slog.Logger) *hub {
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &hub{st: st, poll: poll, logger: logger, watched: map[string]*watchEntry{},
-		stop: cancel, done: make(chan struct{})}
+		stop: cancel, done: make(chan struct{}), stopped: make(chan struct{})}
 	go h.run(ctx)
 	return h
 }
@@ -69,6 +71,13 @@ func (h *hub) unsubscribe(id string) {
 }
 
 func (h *hub) close() {
+	h.mu.Lock()
+	select {
+	case <-h.stopped:
+	default:
+		close(h.stopped)
+	}
+	h.mu.Unlock()
 	h.stop()
 	<-h.done
 }
