@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -177,4 +178,18 @@ func validHeaderValue(s string) bool {
 		}
 	}
 	return true
+}
+
+// ReadHeaders reads the credentials the headers name through src, each
+// once (every read is audited by the source), and returns the expanded
+// headers by name; on any error it returns nil and the error (never a
+// partial set).
+func ReadHeaders(ctx context.Context, src Source, headers []Header, purpose string) (map[string]string, error) {
+	return ExpandHeaders(headers, func(id string) (string, error) {
+		cur, err := src.Read(ctx, ReadRequest{CredentialID: id, Purpose: purpose})
+		if err != nil {
+			return "", err
+		}
+		return cur.Value.RevealString(), nil
+	})
 }
