@@ -33,8 +33,8 @@ exits non-zero with the reason on stderr (exit 3 for an unknown credential).`,
 		Example: `  rotator headers --header 'Authorization=Bearer {github-mcp}'
   rotator headers --socket /run/rotator/api.sock --header 'X-Api-Key={notes-api-key}'
 
-  # .claude/settings.json (Claude Code):
-  #   "headersHelper": "rotator headers --socket /run/rotator/api.sock --header 'Authorization=Bearer {github-mcp}'"`,
+  # Claude Code, .mcp.json: "headersHelper": "rotator headers --socket
+  #   /run/rotator/api.sock --header 'Authorization=Bearer {github-mcp}'"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(specs) == 0 {

@@ -49,8 +49,8 @@ SIGINT or SIGTERM stops fetching new work and waits (up to --stop-timeout) for
 running rotations to reach a committed step; an interrupted run resumes on the
 next start.
 
-The consume API (GET /v1/credentials/{id}/value, see docs/delivery.md) hands
-credentials' current values to rotator exec, headers and proxy:
+The consume API (GET /v1/credentials/{id}/value, see docs/consume-api.md) hands
+credentials' current values to the headers, exec and proxy commands:
   --socket PATH   on a Unix socket (mode 0660), authorised by the connecting
                   process's uid and groups against the delivery: section of
                   the -f file; no token needed on one host

@@ -10,7 +10,7 @@ import (
 // ProblemTypeBase prefixes the type URI of every problem the API returns;
 // the suffix is the problem's code (forbidden, not-found, ...), also given
 // as the member "code".
-const ProblemTypeBase = "https://github.com/rotatorhq/rotator/blob/main/docs/delivery.md#problem-"
+const ProblemTypeBase = "https://github.com/rotatorhq/rotator/blob/main/docs/consume-api.md#problem-"
 
 // problem is an RFC 9457 problem details object. It never holds a value.
 type problem struct {
