@@ -320,3 +320,57 @@ func dialSocket(path string) *http.Client {
 		MaxIdleConnsPerHost: 64,
 	}}
 }
+
+// TestLongPollsShareOnePoller: however many clients wait, the store is
+// polled once per interval (100ms here, a second by default), not once per
+// client; and every waiter wakes on the rotation.
+func TestLongPollsShareOnePoller(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t, "sqlite", []api.Rule{uidRule(t, os.Getuid(), "*")})
+	cur := b.f.CurrentVersion(t, deliverytest.CredA)
+	client := dialSocket(b.socket)
+	defer client.CloseIdleConnections()
+	const waiters = 40
+	type got struct {
+		code    int
+		version string
+	}
+	results := make(chan got, waiters)
+	before := api.WatchPolls(b.srv)
+	for range waiters {
+		go func() {
+			resp, err := client.Get("http://rotator-socket/v1/credentials/" + deliverytest.CredA + "/value?after=" + cur + "&wait=30s")
+			if err != nil {
+				results <- got{}
+				return
+			}
+			defer resp.Body.Close()
+			var v struct{ Version string }
+			_ = json.NewDecoder(resp.Body).Decode(&v)
+			results <- got{resp.StatusCode, v.Version}
+		}()
+	}
+	time.Sleep(1500 * time.Millisecond)
+	polls := api.WatchPolls(b.srv) - before
+	if polls > 17 || polls < 2 {
+		t.Errorf("%d waiters for 1.5s made %d store polls; want about 15 (one per 100ms, shared)", waiters, polls)
+	}
+	v := b.f.Rotate(t, deliverytest.CredA)
+	for range waiters {
+		select {
+		case r := <-results:
+			if r.code != http.StatusOK || r.version != v {
+				t.Errorf("a waiter got %d version %q; want 200 with %s", r.code, r.version, v)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a waiter did not wake up on the rotation")
+		}
+	}
+	// Nobody waits: the poller does not query.
+	time.Sleep(300 * time.Millisecond)
+	idle := api.WatchPolls(b.srv)
+	time.Sleep(500 * time.Millisecond)
+	if n := api.WatchPolls(b.srv) - idle; n != 0 {
+		t.Errorf("%d polls with nobody waiting", n)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rotatorhq/rotator/internal/store"
@@ -26,6 +27,8 @@ type hub struct {
 	done    chan struct{}
 	// stopped is closed by close: waiters give up.
 	stopped chan struct{}
+	// polls counts the store queries of the poller.
+	polls atomic.Int64
 }
 
 type watchEntry struct {
@@ -98,6 +101,7 @@ func (h *hub) run(ctx context.Context) {
 		if len(ids) == 0 {
 			continue
 		}
+		h.polls.Add(1)
 		qctx, cancel := context.WithTimeout(ctx, max(h.poll, 5*time.Second))
 		creds, err := h.st.ListCredentials(qctx, store.CredentialFilter{IDs: ids})
 		cancel()
