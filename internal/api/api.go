@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/rotatorhq/rotator/internal/apitoken"
@@ -63,6 +64,8 @@ type Server struct {
 	rec   *recorder
 	users *userCache
 	touch *touchCache
+	// touching counts the goroutines recording tokens' last use.
+	touching sync.WaitGroup
 }
 
 // New returns a Server. Close stops its background work.
@@ -91,6 +94,7 @@ func New(opts Options) (*Server, error) {
 func (s *Server) Close() error {
 	s.hub.close()
 	s.rec.close()
+	s.touching.Wait()
 	return nil
 }
 
@@ -279,14 +283,14 @@ func (s *Server) touchToken(id string) {
 	if !s.touch.due(id, now) {
 		return
 	}
-	go func() {
+	s.touching.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		err := s.opts.Store.InTx(ctx, func(tx store.Tx) error { return tx.TouchAPIToken(ctx, id, now) })
 		if err != nil {
 			s.opts.Logger.Warn("recording an API token's last use failed", slog.String("token", id), slog.Any("error", err))
 		}
-	}()
+	})
 }
 
 func optTime(t time.Time) *time.Time {

@@ -1,6 +1,9 @@
 package api_test
 
 import (
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"testing"
 
@@ -41,4 +44,39 @@ func BenchmarkSocketRead(b *testing.B) {
 
 func newBenchBundle(b *testing.B, dialect string) *bundle {
 	return newBundleTB(b, dialect, []api.Rule{uidRule(b, os.Getuid(), "*")}, "")
+}
+
+// BenchmarkSocketBaseline is the yardstick of BenchmarkSocketRead: the same
+// HTTP client and server over a Unix socket, with a handler that writes a
+// fixed body of the same size and touches no store.
+func BenchmarkSocketBaseline(b *testing.B) {
+	dir := b.TempDir()
+	sock := dir + "/b.sock"
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := []byte(`{"credential":"dt-a","version":"01M92743Q57TSKE4ZKR9FE7FQB","fingerprint":"8f3c23789389da27","expires_at":null,"next_cutover_at":"2026-12-29T04:25:10.99298Z","value":"dtcanary_0123456789012345678901234567890"}` + "\n")
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	client := dialSocket(sock)
+	defer client.CloseIdleConnections()
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := client.Get("http://rotator-socket/v1/credentials/dt-a/value")
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reads/s")
 }
