@@ -227,6 +227,18 @@ func TestTokens(t *testing.T) {
 			t.Errorf("the value body lacks %q", k)
 		}
 	}
+	// The read is recorded as the token's last use (asynchronously).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rec, err := b.f.Store.GetAPIToken(ctx, a.Record.ID)
+		if err == nil && !rec.LastUsedAt.IsZero() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the token's last use was not recorded: %+v, %v", rec.LastUsedAt, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	// consume:a cannot read b, and cannot tell whether an id exists.
 	for _, id := range []string{deliverytest.CredB, "no-such-credential"} {
 		code, body = get(t, b, value(id), a.Token)
