@@ -141,3 +141,22 @@ func (p *parser) deliveryRule(n *yaml.Node, path string) (DeliveryRule, bool) {
 	}
 	return r, ok
 }
+
+// deliveryWarnings warns of delivery rules that name, by id, a credential
+// the file does not declare (a typo, or one removed since).
+func (p *parser) deliveryWarnings(cfg *Config) {
+	if cfg.Delivery == nil {
+		return
+	}
+	ids := make(map[string]bool, len(cfg.Credentials))
+	for _, c := range cfg.Credentials {
+		ids[c.ID] = true
+	}
+	for i, r := range cfg.Delivery.Allow {
+		for j, s := range r.Selectors {
+			if s.ID != "" && !ids[s.ID] {
+				p.warnf(r.Line, index(index("delivery.allow", i)+".credentials", j), "no credential %s is declared in this file", show(s.ID))
+			}
+		}
+	}
+}

@@ -33,6 +33,9 @@ delivery:
 	if r1.Kind != "gid" || r1.Principal != "1001" || !r1.Selectors[0].All {
 		t.Errorf("rule 1 = %+v", r1)
 	}
+	if len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0].Error(), "rotator.yaml:4: delivery.allow[0].credentials[0]: no credential \"github-mcp\" is declared in this file") {
+		t.Errorf("warnings %v; want one for github-mcp", cfg.Warnings)
+	}
 	if cfg, err := config.Parse("rotator.yaml", []byte("credentials: []\n"), config.Options{}); err != nil || cfg.Delivery != nil {
 		t.Errorf("no delivery section: %+v, %v", cfg.Delivery, err)
 	}

@@ -910,4 +910,5 @@ func (p *parser) unused(cfg *Config) {
 			p.warnf(t.Line, join("targets", name), "target is defined but no credential publishes to it")
 		}
 	}
+	p.deliveryWarnings(cfg)
 }
