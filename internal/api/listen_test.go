@@ -26,9 +26,10 @@ func TestListenSocket(t *testing.T) {
 		t.Errorf("socket mode %v, %v; want %v", fi.Mode().Perm(), err, api.SocketMode)
 	}
 	// A second listener while the first serves: refused.
+	first := ln
 	go func() {
 		for {
-			c, err := ln.Accept()
+			c, err := first.Accept()
 			if err != nil {
 				return
 			}
@@ -38,7 +39,7 @@ func TestListenSocket(t *testing.T) {
 	if _, err := api.ListenSocket(path, ""); err == nil || !strings.Contains(err.Error(), "another process serves") {
 		t.Errorf("second listener: %v", err)
 	}
-	_ = ln.Close()
+	_ = first.Close()
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Errorf("the socket file outlived its listener: %v", err)
 	}
