@@ -6,8 +6,8 @@ import (
 	"net/http"
 	"os"
 	"syscall"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/rotatorhq/rotator/internal/api"
 	"github.com/rotatorhq/rotator/internal/delivery"
