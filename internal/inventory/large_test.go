@@ -35,7 +35,7 @@ func TestApplyMany(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	objects := n + 5 + 2*testconfig.Targets // credentials, delivery, providers, targets
+	objects := n + 5 + 2*testconfig.Targets // credentials, providers, targets
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	later := now.Add(time.Hour)
 	forEachStore(t, func(t *testing.T, st store.Store) {
