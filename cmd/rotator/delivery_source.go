@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
-	"os/user"
-	"strconv"
 
 	"github.com/spf13/cobra"
 
@@ -72,13 +69,4 @@ func (a *app) openSource(ctx context.Context, f sourceFlags) (delivery.Source, f
 		return nil, nil, err
 	}
 	return src, func() { _ = src.Close(); _ = st.Close() }, nil
-}
-
-// localReader names this process's user as value.read events record it.
-func localReader() string {
-	id := "uid:" + strconv.Itoa(os.Getuid())
-	if u, err := user.Current(); err == nil && u.Username != "" {
-		id += " (" + u.Username + ")"
-	}
-	return id
 }
