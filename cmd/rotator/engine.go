@@ -85,8 +85,9 @@ func keysMissingError(missing []string, src secret.MasterKeySource) error {
 // engineSetup opens the store, migrates it (with River's tables), loads the
 // master key and builds the engine.
 type engineSetup struct {
-	store  store.Store
-	engine *rotation.Engine
+	store   store.Store
+	engine  *rotation.Engine
+	keyring secret.Keyring
 }
 
 func (a *app) newEngine(ctx context.Context, runbookDir string) (*engineSetup, error) {
@@ -107,7 +108,7 @@ func (a *app) newEngine(ctx context.Context, runbookDir string) (*engineSetup, e
 		_ = st.Close()
 		return nil, err
 	}
-	return &engineSetup{store: st, engine: e}, nil
+	return &engineSetup{store: st, engine: e, keyring: kr}, nil
 }
 
 // addRetryFlag registers --retry-backoff on a command that executes runs.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rotatorhq/rotator/internal/api"
 	"github.com/rotatorhq/rotator/internal/config"
 	"github.com/rotatorhq/rotator/internal/gctune"
 	"github.com/rotatorhq/rotator/internal/inventory"
@@ -29,6 +30,7 @@ func (a *app) serveCommand() *cobra.Command {
 		jobTimeout  time.Duration
 		stopTimeout time.Duration
 		maxConfig   int64
+		dl          deliveryFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "serve [-f FILE]",
@@ -50,8 +52,18 @@ it was not given (see runbooks/master-key-rotation.md).
 
 SIGINT or SIGTERM stops fetching new work and waits (up to --stop-timeout) for
 running rotations to reach a committed step; an interrupted run resumes on the
-next start.`,
+next start.
+
+The consume API (GET /v1/credentials/{id}/value, see docs/consume-api.md) hands
+credentials' current values to the headers, exec and proxy commands:
+  --socket PATH   on a Unix socket (mode 0660), authorised by the connecting
+                  process's uid and groups against the delivery: section of
+                  the -f file; no token needed on one host
+  --listen ADDR   beside /healthz, authorised by API tokens (rotator tokens
+                  create); plaintext is answered for loopback clients only:
+                  give --tls-cert and --tls-key to serve other hosts.`,
 		Example: `  rotator serve -f examples/quickstart.yaml
+  rotator serve -f rotator.yaml --socket /run/rotator/api.sock --socket-group mcp-clients
   ROTATOR_DATABASE_URL=postgres://rotator@db/rotator rotator serve --listen :8080 --workers 100`,
 		Args:        cobra.NoArgs,
 		Annotations: createsDatabase(),
@@ -78,6 +90,10 @@ next start.`,
 				return err
 			}
 			defer lock.Release()
+			tlsCfg, err := dl.tls()
+			if err != nil {
+				return err
+			}
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {
 				return usagef("--listen %s: %v", listen, err)
@@ -134,18 +150,36 @@ next start.`,
 			if disp != nil {
 				disp.SetEnqueue(runner.EnqueueDeliveries)
 			}
+			consume, err := a.startConsumeAPI(setup, cfg, dl)
+			if err != nil {
+				_ = ln.Close()
+				return err
+			}
+			defer consume.stop(ctx)
 			var ready atomic.Bool
-			srv := &http.Server{Handler: a.healthMux(setup, &ready), ReadHeaderTimeout: 5 * time.Second}
+			mux := a.healthMux(setup, &ready)
+			mux.Handle("/v1/", consume.api.TCPHandler())
+			if tlsCfg == nil && !api.LoopbackAddr(listen) {
+				a.logger.Warn("--listen is not a loopback address and no --tls-cert/--tls-key is given: the consume API answers loopback clients only on it",
+					slog.String("listen", listen))
+			}
+			srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, TLSConfig: tlsCfg}
 			srvErr := make(chan error, 1)
-			go func() { srvErr <- srv.Serve(ln) }()
+			go func() {
+				if tlsCfg != nil {
+					srvErr <- srv.ServeTLS(ln, "", "")
+					return
+				}
+				srvErr <- srv.Serve(ln)
+			}()
 
 			if err := runner.Start(ctx); err != nil {
 				_ = srv.Close()
 				return fmt.Errorf("starting workers: %w", err)
 			}
 			ready.Store(true)
-			a.logger.Info("rotator serving", slog.String("listen", ln.Addr().String()), slog.Int("workers", workers),
-				slog.String("database", string(setup.store.Dialect())))
+			a.logger.Info("rotator serving", slog.String("listen", ln.Addr().String()), slog.Bool("tls", tlsCfg != nil),
+				slog.String("socket", dl.socket), slog.Int("workers", workers), slog.String("database", string(setup.store.Dialect())))
 
 			select {
 			case <-ctx.Done():
@@ -161,13 +195,15 @@ next start.`,
 			if err := runner.Stop(stopCtx); err != nil {
 				a.logger.Warn("workers did not stop in time; interrupted runs resume on the next start", slog.String("error", err.Error()))
 			}
+			consume.stop(stopCtx)
 			_ = srv.Shutdown(stopCtx)
 			a.logger.Info("stopped")
 			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "configuration file to apply before serving")
-	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "address of the /healthz and /readyz endpoints")
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "address of the /healthz and /readyz endpoints and of the consume API over TCP (API tokens)")
+	dl.register(cmd)
 	cmd.Flags().IntVar(&workers, "workers", 50, "rotations executed at once by this process")
 	cmd.Flags().DurationVar(&jobTimeout, "job-timeout", 4*time.Minute, "longest time one rotation attempt may run")
 	cmd.Flags().DurationVar(&rescueAfter, "rescue-after", 5*time.Minute, "resume a rotation whose worker vanished after this long (must exceed --job-timeout)")
@@ -177,7 +213,7 @@ next start.`,
 	return cmd
 }
 
-func (a *app) healthMux(setup *engineSetup, ready *atomic.Bool) http.Handler {
+func (a *app) healthMux(setup *engineSetup, ready *atomic.Bool) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

@@ -44,6 +44,8 @@ type Config struct {
 	// Notify is the notify: section (receivers, routes, grouping); nil
 	// when the file has none.
 	Notify *notify.Config
+	// Delivery is the delivery: section (nil when absent).
+	Delivery *Delivery
 	// File is the name the configuration was loaded from.
 	File string
 	// Warnings are non-fatal findings (an unused provider, a grace period

@@ -224,7 +224,7 @@ func TestErrors(t *testing.T) {
 	}{
 		"unknown top-level key": {
 			src:   header + "  - id: a\n" + validCredBody + "provider: {}  # <-\n",
-			field: "provider", msg: "unknown key; valid top-level keys are credentials, notify, providers, targets",
+			field: "provider", msg: "unknown key; valid top-level keys are credentials, delivery, notify, providers, targets",
 		},
 		"unknown credential key": {
 			src:   header + "  - id: a\n" + validCredBody + "    max-age: 1h  # <-\n",
@@ -232,7 +232,7 @@ func TestErrors(t *testing.T) {
 		},
 		"document not a mapping": {
 			src:   "- a  # <-\n- b\n",
-			field: "", msg: "the document must be a mapping with the keys credentials, notify, providers, targets, got a list",
+			field: "", msg: "the document must be a mapping with the keys credentials, delivery, notify, providers, targets, got a list",
 		},
 		"providers not a mapping": {
 			src:   "providers: [a, b]  # <-\n",

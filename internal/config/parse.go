@@ -27,7 +27,7 @@ import (
 
 // Valid keys, as listed in "unknown key" errors.
 var (
-	topKeys        = []string{"credentials", "notify", "providers", "targets"}
+	topKeys        = []string{"credentials", "delivery", "notify", "providers", "targets"}
 	credentialKeys = []string{
 		"consumer", "grace", "id", "labels", "max_age", "owner", "provider", "renew_at",
 		"renew_before", "runbook", "schedule", "scope", "settings", "targets", "window",
@@ -159,6 +159,8 @@ func (p *parser) topLevel(cfg *Config, root *yaml.Node) (credNode *yaml.Node) {
 			credNode = e.val
 		case "notify":
 			p.notifySection(cfg, e.val)
+		case "delivery":
+			p.delivery(cfg, e.val)
 		default:
 			p.errorf(e.knode.Line, join("", e.key), "unknown key; valid top-level keys are %s", quoteList(topKeys))
 		}
@@ -910,4 +912,5 @@ func (p *parser) unused(cfg *Config) {
 			p.warnf(t.Line, join("targets", name), "target is defined but no credential publishes to it")
 		}
 	}
+	p.deliveryWarnings(cfg)
 }

@@ -46,12 +46,13 @@ var detectors = []tokenDetector{
 	{kind: "Stripe test secret key", hint: "sk_test_", re: regexp.MustCompile(`sk_test_[0-9A-Za-z]{16,}`)},
 	{kind: "Google API key", hint: "AIza", re: regexp.MustCompile(`AIza[0-9A-Za-z_-]{35}`)},
 	{kind: "JSON Web Token", hint: ".", re: regexp.MustCompile(`\be[wy][A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*`), valid: jwtHeader},
+	{kind: "rotator API token", hint: "rtrtok_", re: regexp.MustCompile(`rtrtok_[0-9a-f]{72}`)},
 	{kind: "PEM private key", hint: "PRIVATE KEY", re: regexp.MustCompile(`-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----`)},
 }
 
 // DetectToken reports whether s contains, anywhere, a token of a known
 // secret format (GitHub, Slack, AWS access key ids, OpenAI, Anthropic,
-// Stripe, Google API keys, JWTs, PEM private keys), and names its kind, such
+// Stripe, Google API keys, JWTs, rotator's own API tokens, PEM private keys), and names its kind, such
 // as "GitHub personal access token". The kind never includes the token.
 func DetectToken(s string) (kind string, ok bool) {
 	for _, d := range detectors {

@@ -267,3 +267,22 @@ type AuditEvent struct {
 	Hash     string
 	SealedAt time.Time
 }
+
+// APIToken is an API token of the service (DESIGN.md §11), as stored: never
+// the token itself, only its hash.
+type APIToken struct {
+	// ID is the token's public id (named in audit events and by 'rotator
+	// tokens revoke').
+	ID   string
+	Name string
+	// Hash is the SHA-256 of the token; unique.
+	Hash []byte
+	// Scopes are what the token allows, e.g. "consume:github-mcp".
+	Scopes    []string
+	CreatedBy string
+	CreatedAt time.Time
+	// ExpiresAt is zero for a token that does not expire.
+	ExpiresAt  time.Time
+	RevokedAt  time.Time
+	LastUsedAt time.Time
+}

@@ -202,6 +202,14 @@ type Reader interface {
 	ScanAuditEvents(ctx context.Context, f AuditFilter, fn func(AuditEvent) error) error
 	// NotifyReader reads the notification outbox and deliveries.
 	NotifyReader
+	// GetAPIToken returns a token by id, revoked or not.
+	GetAPIToken(ctx context.Context, id string) (APIToken, error)
+	// GetAPITokenByHash returns the token whose hash is hash, revoked or
+	// not (the caller checks expiry and revocation).
+	GetAPITokenByHash(ctx context.Context, hash []byte) (APIToken, error)
+	// ListAPITokens returns every token, revoked ones included, oldest
+	// first.
+	ListAPITokens(ctx context.Context) ([]APIToken, error)
 }
 
 // Tx is a transaction: every Reader method plus writes. After a write
@@ -273,6 +281,17 @@ type Tx interface {
 	// InsertStep inserts steps (several in one statement). An existing
 	// (run, seq) is ErrConflict; an unknown run is ErrNotFound.
 	InsertStep(ctx context.Context, steps ...Step) error
+
+	// InsertAPIToken stores a new token; ErrConflict if its id or hash
+	// exists.
+	InsertAPIToken(ctx context.Context, t APIToken) error
+	// RevokeAPIToken sets a token's RevokedAt to at, unless it is revoked
+	// already (then it changes nothing and returns nil); ErrNotFound if no
+	// token has that id.
+	RevokeAPIToken(ctx context.Context, id string, at time.Time) error
+	// TouchAPIToken sets a token's LastUsedAt to at when that is later
+	// than the stored one; a missing token is not an error.
+	TouchAPIToken(ctx context.Context, id string, at time.Time) error
 
 	// InsertAuditEvents appends unsealed events.
 	InsertAuditEvents(ctx context.Context, evs ...AuditEvent) error

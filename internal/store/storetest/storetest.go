@@ -83,6 +83,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		"GetRunWork":                 testGetRunWork,
 		"SealedKeyIDs":               testSealedKeyIDs,
 		"ListCredentialsDeleted":     testListCredentialsIncludeDeleted,
+		"APITokens":                  testAPITokens,
 	} {
 		t.Run(name, func(t *testing.T) {
 			s, ctx := setup(t)

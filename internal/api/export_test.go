@@ -1,0 +1,14 @@
+package api
+
+// WatchPolls returns how many store queries the watch poller has made.
+func WatchPolls(s *Server) int64 { return s.hub.polls.Load() }
+
+// WatchWaiters returns how many long polls wait on credential id.
+func WatchWaiters(s *Server, id string) int {
+	s.hub.mu.Lock()
+	defer s.hub.mu.Unlock()
+	if e, ok := s.hub.watched[id]; ok {
+		return e.waiters
+	}
+	return 0
+}

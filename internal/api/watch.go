@@ -1,0 +1,133 @@
+package api
+
+import (
+	"context"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rotatorhq/rotator/internal/store"
+)
+
+// hub tells long polls when a credential's current version changes. One
+// goroutine polls, once per interval, the current versions of every
+// credential someone waits on, in one query: the store sees one read per
+// interval however many clients wait.
+type hub struct {
+	st     store.Store
+	poll   time.Duration
+	logger *slog.Logger
+
+	mu      sync.Mutex
+	watched map[string]*watchEntry
+	stop    context.CancelFunc
+	done    chan struct{}
+	// stopped is closed by close: waiters give up.
+	stopped chan struct{}
+	// polls counts the store queries of the poller.
+	polls atomic.Int64
+}
+
+type watchEntry struct {
+	// version is the current version last seen ("" for none; "\x00" once
+	// the credential is gone).
+	version string
+	ch      chan struct{}
+	waiters int
+}
+
+func newHub(st store.Store, poll time.Duration, logger *slog.Logger) *hub {
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &hub{st: st, poll: poll, logger: logger, watched: map[string]*watchEntry{},
+		stop: cancel, done: make(chan struct{}), stopped: make(chan struct{})}
+	go h.run(ctx)
+	return h
+}
+
+// subscribe registers a waiter on credential id, which it saw at version
+// seen. It returns a channel closed at the next change and the version the
+// hub knows: when that is not seen, the change already happened (the
+// caller reads again).
+func (h *hub) subscribe(id, seen string) (<-chan struct{}, string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	e, ok := h.watched[id]
+	if !ok {
+		e = &watchEntry{version: seen, ch: make(chan struct{})}
+		h.watched[id] = e
+	}
+	e.waiters++
+	return e.ch, e.version
+}
+
+func (h *hub) unsubscribe(id string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if e, ok := h.watched[id]; ok {
+		if e.waiters--; e.waiters <= 0 {
+			delete(h.watched, id)
+		}
+	}
+}
+
+func (h *hub) close() {
+	h.mu.Lock()
+	select {
+	case <-h.stopped:
+	default:
+		close(h.stopped)
+	}
+	h.mu.Unlock()
+	h.stop()
+	<-h.done
+}
+
+func (h *hub) run(ctx context.Context) {
+	defer close(h.done)
+	t := time.NewTicker(h.poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		h.mu.Lock()
+		ids := slices.Sorted(maps.Keys(h.watched))
+		h.mu.Unlock()
+		if len(ids) == 0 {
+			continue
+		}
+		h.polls.Add(1)
+		qctx, cancel := context.WithTimeout(ctx, max(h.poll, 5*time.Second))
+		creds, err := h.st.ListCredentials(qctx, store.CredentialFilter{IDs: ids})
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				h.logger.Warn("polling watched credentials failed; trying again", slog.Any("error", err))
+			}
+			continue
+		}
+		now := make(map[string]string, len(ids))
+		for _, id := range ids {
+			now[id] = "\x00" // gone, unless listed
+		}
+		for _, c := range creds {
+			now[c.ID] = ""
+			if c.Current != nil {
+				now[c.ID] = c.Current.ID
+			}
+		}
+		h.mu.Lock()
+		for id, v := range now {
+			if e, ok := h.watched[id]; ok && e.version != v {
+				close(e.ch)
+				e.ch, e.version = make(chan struct{}), v
+			}
+		}
+		h.mu.Unlock()
+	}
+}

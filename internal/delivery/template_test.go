@@ -1,0 +1,124 @@
+package delivery_test
+
+import (
+	"errors"
+	"maps"
+	"strings"
+	"testing"
+
+	"github.com/rotatorhq/rotator/internal/delivery"
+)
+
+func TestParseHeader(t *testing.T) {
+	t.Parallel()
+	good := map[string]delivery.Header{
+		"Authorization=Bearer {github-mcp}":  {Name: "Authorization", Template: "Bearer {github-mcp}"},
+		"x-api-key={k1}":                     {Name: "X-Api-Key", Template: "{k1}"},
+		" X-Pair = {a}:{b.c_d}":              {Name: "X-Pair", Template: " {a}:{b.c_d}"},
+		"X-Json={{\"k\": \"{tok}\"}}":        {Name: "X-Json", Template: "{{\"k\": \"{tok}\"}}"},
+		"Authorization=Basic {a}={b}":        {Name: "Authorization", Template: "Basic {a}={b}"},
+		"Cookie=session={sess}; theme=light": {Name: "Cookie", Template: "session={sess}; theme=light"},
+	}
+	for in, want := range good {
+		got, err := delivery.ParseHeader(in)
+		if err != nil || got != want {
+			t.Errorf("ParseHeader(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	bad := map[string]string{
+		"Authorization":                 "want Name=Template",
+		"=Bearer {a}":                   "want Name=Template",
+		"Bad Name=Bearer {a}":           "not a valid HTTP header name",
+		"Authorization=Bearer literal":  "names no credential",
+		"Authorization=Bearer {Upper}":  "is not a credential id",
+		"Authorization=Bearer {a":       "is not closed",
+		"Authorization=Bearer a}":       "unmatched '}'",
+		"Authorization=Bearer {}":       "is not a credential id",
+		"Authorization=Bearer {a b}":    "is not a credential id",
+		"Authorization=Bearer {{a}}":    "names no credential",
+		"Authorization=Bearer {-a}":     "is not a credential id",
+		"X=" + strings.Repeat("{", 201): "is not closed",
+	}
+	for in, want := range bad {
+		_, err := delivery.ParseHeader(in)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseHeader(%q) error = %v; want one containing %q", in, err, want)
+		}
+	}
+}
+
+func TestExpand(t *testing.T) {
+	t.Parallel()
+	vals := map[string]string{"a": "AAA", "b": "B{b}B", "c": ""}
+	calls := map[string]int{}
+	read := func(id string) (string, error) {
+		calls[id]++
+		v, ok := vals[id]
+		if !ok {
+			return "", delivery.ErrNotFound
+		}
+		return v, nil
+	}
+	cases := map[string]string{
+		"Bearer {a}":    "Bearer AAA",
+		"{a}:{b}":       "AAA:B{b}B", // a value is never expanded again
+		"{a}{a}{a}":     "AAAAAAAAA",
+		"x{{y}}{c}z":    "x{y}z",
+		"{{{a}}}":       "{AAA}",
+		"no braces {a}": "no braces AAA",
+	}
+	for in, want := range cases {
+		clear(calls)
+		got, err := delivery.Expand(in, read)
+		if err != nil || got != want {
+			t.Errorf("Expand(%q) = %q, %v; want %q", in, got, err, want)
+		}
+		for id, n := range calls {
+			if n != 1 {
+				t.Errorf("Expand(%q) read %s %d times; want once", in, id, n)
+			}
+		}
+	}
+	got, err := delivery.Expand("{a} {missing}", read)
+	if got != "" || !errors.Is(err, delivery.ErrNotFound) || !strings.Contains(err.Error(), `"missing"`) {
+		t.Errorf("Expand with a missing credential = %q, %v; want \"\" and an error naming it, wrapping ErrNotFound", got, err)
+	}
+	if strings.Contains(err.Error(), "AAA") {
+		t.Errorf("the error holds another credential's value: %v", err)
+	}
+}
+
+func TestExpandHeaders(t *testing.T) {
+	t.Parallel()
+	hs := []delivery.Header{
+		{Name: "Authorization", Template: "Bearer {a}"},
+		{Name: "X-Both", Template: "{a}/{b}"},
+	}
+	n := 0
+	got, err := delivery.ExpandHeaders(hs, func(id string) (string, error) {
+		n++
+		return strings.ToUpper(id) + "-value", nil
+	})
+	want := map[string]string{"Authorization": "Bearer A-value", "X-Both": "A-value/B-value"}
+	if err != nil || !maps.Equal(got, want) {
+		t.Fatalf("ExpandHeaders = %v, %v; want %v", got, err, want)
+	}
+	if n != 2 {
+		t.Errorf("read called %d times for 2 distinct credentials", n)
+	}
+	// A value that would split the header is refused, without echoing it.
+	got, err = delivery.ExpandHeaders(hs, func(string) (string, error) { return "CANARY\r\nX-Evil: 1", nil })
+	if got != nil || err == nil || strings.Contains(err.Error(), "CANARY") {
+		t.Errorf("a value with CR LF: %v, %v; want no headers and an error that does not quote the value", got, err)
+	}
+	// Any failure yields no header at all.
+	got, err = delivery.ExpandHeaders(hs, func(id string) (string, error) {
+		if id == "b" {
+			return "", delivery.ErrForbidden
+		}
+		return "ok", nil
+	})
+	if got != nil || !errors.Is(err, delivery.ErrForbidden) || !strings.Contains(err.Error(), "X-Both") {
+		t.Errorf("one unreadable credential: %v, %v; want nil headers and an error naming header and cause", got, err)
+	}
+}
