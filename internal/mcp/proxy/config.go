@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -113,7 +114,7 @@ func ParseConfig(name string, data []byte) ([]Upstream, error) {
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], root.Content[i+1]
 		if k.Value != "proxies" {
-			p.add(k.Line, show(k.Value), "unknown key; the only top-level key is proxies")
+			p.add(k.Line, keyName(k.Value), "unknown key; the only top-level key is proxies")
 			continue
 		}
 		list = v
@@ -234,7 +235,7 @@ func (p *cfgParser) upstream(field string, n *yaml.Node) (Upstream, bool) {
 				s.Headers = append(s.Headers, Header{Name: hk.Value, Template: hv.Value})
 			}
 		default:
-			p.add(k.Line, field+"."+show(k.Value), "unknown key; valid keys are "+strings.Join(upstreamKeys, ", "))
+			p.add(k.Line, field+"."+keyName(k.Value), "unknown key; valid keys are "+strings.Join(upstreamKeys, ", "))
 		}
 	}
 	if s.Name == "" {
@@ -266,3 +267,14 @@ func (p *cfgParser) upstream(field string, n *yaml.Node) (Upstream, bool) {
 	}
 	return u, len(p.errs) == before
 }
+
+// keyName renders a key of the file for a field path: as is when it is a
+// plain name, else quoted (or hidden when it looks secret).
+func keyName(k string) string {
+	if plainKey.MatchString(k) {
+		return k
+	}
+	return show(k)
+}
+
+var plainKey = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -49,34 +50,34 @@ func parseTemplate(s string) (template, error) {
 		case c == '{':
 			end := strings.IndexByte(s[i+1:], '}')
 			if end < 0 {
-				return template{}, fmt.Errorf("unclosed '{' at byte %d: write {credential-id}, or {{ for a literal brace", i+1)
+				return template{}, fmt.Errorf("has an unclosed '{' at byte %d: write {credential-id}, or {{ for a literal brace", i+1)
 			}
 			id := s[i+1 : i+1+end]
 			if !credentialID.MatchString(id) {
-				return template{}, fmt.Errorf("{%s} is not a credential id (lower-case letters, digits, '.', '_' and '-', starting with a letter or digit)", show(id))
+				return template{}, fmt.Errorf("has {%s}, which is not a credential id (lower-case letters, digits, '.', '_' and '-', starting with a letter or digit)", show(id))
 			}
 			flush()
 			t.parts, t.isID = append(t.parts, id), append(t.isID, true)
 			i += end + 1
 		case c == '}':
-			return template{}, fmt.Errorf("unmatched '}' at byte %d: write }} for a literal brace", i+1)
+			return template{}, fmt.Errorf("has an unmatched '}' at byte %d: write }} for a literal brace", i+1)
 		default:
 			lit.WriteByte(c)
 		}
 	}
 	flush()
 	if len(t.ids()) == 0 {
-		return template{}, fmt.Errorf("names no credential: a header takes its value from one, as in 'Bearer {credential-id}' (a literal value belongs in no flag or file)")
+		return template{}, errors.New("names no credential: a header takes its value from one, as in 'Bearer {credential-id}' (a literal value belongs in no flag or file)")
 	}
 	for i, p := range t.parts {
 		if t.isID[i] {
 			continue
 		}
 		if kind, ok := secret.DetectToken(p); ok {
-			return template{}, fmt.Errorf("its literal text holds what looks like a %s; a header takes secrets only from {credential-id} placeholders", kind)
+			return template{}, fmt.Errorf("holds what looks like a %s in its literal text; a header takes secrets only from {credential-id} placeholders", kind)
 		}
 		if !validHeaderValue(p) {
-			return template{}, fmt.Errorf("its literal text holds a character not allowed in an HTTP header value (a control character or line break)")
+			return template{}, errors.New("holds a character not allowed in an HTTP header value (a control character or line break)")
 		}
 	}
 	return t, nil
