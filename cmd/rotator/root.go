@@ -182,6 +182,7 @@ Colour only on a terminal, never with NO_COLOR set.`,
 		a.keysCommand(),
 		a.healthCommand(),
 		a.execCommand(),
+		a.proxyCommand(),
 		a.versionCommand(),
 	)
 	root.InitDefaultCompletionCmd()
