@@ -64,7 +64,7 @@ type world struct {
 
 // newWorld applies the inventory, rotates every credential once (so each
 // has a current value) and opens a Local source polling every poll.
-func newWorld(t *testing.T, grace string, poll time.Duration) *world {
+func newWorld(t testing.TB, grace string, poll time.Duration) *world {
 	t.Helper()
 	ctx := t.Context()
 	st, err := sqlite.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "rotator.db"))
@@ -259,7 +259,7 @@ func requireBearer(next http.Handler, rec *seen, valid func(ctx context.Context)
 
 // startProxy runs the proxy on a free loopback port until the test ends
 // and returns its URL.
-func startProxy(t *testing.T, p *proxy.Proxy) string {
+func startProxy(t testing.TB, p *proxy.Proxy) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
 	ready := make(chan []proxy.Listening, 1)

@@ -34,6 +34,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -259,6 +260,7 @@ func (p *Proxy) compile(cfg Upstream) (*upstream, error) {
 		Rewrite:      u.rewrite,
 		Transport:    &injector{u: u, base: p.opts.Transport},
 		ErrorHandler: u.proxyError,
+		BufferPool:   buffers,
 		ErrorLog:     slog.NewLogLogger(p.log.With(slog.String("upstream", cfg.Name)).Handler(), slog.LevelWarn),
 	}
 	return u, nil
@@ -486,6 +488,15 @@ func isLoopbackHost(hostport string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
+
+// bufferPool lends the 32 KiB buffers ReverseProxy copies responses
+// with, which it would otherwise allocate for every request.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
+func (b *bufferPool) Put(x []byte) { b.p.Put(&x) }
+
+var buffers = &bufferPool{p: sync.Pool{New: func() any { x := make([]byte, 32<<10); return &x }}}
 
 var _ http.Handler = (*upstream)(nil)
 

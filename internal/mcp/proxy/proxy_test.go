@@ -61,7 +61,7 @@ func (u *rawUpstream) last(t *testing.T) http.Header {
 }
 
 // runProxy starts a proxy of one upstream named "default" on a free port.
-func runProxy(t *testing.T, src delivery.Source, w *world, up proxy.Upstream, opts proxy.Options) (string, *proxy.Proxy) {
+func runProxy(t testing.TB, src delivery.Source, w *world, up proxy.Upstream, opts proxy.Options) (string, *proxy.Proxy) {
 	t.Helper()
 	up.Name, up.Listen = "default", "127.0.0.1:0"
 	if opts.Logger == nil {
