@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"bytes"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -25,7 +26,7 @@ func benchSetup(b *testing.B) (proxyURL, upstreamURL, auth string) {
 	w := newWorld(b, "0s", time.Hour)
 	auth = "Bearer " + w.current(b, "api")
 	var rejected atomic.Int64
-	up := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		if r.Header.Get("Authorization") != auth {
 			rejected.Add(1)
@@ -35,7 +36,15 @@ func benchSetup(b *testing.B) (proxyURL, upstreamURL, auth string) {
 		rw.Header().Set("Content-Type", "application/json")
 		_, _ = rw.Write([]byte(`{"jsonrpc":"2.0","id":42,"result":{"content":[{"type":"text","text":"3 issues"}]}}`))
 	}))
+	var conns atomic.Int64 // the proxy keeps its connections to the upstream
+	up.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	up.Start()
 	b.Cleanup(func() {
+		b.Logf("upstream connections: %d", conns.Load())
 		up.Close()
 		if n := rejected.Load(); n > 0 {
 			b.Errorf("the upstream rejected %d requests", n)
