@@ -248,8 +248,10 @@ func (p *cfgParser) upstream(field string, n *yaml.Node) (Upstream, bool) {
 	}
 	if s.Listen == "" {
 		p.add(n.Line, field+".listen", "missing: the address to listen on, such as 127.0.0.1:7070")
-	} else if _, err := checkListen(s.Listen, s.TLSCert != "" || s.TLSKey != ""); err != nil {
+	} else if loopback, err := checkListen(s.Listen, s.TLSCert != "" || s.TLSKey != ""); err != nil {
 		p.add(n.Line, field+".listen", err.Error())
+	} else if !loopback && s.ClientToken == "" {
+		p.add(n.Line, field+".client_token", errOpenRelay.Error())
 	}
 	if (s.TLSCert == "") != (s.TLSKey == "") {
 		p.add(n.Line, field+".tls_cert", "give both tls_cert and tls_key, or neither")

@@ -168,8 +168,13 @@ func TestNewRefuses(t *testing.T) {
 			t.Errorf("%s: got %v, want an error with %q", name, err, tc.want)
 		}
 	}
-	// With TLS, a non-loopback address is accepted.
-	if _, err := proxy.New(w.src, []proxy.Upstream{{Listen: "0.0.0.0:7070", URL: "https://x.example/", Headers: auth, TLSCert: "c.pem", TLSKey: "k.pem"}}, proxy.Options{}); err != nil {
+	// With TLS and a client token, a non-loopback address is accepted.
+	tlsUp := proxy.Upstream{Listen: "0.0.0.0:7070", URL: "https://x.example/", Headers: auth, TLSCert: "c.pem", TLSKey: "k.pem"}
+	if _, err := proxy.New(w.src, []proxy.Upstream{tlsUp}, proxy.Options{}); err == nil || !strings.Contains(err.Error(), "needs a client token") {
+		t.Errorf("TLS off loopback without a client token: %v", err)
+	}
+	tlsUp.ClientToken = "${env:PROXY_TOKEN}"
+	if _, err := proxy.New(w.src, []proxy.Upstream{tlsUp}, proxy.Options{}); err != nil {
 		t.Errorf("TLS off loopback: %v", err)
 	}
 }

@@ -54,6 +54,10 @@ const (
 	DefaultHeaderTemplate = "Bearer {%s}"
 )
 
+// errOpenRelay refuses a proxy reachable from the network that anyone
+// could use.
+var errOpenRelay = errors.New("listening off loopback needs a client token: without one, anyone who reaches the address calls the upstream with the credential")
+
 // paramHeaderPrefix is how MCP sends a tool parameter annotated with
 // x-mcp-header as a request header (SEP-2243).
 const paramHeaderPrefix = "Mcp-Param-"
@@ -223,6 +227,9 @@ func (p *Proxy) compile(cfg Upstream) (*upstream, error) {
 	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return nil, errors.New("tls: give both a certificate and a key, or neither")
+	}
+	if !u.loopback && cfg.ClientToken == "" {
+		return nil, errOpenRelay
 	}
 	if len(cfg.Headers) == 0 {
 		return nil, errors.New("no header to inject: name a credential (the default header is Authorization: Bearer {credential})")
