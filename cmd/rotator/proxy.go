@@ -81,6 +81,9 @@ logged. SIGINT or SIGTERM stops it.`,
 			if err != nil {
 				return err
 			}
+			if err := proxy.Validate(ups); err != nil {
+				return usageError{err}
+			}
 			ctx := cmd.Context()
 			st, err := a.openStore(ctx)
 			if err != nil {

@@ -159,7 +159,7 @@ func TestProxyCommandErrors(t *testing.T) {
 		{[]string{"proxy", "--listen", "0.0.0.0:7070", "--upstream", "https://x.example/mcp", "--credential", "notes-api-key"}, 2, "is not a loopback address"},
 		{[]string{"proxy", "--listen", "127.0.0.1:0", "--upstream", "https://x.example/mcp", "--header", "X-Key=literal"}, 2, "names no credential"},
 		{[]string{"proxy", "--listen", "127.0.0.1:0", "--upstream", "https://x.example/mcp", "--credential", "nope"}, 3, `credential "nope": credential not found`},
-		{[]string{"proxy", "--config", "proxies.yaml"}, 2, "proxies.yaml:2: proxies[0].upstream: upstream URL http://example.com is not a loopback address"},
+		{[]string{"proxy", "--config", "proxies.yaml"}, 2, "proxies.yaml:4: proxies[0].upstream: upstream URL http://example.com is not a loopback address"},
 		{[]string{"proxy", "--config", "proxies.yaml", "--listen", "127.0.0.1:1"}, 2, "--listen cannot be combined with --config"},
 	} {
 		r := c.run(t, tc.args...)

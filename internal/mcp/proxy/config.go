@@ -177,7 +177,9 @@ func (p *cfgParser) upstream(field string, n *yaml.Node) (Upstream, bool) {
 	before := len(p.errs)
 	var s Spec
 	var headersLine, credLine int
+	lines := map[string]int{} // key -> line of its value
 	str := func(k, v *yaml.Node, dst *string) {
+		lines[k.Value] = v.Line
 		if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
 			p.add(v.Line, field+"."+k.Value, "must be a string")
 			return
@@ -238,23 +240,29 @@ func (p *cfgParser) upstream(field string, n *yaml.Node) (Upstream, bool) {
 			p.add(k.Line, field+"."+keyName(k.Value), "unknown key; valid keys are "+strings.Join(upstreamKeys, ", "))
 		}
 	}
+	at := func(key string) int {
+		if l, ok := lines[key]; ok {
+			return l
+		}
+		return n.Line
+	}
 	if s.Name == "" {
 		p.add(n.Line, field+".name", "missing: name the upstream (used in logs and errors)")
 	}
 	if s.URL == "" {
 		p.add(n.Line, field+".upstream", "missing: the MCP server's endpoint, such as https://mcp.example.com/mcp")
 	} else if _, err := checkUpstreamURL(s.URL); err != nil {
-		p.add(n.Line, field+".upstream", err.Error())
+		p.add(at("upstream"), field+".upstream", err.Error())
 	}
 	if s.Listen == "" {
 		p.add(n.Line, field+".listen", "missing: the address to listen on, such as 127.0.0.1:7070")
 	} else if loopback, err := checkListen(s.Listen, s.TLSCert != "" || s.TLSKey != ""); err != nil {
-		p.add(n.Line, field+".listen", err.Error())
+		p.add(at("listen"), field+".listen", err.Error())
 	} else if !loopback && s.ClientToken == "" {
-		p.add(n.Line, field+".client_token", errOpenRelay.Error())
+		p.add(at("listen"), field+".client_token", errOpenRelay.Error())
 	}
 	if (s.TLSCert == "") != (s.TLSKey == "") {
-		p.add(n.Line, field+".tls_cert", "give both tls_cert and tls_key, or neither")
+		p.add(min(at("tls_cert"), at("tls_key")), field+".tls_cert", "give both tls_cert and tls_key, or neither")
 	}
 	u, err := s.Resolve()
 	if err != nil {

@@ -49,8 +49,8 @@ func TestParseConfig(t *testing.T) {
     credential: Bad_Id
     lisen: x
 `, []string{
-			"2|proxies[0].listen|is not a loopback address; listening there in clear is refused",
-			"2|proxies[0].upstream|is not a loopback address: the injected credential would cross the network in clear",
+			"3|proxies[0].listen|is not a loopback address; listening there in clear is refused",
+			"4|proxies[0].upstream|is not a loopback address: the injected credential would cross the network in clear",
 			`5|proxies[0].credential|credential "Bad_Id" is not a credential id`,
 			`6|proxies[0].lisen|unknown key; valid keys are client_token, credential, headers`,
 		}},

@@ -173,12 +173,23 @@ type rendered struct {
 	err    error
 }
 
+// Validate checks upstreams as New does, without a source: flags and files
+// are checked before the database is opened.
+func Validate(ups []Upstream) error {
+	_, err := newProxy(nil, ups, Options{})
+	return err
+}
+
 // New checks the upstreams and returns a proxy reading values from src.
 // It reads nothing yet: Start does. src stays the caller's.
 func New(src delivery.Source, ups []Upstream, opts Options) (*Proxy, error) {
 	if src == nil {
 		return nil, errors.New("proxy: no delivery source")
 	}
+	return newProxy(src, ups, opts)
+}
+
+func newProxy(src delivery.Source, ups []Upstream, opts Options) (*Proxy, error) {
 	if len(ups) == 0 {
 		return nil, errors.New("proxy: no upstream to proxy")
 	}
