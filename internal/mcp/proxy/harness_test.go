@@ -50,7 +50,11 @@ credentials:
 // world is a real SQLite store holding generated credentials, the real
 // engine to rotate them, and a Local delivery source over them.
 type world struct {
-	st   store.Store
+	st store.Store
+	// check is a second handle on the database, as another system has:
+	// the test upstreams read the valid values through it, so that they
+	// do not queue on the engine's connection.
+	check store.Store
 	kr   secret.Keyring
 	e    *rotation.Engine
 	src  *delivery.Local
@@ -59,7 +63,8 @@ type world struct {
 	log  *slog.Logger
 
 	mu     sync.Mutex
-	values map[string]bool // every value opened (the canaries)
+	values map[string]bool   // every value opened (the canaries)
+	opened map[string]string // version id -> value
 }
 
 // newWorld applies the inventory, rotates every credential once (so each
@@ -67,7 +72,8 @@ type world struct {
 func newWorld(t testing.TB, grace string, poll time.Duration) *world {
 	t.Helper()
 	ctx := t.Context()
-	st, err := sqlite.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "rotator.db"))
+	dbPath := filepath.Join(t.TempDir(), "rotator.db")
+	st, err := sqlite.Open(ctx, "sqlite://"+dbPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,6 +81,11 @@ func newWorld(t testing.TB, grace string, poll time.Duration) *world {
 	if err := rotation.Migrate(ctx, st); err != nil {
 		t.Fatal(err)
 	}
+	check, err := sqlite.Open(ctx, "sqlite://"+dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = check.Close() })
 	doc := fmt.Sprintf(inventoryYAML, grace)
 	cfg, err := config.Parse(filepath.Join(t.TempDir(), "rotator.yaml"), []byte(doc), config.Options{BaseDir: repoRoot})
 	if err != nil {
@@ -87,7 +98,7 @@ func newWorld(t testing.TB, grace string, poll time.Duration) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &world{st: st, kr: kr, red: &secret.Redactor{}, logs: &testlog.Buffer{}, values: map[string]bool{}}
+	w := &world{st: st, check: check, kr: kr, red: &secret.Redactor{}, logs: &testlog.Buffer{}, values: map[string]bool{}, opened: map[string]string{}}
 	w.log = slog.New(secret.NewHandler(slog.NewJSONHandler(w.logs, &slog.HandlerOptions{Level: slog.LevelDebug}), w.red))
 	w.e, err = rotation.New(rotation.Options{Store: st, Keyring: kr, Redactor: w.red, Logger: w.log, RunbookDir: repoRoot, StepTimeout: 20 * time.Second})
 	if err != nil {
@@ -127,17 +138,23 @@ func (w *world) rotate(t testing.TB, id string) {
 }
 
 // valid returns the values of a credential a server with grace accepts:
-// its current version and its previous one while that is not retired.
+// its current version and its previous one while that is not retired. It
+// reads the store at each call (one query; a version's value, which never
+// changes, is opened once).
 func (w *world) valid(ctx context.Context, id string) (map[string]bool, error) {
-	vs, err := w.st.ListVersions(ctx, id, store.StageCurrent, store.StagePrevious)
+	vs, err := w.check.ListVersions(ctx, id, store.StageCurrent, store.StagePrevious)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]bool{}
 	for _, v := range vs {
-		val, err := w.open(ctx, v.ID)
-		if err != nil {
-			return nil, err
+		w.mu.Lock()
+		val, ok := w.opened[v.ID]
+		w.mu.Unlock()
+		if !ok {
+			if val, err = w.open(ctx, v.ID); err != nil {
+				return nil, err
+			}
 		}
 		if val != "" { // retired (its value wiped) since it was listed
 			out[val] = true
@@ -148,7 +165,7 @@ func (w *world) valid(ctx context.Context, id string) (map[string]bool, error) {
 
 // open returns the value of a version (ListVersions leaves values out).
 func (w *world) open(ctx context.Context, versionID string) (string, error) {
-	v, err := w.st.GetVersion(ctx, versionID)
+	v, err := w.check.GetVersion(ctx, versionID)
 	if err != nil || len(v.Sealed) == 0 {
 		return "", err
 	}
@@ -158,6 +175,7 @@ func (w *world) open(ctx context.Context, versionID string) (string, error) {
 	}
 	w.mu.Lock()
 	w.values[val.RevealString()] = true
+	w.opened[v.ID] = val.RevealString()
 	w.mu.Unlock()
 	return val.RevealString(), nil
 }
@@ -165,7 +183,7 @@ func (w *world) open(ctx context.Context, versionID string) (string, error) {
 // current returns the current value of a credential, from the store.
 func (w *world) current(t testing.TB, id string) string {
 	t.Helper()
-	c, err := w.st.GetCredential(t.Context(), id)
+	c, err := w.check.GetCredential(t.Context(), id)
 	if err != nil || c.Current == nil {
 		t.Fatalf("credential %s: %v", id, err)
 	}
