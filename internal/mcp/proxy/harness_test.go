@@ -55,12 +55,12 @@ type world struct {
 	// the test upstreams read the valid values through it, so that they
 	// do not queue on the engine's connection.
 	check store.Store
-	kr   secret.Keyring
-	e    *rotation.Engine
-	src  *delivery.Local
-	red  *secret.Redactor
-	logs *testlog.Buffer
-	log  *slog.Logger
+	kr    secret.Keyring
+	e     *rotation.Engine
+	src   *delivery.Local
+	red   *secret.Redactor
+	logs  *testlog.Buffer
+	log   *slog.Logger
 
 	mu     sync.Mutex
 	values map[string]bool   // every value opened (the canaries)
