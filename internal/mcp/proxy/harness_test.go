@@ -86,6 +86,13 @@ func newWorld(t testing.TB, grace string, poll time.Duration) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = check.Close() })
+	// The proxy reads through a handle of its own, as `rotator proxy` (a
+	// process of its own) does, not through the engine's connection.
+	srcStore, err := sqlite.Open(ctx, "sqlite://"+dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srcStore.Close() })
 	doc := fmt.Sprintf(inventoryYAML, grace)
 	cfg, err := config.Parse(filepath.Join(t.TempDir(), "rotator.yaml"), []byte(doc), config.Options{BaseDir: repoRoot})
 	if err != nil {
@@ -108,7 +115,7 @@ func newWorld(t testing.TB, grace string, poll time.Duration) *world {
 	if _, err := rotation.NewRunner(w.e, rotation.RunnerOptions{Workers: 1, Logger: w.log}); err != nil {
 		t.Fatal(err)
 	}
-	w.src, err = delivery.NewLocal(delivery.LocalOptions{Store: st, Keyring: kr, Reader: "uid:0 (test)", Poll: poll, Logger: w.log})
+	w.src, err = delivery.NewLocal(delivery.LocalOptions{Store: srcStore, Keyring: kr, Reader: "uid:0 (test)", Poll: poll, Logger: w.log})
 	if err != nil {
 		t.Fatal(err)
 	}

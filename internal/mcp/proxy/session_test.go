@@ -80,8 +80,10 @@ func TestSessionThroughTwentyRotations(t *testing.T) {
 	}{
 		// The upstream accepts the previous value until it is retired,
 		// at once: the proxy's watch lags (up to its poll), so requests
-		// meet 401s and are sent again with the value re-read.
-		"previous retired at cutover": {grace: "0s", poll: 200 * time.Millisecond, interval: 300 * time.Millisecond},
+		// meet 401s and are sent again with the value re-read. (Sent
+		// once: the next rotation must not retire that value before the
+		// retry arrives, hence an interval longer than the poll.)
+		"previous retired at cutover": {grace: "0s", poll: 200 * time.Millisecond, interval: 500 * time.Millisecond},
 		// The upstream accepts the previous value during the grace
 		// period, as a server with overlap does: the watch picks up the
 		// new value before it ends. (Grace periods are whole seconds.)
