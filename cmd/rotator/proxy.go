@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"os/user"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -171,13 +169,4 @@ func proxyUpstreams(cmd *cobra.Command, file string, spec proxy.Spec, headers []
 		return nil, usageError{err}
 	}
 	return []proxy.Upstream{u}, nil
-}
-
-// localReader names this process's user as value.read events record it.
-func localReader() string {
-	uid := os.Getuid()
-	if u, err := user.Current(); err == nil && u.Username != "" {
-		return fmt.Sprintf("uid:%d (%s)", uid, u.Username)
-	}
-	return fmt.Sprintf("uid:%d", uid)
 }
