@@ -237,6 +237,7 @@ type seen struct {
 	auth    []string // every Authorization header value
 	headers []http.Header
 	rejects int
+	took    map[string]bool // Authorization values accepted
 }
 
 func (s *seen) add(r *http.Request, rejected bool) {
@@ -248,7 +249,21 @@ func (s *seen) add(r *http.Request, rejected bool) {
 	s.headers = append(s.headers, h)
 	if rejected {
 		s.rejects++
+	} else {
+		if s.took == nil {
+			s.took = map[string]bool{}
+		}
+		for _, a := range r.Header.Values("Authorization") {
+			s.took[a] = true
+		}
 	}
+}
+
+// accepted reports whether the upstream accepted a request bearing auth.
+func (s *seen) accepted(auth string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.took[auth]
 }
 
 func (s *seen) snapshot() ([]string, []http.Header, int) {

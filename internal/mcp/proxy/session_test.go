@@ -76,7 +76,7 @@ func TestSessionThroughTwentyRotations(t *testing.T) {
 	for name, tc := range map[string]struct {
 		grace    string
 		poll     time.Duration
-		interval time.Duration // between the end of a rotation and the start of the next
+		interval time.Duration // after the proxy delivered a rotation's value, before the next
 	}{
 		// The upstream accepts the previous value until it is retired,
 		// at once: the proxy's watch lags (up to its poll), so requests
@@ -214,6 +214,16 @@ func testSession(t *testing.T, grace string, poll, interval time.Duration) {
 	began := time.Now()
 	for range 20 {
 		w.rotate(t, "api")
+		// The next rotation waits until the proxy delivered this one's
+		// value (the upstream accepted it), as rotations minutes apart
+		// do: a source slower than the rotations (a loaded machine under
+		// -race) would otherwise hand out values already retired.
+		cur := "Bearer " + w.current(t, "api")
+		for deadline := time.Now().Add(time.Minute); !rec.accepted(cur); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the upstream saw no request with the new value within a minute of the rotation")
+			}
+		}
 		time.Sleep(interval)
 	}
 	took := time.Since(began)
