@@ -184,6 +184,7 @@ Colour only on a terminal, never with NO_COLOR set.`,
 		a.headersCommand(),
 		a.healthCommand(),
 		a.execCommand(),
+		a.proxyCommand(),
 		a.versionCommand(),
 	)
 	root.InitDefaultCompletionCmd()
