@@ -34,7 +34,7 @@ func (a *app) keyring(ctx context.Context, st store.Store) (secret.Keyring, erro
 	opts := secret.MasterKeyOptions{}
 	if st.Dialect() == store.DialectSQLite {
 		if db, err := a.database(); err == nil && db.KeyFile() != "" {
-			opts.GenerateAt, opts.NoCreate = db.KeyFile(), len(sealed) > 0
+			opts.GenerateAt, opts.NoCreate = db.KeyFile(), len(sealed) > 0 || a.keyNoCreate
 		}
 	}
 	kr, src, err := secret.LoadMasterKey(opts)

@@ -59,6 +59,8 @@ type app struct {
 	databaseFlag string
 	db           storeopen.Database
 	createsDB    bool
+	// keyNoCreate: keyring never generates a key file (doctor).
+	keyNoCreate bool
 }
 
 // run builds the command tree, executes it and maps the outcome to an exit code.
@@ -177,6 +179,7 @@ Colour only on a terminal, never with NO_COLOR set.`,
 		a.keysCommand(),
 		a.healthCommand(),
 		a.execCommand(),
+		a.doctorCommand(),
 		a.versionCommand(),
 	)
 	root.InitDefaultCompletionCmd()
