@@ -3,6 +3,7 @@
 package examples_test
 
 import (
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -75,5 +76,22 @@ func TestMCPServersInventory(t *testing.T) {
 	creds, err := st.ListCredentials(t.Context(), store.CredentialFilter{})
 	if err != nil || len(creds) != 0 {
 		t.Fatalf("the dry run wrote %d credentials (%v)", len(creds), err)
+	}
+}
+
+// TestPrometheusRules checks examples/prometheus-rules.yaml with promtool
+// (Debian's prometheus package): the rules parse (check rules) and the
+// alerts fire as prometheus-rules.test.yaml expects (test rules).
+func TestPrometheusRules(t *testing.T) {
+	t.Parallel()
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatalf("promtool is not installed (apt-get install prometheus): %v", err)
+	}
+	for _, args := range [][]string{{"check", "rules", "prometheus-rules.yaml"}, {"test", "rules", "prometheus-rules.test.yaml"}} {
+		out, err := exec.CommandContext(t.Context(), promtool, args...).CombinedOutput()
+		if err != nil {
+			t.Errorf("promtool %v: %v\n%s", args, err, out)
+		}
 	}
 }

@@ -101,7 +101,7 @@ func (a *app) newEngine(ctx context.Context, runbookDir string) (*engineSetup, e
 	}
 	e, err := rotation.New(rotation.Options{
 		Store: st, Keyring: kr, Redactor: a.redactor, Logger: a.logger, RunbookDir: runbookDir,
-		BackoffBase: a.retryBackoff, LogRuns: a.logRuns,
+		BackoffBase: a.retryBackoff, LogRuns: a.logRuns, Observer: a.observer,
 	})
 	if err != nil {
 		_ = st.Close()

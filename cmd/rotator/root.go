@@ -61,6 +61,8 @@ type app struct {
 	createsDB    bool
 	// keyNoCreate: keyring never generates a key file (doctor).
 	keyNoCreate bool
+	// observer is told about finished runs and steps (serve's metrics).
+	observer rotation.Observer
 }
 
 // run builds the command tree, executes it and maps the outcome to an exit code.

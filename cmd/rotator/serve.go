@@ -16,6 +16,7 @@ import (
 	"github.com/rotatorhq/rotator/internal/config"
 	"github.com/rotatorhq/rotator/internal/gctune"
 	"github.com/rotatorhq/rotator/internal/inventory"
+	"github.com/rotatorhq/rotator/internal/metrics"
 	"github.com/rotatorhq/rotator/rotation"
 )
 
@@ -38,7 +39,8 @@ on River workers; several replicas may share one Postgres database (one of
 them leads the scheduler). On an SQLite database one serve runs at a time: a
 second refuses to start, naming the running one (it holds <database>.lock;
 the CLI does not need it). /healthz answers while the process runs; /readyz
-when the database answers and the workers have started.
+when the database answers and the workers have started; /metrics serves
+Prometheus metrics (docs/operations.md).
 
 It refuses to start when the database holds values sealed under a master key
 it was not given (see runbooks/master-key-rotation.md).
@@ -78,11 +80,14 @@ next start.`,
 				return usagef("--listen %s: %v", listen, err)
 			}
 			a.logRuns = true
+			mx := metrics.New(metrics.Options{Logger: a.logger})
+			a.observer = mx
 			setup, err := a.newEngine(ctx, runbookDir)
 			if err != nil {
 				_ = ln.Close()
 				return err
 			}
+			mx.ReadFrom(setup.store)
 			defer setup.store.Close()
 			defer setup.engine.Close()
 			if cfg != nil {
@@ -110,7 +115,9 @@ next start.`,
 				return err
 			}
 			var ready atomic.Bool
-			srv := &http.Server{Handler: a.healthMux(setup, &ready), ReadHeaderTimeout: 5 * time.Second}
+			mux := a.healthMux(setup, &ready)
+			mux.Handle("GET /metrics", mx.Handler())
+			srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 			srvErr := make(chan error, 1)
 			go func() { srvErr <- srv.Serve(ln) }()
 
@@ -142,7 +149,7 @@ next start.`,
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "configuration file to apply before serving")
-	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "address of the /healthz and /readyz endpoints")
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "address of the /healthz, /readyz and /metrics endpoints")
 	cmd.Flags().IntVar(&workers, "workers", 50, "rotations executed at once by this process")
 	cmd.Flags().DurationVar(&jobTimeout, "job-timeout", 4*time.Minute, "longest time one rotation attempt may run")
 	cmd.Flags().DurationVar(&rescueAfter, "rescue-after", 5*time.Minute, "resume a rotation whose worker vanished after this long (must exceed --job-timeout)")
@@ -152,7 +159,7 @@ next start.`,
 	return cmd
 }
 
-func (a *app) healthMux(setup *engineSetup, ready *atomic.Bool) http.Handler {
+func (a *app) healthMux(setup *engineSetup, ready *atomic.Bool) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
