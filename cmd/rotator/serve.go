@@ -45,6 +45,10 @@ Prometheus metrics (docs/operations.md).
 It refuses to start when the database holds values sealed under a master key
 it was not given (see runbooks/master-key-rotation.md).
 
+SIGHUP applies the -f file again, validated as apply validates it and in
+one transaction: a file with problems changes nothing and each problem is
+logged; a good one is used from the scheduler's next pass.
+
 SIGINT or SIGTERM stops fetching new work and waits (up to --stop-timeout) for
 running rotations to reach a committed step; an interrupted run resumes on the
 next start.`,
@@ -126,6 +130,9 @@ next start.`,
 				return fmt.Errorf("starting workers: %w", err)
 			}
 			ready.Store(true)
+			if file != "" {
+				defer a.reloadOnHUP(ctx, file, maxConfig, setup.store)()
+			}
 			a.logger.Info("rotator serving", slog.String("listen", ln.Addr().String()), slog.Int("workers", workers),
 				slog.String("database", string(setup.store.Dialect())))
 
