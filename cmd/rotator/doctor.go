@@ -26,7 +26,7 @@ func (a *app) doctorCommand() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "doctor [-f CONFIG] [-o json]",
-		Short: "Check the database, master key, providers, targets, runbooks and audit chain; name what is broken",
+		Short: "Check every part rotator depends on and name what is broken, with what to do",
 		Long: `Check every part rotator depends on, read-only, and name each broken part with
 what to do about it:
 
