@@ -3,10 +3,17 @@
 package examples_test
 
 import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"go.uber.org/goleak"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/rotatorhq/rotator/internal/config"
 	"github.com/rotatorhq/rotator/internal/inventory"
@@ -75,5 +82,103 @@ func TestMCPServersInventory(t *testing.T) {
 	creds, err := st.ListCredentials(t.Context(), store.CredentialFilter{})
 	if err != nil || len(creds) != 0 {
 		t.Fatalf("the dry run wrote %d credentials (%v)", len(creds), err)
+	}
+}
+
+// TestPrometheusRules checks examples/prometheus-rules.yaml with promtool
+// (Debian's prometheus package): the rules parse (check rules) and the
+// alerts fire as prometheus-rules.test.yaml expects (test rules).
+func TestPrometheusRules(t *testing.T) {
+	t.Parallel()
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatalf("promtool is not installed (apt-get install prometheus): %v", err)
+	}
+	for _, args := range [][]string{{"check", "rules", "prometheus-rules.yaml"}, {"test", "rules", "prometheus-rules.test.yaml"}} {
+		out, err := exec.CommandContext(t.Context(), promtool, args...).CombinedOutput()
+		if err != nil {
+			t.Errorf("promtool %v: %v\n%s", args, err, out)
+		}
+	}
+}
+
+// TestKubernetesManifest checks examples/deploy/kubernetes.yaml: a
+// Deployment of 2 replicas on Postgres (the URL from the Secret), the
+// master key from the Secret, and probes on /healthz and /readyz.
+func TestKubernetesManifest(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile("deploy/kubernetes.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type envVar struct {
+		Name      string `yaml:"name"`
+		ValueFrom struct {
+			SecretKeyRef struct{ Name, Key string } `yaml:"secretKeyRef"`
+		} `yaml:"valueFrom"`
+	}
+	type probe struct {
+		HTTPGet struct{ Path string } `yaml:"httpGet"`
+	}
+	type doc struct {
+		Kind     string `yaml:"kind"`
+		Metadata struct{ Name string }
+		Spec     struct {
+			Replicas int `yaml:"replicas"`
+			Template struct {
+				Spec struct {
+					Containers []struct {
+						Args           []string `yaml:"args"`
+						Env            []envVar `yaml:"env"`
+						LivenessProbe  probe    `yaml:"livenessProbe"`
+						ReadinessProbe probe    `yaml:"readinessProbe"`
+					} `yaml:"containers"`
+				} `yaml:"spec"`
+			} `yaml:"template"`
+		} `yaml:"spec"`
+		StringData map[string]string `yaml:"stringData"`
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	kinds := map[string]doc{}
+	for {
+		var d doc
+		if err := dec.Decode(&d); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("kubernetes.yaml: %v", err)
+		}
+		kinds[d.Kind] = d
+	}
+	dep, ok := kinds["Deployment"]
+	if !ok || dep.Spec.Replicas != 2 || len(dep.Spec.Template.Spec.Containers) != 1 {
+		t.Fatalf("want a Deployment of 2 replicas with one container: %+v", dep)
+	}
+	c := dep.Spec.Template.Spec.Containers[0]
+	if c.LivenessProbe.HTTPGet.Path != "/healthz" || c.ReadinessProbe.HTTPGet.Path != "/readyz" {
+		t.Errorf("probes: liveness %q, readiness %q", c.LivenessProbe.HTTPGet.Path, c.ReadinessProbe.HTTPGet.Path)
+	}
+	if strings.Join(c.Args[:3], " ") != "serve -f /etc/rotator/rotator.yaml" {
+		t.Errorf("args %v", c.Args)
+	}
+	secret, ok := kinds["Secret"]
+	if !ok {
+		t.Fatal("no Secret")
+	}
+	refs := map[string]string{}
+	for _, e := range c.Env {
+		if e.ValueFrom.SecretKeyRef.Name == secret.Metadata.Name {
+			refs[e.Name] = e.ValueFrom.SecretKeyRef.Key
+		}
+	}
+	for env, key := range map[string]string{"ROTATOR_MASTER_KEY": "master-key", "ROTATOR_DATABASE_URL": "database-url"} {
+		if refs[env] != key {
+			t.Errorf("%s does not come from the Secret's %s: %v", env, key, refs)
+		}
+		if _, ok := secret.StringData[key]; !ok {
+			t.Errorf("the Secret has no %s", key)
+		}
+	}
+	if !strings.HasPrefix(secret.StringData["database-url"], "postgres://") {
+		t.Errorf("database-url is not a Postgres URL")
 	}
 }

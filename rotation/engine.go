@@ -53,6 +53,9 @@ type Options struct {
 	// LogRuns logs one line per finished run (credential, run, outcome,
 	// duration, next due), as the service does.
 	LogRuns bool
+	// Observer is told about finished runs and steps (metrics); nil
+	// means none.
+	Observer Observer
 }
 
 // Engine drives rotations. It is safe for concurrent use; several engines

@@ -380,6 +380,9 @@ func (x *execution) commit(ctx context.Context, s State, fn func(tx store.Tx) er
 	if s.Terminal() && x.e.opts.LogRuns {
 		x.logFinished()
 	}
+	if s.Terminal() {
+		x.observeRun()
+	}
 	return nil
 }
 

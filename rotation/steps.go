@@ -29,6 +29,9 @@ func (x *execution) recordAs(name string, started time.Time, state StepState, er
 	}
 	x.seq++
 	x.steps = append(x.steps, st)
+	if o := x.e.opts.Observer; o != nil {
+		o.StepFinished(StepFinished{Name: name, Outcome: st.State, Duration: now.Sub(started)})
+	}
 	data := map[string]any{"step": name, "outcome": st.State}
 	if st.Error != "" {
 		data["error"] = st.Error

@@ -8,6 +8,7 @@
 #   - Redis on 127.0.0.1:6379, started if it is down.
 #   - MariaDB (or MySQL) on 127.0.0.1:3306 (root without a password from
 #     127.0.0.1, for the mysql-user provider's tests), started if it is down.
+#   - promtool (Debian's prometheus package), installed if it is missing.
 # Safe to run again: it changes nothing that is already in place.
 set -euo pipefail
 
@@ -80,4 +81,13 @@ if ! mysql_up; then
   echo "test-services: FAIL: MariaDB is unreachable on 127.0.0.1:3306 as root without a password" >&2
   exit 1
 fi
-echo "test-services: PostgreSQL, Redis and MariaDB ready"
+# promtool checks examples/prometheus-rules.yaml (examples/examples_test.go).
+if ! command -v promtool >/dev/null; then
+  echo "test-services: installing promtool (Debian package prometheus)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus >/dev/null || true
+fi
+if ! command -v promtool >/dev/null; then
+  echo "test-services: FAIL: promtool is missing (apt-get install prometheus)" >&2
+  exit 1
+fi
+echo "test-services: PostgreSQL, Redis, MariaDB and promtool ready"

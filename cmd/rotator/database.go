@@ -67,9 +67,9 @@ func (a *app) openDatabase(ctx context.Context) (store.Store, error) {
 		if db.From == storeopen.NamedByDefault {
 			named = "the default when neither --database nor " + storeopen.EnvURL + " is set"
 		}
-		return nil, usagef("no database at %s (%s); nothing was created. "+
+		return nil, usageError{messageError{err: err, msg: fmt.Sprintf("no database at %s (%s); nothing was created. "+
 			"Create it with 'rotator apply -f FILE' (or 'rotator migrate'), "+
-			"or point --database or %s at the right database", db.Path, named, storeopen.EnvURL)
+			"or point --database or %s at the right database", db.Path, named, storeopen.EnvURL)}}
 	}
 	return st, err
 }

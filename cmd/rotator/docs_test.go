@@ -29,7 +29,7 @@ func init() {
 	for _, w := range strings.Fields(`and appends as can cannot computes connects creates did does
 		generated generates has holds inventory itself keeps logs manages never on out passes plan plans
 		publishes quickstart reaches recorded records refuses requests retries role rolls rotates sees sends
-		shutting so starts still stores then through uses with writes is reads waits makes for
+		shutting so starts still stores then through uses with writes is reads waits makes for depends needs
 		will would may must should`) {
 		proseWords[w] = true
 	}

@@ -34,7 +34,7 @@ func (a *app) keyring(ctx context.Context, st store.Store) (secret.Keyring, erro
 	opts := secret.MasterKeyOptions{}
 	if st.Dialect() == store.DialectSQLite {
 		if db, err := a.database(); err == nil && db.KeyFile() != "" {
-			opts.GenerateAt, opts.NoCreate = db.KeyFile(), len(sealed) > 0
+			opts.GenerateAt, opts.NoCreate = db.KeyFile(), len(sealed) > 0 || a.keyNoCreate
 		}
 	}
 	kr, src, err := secret.LoadMasterKey(opts)
@@ -102,7 +102,7 @@ func (a *app) newEngine(ctx context.Context, runbookDir string) (*engineSetup, e
 	}
 	e, err := rotation.New(rotation.Options{
 		Store: st, Keyring: kr, Redactor: a.redactor, Logger: a.logger, RunbookDir: runbookDir,
-		BackoffBase: a.retryBackoff, LogRuns: a.logRuns, NotifyKinds: a.notifyKinds,
+		BackoffBase: a.retryBackoff, LogRuns: a.logRuns, NotifyKinds: a.notifyKinds, Observer: a.observer,
 	})
 	if err != nil {
 		_ = st.Close()

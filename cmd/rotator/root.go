@@ -63,6 +63,10 @@ type app struct {
 	databaseFlag string
 	db           storeopen.Database
 	createsDB    bool
+	// keyNoCreate: keyring never generates a key file (doctor).
+	keyNoCreate bool
+	// observer is told about finished runs and steps (serve's metrics).
+	observer rotation.Observer
 }
 
 // run builds the command tree, executes it and maps the outcome to an exit code.
@@ -185,6 +189,7 @@ Colour only on a terminal, never with NO_COLOR set.`,
 		a.healthCommand(),
 		a.execCommand(),
 		a.proxyCommand(),
+		a.doctorCommand(),
 		a.versionCommand(),
 	)
 	root.InitDefaultCompletionCmd()

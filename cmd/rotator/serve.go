@@ -18,6 +18,7 @@ import (
 	"github.com/rotatorhq/rotator/internal/gctune"
 	"github.com/rotatorhq/rotator/internal/inventory"
 	"github.com/rotatorhq/rotator/notify/outbox"
+	"github.com/rotatorhq/rotator/internal/metrics"
 	"github.com/rotatorhq/rotator/rotation"
 )
 
@@ -41,7 +42,8 @@ on River workers; several replicas may share one Postgres database (one of
 them leads the scheduler). On an SQLite database one serve runs at a time: a
 second refuses to start, naming the running one (it holds <database>.lock;
 the CLI does not need it). /healthz answers while the process runs; /readyz
-when the database answers and the workers have started.
+when the database answers and the workers have started; /metrics serves
+Prometheus metrics (docs/operations.md).
 
 With -f, the file's notify: section routes notification events (failures,
 rollbacks, credentials needing attention, opt-in cut-overs) to webhooks, Slack
@@ -49,6 +51,10 @@ and email, grouped and retried; see docs/notifications.md and 'rotator notify'.
 
 It refuses to start when the database holds values sealed under a master key
 it was not given (see runbooks/master-key-rotation.md).
+
+SIGHUP applies the -f file again, validated as apply validates it and in
+one transaction: a file with problems changes nothing and each problem is
+logged; a good one is used from the scheduler's next pass.
 
 SIGINT or SIGTERM stops fetching new work and waits (up to --stop-timeout) for
 running rotations to reach a committed step; an interrupted run resumes on the
@@ -104,11 +110,14 @@ credentials' current values to the headers, exec and proxy commands:
 				// route asks for them.
 				a.notifyKinds = cfg.Notify.Wants
 			}
+			mx := metrics.New(metrics.Options{Logger: a.logger})
+			a.observer = mx
 			setup, err := a.newEngine(ctx, runbookDir)
 			if err != nil {
 				_ = ln.Close()
 				return err
 			}
+			mx.ReadFrom(setup.store)
 			defer setup.store.Close()
 			defer setup.engine.Close()
 			if cfg != nil {
@@ -159,6 +168,7 @@ credentials' current values to the headers, exec and proxy commands:
 			var ready atomic.Bool
 			mux := a.healthMux(setup, &ready)
 			mux.Handle("/v1/", consume.api.TCPHandler())
+			mux.Handle("GET /metrics", mx.Handler())
 			if tlsCfg == nil && !api.LoopbackAddr(listen) {
 				a.logger.Warn("--listen is not a loopback address and no --tls-cert/--tls-key is given: the consume API answers loopback clients only on it",
 					slog.String("listen", listen))
@@ -178,6 +188,9 @@ credentials' current values to the headers, exec and proxy commands:
 				return fmt.Errorf("starting workers: %w", err)
 			}
 			ready.Store(true)
+			if file != "" {
+				defer a.reloadOnHUP(ctx, file, maxConfig, setup.store)()
+			}
 			a.logger.Info("rotator serving", slog.String("listen", ln.Addr().String()), slog.Bool("tls", tlsCfg != nil),
 				slog.String("socket", dl.socket), slog.Int("workers", workers), slog.String("database", string(setup.store.Dialect())))
 
@@ -202,7 +215,7 @@ credentials' current values to the headers, exec and proxy commands:
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "configuration file to apply before serving")
-	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "address of the /healthz and /readyz endpoints and of the consume API over TCP (API tokens)")
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "address of the /healthz, /readyz and /metrics endpoints and of the consume API over TCP (API tokens)")
 	dl.register(cmd)
 	cmd.Flags().IntVar(&workers, "workers", 50, "rotations executed at once by this process")
 	cmd.Flags().DurationVar(&jobTimeout, "job-timeout", 4*time.Minute, "longest time one rotation attempt may run")

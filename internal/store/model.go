@@ -286,3 +286,29 @@ type APIToken struct {
 	RevokedAt  time.Time
 	LastUsedAt time.Time
 }
+
+// CredentialGauge is what the metrics of one live credential are computed
+// from (Reader.MetricsSnapshot).
+type CredentialGauge struct {
+	ID, Consumer, Provider string
+	// Status is the stored status (rotation.EffectiveStatus derives the
+	// one to show).
+	Status Status
+	// HasCurrent is true when the credential has a current version, issued
+	// (activated, else created) at Issued.
+	HasCurrent bool
+	Issued     time.Time
+	MaxAge     time.Duration
+	// NextRotationAt and ExpiresAt are zero when unknown.
+	NextRotationAt, ExpiresAt time.Time
+}
+
+// MetricsSnapshot is the state the service's gauges show, read at scrape
+// time.
+type MetricsSnapshot struct {
+	Credentials []CredentialGauge
+	// ActiveRuns counts runs not yet finished (queued or executing).
+	ActiveRuns int64
+	// UnsealedEvents counts audit events the sealer has not chained yet.
+	UnsealedEvents int64
+}

@@ -181,6 +181,10 @@ type Reader interface {
 	// ListCredentialHeads returns the CredentialHead of every live
 	// credential, ordered by id, in one query.
 	ListCredentialHeads(ctx context.Context) ([]CredentialHead, error)
+	// MetricsSnapshot reads what the service's gauges show: every live
+	// credential's gauge fields (one query, joined with its current
+	// version), the number of active runs and of unsealed audit events.
+	MetricsSnapshot(ctx context.Context) (MetricsSnapshot, error)
 	GetVersion(ctx context.Context, id string) (Version, error)
 	// ListVersions returns a credential's versions, newest first, optionally
 	// only those in the given stages.

@@ -24,6 +24,11 @@ func CheckHost(s settings.Map) settings.Errors {
 	if len(errs) > 0 || len(cfg.Command) == 0 {
 		return nil // reported by ValidateProvider
 	}
+	return checkHost(cfg)
+}
+
+// checkHost is CheckHost on parsed settings.
+func checkHost(cfg Config) settings.Errors {
 	var out settings.Errors
 	if cfg.Dir != "" {
 		switch fi, err := os.Stat(cfg.Dir); {
