@@ -17,8 +17,8 @@ import (
 	"github.com/rotatorhq/rotator/internal/config"
 	"github.com/rotatorhq/rotator/internal/gctune"
 	"github.com/rotatorhq/rotator/internal/inventory"
-	"github.com/rotatorhq/rotator/notify/outbox"
 	"github.com/rotatorhq/rotator/internal/metrics"
+	"github.com/rotatorhq/rotator/notify/outbox"
 	"github.com/rotatorhq/rotator/rotation"
 )
 
