@@ -183,6 +183,7 @@ Colour only on a terminal, never with NO_COLOR set.`,
 		a.healthCommand(),
 		a.execCommand(),
 		a.versionCommand(),
+		a.scanCommand(),
 	)
 	root.InitDefaultCompletionCmd()
 	requireSubcommand(root)

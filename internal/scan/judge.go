@@ -1,0 +1,179 @@
+package scan
+
+import (
+	"regexp"
+	"strings"
+	"unicode"
+
+	"github.com/rotatorhq/rotator/internal/secret"
+)
+
+// Rules by kind, resolved once.
+var (
+	patternRules []*secret.Rule // token and url rules
+	genericRule  = secret.RuleByID("generic-secret")
+	toolRule     = secret.RuleByID("mcp-tool-credential-input")
+)
+
+func init() {
+	for _, r := range secret.Rules() {
+		if r.Kind == secret.RuleToken || r.Kind == secret.RuleURL {
+			patternRules = append(patternRules, r)
+		}
+	}
+	if genericRule == nil || toolRule == nil {
+		panic("scan: rules.yaml lacks generic-secret or mcp-tool-credential-input")
+	}
+}
+
+// verdict is the outcome of judging one value.
+type verdict struct {
+	rule       *secret.Rule
+	start, end int // the secret within the value
+}
+
+// judge decides whether value, found under name (a variable, key, header
+// or flag name; may be empty), is or holds a secret. A value of a known
+// format is judged by its rule (a documented example is not a secret); any
+// other value only under a sensitive name, by its entropy.
+func judge(name, value string) (verdict, bool) {
+	if len(value) < 8 {
+		return verdict{}, false
+	}
+	lower := strings.ToLower(value)
+	for _, r := range patternRules {
+		if !containsAny(lower, r.Keywords) {
+			continue
+		}
+		ms := r.FindAll(value, false)
+		if len(ms) == 0 {
+			continue
+		}
+		for _, m := range ms {
+			if !r.Allowed(value[m.SecretStart:m.SecretEnd]) {
+				return verdict{rule: r, start: m.SecretStart, end: m.SecretEnd}, true
+			}
+		}
+		return verdict{}, false // a documented example or a placeholder
+	}
+	if name == "" || !sensitiveName(name) {
+		return verdict{}, false
+	}
+	v, off := stripScheme(value)
+	if !genericSecret(v) {
+		return verdict{}, false
+	}
+	return verdict{rule: genericRule, start: off, end: off + len(v)}, true
+}
+
+func containsAny(s string, subs []string) bool {
+	for _, k := range subs {
+		if strings.Contains(s, k) {
+			return true
+		}
+	}
+	return false
+}
+
+// authSchemes are stripped from header values before judging them.
+var authSchemes = []string{"bearer ", "basic ", "token ", "bot ", "apikey ", "key "}
+
+func stripScheme(v string) (string, int) {
+	l := strings.ToLower(v)
+	for _, s := range authSchemes {
+		if strings.HasPrefix(l, s) {
+			rest := strings.TrimLeft(v[len(s):], " ")
+			return rest, len(v) - len(rest)
+		}
+	}
+	return v, 0
+}
+
+var camelBoundary = regexp.MustCompile(`([a-z0-9])([A-Z])`)
+
+// sensitiveName reports whether a variable, key, header or flag name says
+// its value is a secret (client_secret, apiKey, X-API-Key, GITHUB_TOKEN,
+// --password), but not one that names, counts or locates a secret
+// (token_url, secret_name, api_key_env, max_tokens) or a public value
+// (publishable_key, public_key).
+func sensitiveName(name string) bool {
+	n := strings.TrimLeft(name, "-$@")
+	if i := strings.LastIndexAny(n, ".["); i >= 0 && i+1 < len(n) {
+		n = n[i+1:]
+	}
+	n = strings.Trim(n, `"'[]`)
+	n = strings.ToLower(camelBoundary.ReplaceAllString(n, "${1}_${2}"))
+	n = strings.ReplaceAll(n, "-", "_")
+	for _, p := range []string{"public", "publishable", "pubkey", "pub_key"} {
+		if strings.Contains(n, p) {
+			return false
+		}
+	}
+	for _, s := range []string{"_env", "_var", "_file", "_path", "_ref", "_prefix", "_hint", "_format", "_expiry", "_expires", "_at", "_version", "_kind", "_label", "_location", "_helper", "_command", "_cmd", "_source", "_provider", "_mode", "_algorithm", "_field"} {
+		if strings.HasSuffix(n, s) {
+			return false
+		}
+	}
+	switch n {
+	case "auth", "pass", "pat", "apikey", "api_key", "authorization", "passphrase", "access_key", "secret_key":
+		return true
+	case "tokens", "token_count", "keys", "keyword", "keywords", "monkey", "hotkey", "keymap", "primary_key", "foreign_key", "sort_key", "cache_key", "partition_key", "idempotency_key", "dedupe_key", "key_name":
+		return false
+	}
+	if strings.HasPrefix(n, "num_") || strings.Contains(n, "page_token") || strings.Contains(n, "next_token") || strings.HasSuffix(n, "_tokens") {
+		return false
+	}
+	return secret.IsSensitiveKey(n)
+}
+
+var (
+	windowsPath = regexp.MustCompile(`^[A-Za-z]:[\\/]`)
+	semverLike  = regexp.MustCompile(`^v?\d+\.\d+(\.\d+)?([-+][0-9A-Za-z.-]+)?$`)
+)
+
+// genericSecret judges a value under a sensitive name: at least 8
+// characters, no reference or placeholder, not a path, URL, identifier or
+// version, two character classes and entropy above the rule's floor.
+func genericSecret(v string) bool {
+	if len(v) < 8 || len(v) > 4096 || secret.Placeholder(v) {
+		return false
+	}
+	l := strings.ToLower(v)
+	for _, ref := range []string{"${", "{{", "$(", "%(", "process.env", "os.environ", "getenv", "env[", "env.", "import.meta", "secrets.", "vars.", "<%", "#{"} {
+		if strings.Contains(l, ref) {
+			return false
+		}
+	}
+	if strings.ContainsFunc(v, unicode.IsSpace) || strings.Contains(v, "://") {
+		return false
+	}
+	if strings.HasPrefix(v, "/") || strings.HasPrefix(v, "./") || strings.HasPrefix(v, "../") || strings.HasPrefix(v, "~/") || strings.HasPrefix(v, `\`) || windowsPath.MatchString(v) {
+		return false
+	}
+	if semverLike.MatchString(v) || secret.LooksLikeIdentifier(v) {
+		return false
+	}
+	var lower, upper, digit, other bool
+	for _, c := range v {
+		switch {
+		case c >= 'a' && c <= 'z':
+			lower = true
+		case c >= 'A' && c <= 'Z':
+			upper = true
+		case c >= '0' && c <= '9':
+			digit = true
+		default:
+			other = true
+		}
+	}
+	classes := 0
+	for _, b := range []bool{lower, upper, digit, other} {
+		if b {
+			classes++
+		}
+	}
+	if classes < 2 {
+		return false
+	}
+	return secret.Entropy(v) >= genericRule.MinEntropy
+}
