@@ -60,7 +60,7 @@ func judge(name, value string) (verdict, bool) {
 		return verdict{}, false
 	}
 	v, off := stripScheme(value)
-	if !genericSecret(v) {
+	if !genericSecret(v, passwordName(name)) {
 		return verdict{}, false
 	}
 	return verdict{rule: genericRule, start: off, end: off + len(v)}, true
@@ -126,6 +126,13 @@ func sensitiveName(name string) bool {
 	return secret.IsSensitiveKey(n)
 }
 
+// passwordName reports whether a sensitive name says password (password,
+// passwd, pwd, passphrase, pass).
+func passwordName(name string) bool {
+	n := strings.ToLower(name)
+	return strings.Contains(n, "passw") || strings.Contains(n, "pwd") || strings.Contains(n, "passphrase") || n == "pass" || strings.HasSuffix(n, "_pass")
+}
+
 var (
 	windowsPath = regexp.MustCompile(`^[A-Za-z]:[\\/]`)
 	semverLike  = regexp.MustCompile(`^v?\d+\.\d+(\.\d+)?([-+][0-9A-Za-z.-]+)?$`)
@@ -134,8 +141,8 @@ var (
 // genericSecret judges a value under a sensitive name: at least 8
 // characters, no reference or placeholder, not a path, URL, identifier or
 // version, two character classes and entropy above the rule's floor.
-func genericSecret(v string) bool {
-	if len(v) < 8 || len(v) > 4096 || secret.Placeholder(v) {
+func genericSecret(v string, password bool) bool {
+	if len(v) < 8 || len(v) > 4096 || genericRule.Allowed(v) {
 		return false
 	}
 	l := strings.ToLower(v)
@@ -150,10 +157,10 @@ func genericSecret(v string) bool {
 	if strings.HasPrefix(v, "/") || strings.HasPrefix(v, "./") || strings.HasPrefix(v, "../") || strings.HasPrefix(v, "~/") || strings.HasPrefix(v, `\`) || windowsPath.MatchString(v) {
 		return false
 	}
-	if semverLike.MatchString(v) || secret.LooksLikeIdentifier(v) {
+	if semverLike.MatchString(v) {
 		return false
 	}
-	var lower, upper, digit, other bool
+	var lower, upper, digit, other, symbol bool
 	for _, c := range v {
 		switch {
 		case c >= 'a' && c <= 'z':
@@ -164,7 +171,18 @@ func genericSecret(v string) bool {
 			digit = true
 		default:
 			other = true
+			symbol = symbol || !strings.ContainsRune("-_.:/@+=", c)
 		}
+	}
+	// A password is what its name says once it mixes letters with digits
+	// or symbols and is no variable name (ORDERS_DB_PASSWORD).
+	if password && (lower || upper) && (digit || symbol) && !envName(v) {
+		return true
+	}
+	// Identifiers (mcp-gateway, orders_service_v2) are names, not draws
+	// from a generator; symbols other than separators are not in names.
+	if !symbol && secret.LooksLikeIdentifier(v) {
+		return false
 	}
 	classes := 0
 	for _, b := range []bool{lower, upper, digit, other} {

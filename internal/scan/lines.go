@@ -73,7 +73,11 @@ func (d *doc) assignments(li int, line string) {
 		}
 		val := line[vs:ve]
 		if !quoted {
-			val = strings.TrimRight(val, ",;)}]>")
+			cut := ",;)}]"
+			if !strings.Contains(val, "<") {
+				cut += ">" // the end of a tag, not of a <PLACEHOLDER>
+			}
+			val = strings.TrimRight(val, cut)
 			// "Authorization: Bearer value": take the scheme's argument.
 			if l := strings.ToLower(val); l == "bearer" || l == "basic" || l == "token" {
 				rest := line[vs+len(val):]

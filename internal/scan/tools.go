@@ -182,9 +182,9 @@ func (d *doc) sourceTools() {
 			}
 			if pyTool > 0 {
 				pyTool--
-				sig := line
-				if i := strings.Index(sig, "def "); i >= 0 {
-					sig = "(" + sig[strings.Index(sig, "(")+1:]
+				sig := "," + line
+				if strings.Contains(line, "def ") {
+					sig = line[strings.Index(line, "("):]
 				}
 				for _, m := range pyParamRE.FindAllStringSubmatchIndex(sig, -1) {
 					name := sig[m[2]:m[3]]

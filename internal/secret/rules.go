@@ -78,6 +78,19 @@ var checks = map[string]func(string) bool{
 	"digit": hasDigit,
 	"alnum": func(s string) bool { return hasDigit(s) && strings.ContainsFunc(s, isLetter) },
 	"jwt":   jwtHeader,
+	// url-param: the query parameter is not a page token or a cursor.
+	"url-param": urlParam,
+}
+
+var notCredentialParam = regexp.MustCompile(`(?i)page|next|cursor|continuation|csrf|state|nonce|challenge|sync`)
+
+func urlParam(match string) bool {
+	i := strings.LastIndexAny(match, "?&")
+	if i < 0 {
+		return true
+	}
+	name, _, _ := strings.Cut(match[i+1:], "=")
+	return !notCredentialParam.MatchString(name)
 }
 
 var severities = map[string]bool{"high": true, "medium": true, "low": true}
@@ -99,7 +112,7 @@ func parseRules(b []byte) (ruleSet, error) {
 			return rs, fmt.Errorf("%s: severity %q: use high, medium or low", where, r.Severity)
 		}
 		if _, ok := checks[r.Check]; !ok {
-			return rs, fmt.Errorf("%s: check %q: use digit, alnum or jwt", where, r.Check)
+			return rs, fmt.Errorf("%s: check %q: use digit, alnum, jwt or url-param", where, r.Check)
 		}
 		c := &Rule{ID: r.ID, Description: r.Description, Severity: r.Severity, Kind: r.Kind, Check: r.Check, MinEntropy: r.MinEntropy}
 		switch r.Kind {
