@@ -23,6 +23,8 @@ type doc struct {
 	// code: a source file, where only quoted literals are values.
 	code     bool
 	findings map[int]Finding // by byte offset of the value
+	// hits are the lines of each keyword (indexKeywords).
+	hits [][]int
 	// ignored lines carry the rotator:ignore marker.
 	ignored map[int]bool
 }
@@ -154,34 +156,36 @@ func (d *doc) result() []Finding {
 }
 
 // keywordLines calls fn with each line index holding one of the keywords
-// (lower-case), once per line.
+// (lower-case), once per line, in order.
 func (d *doc) keywordLines(keywords []string, fn func(li int)) {
-	seen := -1
+	if d.hits == nil {
+		d.hits = indexKeywords(d.lower)
+	}
 	var lines []int
 	for _, k := range keywords {
-		kb := []byte(k)
-		for off := 0; ; {
-			i := bytes.Index(d.lower[off:], kb)
-			if i < 0 {
-				break
-			}
-			li := d.lineOf(off + i)
-			lines = append(lines, li)
-			// Continue at the next line: one hit per line is enough.
-			if li+1 < len(d.lines) {
-				off = d.lines[li+1]
-			} else {
-				break
-			}
-		}
+		lines = append(lines, d.hits[keywordID[k]]...)
 	}
 	if len(keywords) > 1 {
 		sort.Ints(lines)
 	}
+	seen := -1
 	for _, li := range lines {
 		if li != seen {
 			fn(li)
 			seen = li
 		}
 	}
+}
+
+// hasAny reports whether the file holds one of the keywords.
+func (d *doc) hasAny(keywords []string) bool {
+	if d.hits == nil {
+		d.hits = indexKeywords(d.lower)
+	}
+	for _, k := range keywords {
+		if len(d.hits[keywordID[k]]) > 0 {
+			return true
+		}
+	}
+	return false
 }

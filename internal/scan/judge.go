@@ -89,7 +89,26 @@ func stripScheme(v string) (string, int) {
 	return v, 0
 }
 
-var camelBoundary = regexp.MustCompile(`([a-z0-9])([A-Z])`)
+// snake turns apiKey, X-API-Key and API_KEY into api_key, x_api_key and
+// api_key.
+func snake(s string) string {
+	b := make([]byte, 0, len(s)+4)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'A' && c <= 'Z':
+			if i > 0 && (s[i-1] >= 'a' && s[i-1] <= 'z' || s[i-1] >= '0' && s[i-1] <= '9') {
+				b = append(b, '_')
+			}
+			b = append(b, c+'a'-'A')
+		case c == '-':
+			b = append(b, '_')
+		default:
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
 
 // sensitiveName reports whether a variable, key, header or flag name says
 // its value is a secret (client_secret, apiKey, X-API-Key, GITHUB_TOKEN,
@@ -102,14 +121,13 @@ func sensitiveName(name string) bool {
 		n = n[i+1:]
 	}
 	n = strings.Trim(n, `"'[]`)
-	n = strings.ToLower(camelBoundary.ReplaceAllString(n, "${1}_${2}"))
-	n = strings.ReplaceAll(n, "-", "_")
+	n = snake(n)
 	for _, p := range []string{"public", "publishable", "pubkey", "pub_key"} {
 		if strings.Contains(n, p) {
 			return false
 		}
 	}
-	for _, s := range []string{"_env", "_var", "_file", "_path", "_ref", "_prefix", "_hint", "_format", "_expiry", "_expires", "_at", "_version", "_kind", "_label", "_location", "_helper", "_command", "_cmd", "_source", "_provider", "_mode", "_algorithm", "_field"} {
+	for _, s := range []string{"_env", "_var", "_file", "_path", "_ref", "_prefix", "_hint", "_format", "_expiry", "_expires", "_at", "_version", "_kind", "_label", "_location", "_helper", "_command", "_cmd", "_source", "_provider", "_mode", "_algorithm", "_field", "_host", "_hostname", "_port", "_user", "_username", "_timeout", "_dir", "_endpoint", "_region", "_email"} {
 		if strings.HasSuffix(n, s) {
 			return false
 		}
@@ -135,6 +153,7 @@ func passwordName(name string) bool {
 
 var (
 	windowsPath = regexp.MustCompile(`^[A-Za-z]:[\\/]`)
+	hostName    = regexp.MustCompile(`^[a-z0-9-]+(?:\.[a-z0-9-]+)+(?::\d+)?$`)
 	semverLike  = regexp.MustCompile(`^v?\d+\.\d+(\.\d+)?([-+][0-9A-Za-z.-]+)?$`)
 )
 
@@ -142,7 +161,7 @@ var (
 // characters, no reference or placeholder, not a path, URL, identifier or
 // version, two character classes and entropy above the rule's floor.
 func genericSecret(v string, password bool) bool {
-	if len(v) < 8 || len(v) > 4096 || genericRule.Allowed(v) {
+	if len(v) < 8 || len(v) > 4096 {
 		return false
 	}
 	l := strings.ToLower(v)
@@ -176,8 +195,8 @@ func genericSecret(v string, password bool) bool {
 	}
 	// A password is what its name says once it mixes letters with digits
 	// or symbols and is no variable name (ORDERS_DB_PASSWORD).
-	if password && (lower || upper) && (digit || symbol) && !envName(v) {
-		return true
+	if password && (lower || upper) && (digit || symbol) && !envName(v) && !hostName.MatchString(v) {
+		return !genericRule.Allowed(v)
 	}
 	// Identifiers (mcp-gateway, orders_service_v2) are names, not draws
 	// from a generator; symbols other than separators are not in names.
@@ -193,5 +212,5 @@ func genericSecret(v string, password bool) bool {
 	if classes < 2 {
 		return false
 	}
-	return secret.Entropy(v) >= genericRule.MinEntropy
+	return secret.Entropy(v) >= genericRule.MinEntropy && !genericRule.Allowed(v)
 }

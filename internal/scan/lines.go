@@ -3,6 +3,7 @@ package scan
 import (
 	"bytes"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -14,11 +15,7 @@ import (
 //	Header.Set("Authorization", "Bearer value")  --token value  --api-key=value
 //	<cfhttpparam type="header" name="Authorization" value="Bearer value">
 var (
-	assignRE = regexp.MustCompile(`([A-Za-z_$@][A-Za-z0-9_.$\-]*)["'\]]*\s*(:=|=>|=|:)\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|` + "`[^`]*`" + `|[^\s"'` + "`" + `]+)`)
-	pairRE   = regexp.MustCompile(`["']([A-Za-z][A-Za-z0-9_.\-]*)["']\s*,\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')`)
-	attrRE   = regexp.MustCompile(`(?i)\bname\s*=\s*["']([^"']+)["'][^>]*?\bvalue\s*=\s*("[^"]*"|'[^']*')`)
-	annoRE   = regexp.MustCompile(`([A-Za-z_][A-Za-z0-9_]*)\s*:\s*[A-Za-z_][A-Za-z0-9_\[\], |.]*=\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')`)
-	flagRE   = regexp.MustCompile(`(?:^|[\s"'\[,(])--?([A-Za-z][A-Za-z0-9_\-]*)(?:=|\s+|["']\s*,\s*["'])([^\s"',\]\)]+)`)
+	attrRE = regexp.MustCompile(`(?i)\bname\s*=\s*["']([^"']+)["'][^>]*?\bvalue\s*=\s*("[^"]*"|'[^']*')`)
 )
 
 // sensitiveWords are the lower-case substrings that make a line worth the
@@ -51,18 +48,13 @@ func (d *doc) linePass() {
 	})
 }
 
-func (d *doc) hasAny(keywords []string) bool {
-	for _, k := range keywords {
-		if bytes.Contains(d.lower, []byte(k)) {
-			return true
-		}
-	}
-	return false
-}
-
-// assignments judges the name/value pairs of one line.
+// assignments judges the name/value pairs of one line. It looks only
+// around the sensitive words of the line: the name that holds one, then an
+// operator (= : := =>) or a comma (a call's name/value pair) or a space
+// after a flag, then the value.
 func (d *doc) assignments(li int, line string) {
 	base := d.lines[li]
+	lower := d.lower[base : base+len(line)]
 	try := func(name string, vs, ve int) {
 		raw := line[vs:ve]
 		quoted := len(raw) >= 2 && strings.ContainsRune(`"'`+"`", rune(raw[0])) && raw[len(raw)-1] == raw[0]
@@ -94,37 +86,126 @@ func (d *doc) assignments(li int, line string) {
 			d.add(base+vs+v.start, v.rule, val[v.start:v.end], Finding{Name: name})
 		}
 	}
-	for _, m := range assignRE.FindAllStringSubmatchIndex(line, -1) {
-		if m[5] < len(line) && line[m[5]] == '=' && line[m[4]:m[5]] == "=" {
-			continue
+	var seen []int // starts of the names judged
+	for _, w := range sensitiveWords {
+		for from := 0; ; {
+			i := bytes.Index(lower[from:], []byte(w))
+			if i < 0 {
+				break
+			}
+			i += from
+			from = i + len(w)
+			s, e := i, i+len(w)
+			for s > 0 && isNameByte(line[s-1]) {
+				s--
+			}
+			for e < len(line) && isNameByte(line[e]) {
+				e++
+			}
+			if slices.Contains(seen, s) {
+				continue
+			}
+			seen = append(seen, s)
+			from = max(from, e)
+			d.pair(line, s, e, try)
 		}
-		if m[6] < len(line) && line[m[6]] == '=' {
-			continue // "==" comparison
-		}
-		try(line[m[2]:m[3]], m[6], m[7])
 	}
-	if d.code && strings.Contains(line, ":") {
-		for _, m := range annoRE.FindAllStringSubmatchIndex(line, -1) {
-			try(line[m[2]:m[3]], m[4], m[5])
-		}
-	}
-	for _, m := range pairRE.FindAllStringSubmatchIndex(line, -1) {
-		try(line[m[2]:m[3]], m[4], m[5])
-	}
-	if strings.Contains(line, "value") {
+	if bytes.Contains(lower, []byte("value")) {
 		for _, m := range attrRE.FindAllStringSubmatchIndex(line, -1) {
 			try(line[m[2]:m[3]], m[4], m[5])
 		}
 	}
-	if strings.Contains(line, "-") {
-		for _, m := range flagRE.FindAllStringSubmatchIndex(line, -1) {
-			v := line[m[4]:m[5]]
-			if strings.HasPrefix(v, "-") {
-				continue
-			}
-			if vv, ok := judge(line[m[2]:m[3]], v); ok {
-				d.add(base+m[4]+vv.start, vv.rule, v[vv.start:vv.end], Finding{Name: line[m[2]:m[3]]})
+}
+
+func isNameByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '$' || c == '-'
+}
+
+// pair finds the value that follows the name line[s:e] and hands it to try.
+func (d *doc) pair(line string, s, e int, try func(name string, vs, ve int)) {
+	name := line[s:e]
+	flag := strings.HasPrefix(name, "-")
+	quotedName := s > 0 && (line[s-1] == '"' || line[s-1] == '\'')
+	j := e
+	for j < len(line) && (line[j] == '"' || line[j] == '\'' || line[j] == ']') {
+		j++
+	}
+	k := skipSpace(line, j)
+	switch {
+	case k < len(line) && line[k] == '=' && k+1 < len(line) && line[k+1] == '=':
+		return // a comparison
+	case strings.HasPrefix(line[k:], ":="), strings.HasPrefix(line[k:], "=>"):
+		k += 2
+	case k < len(line) && (line[k] == '=' || line[k] == ':'):
+		k++
+	case k < len(line) && line[k] == ',' && quotedName:
+		// Header.Set("Authorization", "Bearer ..."), os.environ.setdefault("KEY", "...")
+		k = skipSpace(line, k+1)
+		if vs, ve, ok := quotedAt(line, k); ok {
+			try(name, vs, ve)
+		}
+		return
+	case flag && k > j && k < len(line):
+		// --token VALUE
+		if vs, ve := valueAt(line, k); ve > vs && line[vs] != '-' {
+			try(strings.TrimLeft(name, "-"), vs, ve)
+		}
+		return
+	default:
+		return
+	}
+	k = skipSpace(line, k)
+	vs, ve := valueAt(line, k)
+	if ve <= vs {
+		return
+	}
+	if d.code && !strings.ContainsRune(`"'`+"`", rune(line[vs])) && line[k-1] == ':' {
+		// A type annotation: api_key: str = "value".
+		if eq := strings.IndexByte(line[ve:], '='); eq >= 0 {
+			q := skipSpace(line, ve+eq+1)
+			if qs, qe, ok := quotedAt(line, q); ok {
+				try(name, qs, qe)
 			}
 		}
+		return
 	}
+	try(strings.TrimLeft(name, "-"), vs, ve)
+}
+
+func skipSpace(s string, i int) int {
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
+		i++
+	}
+	return i
+}
+
+// quotedAt returns the span of a quoted string (quotes included) at i.
+func quotedAt(s string, i int) (int, int, bool) {
+	if i >= len(s) || !strings.ContainsRune(`"'`+"`", rune(s[i])) {
+		return 0, 0, false
+	}
+	q := s[i]
+	for j := i + 1; j < len(s); j++ {
+		if s[j] == '\\' && q != '`' {
+			j++
+			continue
+		}
+		if s[j] == q {
+			return i, j + 1, true
+		}
+	}
+	return 0, 0, false
+}
+
+// valueAt returns the span of the value at i: a quoted string (quotes
+// included) or a run of characters up to white space or a quote.
+func valueAt(s string, i int) (int, int) {
+	if vs, ve, ok := quotedAt(s, i); ok {
+		return vs, ve
+	}
+	j := i
+	for j < len(s) && s[j] != ' ' && s[j] != '\t' && s[j] != '"' && s[j] != '\'' && s[j] != '`' {
+		j++
+	}
+	return i, j
 }

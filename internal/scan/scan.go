@@ -190,7 +190,10 @@ func isBinary(b []byte) bool {
 // in file order.
 func Bytes(path string, b []byte) []Finding {
 	d := newDoc(path, b)
-	if root := d.parseTree(); root != nil {
+	if !d.structural() {
+		// Neither an MCP configuration nor a tool definition: the line
+		// pass is all there is to do.
+	} else if root := d.parseTree(); root != nil {
 		d.structuredPass(root)
 	} else if d.ext == ".json" && looksMCPByName(d.base) {
 		d.mcp = true
@@ -198,6 +201,23 @@ func Bytes(path string, b []byte) []Finding {
 	d.linePass()
 	d.sourceTools()
 	return d.result()
+}
+
+// structuralKeys are the keys that make a JSON, YAML or TOML file worth
+// parsing: MCP server maps, tool schemas, registry entries.
+var structuralKeys = [][]byte{[]byte("mcpservers"), []byte("servers"), []byte("mcp_servers"), []byte("context_servers"),
+	[]byte("inputschema"), []byte("input_schema"), []byte("tools"), []byte("issecret"), []byte("packages"), []byte("remotes")}
+
+func (d *doc) structural() bool {
+	if looksMCPByName(d.base) || d.base == "server.json" {
+		return true
+	}
+	for _, k := range structuralKeys {
+		if bytes.Contains(d.lower, k) {
+			return true
+		}
+	}
+	return false
 }
 
 func looksMCPByName(base string) bool {

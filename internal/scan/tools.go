@@ -31,8 +31,7 @@ var credentialPhrase = regexp.MustCompile(`(?i)\b(api[ _-]?key|password|passphra
 // credentialInput reports whether a tool input named name, described by
 // desc, asks for a credential.
 func credentialInput(name, desc string) bool {
-	n := strings.ToLower(camelBoundary.ReplaceAllString(name, "${1}_${2}"))
-	n = strings.ReplaceAll(n, "-", "_")
+	n := snake(name)
 	for _, w := range notCredential {
 		if strings.Contains(n, w) {
 			return false

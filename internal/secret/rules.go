@@ -38,7 +38,9 @@ type Rule struct {
 	// Regexp is nil for the assignment and tool-param kinds.
 	Regexp *regexp.Regexp
 	// Keywords are lower-case; every match contains one of them.
-	Keywords   []string
+	Keywords []string
+	// Requires are substrings every match contains, all of them.
+	Requires   []string
 	Check      string
 	MinEntropy float64
 	allow      []*regexp.Regexp
@@ -53,6 +55,7 @@ type rulesFile struct {
 		Kind        string   `yaml:"kind"`
 		Regexp      string   `yaml:"regexp"`
 		Keywords    []string `yaml:"keywords"`
+		Requires    []string `yaml:"requires"`
 		Check       string   `yaml:"check"`
 		MinEntropy  float64  `yaml:"min_entropy"`
 		Allow       []string `yaml:"allow"`
@@ -114,7 +117,7 @@ func parseRules(b []byte) (ruleSet, error) {
 		if _, ok := checks[r.Check]; !ok {
 			return rs, fmt.Errorf("%s: check %q: use digit, alnum, jwt or url-param", where, r.Check)
 		}
-		c := &Rule{ID: r.ID, Description: r.Description, Severity: r.Severity, Kind: r.Kind, Check: r.Check, MinEntropy: r.MinEntropy}
+		c := &Rule{ID: r.ID, Description: r.Description, Severity: r.Severity, Kind: r.Kind, Check: r.Check, MinEntropy: r.MinEntropy, Requires: r.Requires}
 		switch r.Kind {
 		case RuleToken, RuleURL:
 			re, err := regexp.Compile(r.Regexp)
@@ -195,6 +198,11 @@ type Match struct {
 func (r *Rule) FindAll(s string, allow bool) []Match {
 	if r.Regexp == nil {
 		return nil
+	}
+	for _, q := range r.Requires {
+		if !strings.Contains(s, q) {
+			return nil
+		}
 	}
 	var out []Match
 	for _, m := range r.Regexp.FindAllStringSubmatchIndex(s, -1) {
