@@ -184,6 +184,7 @@ Colour only on a terminal, never with NO_COLOR set.`,
 		a.execCommand(),
 		a.versionCommand(),
 		a.scanCommand(),
+		a.importCommand(),
 	)
 	root.InitDefaultCompletionCmd()
 	requireSubcommand(root)

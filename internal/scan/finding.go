@@ -67,6 +67,9 @@ type Finding struct {
 	// command or other.
 	Where  string `json:"-"`
 	remote bool
+	// prefix and suffix are what the string holding the value has around
+	// it ("Bearer " in a header), for Fix and Import.
+	prefix, suffix string
 	// off is the byte offset of the value in the file.
 	off int
 	// prio orders findings at one position: the more specific wins.

@@ -65,11 +65,15 @@ func (d *doc) assignments(li int, line string) {
 		}
 		val := line[vs:ve]
 		if !quoted {
-			cut := ",;)}]"
-			if !strings.Contains(val, "<") {
-				cut += ">" // the end of a tag, not of a <PLACEHOLDER>
+			// Trim what ends the enclosing syntax, not a closing bracket the
+			// value opened ({CRED}, <PLACEHOLDER>, f(x)).
+			val = strings.TrimRight(val, ",;")
+			for _, p := range []string{"()", "{}", "[]", "<>"} {
+				if !strings.ContainsRune(val, rune(p[0])) {
+					val = strings.TrimRight(val, p[1:])
+				}
 			}
-			val = strings.TrimRight(val, cut)
+			val = strings.TrimRight(val, ",;")
 			// "Authorization: Bearer value": take the scheme's argument.
 			if l := strings.ToLower(val); l == "bearer" || l == "basic" || l == "token" {
 				rest := line[vs+len(val):]

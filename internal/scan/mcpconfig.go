@@ -187,7 +187,8 @@ func (d *doc) args(server string, items []*jnode, remote bool) {
 			if k, v, ok := strings.Cut(flag, "="); ok {
 				if vd, ok := judge(k, v); ok {
 					off := len(a) - len(v)
-					d.add(d.strOffset(it, off+vd.start), vd.rule, v[vd.start:vd.end], Finding{Kind: KindMCPConfig, Server: server, Name: k, Where: "arg", remote: remote, prio: 10})
+					d.add(d.strOffset(it, off+vd.start), vd.rule, v[vd.start:vd.end], Finding{Kind: KindMCPConfig, Server: server, Name: k, Where: "arg", remote: remote, prio: 10,
+						prefix: a[:off+vd.start], suffix: v[vd.end:]})
 				}
 				continue
 			}
@@ -201,7 +202,8 @@ func (d *doc) args(server string, items []*jnode, remote bool) {
 		}
 		if k, v, ok := strings.Cut(a, "="); ok && envName(k) {
 			if vd, ok := judge(k, v); ok {
-				d.add(d.strOffset(it, len(k)+1+vd.start), vd.rule, v[vd.start:vd.end], Finding{Kind: KindMCPConfig, Server: server, Name: k, Where: "arg", remote: remote, prio: 10})
+				d.add(d.strOffset(it, len(k)+1+vd.start), vd.rule, v[vd.start:vd.end], Finding{Kind: KindMCPConfig, Server: server, Name: k, Where: "arg", remote: remote, prio: 10,
+					prefix: a[:len(k)+1+vd.start], suffix: v[vd.end:]})
 			}
 			continue
 		}
@@ -230,7 +232,8 @@ func (d *doc) structured(server, name, where string, n *jnode, remote bool) {
 	if !ok {
 		return
 	}
-	d.add(d.strOffset(n, v.start), v.rule, n.str[v.start:v.end], Finding{Kind: KindMCPConfig, Server: server, Name: name, Where: where, remote: remote, prio: 10})
+	d.add(d.strOffset(n, v.start), v.rule, n.str[v.start:v.end], Finding{Kind: KindMCPConfig, Server: server, Name: name, Where: where, remote: remote, prio: 10,
+		prefix: n.str[:v.start], suffix: n.str[v.end:]})
 }
 
 // registry judges an MCP registry server.json: environment variables,

@@ -188,7 +188,10 @@ func isBinary(b []byte) bool {
 
 // Bytes scans the content of one file named path and returns its findings
 // in file order.
-func Bytes(path string, b []byte) []Finding {
+func Bytes(path string, b []byte) []Finding { return analyze(path, b).result() }
+
+// analyze runs every pass over one file.
+func analyze(path string, b []byte) *doc {
 	d := newDoc(path, b)
 	if !d.structural() {
 		// Neither an MCP configuration nor a tool definition: the line
@@ -200,7 +203,7 @@ func Bytes(path string, b []byte) []Finding {
 	}
 	d.linePass()
 	d.sourceTools()
-	return d.result()
+	return d
 }
 
 // structuralKeys are the keys that make a JSON, YAML or TOML file worth
