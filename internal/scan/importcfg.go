@@ -28,8 +28,8 @@ var vendors = map[string]string{
 // imported is one credential Import proposes.
 type imported struct {
 	id, consumer, provider, name, file, rule, desc, preview, deliver, role string
-	line                                                                 int
-	settings                                                             string
+	line                                                                   int
+	settings                                                               string
 }
 
 // importProvider is one provider Import proposes.
@@ -186,7 +186,7 @@ func proposeProvider(d *doc, f Finding, providers map[string]importProvider) (na
 				env := strings.ToUpper(strings.ReplaceAll(slug(u.Hostname()), "-", "_")) + "_ADMIN_DSN"
 				providers[name] = importProvider{name: name,
 					comment: fmt.Sprintf("PostgreSQL at %s: rotator creates login roles of the group role and alternates between them.", u.Host),
-					body: fmt.Sprintf("    type: postgres-role\n    admin_dsn: ${env:%s}   # TODO: a reference to an administrative connection string\n    strategy: alternating\n", env),
+					body:    fmt.Sprintf("    type: postgres-role\n    admin_dsn: ${env:%s}   # TODO: a reference to an administrative connection string\n    strategy: alternating\n", env),
 				}
 			}
 			return name, u.User.Username()
@@ -198,7 +198,7 @@ func proposeProvider(d *doc, f Finding, providers map[string]importProvider) (na
 			env := strings.ToUpper(strings.ReplaceAll(slug(nameOr(f.Server, "client")), "-", "_")) + "_CLIENT_SECRET"
 			providers[name] = importProvider{name: name,
 				comment: "A JSON Web Token: short-lived bearer tokens come from a token endpoint with client credentials.",
-				body: fmt.Sprintf("    type: oauth2-client-credentials\n    token_url: https://auth.example.com/oauth2/token   # TODO: the token endpoint\n    client_id: TODO-client-id\n    client_secret: ${env:%s}\n", env),
+				body:    fmt.Sprintf("    type: oauth2-client-credentials\n    token_url: https://auth.example.com/oauth2/token   # TODO: the token endpoint\n    client_id: TODO-client-id\n    client_secret: ${env:%s}\n", env),
 			}
 		}
 		return name, ""
@@ -208,7 +208,7 @@ func proposeProvider(d *doc, f Finding, providers map[string]importProvider) (na
 		if _, ok := providers[name]; !ok {
 			providers[name] = importProvider{name: name,
 				comment: fmt.Sprintf("%s: an exec plugin mints and revokes these keys through the vendor's API (docs/plugins.md).", f.Description),
-				body: fmt.Sprintf("    type: exec\n    command: [/usr/local/libexec/rotator/%s-keys]   # TODO: the plugin that mints %s keys\n    timeout: 30s\n    overlap: true\n", v, v),
+				body:    fmt.Sprintf("    type: exec\n    command: [/usr/local/libexec/rotator/%s-keys]   # TODO: the plugin that mints %s keys\n    timeout: 30s\n    overlap: true\n", v, v),
 			}
 		}
 		return name, ""
