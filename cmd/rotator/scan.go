@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -147,7 +148,20 @@ Exit status: 1 when findings reach --fail-on (any, or high severity only),
 	return cmd
 }
 
-// scanFix is completed in fix.go.
+// scanFix rewrites the MCP client configurations of the result and prints
+// what changed and what is left; exit 1 while anything is left.
 func (a *app) scanFix(res *scan.Result) error {
-	return usagef("--fix is not available yet")
+	rep, err := scan.FixAll(res, time.Now())
+	if rep != nil {
+		if werr := rep.Write(a.stdout); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if n := rep.Remaining(); n > 0 {
+		return messageError{msg: fmt.Sprintf("%d finding(s) left to fix by hand", n), err: scan.ErrFindings}
+	}
+	return nil
 }

@@ -70,6 +70,8 @@ type Finding struct {
 	// prefix and suffix are what the string holding the value has around
 	// it ("Bearer " in a header), for Fix and Import.
 	prefix, suffix string
+	// credID is the rotator credential Fix delivers the value from.
+	credID string
 	// off is the byte offset of the value in the file.
 	off int
 	// prio orders findings at one position: the more specific wins.

@@ -67,12 +67,7 @@ func Import(files []string, now time.Time) ([]byte, int, error) {
 				c.consumer = "mcp-client"
 			}
 			c.provider, c.role = proposeProvider(d, f, providers)
-			base := slug(c.consumer + "-" + nameOr(f.Name, f.Rule))
-			ids[base]++
-			c.id = base
-			if ids[base] > 1 {
-				c.id = fmt.Sprintf("%s-%d", base, ids[base])
-			}
+			c.id = credentialID(f, ids)
 			c.deliver = delivery(f, c.id)
 			creds = append(creds, c)
 		}
@@ -130,6 +125,18 @@ func Import(files []string, now time.Time) ([]byte, int, error) {
 		fmt.Fprintf(&out, "    runbook: runbooks/%s.md#rotation\n", runbookFor(providers[c.provider].body))
 	}
 	return out.Bytes(), len(creds), nil
+}
+
+// credentialID names the credential for a finding in an MCP client
+// configuration: the server and the variable, header or flag (or the rule),
+// numbered when repeated; ids holds the names given so far.
+func credentialID(f Finding, ids map[string]int) string {
+	base := slug(nameOr(f.Server, "mcp-client") + "-" + nameOr(f.Name, f.Rule))
+	ids[base]++
+	if ids[base] > 1 {
+		return fmt.Sprintf("%s-%d", base, ids[base])
+	}
+	return base
 }
 
 func nameOr(s, def string) string {
@@ -271,6 +278,9 @@ func headerPrefix(f Finding) string { return f.prefix }
 // envVarFor names the environment variable that carries a value found in a
 // flag, a URL or an argument: API_KEY for --api-key.
 func envVarFor(f Finding) string {
+	if f.Rule == "database-url-password" && f.Name == "" {
+		return "DATABASE_URL"
+	}
 	n := strings.ToUpper(strings.ReplaceAll(slug(nameOr(f.Name, f.Rule)), "-", "_"))
 	if n == "" || n[0] >= '0' && n[0] <= '9' {
 		n = "SECRET_" + n

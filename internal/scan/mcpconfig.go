@@ -232,6 +232,12 @@ func (d *doc) structured(server, name, where string, n *jnode, remote bool) {
 	if !ok {
 		return
 	}
+	if where == "url" && v.rule.ID == "url-query-credential" {
+		// Name it by its query parameter (exaApiKey, token).
+		if i := strings.LastIndexAny(n.str[:v.start], "?&"); i >= 0 {
+			name = strings.TrimSuffix(n.str[i+1:v.start], "=")
+		}
+	}
 	d.add(d.strOffset(n, v.start), v.rule, n.str[v.start:v.end], Finding{Kind: KindMCPConfig, Server: server, Name: name, Where: where, remote: remote, prio: 10,
 		prefix: n.str[:v.start], suffix: n.str[v.end:]})
 }
