@@ -29,8 +29,9 @@ type doc struct {
 	ignored map[int]bool
 }
 
-// ignoreMarker on a line suppresses the findings of that line (test
-// fixtures that must hold a token-shaped value).
+// ignoreMarker on a line suppresses the findings of that line, and of the
+// next one when the marker stands alone in a comment (test fixtures that
+// must hold a token-shaped value).
 const ignoreMarker = "rotator:ignore"
 
 var codeExts = map[string]bool{
@@ -53,8 +54,15 @@ func newDoc(path string, b []byte) *doc {
 	if bytes.Contains(d.lower, []byte(ignoreMarker)) {
 		d.ignored = map[int]bool{}
 		for i := range d.lines {
-			if bytes.Contains(d.lineBytes(i), []byte(ignoreMarker)) {
-				d.ignored[i] = true
+			line := d.lineBytes(i)
+			if !bytes.Contains(line, []byte(ignoreMarker)) {
+				continue
+			}
+			d.ignored[i] = true
+			// A marker alone in a comment covers the next line too.
+			t := bytes.TrimSpace(line)
+			if bytes.HasPrefix(t, []byte("//")) || bytes.HasPrefix(t, []byte("#")) || bytes.HasPrefix(t, []byte("<!--")) {
+				d.ignored[i+1] = true
 			}
 		}
 	}

@@ -50,6 +50,9 @@ func judge(name, value string) (verdict, bool) {
 			continue
 		}
 		for _, m := range ms {
+			if r.ID == "private-key" && !pemBody(value[m.End:]) {
+				continue
+			}
 			if !r.Allowed(value[m.SecretStart:m.SecretEnd]) {
 				return verdict{rule: r, start: m.SecretStart, end: m.SecretEnd}, true
 			}
@@ -64,6 +67,34 @@ func judge(name, value string) (verdict, bool) {
 		return verdict{}, false
 	}
 	return verdict{rule: genericRule, start: off, end: off + len(v)}, true
+}
+
+// pemBody reports whether the text after a PEM header holds a key: at
+// least 64 base64 characters before the END line (lines may be joined by
+// "\n" escapes, or indented in a YAML block). A header with a stub body
+// ("MIIEvQ...", "not the key") is documentation, not a key.
+func pemBody(after string) bool {
+	if len(after) > 8192 {
+		after = after[:8192]
+	}
+	if i := strings.Index(after, "-----END"); i >= 0 {
+		after = after[:i]
+	}
+	after = strings.ReplaceAll(after, `\n`, "\n")
+	n := 0
+	for i := 0; i < len(after); i++ {
+		c := after[i]
+		switch {
+		case c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '=':
+			n++
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '"' || c == ',' || c == '|':
+		case c == ':' || c == '-':
+			// Encrypted PEM headers (Proc-Type: 4,ENCRYPTED).
+		default:
+			return n >= 64
+		}
+	}
+	return n >= 64
 }
 
 func containsAny(s string, subs []string) bool {
@@ -127,7 +158,7 @@ func sensitiveName(name string) bool {
 			return false
 		}
 	}
-	for _, s := range []string{"_env", "_var", "_file", "_path", "_ref", "_prefix", "_hint", "_format", "_expiry", "_expires", "_at", "_version", "_kind", "_label", "_location", "_helper", "_command", "_cmd", "_source", "_provider", "_mode", "_algorithm", "_field", "_host", "_hostname", "_port", "_user", "_username", "_timeout", "_dir", "_endpoint", "_region", "_email"} {
+	for _, s := range []string{"_env", "_var", "_file", "_path", "_ref", "_prefix", "_hint", "_format", "_expiry", "_expires", "_at", "_version", "_kind", "_label", "_location", "_helper", "_command", "_cmd", "_source", "_provider", "_mode", "_algorithm", "_field", "_host", "_hostname", "_port", "_user", "_username", "_timeout", "_dir", "_endpoint", "_region", "_email", "_encryption", "_hash", "_hashing", "_scheme", "_method"} {
 		if strings.HasSuffix(n, s) {
 			return false
 		}
@@ -194,8 +225,10 @@ func genericSecret(v string, password bool) bool {
 		}
 	}
 	// A password is what its name says once it mixes letters with digits
-	// or symbols and is no variable name (ORDERS_DB_PASSWORD).
-	if password && (lower || upper) && (digit || symbol) && !envName(v) && !hostName.MatchString(v) {
+	// or symbols, unless it reads as a name (unregistered-4, scram-sha-256):
+	// a name has no symbols and not all of lower case, upper case and digits.
+	if password && (lower || upper) && (digit || symbol) && !envName(v) && !hostName.MatchString(v) &&
+		(symbol || (lower && upper && digit) || !secret.LooksLikeIdentifier(v)) {
 		return !genericRule.Allowed(v)
 	}
 	// Identifiers (mcp-gateway, orders_service_v2) are names, not draws

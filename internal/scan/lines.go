@@ -32,6 +32,9 @@ func (d *doc) linePass() {
 		d.keywordLines(r.Keywords, func(li int) {
 			line := string(d.lineBytes(li))
 			for _, m := range r.FindAll(line, true) {
+				if r.ID == "private-key" && !pemBody(string(d.b[d.lines[li]+m.End:min(len(d.b), d.lines[li]+m.End+8192)])) {
+					continue
+				}
 				d.add(d.lines[li]+m.SecretStart, r, line[m.SecretStart:m.SecretEnd], Finding{})
 			}
 		})
