@@ -42,6 +42,7 @@ func TestScanCLI(t *testing.T) {
 	c := newCLI(t, "sqlite")
 	// Token-shaped values are assembled here so that this file holds none.
 	token := "gh" + "p_" + "Zq8Xv2Lm4Np6Rt9Ws3Yu5Ka7Hd1Gf0Jc2Be4Ti"
+	// rotator:ignore: a test fixture (the password must look real)
 	password := "Vq7#mP2x!Lk9" + "wR4z"
 	clean := c.path("clean")
 	writeFile(t, filepath.Join(clean, ".env"), "GITHUB_TOKEN=${env:GITHUB_TOKEN}\nLOG_LEVEL=debug\n")

@@ -16,6 +16,7 @@ type doc struct {
 	base  string // lower-case base name
 	ext   string // lower-case extension with the dot
 	b     []byte
+	s     string // b as a string, sliced for lines without copies
 	lower []byte
 	lines []int // byte offset of each line's start
 	// mcp: the file is an MCP client configuration.
@@ -41,7 +42,7 @@ var codeExts = map[string]bool{
 }
 
 func newDoc(path string, b []byte) *doc {
-	d := &doc{path: path, b: b, lower: bytes.ToLower(b), findings: map[int]Finding{}}
+	d := &doc{path: path, b: b, s: string(b), lower: bytes.ToLower(b), findings: map[int]Finding{}}
 	d.base = strings.ToLower(filepath.Base(path))
 	d.ext = strings.ToLower(filepath.Ext(path))
 	d.code = codeExts[d.ext]
@@ -78,6 +79,15 @@ func (d *doc) lineOf(off int) int {
 func (d *doc) pos(off int) (line, col int) {
 	li := d.lineOf(off)
 	return li + 1, utf8.RuneCount(d.b[d.lines[li]:off]) + 1
+}
+
+// line returns line i without its end of line, as a string.
+func (d *doc) line(i int) string {
+	end := len(d.s)
+	if i+1 < len(d.lines) {
+		end = d.lines[i+1]
+	}
+	return strings.TrimRight(d.s[d.lines[i]:end], "\r\n")
 }
 
 // lineBytes returns line i without its end of line.

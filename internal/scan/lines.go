@@ -30,7 +30,7 @@ func (d *doc) linePass() {
 			continue
 		}
 		d.keywordLines(r.Keywords, func(li int) {
-			line := string(d.lineBytes(li))
+			line := d.line(li)
 			for _, m := range r.FindAll(line, true) {
 				if r.ID == "private-key" && !pemBody(string(d.b[d.lines[li]+m.End:min(len(d.b), d.lines[li]+m.End+8192)])) {
 					continue
@@ -43,7 +43,7 @@ func (d *doc) linePass() {
 		return
 	}
 	d.keywordLines(sensitiveWords, func(li int) {
-		line := string(d.lineBytes(li))
+		line := d.line(li)
 		if len(line) > 8192 {
 			line = line[:8192] // minified text: the token rules have seen it all
 		}

@@ -167,12 +167,10 @@ func scanFile(path string, maxSize int64) ([]Finding, skipReason) {
 	if st.Size() > maxSize {
 		return nil, skipLarge
 	}
-	b, err := io.ReadAll(io.LimitReader(f, maxSize+1))
-	if err != nil {
+	// Read the size stat gave; a file that grew since is cut there.
+	b := make([]byte, st.Size())
+	if _, err := io.ReadFull(f, b); err != nil {
 		return nil, skipUnreadable
-	}
-	if int64(len(b)) > maxSize {
-		return nil, skipLarge
 	}
 	if isBinary(b) {
 		return nil, skipBinary

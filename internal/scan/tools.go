@@ -158,7 +158,7 @@ func (d *doc) sourceTools() {
 	}
 	pyTool := 0 // lines left in which a decorated def's signature may be
 	for li := range d.lines {
-		line := string(d.lineBytes(li))
+		line := d.line(li)
 		base := d.lines[li]
 		desc := ""
 		if m := descRE.FindStringSubmatch(line); m != nil {
