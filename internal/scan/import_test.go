@@ -1,6 +1,7 @@
 package scan
 
 import (
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,6 +65,29 @@ func TestImport(t *testing.T) {
 	if !strings.Contains(string(out), "rotator exec --env GITHUB_PERSONAL_ACCESS_TOKEN=") {
 		t.Errorf("no exec delivery for the GitHub token:\n%s", out)
 	}
+
+	t.Run("mysql and aws", func(t *testing.T) {
+		t.Parallel()
+		g := gen{rand.New(rand.NewPCG(11, 12))}
+		path := filepath.Join(t.TempDir(), "claude_desktop_config.json")
+		b := `{"mcpServers": {
+  "shop-db": {"command": "npx", "args": ["mcp-mysql", "mysql://shop:` + g.generate("password/url") + `@mysql.internal:3306/shop"]},
+  "aws": {"command": "uvx", "args": ["awslabs.aws-api-mcp-server"], "env": {"AWS_ACCESS_KEY_ID": "` + g.generate("aws-key-id") + `", "AWS_SECRET_ACCESS_KEY": "` + g.generate("aws-secret") + `"}}
+}}`
+		if err := os.WriteFile(path, []byte(b), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, n, err := Import([]string{path}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != 2 || !strings.Contains(string(out), "type: mysql-user") || !strings.Contains(string(out), "type: aws-iam-access-key") || !strings.Contains(string(out), `settings: {user: "shop"}`) {
+			t.Fatalf("want a mysql-user and an aws-iam-access-key credential (the key pair as one):\n%s", out)
+		}
+		if _, err := config.Parse(path+".yaml", out, config.Options{BaseDir: repo, CheckRunbooks: true}); err != nil {
+			t.Fatalf("does not validate: %v\n%s", err, out)
+		}
+	})
 
 	t.Run("not an MCP config", func(t *testing.T) {
 		t.Parallel()

@@ -18,7 +18,7 @@ var vendors = map[string]string{
 	"github-pat": "github", "github-oauth": "github", "github-user-to-server": "github", "github-server-to-server": "github",
 	"github-refresh": "github", "github-fine-grained-pat": "github", "gitlab-pat": "gitlab", "slack-bot-token": "slack",
 	"slack-user-token": "slack", "slack-token": "slack", "slack-webhook": "slack", "aws-access-key-id": "aws",
-	"aws-temporary-access-key-id": "aws", "anthropic-api-key": "anthropic", "openai-api-key": "openai",
+	"aws-temporary-access-key-id": "aws-sts", "anthropic-api-key": "anthropic", "openai-api-key": "openai",
 	"stripe-live-secret-key": "stripe", "stripe-restricted-key": "stripe", "stripe-test-secret-key": "stripe",
 	"google-api-key": "google", "google-oauth-client-secret": "google", "notion-token": "notion", "linear-api-key": "linear",
 	"sentry-token": "sentry", "huggingface-token": "huggingface", "npm-token": "npm", "sendgrid-api-key": "sendgrid",
@@ -58,9 +58,19 @@ func Import(files []string, now time.Time) ([]byte, int, error) {
 		if !d.mcp {
 			return nil, 0, fmt.Errorf("%s: not an MCP client configuration: no mcpServers, servers (VS Code mcp.json), context_servers (Zed) or mcp_servers (Codex)", path)
 		}
-		for _, f := range d.result() {
+		fs := d.result()
+		awsKey := map[string]bool{} // servers with an AWS access key id
+		for _, f := range fs {
+			if f.Rule == "aws-access-key-id" {
+				awsKey[f.Server] = true
+			}
+		}
+		for _, f := range fs {
 			if f.Kind != KindMCPConfig {
 				continue
+			}
+			if awsKey[f.Server] && strings.Contains(strings.ToLower(f.Name), "secret_access_key") {
+				continue // one aws-iam-access-key credential holds the pair
 			}
 			c := imported{consumer: f.Server, name: f.Name, file: path, line: f.Line, rule: f.Rule, desc: f.Description, preview: f.Preview}
 			if c.consumer == "" {
@@ -120,7 +130,11 @@ func Import(files []string, now time.Time) ([]byte, int, error) {
 		fmt.Fprintf(&out, "    labels: {imported_from: %s}\n", yamlString(filepath.Base(c.file)))
 		out.WriteString("    max_age: 30d            # TODO: the longest a value may live\n    grace: 1h\n")
 		if c.role != "" {
-			fmt.Fprintf(&out, "    settings: {role: %s}\n", yamlString(c.role))
+			key, val, ok := strings.Cut(c.role, ":")
+			if !ok {
+				key, val = "role", c.role
+			}
+			fmt.Fprintf(&out, "    settings: {%s: %s}\n", key, yamlString(val))
 		}
 		fmt.Fprintf(&out, "    runbook: runbooks/%s.md#rotation\n", runbookFor(providers[c.provider].body))
 	}
@@ -199,6 +213,29 @@ func proposeProvider(d *doc, f Finding, providers map[string]importProvider) (na
 			return name, u.User.Username()
 		}
 	}
+	if f.Rule == "database-url-password" {
+		if u := urlAround(d.b, f.off); u != nil && (u.Scheme == "mysql" || u.Scheme == "mariadb") {
+			name = slug("mysql-" + u.Hostname())
+			if _, ok := providers[name]; !ok {
+				env := strings.ToUpper(strings.ReplaceAll(slug(u.Hostname()), "-", "_")) + "_ADMIN_DSN"
+				providers[name] = importProvider{name: name,
+					comment: fmt.Sprintf("MySQL at %s: rotator creates the account's alternating users.", u.Host),
+					body: fmt.Sprintf("    type: mysql-user\n    admin_dsn: ${env:%s}   # TODO: a reference to an administrative DSN (user:password@tcp(db:3306)/)\n    strategy: alternating\n", env),
+				}
+			}
+			return name, "user:" + u.User.Username()
+		}
+	}
+	if f.Rule == "aws-access-key-id" {
+		name = "aws-iam"
+		if _, ok := providers[name]; !ok {
+			providers[name] = importProvider{name: name,
+				comment: "AWS access keys: rotator creates and deletes the IAM user's keys (the AWS credential chain of rotator's host is used).",
+				body:    "    type: aws-iam-access-key\n",
+			}
+		}
+		return name, "user:TODO-iam-user"
+	}
 	if f.Rule == "jwt" {
 		name = "oauth2-" + slug(nameOr(f.Server, "client"))
 		if _, ok := providers[name]; !ok {
@@ -231,7 +268,7 @@ func proposeProvider(d *doc, f Finding, providers map[string]importProvider) (na
 }
 
 func runbookFor(body string) string {
-	for _, t := range []string{"postgres-role", "oauth2-client-credentials", "exec", "generated"} {
+	for _, t := range []string{"postgres-role", "mysql-user", "aws-iam-access-key", "oauth2-client-credentials", "exec", "generated"} {
 		if strings.Contains(body, "type: "+t+"\n") {
 			return t
 		}
