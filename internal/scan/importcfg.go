@@ -220,7 +220,7 @@ func proposeProvider(d *doc, f Finding, providers map[string]importProvider) (na
 				env := strings.ToUpper(strings.ReplaceAll(slug(u.Hostname()), "-", "_")) + "_ADMIN_DSN"
 				providers[name] = importProvider{name: name,
 					comment: fmt.Sprintf("MySQL at %s: rotator creates the account's alternating users.", u.Host),
-					body: fmt.Sprintf("    type: mysql-user\n    admin_dsn: ${env:%s}   # TODO: a reference to an administrative DSN (user:password@tcp(db:3306)/)\n    strategy: alternating\n", env),
+					body:    fmt.Sprintf("    type: mysql-user\n    admin_dsn: ${env:%s}   # TODO: a reference to an administrative DSN (user:password@tcp(db:3306)/)\n    strategy: alternating\n", env),
 				}
 			}
 			return name, "user:" + u.User.Username()
