@@ -163,6 +163,9 @@ func sensitiveName(name string) bool {
 			return false
 		}
 	}
+	if strings.HasSuffix(n, "salt") || strings.HasPrefix(n, "salt_") {
+		return true // hash_salt, AUTH_SALT: secrets of the application
+	}
 	switch n {
 	case "auth", "pass", "pat", "apikey", "api_key", "authorization", "passphrase", "access_key", "secret_key":
 		return true

@@ -20,7 +20,7 @@ var (
 
 // sensitiveWords are the lower-case substrings that make a line worth the
 // assignment regexps: every sensitive name holds one.
-var sensitiveWords = []string{"secret", "token", "passw", "pwd", "key", "auth", "credential", "private", "dsn", "bearer", "cookie", "session", "pass", "pat"}
+var sensitiveWords = []string{"secret", "token", "passw", "pwd", "key", "auth", "credential", "private", "dsn", "bearer", "cookie", "session", "pass", "pat", "salt"}
 
 // linePass runs the token and url rules over the lines holding their
 // keywords, and the assignment regexps over lines holding a sensitive word.
