@@ -207,7 +207,10 @@ func genericSecret(v string, password bool) bool {
 	if strings.ContainsFunc(v, unicode.IsSpace) || strings.Contains(v, "://") {
 		return false
 	}
-	if strings.HasPrefix(v, "/") || strings.HasPrefix(v, "./") || strings.HasPrefix(v, "../") || strings.HasPrefix(v, "~/") || strings.HasPrefix(v, `\`) || windowsPath.MatchString(v) {
+	// A path: rooted, with name-like parts (/run/secrets/db_password). A
+	// base64 value may start with "/" too; its parts are not names.
+	if (strings.HasPrefix(v, "/") || strings.HasPrefix(v, "./") || strings.HasPrefix(v, "../") || strings.HasPrefix(v, "~/") || strings.HasPrefix(v, `\`) || windowsPath.MatchString(v)) &&
+		secret.LooksLikeIdentifier(v) {
 		return false
 	}
 	if semverLike.MatchString(v) {
