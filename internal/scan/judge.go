@@ -169,7 +169,7 @@ func sensitiveName(name string) bool {
 	switch n {
 	case "auth", "pass", "pat", "apikey", "api_key", "authorization", "passphrase", "access_key", "secret_key":
 		return true
-	case "tokens", "token_count", "keys", "keyword", "keywords", "monkey", "hotkey", "keymap", "primary_key", "foreign_key", "sort_key", "cache_key", "partition_key", "idempotency_key", "dedupe_key", "key_name":
+	case "tokens", "token_count", "keys", "keyword", "keywords", "monkey", "hotkey", "keymap", "primary_key", "foreign_key", "sort_key", "cache_key", "partition_key", "idempotency_key", "dedupe_key", "key_name", "group_key", "grouping_key", "routing_key":
 		return false
 	}
 	if strings.HasPrefix(n, "num_") || strings.Contains(n, "page_token") || strings.Contains(n, "next_token") || strings.HasSuffix(n, "_tokens") {
