@@ -30,7 +30,7 @@ func init() {
 		generated generates has holds inventory itself keeps logs manages never on out passes plan plans
 		publishes quickstart reaches recorded records refuses requests retries role rolls rotates sees sends
 		shutting so starts still stores then through uses with writes is reads waits makes for depends needs
-		will would may must should`) {
+		will would may must should implements configuration at`) {
 		proseWords[w] = true
 	}
 }

@@ -191,6 +191,8 @@ Colour only on a terminal, never with NO_COLOR set.`,
 		a.proxyCommand(),
 		a.doctorCommand(),
 		a.versionCommand(),
+		a.scanCommand(),
+		a.importCommand(),
 	)
 	root.InitDefaultCompletionCmd()
 	requireSubcommand(root)

@@ -8,74 +8,35 @@ import (
 	"strings"
 )
 
-// tokenDetector recognises one kind of secret token.
-type tokenDetector struct {
-	// kind names the token for humans ("GitHub personal access token").
-	kind string
-	// hint is a substring every match contains; strings without it are
-	// skipped without running the regexp.
-	hint string
-	// re finds candidates anywhere in a string.
-	re *regexp.Regexp
-	// valid, when non-nil, confirms a candidate (a JWT header must decode).
-	valid func(match string) bool
-}
-
-// detectors are tried in order; the more specific patterns come first
-// (an Anthropic key also starts with "sk-"). A pattern with a distinctive
-// prefix matches anywhere, even inside a longer word ("xghp_..." or a token
-// with characters appended still carries the token); the ambiguous ones
-// ("sk-", AWS key ids, JWTs) need a word boundary before them, so that
-// "task-..." or an upper-case word is not taken for a key.
-var detectors = []tokenDetector{
-	{kind: "GitHub personal access token", hint: "ghp_", re: regexp.MustCompile(`ghp_[A-Za-z0-9]{36}`)},
-	{kind: "GitHub OAuth access token", hint: "gho_", re: regexp.MustCompile(`gho_[A-Za-z0-9]{36}`)},
-	{kind: "GitHub user-to-server token", hint: "ghu_", re: regexp.MustCompile(`ghu_[A-Za-z0-9]{36}`)},
-	{kind: "GitHub server-to-server token", hint: "ghs_", re: regexp.MustCompile(`ghs_[A-Za-z0-9]{36}`)},
-	{kind: "GitHub refresh token", hint: "ghr_", re: regexp.MustCompile(`ghr_[A-Za-z0-9]{36}`)},
-	{kind: "GitHub fine-grained personal access token", hint: "github_pat_", re: regexp.MustCompile(`github_pat_[A-Za-z0-9_]{82}`)},
-	{kind: "Slack bot token", hint: "xoxb-", re: regexp.MustCompile(`xoxb-[0-9A-Za-z-]{10,}`), valid: hasDigit},
-	{kind: "Slack user token", hint: "xoxp-", re: regexp.MustCompile(`xoxp-[0-9A-Za-z-]{10,}`), valid: hasDigit},
-	{kind: "Slack token", hint: "xox", re: regexp.MustCompile(`xox[aers]-[0-9A-Za-z-]{10,}`), valid: hasDigit},
-	{kind: "AWS access key ID", hint: "AKIA", re: regexp.MustCompile(`\bAKIA[A-Z0-9]{16}\b`)},
-	{kind: "AWS temporary access key ID", hint: "ASIA", re: regexp.MustCompile(`\bASIA[A-Z0-9]{16}\b`)},
-	{kind: "Anthropic API key", hint: "sk-ant-", re: regexp.MustCompile(`sk-ant-[A-Za-z0-9_-]{20,}`)},
-	{kind: "OpenAI API key", hint: "sk-", re: regexp.MustCompile(`\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}`), valid: openAIBody},
-	{kind: "Stripe live secret key", hint: "sk_live_", re: regexp.MustCompile(`sk_live_[0-9A-Za-z]{16,}`)},
-	{kind: "Stripe restricted key", hint: "rk_live_", re: regexp.MustCompile(`rk_live_[0-9A-Za-z]{16,}`)},
-	{kind: "Stripe test secret key", hint: "sk_test_", re: regexp.MustCompile(`sk_test_[0-9A-Za-z]{16,}`)},
-	{kind: "Google API key", hint: "AIza", re: regexp.MustCompile(`AIza[0-9A-Za-z_-]{35}`)},
-	{kind: "JSON Web Token", hint: ".", re: regexp.MustCompile(`\be[wy][A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*`), valid: jwtHeader},
-	{kind: "rotator API token", hint: "rtrtok_", re: regexp.MustCompile(`rtrtok_[0-9a-f]{72}`)},
-	{kind: "PEM private key", hint: "PRIVATE KEY", re: regexp.MustCompile(`-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----`)},
-}
-
 // DetectToken reports whether s contains, anywhere, a token of a known
-// secret format (GitHub, Slack, AWS access key ids, OpenAI, Anthropic,
-// Stripe, Google API keys, JWTs, rotator's own API tokens, PEM private keys), and names its kind, such
-// as "GitHub personal access token". The kind never includes the token.
+// secret format (the token rules of rules.yaml: GitHub, Slack, AWS access key
+// ids, OpenAI, Anthropic, Stripe, Google API keys, JWTs, PEM private keys,
+// ...), and names its kind, such as "GitHub personal access token". The kind
+// never includes the token. Documented example values count: configuration
+// holds references, not examples.
 func DetectToken(s string) (kind string, ok bool) {
-	for _, d := range detectors {
-		if !strings.Contains(s, d.hint) {
+	lower := strings.ToLower(s)
+	for _, r := range Rules() {
+		if r.Kind != RuleToken || !containsAny(lower, r.Keywords) {
 			continue
 		}
-		for _, m := range d.re.FindAllString(s, -1) {
-			if d.valid == nil || d.valid(m) {
-				return d.kind, true
-			}
+		if len(r.FindAll(s, false)) > 0 {
+			return r.Description, true
 		}
 	}
 	return "", false
 }
 
-func hasDigit(s string) bool { return strings.ContainsAny(s, "0123456789") }
-
-// openAIBody rejects hyphenated words ("sk-not-a-real-openai-key"): a key
-// body has digits and letters.
-func openAIBody(s string) bool {
-	body := strings.TrimPrefix(s, "sk-")
-	return hasDigit(body) && strings.ContainsFunc(body, isLetter)
+func containsAny(s string, subs []string) bool {
+	for _, k := range subs {
+		if strings.Contains(s, k) {
+			return true
+		}
+	}
+	return false
 }
+
+func hasDigit(s string) bool { return strings.ContainsAny(s, "0123456789") }
 
 func isLetter(r rune) bool { return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' }
 

@@ -133,7 +133,7 @@ func TestHighEntropy(t *testing.T) {
 		"camel identifier":          {in: "someVeryLongCamelCaseName2"},
 		"env name":                  {in: "OKTA_CLIENT_SECRET_V2"},
 		"url":                       {in: "https://example.okta.com/oauth2/default/v1/token"},
-		"url with query":            {in: "https://api.example.com/v1?key=Zq8Xv2Lm4Np6Rt9Ws3"},
+		"url with query":            {in: "https://api.example.com/v1?key=Zq8Xv2Lm4Np6Rt9Ws3"}, // rotator:ignore: test fixture
 		"absolute path":             {in: "/run/secrets/pg_admin_dsn"},
 		"relative path":             {in: "./run/mcp.env"},
 		"runbook":                   {in: "runbooks/oauth2-client-credentials.md#rotation"},

@@ -35,6 +35,7 @@ import (
 )
 
 const (
+	// rotator:ignore: test fixture (canary)
 	canaryPassword = "CANARY-smtp-password-91be"
 	canaryValue    = "CANARY-credential-value-0c4d"
 )

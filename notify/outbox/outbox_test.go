@@ -97,6 +97,7 @@ type bundle struct {
 	d           *outbox.Dispatcher
 }
 
+// rotator:ignore: test fixture (canary)
 const slackToken = "/services/T0CANARY/B0CANARY/slackCANARYtoken"
 
 const notifyYAML = `notify:

@@ -19,6 +19,7 @@ import (
 )
 
 // The path of an incoming-webhook URL is its secret.
+// rotator:ignore: test fixture (canary)
 const urlToken = "/services/T000CANARY/B000CANARY/XXXXcanaryXXXX"
 
 type bundle struct {

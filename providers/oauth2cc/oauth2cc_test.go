@@ -741,7 +741,7 @@ func TestValidate(t *testing.T) {
 			s["insecure_http"] = true
 			return s
 		}()},
-		"credentials in URL":       {provider: with("revocation_url", "https://u:p@auth.example.com/revoke"), want: "revocation_url: must not hold credentials"},
+		"credentials in URL":       {provider: with("revocation_url", "https://u:p@auth.example.com/revoke"), want: "revocation_url: must not hold credentials"}, // rotator:ignore: test fixture
 		"bad auth_style":           {provider: with("auth_style", "bearer"), want: "auth_style: must be one of auto, header, params"},
 		"bad scope_policy":         {provider: with("scope_policy", "loose"), want: "scope_policy: must be one of subset, exact"},
 		"resource with a fragment": {provider: with("resource", "https://mcp.example.com/mcp#x"), want: "resource: must be an absolute URI"},

@@ -8,8 +8,10 @@ import (
 )
 
 const (
+	// rotator:ignore: test fixture
 	password = "Xq7vR2mKp9LwZ4tYb8NcF3hJd6GsA1eU" // 32 random characters
-	jwt      = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJyb3RhdG9yIiwianRpIjoiOWY4ZTdkNmMifQ.c2lnbmF0dXJlLWJ5dGVzLWdvLWhlcmUtYW5kLW1vcmU"
+	// rotator:ignore: test fixture
+	jwt = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJyb3RhdG9yIiwianRpIjoiOWY4ZTdkNmMifQ.c2lnbmF0dXJlLWJ5dGVzLWdvLWhlcmUtYW5kLW1vcmU"
 )
 
 func TestRandomPieces(t *testing.T) {

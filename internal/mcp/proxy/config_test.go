@@ -62,7 +62,7 @@ func TestParseConfig(t *testing.T) {
     headers:
       Connection: "{a}"
       X-Key: "literal"
-      X-Tok: "ghp_0123456789abcdefghijABCDEFGHIJ012345 {a}"
+      X-Tok: "ghp_0123456789abcdefghijABCDEFGHIJ012345 {a}"  # rotator:ignore: test fixture
       X-Ok: "Bearer {a"
       Mcp-Session-Id: "{a}"
 `, []string{
@@ -157,7 +157,7 @@ func TestNewRefuses(t *testing.T) {
 		"all interfaces in clear": {proxy.Upstream{Listen: ":7070", URL: "https://x.example/", Headers: auth}, "(every interface) is not a loopback address"},
 		"a LAN address in clear":  {proxy.Upstream{Listen: "192.168.1.5:7070", URL: "https://x.example/", Headers: auth}, "not a loopback address"},
 		"http off loopback":       {proxy.Upstream{Listen: "127.0.0.1:0", URL: "http://x.example/", Headers: auth}, "would cross the network in clear"},
-		"password in the URL":     {proxy.Upstream{Listen: "127.0.0.1:0", URL: "https://u:p@x.example/", Headers: auth}, "user information"},
+		"password in the URL":     {proxy.Upstream{Listen: "127.0.0.1:0", URL: "https://u:p@x.example/", Headers: auth}, "user information"}, // rotator:ignore: test fixture
 		"no header":               {proxy.Upstream{Listen: "127.0.0.1:0", URL: "https://x.example/"}, "no header to inject"},
 		"header twice":            {proxy.Upstream{Listen: "127.0.0.1:0", URL: "https://x.example/", Headers: append(auth, proxy.Header{Name: "authorization", Template: "{api}"})}, "given twice"},
 		"tls half":                {proxy.Upstream{Listen: "127.0.0.1:0", URL: "https://x.example/", Headers: auth, TLSCert: "c.pem"}, "both a certificate and a key"},

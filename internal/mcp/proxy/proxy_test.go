@@ -187,7 +187,7 @@ func TestClientToken(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, "0s", time.Hour)
 	up := newRawUpstream(t)
-	const token = "local-client-token-6f1c2a9e"
+	const token = "local-client-token-6f1c2a9e" // rotator:ignore: test fixture
 	tokenFile := filepath.Join(t.TempDir(), "client-token")
 	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -121,7 +121,9 @@ func TestMigrationLock(t *testing.T) {
 
 func TestOpenErrorsHidePassword(t *testing.T) {
 	for _, url := range []string{
+		// rotator:ignore: test fixture
 		"postgres://rotator:s3cr3t-pw@127.0.0.1:1/db?sslmode=disable&connect_timeout=2",
+		// rotator:ignore: test fixture
 		"postgres://rotator:s3cr3t-pw@127.0.0.1:5432/db?sslmode=bogus",
 	} {
 		s, err := postgres.Open(context.Background(), url)

@@ -1,0 +1,7 @@
+region          = "eu-central-1"
+instance_type   = "t3.medium"
+db_username     = "admin"
+db_password     = "⟦S:password⟧"
+datadog_api_key = "⟦S:hex/32⟧"
+vpc_id          = "⟦L=vpc-0a1b2c3d4e5f67890⟧"
+ami             = "⟦L=ami-0123456789abcdef0⟧"
