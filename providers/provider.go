@@ -172,6 +172,10 @@ type Factory struct {
 	ValidateProvider func(s settings.Map) settings.Errors
 	// ValidateCredential checks per-credential settings.
 	ValidateCredential func(s settings.Map) settings.Errors
+	// ValidateScope, when set, checks a credential's declared scope, for
+	// providers whose scope has a syntax (github-app's `contents:read`).
+	// Each error's Field is "" (the whole list) or "[i]" (one entry).
+	ValidateScope func(scope []string) settings.Errors
 	// CheckHost, when set, checks what valid provider-level settings (with
 	// references unresolved) name on this host, without contacting
 	// anything: that an executable exists and may be run by this user.

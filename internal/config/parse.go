@@ -526,8 +526,15 @@ func (p *parser) credential(cfg *Config, n *yaml.Node, path string) (c Credentia
 	if c.Provider != "" && !haveProv {
 		p.errorf(line, join(path, "provider"), "unknown provider %s; defined providers are %s", show(c.Provider), quoteList(slices.Sorted(maps.Keys(cfg.Providers))))
 	}
+	scopeLine, scopeLines := c.Line, map[string]int{}
 	if e, ok := fields["scope"]; ok {
 		c.Scope = p.stringList(e.val, join(path, "scope"), "[repo:read, issues:write]")
+		scopeLine = e.val.Line
+		if d := deref(e.val); d != nil && d.Kind == yaml.SequenceNode {
+			for i, item := range d.Content {
+				scopeLines[fmt.Sprintf("[%d]", i)] = item.Line
+			}
+		}
 	}
 	if e, ok := fields["labels"]; ok {
 		c.Labels = p.labels(e.val, join(path, "labels"))
@@ -548,6 +555,9 @@ func (p *parser) credential(cfg *Config, n *yaml.Node, path string) (c Credentia
 	if haveProv {
 		if f, ok := p.reg.provider(prov.Type); ok && f.ValidateCredential != nil {
 			p.settingsErrors(f.ValidateCredential(c.Settings), join(path, "settings"), settingLines, settingsLine)
+		}
+		if f, ok := p.reg.provider(prov.Type); ok && f.ValidateScope != nil {
+			p.settingsErrors(f.ValidateScope(c.Scope), join(path, "scope"), scopeLines, scopeLine)
 		}
 	}
 	c.Policy = p.policy(fields, path, c.Line)

@@ -12,6 +12,7 @@ import (
 	"github.com/rotatorhq/rotator/providers/execplugin"
 	"github.com/rotatorhq/rotator/providers/faulty"
 	"github.com/rotatorhq/rotator/providers/generated"
+	"github.com/rotatorhq/rotator/providers/githubapp"
 	"github.com/rotatorhq/rotator/providers/mysqluser"
 	"github.com/rotatorhq/rotator/providers/oauth2cc"
 	"github.com/rotatorhq/rotator/providers/postgres"
@@ -20,6 +21,7 @@ import (
 
 var factories = map[string]providers.Factory{
 	generated.Type:  generated.Factory(),
+	githubapp.Type:  githubapp.Factory(),
 	oauth2cc.Type:   oauth2cc.Factory(),
 	postgres.Type:   postgres.Factory(),
 	redisacl.Type:   redisacl.Factory(),
