@@ -51,6 +51,11 @@ type Capabilities struct {
 	MaxTTL time.Duration `json:"max_ttl"`
 	// ScopeAware is true when the provider reports the scope it granted.
 	ScopeAware bool `json:"scope_aware"`
+	// Stateful is true when the provider keeps secret state per credential
+	// from one Mint to the next (a rotated OAuth refresh token): the engine
+	// then reads the state into MintRequest.State and stores
+	// MintResponse.State, sealed, with the pending version.
+	Stateful bool `json:"stateful,omitempty"`
 }
 
 // Common carries the fields every request has.
@@ -73,6 +78,11 @@ type MintRequest struct {
 	Common
 	// Current is the version in use, if any (for alternating strategies).
 	Current *VersionRef
+	// State is the credential's provider state as the last Mint that
+	// returned one left it (whatever became of that Mint's version:
+	// current, discarded on rollback), for Stateful providers; zero when
+	// there is none yet.
+	State secret.Value
 }
 
 // MintResponse carries a new value.
@@ -91,6 +101,13 @@ type MintResponse struct {
 	ScopeNotReported bool
 	// Metadata is recorded with the version (never secret: a key id, a role name).
 	Metadata map[string]string
+	// State, when not zero, replaces the credential's provider state (a
+	// Stateful provider's rotated refresh token). The engine seals it and
+	// stores it in the same transaction as the pending version, before
+	// anything uses the new value (write-ahead), and never publishes it.
+	// A provider whose Mint consumes state (a refresh token that is
+	// single-use) returns the state that replaces it in the same response.
+	State secret.Value
 }
 
 // VersionRef names an existing version and its provider metadata.

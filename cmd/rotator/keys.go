@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -135,6 +136,11 @@ func reseal(ctx context.Context, st store.Store, kr secret.Keyring, dryRun bool,
 						return err
 					}
 				}
+				n, err := resealProviderState(ctx, tx, kr, c.ID, counts, dryRun)
+				if err != nil {
+					return err
+				}
+				already += n
 				if len(counts) == 0 || dryRun {
 					return nil
 				}
@@ -154,4 +160,34 @@ func reseal(ctx context.Context, st store.Store, kr secret.Keyring, dryRun bool,
 		}
 	}
 	return res, nil
+}
+
+// resealProviderState re-seals a credential's provider state (a rotated
+// refresh token) under the active key, counting it in counts by its old
+// key; it returns 1 when the state is already under the active key.
+func resealProviderState(ctx context.Context, tx store.Tx, kr secret.Keyring, credID string, counts map[string]int, dryRun bool) (int, error) {
+	ps, err := tx.GetProviderState(ctx, credID)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if ps.KeyID == kr.ActiveKeyID() {
+		return 1, nil
+	}
+	val, err := kr.Open(credID, store.ProviderStateAAD, ps.KeyID, ps.Sealed)
+	if err != nil {
+		return 0, fmt.Errorf("provider state of %s: %w (is its key in ROTATOR_MASTER_KEY_PREVIOUS?)", credID, err)
+	}
+	counts[ps.KeyID]++
+	if dryRun {
+		return 0, nil
+	}
+	keyID, sealed, err := kr.Seal(credID, store.ProviderStateAAD, val)
+	if err != nil {
+		return 0, err
+	}
+	ps.KeyID, ps.Sealed, ps.UpdatedAt = keyID, sealed, time.Time{}
+	return 0, tx.PutProviderState(ctx, ps)
 }
