@@ -65,9 +65,9 @@ var factoryCapabilities = providers.Capabilities{Overlap: true, Revocable: true,
 // Factory returns the registry entry of the faulty provider.
 func Factory() providers.Factory {
 	return providers.Factory{
-		Description:        "testing only: a resource that fails, hangs or slows on command",
-		Capabilities:       factoryCapabilities,
-		ValidateProvider:   func(s settings.Map) settings.Errors { _, errs := parse(s); return errs },
+		Description:      "testing only: a resource that fails, hangs or slows on command",
+		Capabilities:     factoryCapabilities,
+		ValidateProvider: func(s settings.Map) settings.Errors { _, errs := parse(s); return errs },
 		CapabilitiesOf: func(s settings.Map) providers.Capabilities {
 			c, _ := parse(s)
 			return New(c).Capabilities()
