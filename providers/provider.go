@@ -159,6 +159,42 @@ type RevokeRequest struct {
 	Metadata map[string]string
 }
 
+// Loginer is implemented by a Stateful provider whose state an operator
+// starts interactively (`rotator login`), such as an OAuth refresh token
+// obtained with the device authorization grant (RFC 8628).
+type Loginer interface {
+	// Login asks the operator, through req.Prompt, to authorize, waits for
+	// the authorization (bounded by ctx) and returns the state it
+	// obtained. The engine stores the state sealed, replacing the
+	// credential's.
+	Login(ctx context.Context, req LoginRequest) (LoginResponse, error)
+}
+
+// LoginRequest asks a provider to start a credential's state.
+type LoginRequest struct {
+	Common
+	// Prompt is called once with what the operator must do.
+	Prompt func(LoginPrompt)
+}
+
+// LoginPrompt is what the operator must do to authorize: open the URI and
+// enter the code (or open the complete URI, which carries the code).
+type LoginPrompt struct {
+	VerificationURI         string
+	VerificationURIComplete string
+	UserCode                string
+	ExpiresAt               time.Time
+}
+
+// LoginResponse carries the state a login obtained.
+type LoginResponse struct {
+	// State is the new provider state (never empty on success).
+	State secret.Value
+	// Metadata is secret-free detail for the audit event (a hash of the
+	// refresh token, the granted scope).
+	Metadata map[string]string
+}
+
 // ErrPermanent marks an error that retrying cannot fix.
 var ErrPermanent = errors.New("permanent failure")
 

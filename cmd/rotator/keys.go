@@ -41,7 +41,8 @@ func (a *app) keysRotateCommand() *cobra.Command {
 		Use:   "rotate",
 		Short: "Re-seal every stored value under the active master key",
 		Long: `Re-seal every stored value (pending, current and previous versions, those of
-deleted credentials included) under the active master key. Set the new key in
+deleted credentials included, and providers' state such as rotated refresh
+tokens) under the active master key. Set the new key in
 ROTATOR_MASTER_KEY (or ROTATOR_MASTER_KEY_FILE) and the old one(s) in
 ROTATOR_MASTER_KEY_PREVIOUS (comma-separated), run this, then remove the old
 key: commands that need values refuse to run while any value is sealed under a

@@ -301,6 +301,34 @@ func (p *Provider) advance(state secret.Value) (secret.Value, error) {
 	return next, os.WriteFile(path, []byte(digest(next)), 0o600)
 }
 
+// Login implements providers.Loginer for a stateful provider: it prompts
+// with a fixed verification URI and starts a new chain (the last state
+// issued is the one it returns, whatever came before).
+func (p *Provider) Login(ctx context.Context, req providers.LoginRequest) (providers.LoginResponse, error) {
+	if !p.cfg.Stateful {
+		return providers.LoginResponse{}, fmt.Errorf("faulty: login needs stateful: true: %w", providers.ErrPermanent)
+	}
+	if err := p.behave(ctx, "login"); err != nil {
+		return providers.LoginResponse{}, err
+	}
+	if req.Prompt != nil {
+		req.Prompt(providers.LoginPrompt{VerificationURI: "https://faulty.invalid/device", UserCode: "FLTY-CODE"})
+	}
+	p.mu.Lock()
+	if p.cfg.StateDir == "" {
+		p.chain = ""
+	} else if err := os.Remove(filepath.Join(p.cfg.StateDir, "chain")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		p.mu.Unlock()
+		return providers.LoginResponse{}, err
+	}
+	p.mu.Unlock()
+	next, err := p.advance(secret.Value{})
+	if err != nil {
+		return providers.LoginResponse{}, err
+	}
+	return providers.LoginResponse{State: next, Metadata: map[string]string{"state_digest": digest(next)[:16]}}, nil
+}
+
 // LastState is the digest of the last state issued ("" for none).
 func (p *Provider) LastState() string {
 	p.mu.Lock()
@@ -370,4 +398,7 @@ func (p *Provider) Revoke(ctx context.Context, req providers.RevokeRequest) erro
 	return p.set(req.Value, false)
 }
 
-var _ providers.Provider = (*Provider)(nil)
+var (
+	_ providers.Provider = (*Provider)(nil)
+	_ providers.Loginer  = (*Provider)(nil)
+)

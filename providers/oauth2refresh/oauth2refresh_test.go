@@ -381,3 +381,51 @@ func captureLogs() (*slog.Logger, *testlog.Buffer) {
 	b := &testlog.Buffer{}
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
 }
+
+// Login runs the device grant: the operator is prompted with the
+// verification URI and code, and the refresh token obtained becomes the
+// state a Mint continues from; the configured bootstrap token (absent
+// here) is not needed.
+func TestLoginWithDeviceGrant(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	logger, logs := captureLogs()
+	p := f.provider(t, logger, secret.Value{}, map[string]any{"refresh_token": nil, "device_authorization_url": f.as.URL + "/device"})
+	var prompted providers.LoginPrompt
+	resp, err := p.Login(t.Context(), providers.LoginRequest{
+		Common: providers.Common{CredentialID: "mcp-token"},
+		Prompt: func(lp providers.LoginPrompt) {
+			prompted = lp
+			if !f.as.approve(lp.UserCode) { // the operator approves in a browser
+				t.Errorf("unknown user code %q", lp.UserCode)
+			}
+		},
+	})
+	if err != nil {
+		t.Fatalf("Login: %v", err)
+	}
+	if prompted.VerificationURI != f.as.URL+"/activate" || prompted.UserCode == "" || prompted.ExpiresAt.IsZero() {
+		t.Errorf("prompt = %+v", prompted)
+	}
+	if !strings.HasPrefix(resp.Metadata["refresh_token_hash"], "sha256:") || resp.Metadata["scope"] != "mcp:read mcp:write" {
+		t.Errorf("Metadata = %v", resp.Metadata)
+	}
+	minted, err := mint(t.Context(), p, resp.State)
+	if err != nil {
+		t.Fatalf("Mint from the login's state: %v", err)
+	}
+	if _, err := p.Verify(t.Context(), providers.VerifyRequest{Common: providers.Common{CredentialID: "mcp-token"}, Value: minted.Value}); err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	rt := mustRT(t, resp.State)
+	if strings.Contains(logs.String(), rt.RevealString()) || strings.Contains(logs.String(), mustRT(t, minted.State).RevealString()) {
+		t.Error("a refresh token appears in the log")
+	}
+
+	// Without device_authorization_url, Login says what to do.
+	plain := f.provider(t, nil, rt, nil)
+	if _, err := plain.Login(t.Context(), providers.LoginRequest{Common: providers.Common{CredentialID: "mcp-token"}}); err == nil ||
+		!strings.Contains(err.Error(), "no device_authorization_url") || !errors.Is(err, providers.ErrPermanent) {
+		t.Errorf("Login without device_authorization_url = %v", err)
+	}
+}
