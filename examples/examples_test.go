@@ -37,7 +37,7 @@ func TestMCPServersInventory(t *testing.T) {
 		t.Errorf("warning: %v", w)
 	}
 	want := map[string]string{
-		"github-mcp-token":      "exec",
+		"github-mcp-token":      "github-app",
 		"slack-mcp-bot-token":   "exec",
 		"reports-db-url":        "postgres-role",
 		"memory-redis-password": "redis-acl",

@@ -51,6 +51,11 @@ type Capabilities struct {
 	MaxTTL time.Duration `json:"max_ttl"`
 	// ScopeAware is true when the provider reports the scope it granted.
 	ScopeAware bool `json:"scope_aware"`
+	// Stateful is true when the provider keeps secret state per credential
+	// from one Mint to the next (a rotated OAuth refresh token): the engine
+	// then reads the state into MintRequest.State and stores
+	// MintResponse.State, sealed, with the pending version.
+	Stateful bool `json:"stateful,omitempty"`
 }
 
 // Common carries the fields every request has.
@@ -73,6 +78,11 @@ type MintRequest struct {
 	Common
 	// Current is the version in use, if any (for alternating strategies).
 	Current *VersionRef
+	// State is the credential's provider state as the last Mint that
+	// returned one left it (whatever became of that Mint's version:
+	// current, discarded on rollback), for Stateful providers; zero when
+	// there is none yet.
+	State secret.Value
 }
 
 // MintResponse carries a new value.
@@ -91,6 +101,13 @@ type MintResponse struct {
 	ScopeNotReported bool
 	// Metadata is recorded with the version (never secret: a key id, a role name).
 	Metadata map[string]string
+	// State, when not zero, replaces the credential's provider state (a
+	// Stateful provider's rotated refresh token). The engine seals it and
+	// stores it in the same transaction as the pending version, before
+	// anything uses the new value (write-ahead), and never publishes it.
+	// A provider whose Mint consumes state (a refresh token that is
+	// single-use) returns the state that replaces it in the same response.
+	State secret.Value
 }
 
 // VersionRef names an existing version and its provider metadata.
@@ -142,6 +159,42 @@ type RevokeRequest struct {
 	Metadata map[string]string
 }
 
+// Loginer is implemented by a Stateful provider whose state an operator
+// starts interactively (`rotator login`), such as an OAuth refresh token
+// obtained with the device authorization grant (RFC 8628).
+type Loginer interface {
+	// Login asks the operator, through req.Prompt, to authorize, waits for
+	// the authorization (bounded by ctx) and returns the state it
+	// obtained. The engine stores the state sealed, replacing the
+	// credential's.
+	Login(ctx context.Context, req LoginRequest) (LoginResponse, error)
+}
+
+// LoginRequest asks a provider to start a credential's state.
+type LoginRequest struct {
+	Common
+	// Prompt is called once with what the operator must do.
+	Prompt func(LoginPrompt)
+}
+
+// LoginPrompt is what the operator must do to authorize: open the URI and
+// enter the code (or open the complete URI, which carries the code).
+type LoginPrompt struct {
+	VerificationURI         string
+	VerificationURIComplete string
+	UserCode                string
+	ExpiresAt               time.Time
+}
+
+// LoginResponse carries the state a login obtained.
+type LoginResponse struct {
+	// State is the new provider state (never empty on success).
+	State secret.Value
+	// Metadata is secret-free detail for the audit event (a hash of the
+	// refresh token, the granted scope).
+	Metadata map[string]string
+}
+
 // ErrPermanent marks an error that retrying cannot fix.
 var ErrPermanent = errors.New("permanent failure")
 
@@ -172,6 +225,10 @@ type Factory struct {
 	ValidateProvider func(s settings.Map) settings.Errors
 	// ValidateCredential checks per-credential settings.
 	ValidateCredential func(s settings.Map) settings.Errors
+	// ValidateScope, when set, checks a credential's declared scope, for
+	// providers whose scope has a syntax (github-app's `contents:read`).
+	// Each error's Field is "" (the whole list) or "[i]" (one entry).
+	ValidateScope func(scope []string) settings.Errors
 	// CheckHost, when set, checks what valid provider-level settings (with
 	// references unresolved) name on this host, without contacting
 	// anything: that an executable exists and may be run by this user.

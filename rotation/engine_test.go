@@ -87,6 +87,11 @@ providers:
     type: faulty
     state_dir: "{{dir}}/resource"
     control_file: "{{dir}}/control.json"
+  fst:
+    type: faulty
+    state_dir: "{{dir}}/chain"
+    control_file: "{{dir}}/control-fst.json"
+    stateful: true
 targets:
   out:
     type: file

@@ -449,8 +449,14 @@ func (x *execution) mint(ctx context.Context) error {
 	if cur := x.cred.Current; cur != nil {
 		req.Current = &providers.VersionRef{VersionID: cur.ID, Value: x.curVal, Metadata: cur.Metadata}
 	}
+	state, err := x.providerState(ctx)
+	if err != nil {
+		x.record("mint", started, err, nil)
+		return err
+	}
+	req.State = state
 	var resp providers.MintResponse
-	err := x.call(ctx, "mint", func(ctx context.Context) error {
+	err = x.call(ctx, "mint", func(ctx context.Context) error {
 		var err error
 		resp, err = x.prov.Mint(ctx, req)
 		return err
@@ -465,6 +471,11 @@ func (x *execution) mint(ctx context.Context) error {
 	x.learn(resp.Value)
 	kr := x.e.opts.Keyring
 	keyID, sealed, err := kr.Seal(x.cred.ID, versionID, resp.Value)
+	if err != nil {
+		x.record("mint", started, err, nil)
+		return err
+	}
+	newState, err := x.sealState(resp.State, started)
 	if err != nil {
 		x.record("mint", started, err, nil)
 		return err
@@ -485,6 +496,11 @@ func (x *execution) mint(ctx context.Context) error {
 	if err := x.commit(ctx, StateMinted, func(tx store.Tx) error {
 		if err := tx.InsertVersion(ctx, v); err != nil {
 			return err
+		}
+		if newState != nil {
+			if err := tx.PutProviderState(ctx, *newState); err != nil {
+				return err
+			}
 		}
 		return tx.UpdateCredentialState(ctx, x.cred.ID, st)
 	}); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -40,7 +41,8 @@ func (a *app) keysRotateCommand() *cobra.Command {
 		Use:   "rotate",
 		Short: "Re-seal every stored value under the active master key",
 		Long: `Re-seal every stored value (pending, current and previous versions, those of
-deleted credentials included) under the active master key. Set the new key in
+deleted credentials included, and providers' state such as rotated refresh
+tokens) under the active master key. Set the new key in
 ROTATOR_MASTER_KEY (or ROTATOR_MASTER_KEY_FILE) and the old one(s) in
 ROTATOR_MASTER_KEY_PREVIOUS (comma-separated), run this, then remove the old
 key: commands that need values refuse to run while any value is sealed under a
@@ -135,6 +137,11 @@ func reseal(ctx context.Context, st store.Store, kr secret.Keyring, dryRun bool,
 						return err
 					}
 				}
+				n, err := resealProviderState(ctx, tx, kr, c.ID, counts, dryRun)
+				if err != nil {
+					return err
+				}
+				already += n
 				if len(counts) == 0 || dryRun {
 					return nil
 				}
@@ -154,4 +161,34 @@ func reseal(ctx context.Context, st store.Store, kr secret.Keyring, dryRun bool,
 		}
 	}
 	return res, nil
+}
+
+// resealProviderState re-seals a credential's provider state (a rotated
+// refresh token) under the active key, counting it in counts by its old
+// key; it returns 1 when the state is already under the active key.
+func resealProviderState(ctx context.Context, tx store.Tx, kr secret.Keyring, credID string, counts map[string]int, dryRun bool) (int, error) {
+	ps, err := tx.GetProviderState(ctx, credID)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if ps.KeyID == kr.ActiveKeyID() {
+		return 1, nil
+	}
+	val, err := kr.Open(credID, store.ProviderStateAAD, ps.KeyID, ps.Sealed)
+	if err != nil {
+		return 0, fmt.Errorf("provider state of %s: %w (is its key in ROTATOR_MASTER_KEY_PREVIOUS?)", credID, err)
+	}
+	counts[ps.KeyID]++
+	if dryRun {
+		return 0, nil
+	}
+	keyID, sealed, err := kr.Seal(credID, store.ProviderStateAAD, val)
+	if err != nil {
+		return 0, err
+	}
+	ps.KeyID, ps.Sealed, ps.UpdatedAt = keyID, sealed, time.Time{}
+	return 0, tx.PutProviderState(ctx, ps)
 }

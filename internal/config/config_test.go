@@ -470,6 +470,16 @@ func TestErrors(t *testing.T) {
 			src:   "providers:\n  gen:\n    type: [generated]  # <-\n",
 			field: "providers.gen.type", msg: "must be a type name, got a list",
 		},
+		"scope entry a provider refuses, at its line": {
+			src: "providers:\n  gh:\n    type: github-app\n    app_id: 1\n    installation_id: 2\n    private_key: ${env:GH_APP_KEY}\ncredentials:\n" +
+				"  - id: a\n    consumer: x\n    provider: gh\n    max_age: 1h\n    runbook: runbooks/generated.md#rotation\n    scope:\n      - metadata:read\n      - contents:reed  # <-\n",
+			field: "credentials[0].scope[1]", msg: `permission contents has no level "reed"; valid levels are read, write`,
+		},
+		"scope a provider refuses as a whole": {
+			src: "providers:\n  gh:\n    type: github-app\n    app_id: 1\n    installation_id: 2\n    private_key: ${env:GH_APP_KEY}\ncredentials:\n" +
+				"  - id: a  # <-\n    consumer: x\n    provider: gh\n    max_age: 1h\n    runbook: runbooks/generated.md#rotation\n",
+			field: "credentials[0].scope", msg: "is empty; a github-app credential declares the permissions",
+		},
 		"merge of a scalar": {
 			src:   "providers:\n  gen:\n    <<: 3  # <-\n    type: generated\n",
 			field: "providers.gen", msg: "a merge key (<<) must name a mapping",

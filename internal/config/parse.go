@@ -358,6 +358,25 @@ func (p *parser) settingsErrors(errs settings.Errors, path string, lines map[str
 	}
 }
 
+// scopeErrors reports a provider's scope validator's errors at the lines
+// of the scope entries they name ("[i]"), else at the scope (or, without
+// one, at the credential).
+func (p *parser) scopeErrors(errs settings.Errors, path string, scope *yaml.Node, def int) {
+	if len(errs) == 0 {
+		return
+	}
+	lines := map[string]int{}
+	if scope != nil {
+		def = scope.Line
+		if d := deref(scope); d != nil && d.Kind == yaml.SequenceNode {
+			for i, item := range d.Content {
+				lines[fmt.Sprintf("[%d]", i)] = item.Line
+			}
+		}
+	}
+	p.settingsErrors(errs, path, lines, def)
+}
+
 // plugin is what providers and targets have in common while parsing.
 type plugin struct {
 	name     string
@@ -526,8 +545,10 @@ func (p *parser) credential(cfg *Config, n *yaml.Node, path string) (c Credentia
 	if c.Provider != "" && !haveProv {
 		p.errorf(line, join(path, "provider"), "unknown provider %s; defined providers are %s", show(c.Provider), quoteList(slices.Sorted(maps.Keys(cfg.Providers))))
 	}
+	var scopeNode *yaml.Node
 	if e, ok := fields["scope"]; ok {
 		c.Scope = p.stringList(e.val, join(path, "scope"), "[repo:read, issues:write]")
+		scopeNode = e.val
 	}
 	if e, ok := fields["labels"]; ok {
 		c.Labels = p.labels(e.val, join(path, "labels"))
@@ -548,6 +569,9 @@ func (p *parser) credential(cfg *Config, n *yaml.Node, path string) (c Credentia
 	if haveProv {
 		if f, ok := p.reg.provider(prov.Type); ok && f.ValidateCredential != nil {
 			p.settingsErrors(f.ValidateCredential(c.Settings), join(path, "settings"), settingLines, settingsLine)
+		}
+		if f, ok := p.reg.provider(prov.Type); ok && f.ValidateScope != nil {
+			p.scopeErrors(f.ValidateScope(c.Scope), join(path, "scope"), scopeNode, c.Line)
 		}
 	}
 	c.Policy = p.policy(fields, path, c.Line)

@@ -154,6 +154,20 @@ type Version struct {
 	Metadata     map[string]string
 }
 
+// ProviderState is the secret state a Stateful provider keeps for one
+// credential from one mint to the next (a rotated refresh token), sealed
+// under the master key KeyID with the credential id and ProviderStateAAD.
+type ProviderState struct {
+	CredentialID string
+	KeyID        string
+	Sealed       []byte
+	UpdatedAt    time.Time
+}
+
+// ProviderStateAAD stands in for a version id when a provider state is
+// sealed, so a sealed state cannot pass for a version's value.
+const ProviderStateAAD = "provider-state"
+
 // Version metadata keys the engine writes; every other key belongs to the
 // provider that minted the version.
 const (

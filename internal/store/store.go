@@ -191,9 +191,13 @@ type Reader interface {
 	ListVersions(ctx context.Context, credentialID string, stages ...Stage) ([]Version, error)
 	// SealedKeyIDs returns, sorted, the distinct ids of the master keys
 	// under which sealed values exist: the KeyID of every version, of any
-	// credential (deleted ones included), whose sealed value is not empty.
+	// credential (deleted ones included), whose sealed value is not empty,
+	// and of every provider state.
 	// Its cost grows with the number of distinct keys, not of versions.
 	SealedKeyIDs(ctx context.Context) ([]string, error)
+	// GetProviderState returns a credential's sealed provider state, or
+	// ErrNotFound when it has none.
+	GetProviderState(ctx context.Context, credentialID string) (ProviderState, error)
 	GetRun(ctx context.Context, id string) (Run, error)
 	// ListRuns returns runs, newest first.
 	ListRuns(ctx context.Context, f RunFilter) ([]Run, error)
@@ -258,6 +262,10 @@ type Tx interface {
 	DeleteCredential(ctx context.Context, id string) error
 
 	InsertVersion(ctx context.Context, v Version) error
+	// PutProviderState creates or replaces a credential's sealed provider
+	// state. UpdatedAt defaults to now. An unknown credential is
+	// ErrNotFound.
+	PutProviderState(ctx context.Context, ps ProviderState) error
 	// UpdateVersion writes stage, activated/expires/retired times, granted
 	// scope, metadata, key id and the sealed value (cleared on
 	// retire/discard). To swap the current version, demote the old one

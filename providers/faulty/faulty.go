@@ -19,6 +19,13 @@
 // (counted, across processes, in CONTROL_FILE.count), then succeed: a
 // resource that recovers.
 //
+// With stateful: true the provider is Stateful and behaves like an
+// authorization server that rotates refresh tokens: every Mint returns a
+// new chain token as its State and requires, once one was issued, the last
+// one issued as MintRequest.State (anything else is a reuse, refused
+// permanently), so a test can tell whether the engine hands back the newest
+// state.
+//
 // It is refused unless ROTATOR_ENABLE_FAULTY_PROVIDER=1, so it cannot be
 // configured in production by accident.
 package faulty
@@ -52,12 +59,19 @@ const EnableEnv = "ROTATOR_ENABLE_FAULTY_PROVIDER"
 
 var capabilities = providers.Capabilities{Overlap: true, Revocable: true}
 
+// factoryCapabilities are what the type can do at best (stateful: true).
+var factoryCapabilities = providers.Capabilities{Overlap: true, Revocable: true, Stateful: true}
+
 // Factory returns the registry entry of the faulty provider.
 func Factory() providers.Factory {
 	return providers.Factory{
-		Description:        "testing only: a resource that fails, hangs or slows on command",
-		Capabilities:       capabilities,
-		ValidateProvider:   func(s settings.Map) settings.Errors { _, errs := parse(s); return errs },
+		Description:      "testing only: a resource that fails, hangs or slows on command",
+		Capabilities:     factoryCapabilities,
+		ValidateProvider: func(s settings.Map) settings.Errors { _, errs := parse(s); return errs },
+		CapabilitiesOf: func(s settings.Map) providers.Capabilities {
+			c, _ := parse(s)
+			return New(c).Capabilities()
+		},
 		ValidateCredential: func(s settings.Map) settings.Errors { return nil },
 		New: func(_ context.Context, env providers.Env) (providers.Provider, error) {
 			if os.Getenv(EnableEnv) != "1" {
@@ -76,11 +90,12 @@ func Factory() providers.Factory {
 type Config struct {
 	StateDir    string
 	ControlFile string
+	Stateful    bool
 }
 
 func parse(s settings.Map) (Config, settings.Errors) {
 	r := settings.NewReader(s)
-	c := Config{StateDir: r.String("state_dir", ""), ControlFile: r.String("control_file", "")}
+	c := Config{StateDir: r.String("state_dir", ""), ControlFile: r.String("control_file", ""), Stateful: r.Bool("stateful", false)}
 	r.Unknown()
 	return c, r.Errors()
 }
@@ -101,10 +116,15 @@ type Control struct {
 
 // Provider is the faulty provider.
 type Provider struct {
-	cfg Config
-	mu  sync.Mutex
-	mem map[string]bool
+	cfg   Config
+	mu    sync.Mutex
+	mem   map[string]bool
+	chain string // digest of the last state issued, without state_dir
 }
+
+// ErrStaleState is the error of a Mint handed another state than the last
+// one issued (a reused refresh token).
+var ErrStaleState = fmt.Errorf("stale provider state (reused): %w", providers.ErrPermanent)
 
 // New returns a faulty provider.
 func New(cfg Config) *Provider { return &Provider{cfg: cfg, mem: map[string]bool{}} }
@@ -245,7 +265,83 @@ func (p *Provider) Valid(v secret.Value) bool {
 func (p *Provider) Type() string { return Type }
 
 // Capabilities implements providers.Provider.
-func (p *Provider) Capabilities() providers.Capabilities { return capabilities }
+func (p *Provider) Capabilities() providers.Capabilities {
+	c := capabilities
+	c.Stateful = p.cfg.Stateful
+	return c
+}
+
+// advance checks that state is the last one issued (or that none was) and
+// issues the next.
+func (p *Provider) advance(state secret.Value) (secret.Value, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	last := p.chain
+	path := filepath.Join(p.cfg.StateDir, "chain")
+	if p.cfg.StateDir != "" {
+		data, err := os.ReadFile(path)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return secret.Value{}, err
+		}
+		last = string(data)
+	}
+	if last != "" && (state.IsZero() || digest(state) != last) {
+		return secret.Value{}, ErrStaleState
+	}
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	next := secret.NewString("chain_" + base64.RawURLEncoding.EncodeToString(b))
+	if p.cfg.StateDir == "" {
+		p.chain = digest(next)
+		return next, nil
+	}
+	if err := os.MkdirAll(p.cfg.StateDir, 0o700); err != nil {
+		return secret.Value{}, err
+	}
+	return next, os.WriteFile(path, []byte(digest(next)), 0o600)
+}
+
+// Login implements providers.Loginer for a stateful provider: it prompts
+// with a fixed verification URI and starts a new chain (the last state
+// issued is the one it returns, whatever came before).
+func (p *Provider) Login(ctx context.Context, req providers.LoginRequest) (providers.LoginResponse, error) {
+	if !p.cfg.Stateful {
+		return providers.LoginResponse{}, fmt.Errorf("faulty: login needs stateful: true: %w", providers.ErrPermanent)
+	}
+	if err := p.behave(ctx, "login"); err != nil {
+		return providers.LoginResponse{}, err
+	}
+	if req.Prompt != nil {
+		req.Prompt(providers.LoginPrompt{VerificationURI: "https://faulty.invalid/device", UserCode: "FLTY-CODE"})
+	}
+	p.mu.Lock()
+	if p.cfg.StateDir == "" {
+		p.chain = ""
+	} else if err := os.Remove(filepath.Join(p.cfg.StateDir, "chain")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		p.mu.Unlock()
+		return providers.LoginResponse{}, err
+	}
+	p.mu.Unlock()
+	next, err := p.advance(secret.Value{})
+	if err != nil {
+		return providers.LoginResponse{}, err
+	}
+	return providers.LoginResponse{State: next, Metadata: map[string]string{"state_digest": digest(next)[:16]}}, nil
+}
+
+// LastState is the digest of the last state issued ("" for none).
+func (p *Provider) LastState() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cfg.StateDir == "" {
+		return p.chain
+	}
+	data, _ := os.ReadFile(filepath.Join(p.cfg.StateDir, "chain"))
+	return string(data)
+}
+
+// StateDigest is how LastState identifies a state.
+func StateDigest(v secret.Value) string { return digest(v) }
 
 // Mint implements providers.Provider.
 func (p *Provider) Mint(ctx context.Context, req providers.MintRequest) (providers.MintResponse, error) {
@@ -257,6 +353,13 @@ func (p *Provider) Mint(ctx context.Context, req providers.MintRequest) (provide
 	resp := providers.MintResponse{Value: secret.NewString("flt_" + base64.RawURLEncoding.EncodeToString(b)), GrantedScope: p.granted(req.Scope)}
 	if p.unreported("mint") {
 		resp.GrantedScope, resp.ScopeNotReported = nil, true
+	}
+	if p.cfg.Stateful {
+		next, err := p.advance(req.State)
+		if err != nil {
+			return providers.MintResponse{}, err
+		}
+		resp.State = next
 	}
 	return resp, nil
 }
@@ -295,4 +398,7 @@ func (p *Provider) Revoke(ctx context.Context, req providers.RevokeRequest) erro
 	return p.set(req.Value, false)
 }
 
-var _ providers.Provider = (*Provider)(nil)
+var (
+	_ providers.Provider = (*Provider)(nil)
+	_ providers.Loginer  = (*Provider)(nil)
+)

@@ -12,20 +12,24 @@ import (
 	"github.com/rotatorhq/rotator/providers/execplugin"
 	"github.com/rotatorhq/rotator/providers/faulty"
 	"github.com/rotatorhq/rotator/providers/generated"
+	"github.com/rotatorhq/rotator/providers/githubapp"
 	"github.com/rotatorhq/rotator/providers/mysqluser"
 	"github.com/rotatorhq/rotator/providers/oauth2cc"
+	"github.com/rotatorhq/rotator/providers/oauth2refresh"
 	"github.com/rotatorhq/rotator/providers/postgres"
 	"github.com/rotatorhq/rotator/providers/redisacl"
 )
 
 var factories = map[string]providers.Factory{
-	generated.Type:  generated.Factory(),
-	oauth2cc.Type:   oauth2cc.Factory(),
-	postgres.Type:   postgres.Factory(),
-	redisacl.Type:   redisacl.Factory(),
-	mysqluser.Type:  mysqluser.Factory(),
-	awsiam.Type:     awsiam.Factory(),
-	execplugin.Type: execplugin.Factory(),
+	generated.Type:     generated.Factory(),
+	githubapp.Type:     githubapp.Factory(),
+	oauth2cc.Type:      oauth2cc.Factory(),
+	oauth2refresh.Type: oauth2refresh.Factory(),
+	postgres.Type:      postgres.Factory(),
+	redisacl.Type:      redisacl.Factory(),
+	mysqluser.Type:     mysqluser.Factory(),
+	awsiam.Type:        awsiam.Factory(),
+	execplugin.Type:    execplugin.Factory(),
 	// faulty is for testing rotator; it refuses to start unless enabled.
 	faulty.Type: faulty.Factory(),
 }

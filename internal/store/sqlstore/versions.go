@@ -116,10 +116,14 @@ const sealedKeyIDs = `WITH RECURSIVE k(key_id) AS (
             ORDER BY v.key_id LIMIT 1)
     FROM k WHERE k.key_id IS NOT NULL
 )
-SELECT key_id FROM k WHERE key_id IS NOT NULL`
+SELECT key_id FROM k WHERE key_id IS NOT NULL
+UNION
+SELECT key_id FROM provider_states
+ORDER BY 1`
 
 // SealedKeyIDs returns, sorted, the distinct key ids of the versions that
-// hold a sealed value (retired and discarded versions hold none).
+// hold a sealed value (retired and discarded versions hold none) and of the
+// provider states.
 func (r reader) SealedKeyIDs(ctx context.Context) ([]string, error) {
 	rows, err := r.c.Query(ctx, sealedKeyIDs)
 	if err != nil {

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -86,4 +87,48 @@ func testListCredentialsIncludeDeleted(t *testing.T, s store.Store, ctx context.
 	list, err = s.ListCredentials(ctx, store.CredentialFilter{IncludeDeleted: true, AfterID: "c1", Limit: 1})
 	noErr(t, "page with deleted", err)
 	equal(t, "page with deleted", credIDs(list), []string{"c2"})
+}
+
+// testProviderState: a credential's sealed provider state is stored,
+// replaced (also in a pipelined transaction, as the engine writes it with
+// the pending version), absent as ErrNotFound, refused for an unknown
+// credential, and its key id counts among the sealed key ids.
+func testProviderState(t *testing.T, s store.Store, ctx context.Context) {
+	seed(t, s, credential("c1"), credential("c2"))
+	if _, err := s.GetProviderState(ctx, "c1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("GetProviderState before any = %v, want ErrNotFound", err)
+	}
+	tx(t, s, func(tx store.Tx) error {
+		return tx.PutProviderState(ctx, store.ProviderState{CredentialID: "c1", KeyID: "ks1", Sealed: []byte("sealed-1"), UpdatedAt: t0})
+	})
+	got, err := s.GetProviderState(ctx, "c1")
+	noErr(t, "get", err)
+	equal(t, "key id", got.KeyID, "ks1")
+	equal(t, "sealed", string(got.Sealed), "sealed-1")
+	if !got.UpdatedAt.Equal(t0) {
+		t.Errorf("UpdatedAt = %s, want %s", got.UpdatedAt, t0)
+	}
+	err = s.InPipelinedTx(ctx, func(tx store.Tx) error {
+		return tx.PutProviderState(ctx, store.ProviderState{CredentialID: "c1", KeyID: "ks2", Sealed: []byte("sealed-2")})
+	})
+	noErr(t, "replace in a pipelined transaction", err)
+	got, err = s.GetProviderState(ctx, "c1")
+	noErr(t, "get after replace", err)
+	equal(t, "replaced key id", got.KeyID, "ks2")
+	equal(t, "replaced sealed", string(got.Sealed), "sealed-2")
+	if got.UpdatedAt.IsZero() {
+		t.Error("UpdatedAt was not defaulted")
+	}
+	if _, err := s.GetProviderState(ctx, "c2"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetProviderState of c2 = %v, want ErrNotFound", err)
+	}
+	err = s.InTx(ctx, func(tx store.Tx) error {
+		return tx.PutProviderState(ctx, store.ProviderState{CredentialID: "nobody", KeyID: "ks1", Sealed: []byte("x")})
+	})
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("PutProviderState of an unknown credential = %v, want ErrNotFound", err)
+	}
+	keys, err := s.SealedKeyIDs(ctx)
+	noErr(t, "sealed key ids", err)
+	equal(t, "sealed key ids", keys, []string{"ks2"})
 }

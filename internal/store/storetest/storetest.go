@@ -82,6 +82,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		"PipelinedTxConcurrent":      testPipelinedTxConcurrent,
 		"GetRunWork":                 testGetRunWork,
 		"SealedKeyIDs":               testSealedKeyIDs,
+		"ProviderState":              testProviderState,
 		"ListCredentialsDeleted":     testListCredentialsIncludeDeleted,
 		"APITokens":                  testAPITokens,
 	} {
