@@ -30,10 +30,10 @@ func ParseHeader(s string) (Header, error) {
 	name, tmpl, ok := strings.Cut(s, "=")
 	name = strings.TrimSpace(name)
 	if !ok || name == "" {
-		return Header{}, fmt.Errorf("header %q: want Name=Template, for example 'Authorization=Bearer {github-mcp}'", clip(s))
+		return Header{}, fmt.Errorf("header argument of %d bytes: want Name=Template, for example 'Authorization=Bearer {github-mcp}' (the argument is not repeated: it may hold a secret)", len(s))
 	}
 	if !validHeaderName(name) {
-		return Header{}, fmt.Errorf("header %q: %q is not a valid HTTP header name", clip(s), name)
+		return Header{}, fmt.Errorf("header %q is not a valid HTTP header name (letters, digits and !#$%%&'*+-.^_`|~)", clip(name))
 	}
 	creds, err := Credentials(tmpl)
 	if err != nil {
@@ -129,15 +129,15 @@ func walk(template string, lit func(string), placeholder func(id string)) error 
 			lit("}")
 			rest = rest[i+2:]
 		case rest[i] == '}':
-			return fmt.Errorf("template %q: unmatched '}' at byte %d (write '}}' for a literal brace)", clip(template), len(template)-len(rest)+i)
+			return fmt.Errorf("template: unmatched '}' at byte %d (write '}}' for a literal brace)", len(template)-len(rest)+i)
 		default:
 			end := strings.IndexByte(rest[i:], '}')
 			if end < 0 {
-				return fmt.Errorf("template %q: '{' at byte %d is not closed (write '{{' for a literal brace)", clip(template), len(template)-len(rest)+i)
+				return fmt.Errorf("template: '{' at byte %d is not closed (write '{{' for a literal brace)", len(template)-len(rest)+i)
 			}
 			id := rest[i+1 : i+end]
 			if !credentialIDRE.MatchString(id) {
-				return fmt.Errorf("template %q: {%s} is not a credential id (lower-case letters, digits, '.', '_' and '-')", clip(template), clip(id))
+				return fmt.Errorf("template: the braces at byte %d hold no credential id (lower-case letters, digits, '.', '_' and '-'; the text is not repeated: it may be a secret)", len(template)-len(rest)+i)
 			}
 			placeholder(id)
 			rest = rest[i+end+1:]

@@ -30,19 +30,26 @@ func TestParseHeader(t *testing.T) {
 		"=Bearer {a}":                   "want Name=Template",
 		"Bad Name=Bearer {a}":           "not a valid HTTP header name",
 		"Authorization=Bearer literal":  "names no credential",
-		"Authorization=Bearer {Upper}":  "is not a credential id",
+		"Authorization=Bearer {Upper}":  "hold no credential id",
 		"Authorization=Bearer {a":       "is not closed",
 		"Authorization=Bearer a}":       "unmatched '}'",
-		"Authorization=Bearer {}":       "is not a credential id",
-		"Authorization=Bearer {a b}":    "is not a credential id",
+		"Authorization=Bearer {}":       "hold no credential id",
+		"Authorization=Bearer {a b}":    "hold no credential id",
 		"Authorization=Bearer {{a}}":    "names no credential",
-		"Authorization=Bearer {-a}":     "is not a credential id",
+		"Authorization=Bearer {-a}":     "hold no credential id",
 		"X=" + strings.Repeat("{", 201): "is not closed",
 	}
 	for in, want := range bad {
 		_, err := delivery.ParseHeader(in)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("ParseHeader(%q) error = %v; want one containing %q", in, err, want)
+		}
+	} // A literal secret pasted into a malformed header is not repeated in
+	// the error (errors reach stderr and logs).
+	const canary = "canary-literal-token-3c9e71"
+	for _, in := range []string{canary, "Authorization=Bearer " + canary + "}", "Authorization=Bearer {" + canary, "Authorization=Bearer {" + strings.ToUpper(canary) + "}"} {
+		if _, err := delivery.ParseHeader(in); err == nil || strings.Contains(strings.ToLower(err.Error()), canary) {
+			t.Errorf("ParseHeader of a malformed header holding a literal: %v", err)
 		}
 	}
 }
