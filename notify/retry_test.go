@@ -3,6 +3,7 @@ package notify_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -46,7 +47,12 @@ func (c *fakeClock) Sleep(_ context.Context, d time.Duration) error {
 func setupRetry(t *testing.T, statuses []int, header http.Header) (*notify.Retrier, *fakeClock, *atomic.Int32, string) {
 	t.Helper()
 	var n atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Read the body before answering, as a real receiver does: an
+		// answer to an unread body can close the connection under the
+		// client's write, which the client sees as a (retryable) network
+		// error, and the test would then count a second request.
+		_, _ = io.Copy(io.Discard, r.Body)
 		i := int(n.Add(1)) - 1
 		for k, v := range header {
 			w.Header()[k] = v
