@@ -136,7 +136,7 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 			}
 			s.opts.Logger.LogAttrs(r.Context(), slog.LevelInfo, "api request",
 				slog.String("method", clip(r.Method)), slog.String("route", route), slog.Int("status", status),
-				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000), slog.String("token", info.token))
+				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000), slog.String("token_id", info.token))
 		}()
 		next.ServeHTTP(sw, r)
 	})

@@ -32,7 +32,7 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, _ principal) {
 	}
 	f, err := report.ParseFormat(name)
 	if err != nil {
-		badRequestManage("format=" + strconv.Quote(clip(name)) + ": use json, md, html or csv").write(w, r)
+		badRequestManage("format="+strconv.Quote(clip(name))+": use json, md, html or csv").write(w, r)
 		return
 	}
 	now := s.opts.Now().UTC()

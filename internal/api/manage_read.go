@@ -215,7 +215,7 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, _ principal) {
 	f := store.RunFilter{CredentialID: q.Get("credential"), BeforeCreatedAt: cur.BeforeAt, BeforeID: cur.BeforeID, Limit: limit + 1}
 	if v := q.Get("state"); v != "" {
 		if _, err := rotation.ParseState(v); err != nil {
-			badRequestManage("state=" + clip(v) + ": " + err.Error()).write(w, r)
+			badRequestManage("state="+clip(v)+": "+err.Error()).write(w, r)
 			return
 		}
 		f.State = v
@@ -278,7 +278,7 @@ func (s *Server) showRun(w http.ResponseWriter, r *http.Request, _ principal) {
 // more than that).
 func (s *Server) storeFailed(w http.ResponseWriter, r *http.Request, what string, err error) {
 	s.opts.Logger.Error(what+" for the API failed", slog.Any("error", err))
-	internalProblem(what + " failed (see the service's log)").write(w, r)
+	internalProblem(what+" failed (see the service's log)").write(w, r)
 }
 
 // parseTime reads a time parameter as the CLI's time flags: a duration
