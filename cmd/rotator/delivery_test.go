@@ -181,7 +181,7 @@ func TestTokensCLI(t *testing.T) {
 	c.must(t, exitNotFound, "tokens", "revoke", "tok_nope")
 	// The management API's scopes.
 	r = c.must(t, 0, "tokens", "create", "--scope", "read", "--scope", "rotate", "--scope", "admin", "-o", "json")
-	if o := decodeObject(t, r.stdout, "token", "scopes"); fmt.Sprint(o["scopes"]) != "[read rotate admin]" {
+	if o := decodeObject(t, r.stdout, "token", "id", "name", "scopes", "created_by", "created_at", "expires_at", "revoked_at", "last_used_at", "status"); fmt.Sprint(o["scopes"]) != "[read rotate admin]" {
 		t.Errorf("tokens create --scope read --scope rotate --scope admin: %s", r.stdout)
 	}
 	for _, bad := range [][]string{

@@ -16,9 +16,11 @@ import (
 func (a *app) tokensCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "tokens",
-		Short: "Manage API tokens of the consume API (create, list, revoke)",
-		Long: `API tokens authorise reads of the consume API over TCP (rotator serve --listen):
-GET /v1/credentials/{id}/value with "Authorization: Bearer TOKEN". A token is
+		Short: "Manage API tokens of the consume and management APIs (create, list, revoke)",
+		Long: `API tokens authorise requests to rotator serve --listen, sent as
+"Authorization: Bearer TOKEN": reads of the consume API
+(GET /v1/credentials/{id}/value, consume: scopes) and the management API under
+/v1 (read, rotate and admin scopes; docs/api.md). A token is
 256 bits of randomness, printed once by 'tokens create' and stored only as its
 SHA-256; it starts with rtrtok_ so secret scanners recognise a leaked one.
 Each token has scopes and may expire; creating and revoking one are audit
