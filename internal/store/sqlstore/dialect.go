@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/rotatorhq/rotator/internal/store"
 )
@@ -281,12 +280,6 @@ func decodeStringMap(b []byte) (map[string]string, error) {
 	if len(b) == 0 {
 		return nil, nil
 	}
-	if m, ok := scanFlatStringMap(b); ok {
-		if len(m) == 0 {
-			return nil, nil
-		}
-		return m, nil
-	}
 	if err := json.Unmarshal(b, &out); err != nil {
 		return nil, err
 	}
@@ -341,79 +334,4 @@ func normalizeNumbers(v any) any {
 		return x
 	}
 	return v
-}
-
-// scanFlatStringMap decodes the common form of a labels or metadata column,
-// {"k": "v", ...} with no escape in any string, without encoding/json
-// (which costs a sixth of listing a page of credentials). It reports false
-// for anything else (escapes, invalid UTF-8, other value types, syntax
-// errors), and the caller decodes with encoding/json, which gives the
-// same result or the error.
-func scanFlatStringMap(b []byte) (map[string]string, bool) {
-	i := 0
-	ws := func() {
-		for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-			i++
-		}
-	}
-	str := func() (string, bool) {
-		if i >= len(b) || b[i] != '"' {
-			return "", false
-		}
-		start := i + 1
-		for j := start; j < len(b); j++ {
-			switch c := b[j]; {
-			case c == '"':
-				if !utf8.Valid(b[start:j]) {
-					return "", false
-				}
-				i = j + 1
-				return string(b[start:j]), true
-			case c == '\\' || c < 0x20:
-				return "", false
-			}
-		}
-		return "", false
-	}
-	ws()
-	if i >= len(b) || b[i] != '{' {
-		return nil, false
-	}
-	i++
-	out := map[string]string{}
-	ws()
-	if i < len(b) && b[i] == '}' {
-		i++
-	} else {
-		for {
-			ws()
-			k, ok := str()
-			if !ok {
-				return nil, false
-			}
-			ws()
-			if i >= len(b) || b[i] != ':' {
-				return nil, false
-			}
-			i++
-			ws()
-			v, ok := str()
-			if !ok {
-				return nil, false
-			}
-			out[k] = v
-			ws()
-			if i < len(b) && b[i] == ',' {
-				i++
-				continue
-			}
-			if i < len(b) && b[i] == '}' {
-				i++
-				break
-			}
-			return nil, false
-		}
-	}
-	ws()
-	return out, i == len(b)
 }
