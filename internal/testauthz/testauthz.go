@@ -64,15 +64,15 @@ type Server struct {
 	// MaxLifetime is the longest exp - now accepted in an assertion.
 	MaxLifetime time.Duration
 
-	mu        sync.Mutex
-	clients   map[string]Client
-	cache     map[string]cachedSet
-	jtis      map[string]bool
-	tokens    map[string]string // access token -> client id
-	rejected  []string          // reasons, in order
-	fetches   int
-	stall     chan struct{}
-	stallWait sync.WaitGroup
+	mu       sync.Mutex
+	clients  map[string]Client
+	cache    map[string]cachedSet
+	jtis     map[string]bool
+	tokens   map[string]string // access token -> client id
+	rejected []string          // reasons, in order
+	fetches  int
+	stall    chan struct{}
+	fetcher  *http.Client
 }
 
 type cachedSet struct {
@@ -83,6 +83,7 @@ type cachedSet struct {
 // New starts a server; it is closed when the test ends.
 func New(t testing.TB) *Server {
 	s := &Server{CacheTTL: time.Minute, MaxLifetime: 5 * time.Minute,
+		fetcher: &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second},
 		clients: map[string]Client{}, cache: map[string]cachedSet{}, jtis: map[string]bool{}, tokens: map[string]string{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /token", s.token)
@@ -90,6 +91,7 @@ func New(t testing.TB) *Server {
 	t.Cleanup(func() {
 		s.resume()
 		s.Close()
+		s.fetcher.CloseIdleConnections()
 	})
 	return s
 }
@@ -332,7 +334,7 @@ func (s *Server) keys(ctx context.Context, c Client) (map[string]crypto.PublicKe
 	if c.JWKSFile != "" {
 		raw, err = os.ReadFile(c.JWKSFile)
 	} else {
-		raw, err = fetch(ctx, c.JWKSURL)
+		raw, err = s.fetch(ctx, c.JWKSURL)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("client JWKS unavailable: %w", err)
@@ -362,12 +364,12 @@ func (s *Server) keys(ctx context.Context, c Client) (map[string]crypto.PublicKe
 	return keys, nil
 }
 
-func fetch(ctx context.Context, u string) ([]byte, error) {
+func (s *Server) fetch(ctx context.Context, u string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.fetcher.Do(req)
 	if err != nil {
 		return nil, err
 	}

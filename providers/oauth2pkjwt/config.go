@@ -129,7 +129,7 @@ func parse(s settings.Map, base Config) (Config, settings.Errors) {
 	for _, k := range []string{"private_key", "client_secret"} {
 		if r.Has(k) {
 			r.Fail(k, "is not a setting of this provider: it mints the client's private keys itself (the credential's value); remove %s", k)
-			r.String(k, "")
+			r.Secret(k) // mark it read: one error is enough
 		}
 	}
 	r.Unknown()

@@ -132,6 +132,11 @@ func (p *Provider) Mint(ctx context.Context, req providers.MintRequest) (provide
 	if err != nil {
 		return providers.MintResponse{}, fmt.Errorf("minting a key for credential %s: %w", req.CredentialID, err)
 	}
+	if err := ctx.Err(); err != nil {
+		// RSA key generation takes a while; a run given up meanwhile
+		// does not want the key.
+		return providers.MintResponse{}, fmt.Errorf("minting a key for credential %s: %w", req.CredentialID, err)
+	}
 	pub, err := jose.PublicJWK(key)
 	if err != nil {
 		return providers.MintResponse{}, fmt.Errorf("minting a key for credential %s: %w", req.CredentialID, err)
