@@ -175,15 +175,23 @@ func parse(s settings.Map, base Config, lvl level) (Config, settings.Errors) {
 		checkURL(r, "token_url", c.TokenURL, c.InsecureHTTP)
 		c.ClientID = r.RequiredString("client_id")
 		c.AuthStyle = r.OneOf("auth_style", base.AuthStyle, AuthStyleAuto, AuthStyleHeader, AuthStyleParams)
-		c.ClientAuth = r.OneOf("client_auth", base.ClientAuth, "", ClientAuthSecretBasic, ClientAuthSecretPost, ClientAuthPrivateKeyJWT)
-		switch c.ClientAuth {
-		case ClientAuthPrivateKeyJWT:
+		c.ClientAuth = r.String("client_auth", base.ClientAuth)
+		methods := []string{ClientAuthSecretBasic, ClientAuthSecretPost, ClientAuthPrivateKeyJWT}
+		switch {
+		case c.ClientAuth != "" && !slices.Contains(methods, c.ClientAuth):
+			r.Fail("client_auth", "must be one of %s, got %q", strings.Join(methods, ", "), c.ClientAuth)
+			// One error is enough: the fields below depend on the method.
+			r.Secret("client_secret")
+			r.Secret("private_key")
+			r.Secret("assertion_audience")
+		case c.ClientAuth == ClientAuthPrivateKeyJWT:
 			c.PrivateKey = r.Secret("private_key")
 			if c.PrivateKey.IsZero() && !r.Has("private_key") {
 				r.Fail("private_key", "is required with client_auth private_key_jwt: {credential: ID} naming an oauth2-private-key-jwt credential (its current key), or a reference such as ${file:/run/secrets/client-key.pem}")
 			}
 			if r.Has("client_secret") {
 				r.Fail("client_secret", "must not be set with client_auth private_key_jwt: the client authenticates with private_key; remove client_secret")
+				r.Secret("client_secret") // mark it read: one error is enough
 			}
 			if r.Has("auth_style") {
 				r.Fail("auth_style", "applies to client secrets only; remove it with client_auth private_key_jwt")
