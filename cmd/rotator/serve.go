@@ -169,6 +169,9 @@ credentials' current values to the headers, exec and proxy commands:
 			mux := a.healthMux(setup, &ready)
 			mux.Handle("/v1/", consume.api.TCPHandler())
 			mux.Handle("GET /metrics", mx.Handler())
+			// Public keys of oauth2-private-key-jwt providers, for
+			// authorization servers (no token: public keys only).
+			mux.Handle(api.JWKSPath, api.JWKSHandler(setup.store, a.logger))
 			if tlsCfg == nil && !api.LoopbackAddr(listen) {
 				a.logger.Warn("--listen is not a loopback address and no --tls-cert/--tls-key is given: the consume API answers loopback clients only on it",
 					slog.String("listen", listen))
