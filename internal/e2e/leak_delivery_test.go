@@ -25,10 +25,12 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/rotatorhq/rotator/internal/apitoken"
+	"github.com/rotatorhq/rotator/internal/testaws"
 )
 
 // leakDeliveryConfig: two generated credentials (one a token may read, one
-// it may not), a MariaDB account rotated by mysql-user, all published to a
+// it may not), a MariaDB account rotated by mysql-user, an AWS access key,
+// all published to a
 // dotenv file, and a webhook receiver for cut-overs and emergencies.
 const leakDeliveryConfig = `
 providers:
@@ -36,12 +38,21 @@ providers:
   maria:
     type: mysql-user
     admin_dsn: ${env:LEAK_MYSQL_DSN}
+  aws:
+    type: aws-iam-access-key
+    access_key_id: ${env:LEAK_AWS_KEY_ID}
+    secret_access_key: ${env:LEAK_AWS_SECRET_KEY}
+    iam_endpoint: %s
+    sts_endpoint: %s
+    region: eu-central-1
+    propagation_wait: 0s
 targets:
   env-file: {type: file, path: %q, format: dotenv}
 credentials:
   - {id: svc-token, consumer: mcp-a, provider: gen, max_age: 1h, grace: 1h, runbook: runbooks/e2e.md#rotation, targets: [{target: env-file, key: SVC_TOKEN}]}
   - {id: other-token, consumer: mcp-b, provider: gen, max_age: 1h, grace: 1h, runbook: runbooks/e2e.md#rotation, targets: [{target: env-file, key: OTHER_TOKEN}]}
   - {id: db-login, consumer: mcp-c, provider: maria, settings: {user: %s}, max_age: 1h, grace: 1h, runbook: runbooks/e2e.md#rotation, targets: [{target: env-file, key: DB_URL}]}
+  - {id: aws-key, consumer: mcp-d, provider: aws, settings: {user: leak-user}, max_age: 1h, grace: 1h, runbook: runbooks/e2e.md#rotation, targets: [{target: env-file, key: AWS_KEY}]}
 notify:
   receivers:
     hook:
@@ -65,7 +76,8 @@ notify:
 // revoke (the token is printed once, by create, and stored as its hash
 // only), the consume API (the value is in the body of a 200 and nowhere
 // else, refusals included), notify test and notifications (a webhook
-// receiver), report, doctor, /metrics, and the mysql-user provider. Every
+// receiver), report, doctor, /metrics, and the mysql-user (MariaDB) and
+// aws-iam-access-key (internal/testaws) providers. Every
 // output, log, webhook payload, database column and file is searched for
 // every value, token and referenced secret. Each path where a value is
 // meant to appear is searched too, and must hold it: the checks can fail.
@@ -102,9 +114,15 @@ func TestLeakDelivery(t *testing.T) {
 	t.Cleanup(hookSrv.Close)
 	writeFile(t, filepath.Join(out, "webhook-secret"), hook.secret+"\n")
 
-	writeFile(t, filepath.Join(h.dir, "rotator.yaml"), fmt.Sprintf(leakDeliveryConfig,
+	// AWS IAM and STS, at the protocol level.
+	aws := testaws.New(t, "leak-user")
+
+	writeFile(t, filepath.Join(h.dir, "rotator.yaml"), fmt.Sprintf(leakDeliveryConfig, aws.URL(), aws.URL(),
 		filepath.Join(out, "mcp.env"), mrole, hookSrv.URL+"/hook", filepath.Join(out, "webhook-secret")))
-	h.extraEnv = []string{"LEAK_MYSQL_DSN=" + madmin + ":" + mysqlAdminPassword + "@tcp(127.0.0.1:3306)/"}
+	h.extraEnv = []string{"LEAK_MYSQL_DSN=" + madmin + ":" + mysqlAdminPassword + "@tcp(127.0.0.1:3306)/",
+		"LEAK_AWS_KEY_ID=" + aws.AdminID, "LEAK_AWS_SECRET_KEY=" + aws.AdminKey,
+		// No shared AWS configuration or instance metadata from this machine.
+		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "AWS_EC2_METADATA_DISABLED=true"}
 
 	// run runs a command; its standard output and error are searched
 	// unless the test keeps stdout to itself (because it holds a value by
@@ -366,13 +384,14 @@ func TestLeakDelivery(t *testing.T) {
 	// The secrets: every version's value (none has retired: grace 1h), the
 	// tokens (above), the referenced secrets, the master key.
 	lc.secret("mysql admin password", mysqlAdminPassword)
+	lc.secret("AWS admin secret key", aws.AdminKey)
 	lc.secret("webhook signing secret", hook.secret)
 	lc.secret("webhook signing key", strings.TrimPrefix(hook.secret, "whsec_"))
 	lc.secret("master key", masterKey)
 	// svc-token's current and previous, other-token's current (the
-	// emergency retired its previous), db-login's current.
-	if n := lc.storedValues(t, h, "svc-token", "other-token", "db-login"); n < 4 {
-		t.Errorf("%d versions hold a value, want at least 4", n)
+	// emergency retired its previous), db-login's and aws-key's current.
+	if n := lc.storedValues(t, h, "svc-token", "other-token", "db-login", "aws-key"); n < 5 {
+		t.Errorf("%d versions hold a value, want at least 5", n)
 	}
 	// The token is stored as its hash.
 	var hashed int

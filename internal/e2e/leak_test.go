@@ -290,6 +290,16 @@ func (c *leakCheck) secret(name, value string) {
 			c.secrets[name+" (password in the URL)"] = p
 		}
 	}
+	// A JSON value (an AWS access key) is searched for member by member
+	// too, but for ids (AWS_ACCESS_KEY_ID), which may be shown.
+	var m map[string]any
+	if json.Unmarshal([]byte(value), &m) == nil {
+		for k, v := range m {
+			if s, ok := v.(string); ok && len(s) >= 8 && !strings.HasSuffix(strings.ToLower(k), "_id") {
+				c.secrets[name+" (member "+k+")"] = s
+			}
+		}
+	}
 }
 
 // storedValues records the value of every version of the credentials that
