@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -26,11 +29,12 @@ import (
 
 	"github.com/rotatorhq/rotator/internal/apitoken"
 	"github.com/rotatorhq/rotator/internal/testaws"
+	"github.com/rotatorhq/rotator/internal/testgithub"
 )
 
 // leakDeliveryConfig: two generated credentials (one a token may read, one
 // it may not), a MariaDB account rotated by mysql-user, an AWS access key,
-// all published to a
+// a GitHub App installation token, all published to a
 // dotenv file, and a webhook receiver for cut-overs and emergencies.
 const leakDeliveryConfig = `
 providers:
@@ -46,6 +50,13 @@ providers:
     sts_endpoint: %s
     region: eu-central-1
     propagation_wait: 0s
+  gh:
+    type: github-app
+    app_id: "%s"
+    installation_id: "%s"
+    private_key: ${file:%s}
+    base_url: %s
+    repositories: [rotator]
 targets:
   env-file: {type: file, path: %q, format: dotenv}
 credentials:
@@ -53,6 +64,7 @@ credentials:
   - {id: other-token, consumer: mcp-b, provider: gen, max_age: 1h, grace: 1h, runbook: runbooks/e2e.md#rotation, targets: [{target: env-file, key: OTHER_TOKEN}]}
   - {id: db-login, consumer: mcp-c, provider: maria, settings: {user: %s}, max_age: 1h, grace: 1h, runbook: runbooks/e2e.md#rotation, targets: [{target: env-file, key: DB_URL}]}
   - {id: aws-key, consumer: mcp-d, provider: aws, settings: {user: leak-user}, max_age: 1h, grace: 1h, runbook: runbooks/e2e.md#rotation, targets: [{target: env-file, key: AWS_KEY}]}
+  - {id: gh-token, consumer: mcp-e, provider: gh, scope: ["metadata:read", "contents:read"], max_age: 1h, grace: 1h, runbook: runbooks/e2e.md#rotation, targets: [{target: env-file, key: GITHUB_TOKEN}]}
 notify:
   receivers:
     hook:
@@ -77,7 +89,8 @@ notify:
 // only), the consume API (the value is in the body of a 200 and nowhere
 // else, refusals included), notify test and notifications (a webhook
 // receiver), report, doctor, /metrics, and the mysql-user (MariaDB) and
-// aws-iam-access-key (internal/testaws) providers. Every
+// aws-iam-access-key (internal/testaws) and github-app (internal/testgithub)
+// providers. Every
 // output, log, webhook payload, database column and file is searched for
 // every value, token and referenced secret. Each path where a value is
 // meant to appear is searched too, and must hold it: the checks can fail.
@@ -117,7 +130,17 @@ func TestLeakDelivery(t *testing.T) {
 	// AWS IAM and STS, at the protocol level.
 	aws := testaws.New(t, "leak-user")
 
+	// GitHub's installation-token API, and the app's private key.
+	appKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appKeyPEM := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(appKey)}))
+	writeFile(t, filepath.Join(out, "app-key.pem"), appKeyPEM)
+	gh := testgithub.New(t, &appKey.PublicKey, "")
+
 	writeFile(t, filepath.Join(h.dir, "rotator.yaml"), fmt.Sprintf(leakDeliveryConfig, aws.URL(), aws.URL(),
+		gh.AppID, gh.InstallationID, filepath.Join(out, "app-key.pem"), gh.BaseURL(),
 		filepath.Join(out, "mcp.env"), mrole, hookSrv.URL+"/hook", filepath.Join(out, "webhook-secret")))
 	h.extraEnv = []string{"LEAK_MYSQL_DSN=" + madmin + ":" + mysqlAdminPassword + "@tcp(127.0.0.1:3306)/",
 		"LEAK_AWS_KEY_ID=" + aws.AdminID, "LEAK_AWS_SECRET_KEY=" + aws.AdminKey,
@@ -385,13 +408,18 @@ func TestLeakDelivery(t *testing.T) {
 	// tokens (above), the referenced secrets, the master key.
 	lc.secret("mysql admin password", mysqlAdminPassword)
 	lc.secret("AWS admin secret key", aws.AdminKey)
+	lc.secret("GitHub App private key", appKeyPEM)
+	pemLines := strings.Split(strings.TrimSpace(appKeyPEM), "\n")
+	lc.secret("GitHub App private key (body)", strings.Join(pemLines[1:len(pemLines)-1], ""))
+	lc.secret("GitHub App private key (a line of its body)", pemLines[2])
 	lc.secret("webhook signing secret", hook.secret)
 	lc.secret("webhook signing key", strings.TrimPrefix(hook.secret, "whsec_"))
 	lc.secret("master key", masterKey)
 	// svc-token's current and previous, other-token's current (the
-	// emergency retired its previous), db-login's and aws-key's current.
-	if n := lc.storedValues(t, h, "svc-token", "other-token", "db-login", "aws-key"); n < 5 {
-		t.Errorf("%d versions hold a value, want at least 5", n)
+	// emergency retired its previous), db-login's, aws-key's and
+	// gh-token's current.
+	if n := lc.storedValues(t, h, "svc-token", "other-token", "db-login", "aws-key", "gh-token"); n < 6 {
+		t.Errorf("%d versions hold a value, want at least 6", n)
 	}
 	// The token is stored as its hash.
 	var hashed int
