@@ -10,7 +10,8 @@
 // the token is checked once and never stored: the browser gets a random
 // session id in an HttpOnly, SameSite=Strict cookie (Secure over TLS), and
 // the server keeps the session in memory until it expires, its token is
-// revoked or expires, or the process ends. Every form that changes
+// revoked or expires, or the process ends. Over plaintext it answers
+// loopback clients only, as the API does. Every form that changes
 // something carries the session's CSRF token, and a POST from another site
 // (Origin or Sec-Fetch-Site) is refused. No secret value is ever read: the
 // pages show versions by fingerprint only.
@@ -24,6 +25,7 @@ import (
 	"fmt"
 	"html/template"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 
@@ -155,7 +157,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hd.Set("X-Frame-Options", "DENY")
 	hd.Set("Referrer-Policy", "no-referrer")
 	hd.Set("Cache-Control", "no-store")
+	if r.TLS == nil && !loopbackPeer(r.RemoteAddr) {
+		// A token typed in, or a session cookie, would cross the network
+		// in the clear: as the API, answer such peers nothing.
+		h.fail(w, r, nil, http.StatusForbidden, "The dashboard answers plaintext requests from this host only: start rotator serve with --tls-cert and --tls-key and connect with https.")
+		return
+	}
 	h.mux.ServeHTTP(w, r)
+}
+
+// loopbackPeer reports whether a request's remote address is a loopback
+// address.
+func loopbackPeer(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // page is what every template gets.

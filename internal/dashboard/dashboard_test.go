@@ -3,6 +3,7 @@ package dashboard_test
 import (
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"slices"
@@ -388,5 +389,18 @@ func TestLoginRateLimit(t *testing.T) {
 	}
 	if r := b.login(t, c, b.token(t, "alice", "read")); r.status != http.StatusTooManyRequests {
 		t.Errorf("login after 10 failures: %d, want 429", r.status)
+	}
+}
+
+func TestPlaintextFromAnotherHostRefused(t *testing.T) {
+	b := setup(t, setupOpts{})
+	for _, path := range []string{"/login", "/"} {
+		req := httptest.NewRequestWithContext(t.Context(), http.MethodGet, path, nil)
+		req.RemoteAddr = "192.0.2.7:40000"
+		rec := httptest.NewRecorder()
+		b.h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), "--tls-cert") {
+			t.Errorf("GET %s over plaintext from 192.0.2.7: %d, want 403 saying to use TLS", path, rec.Code)
+		}
 	}
 }
