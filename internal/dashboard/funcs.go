@@ -17,6 +17,7 @@ var funcs = template.FuncMap{
 	"statusOf": statusClass,
 	"runClass": runClass,
 	"attn":     func(s store.Status) bool { return store.NeedsAttention(s) },
+	"ordinal":  func(i int) int { return i + 1 },
 }
 
 // when formats a time as RFC 3339 in UTC; a zero time is "—".

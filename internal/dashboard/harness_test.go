@@ -91,6 +91,9 @@ type setupOpts struct {
 	// rotateAll runs a rotation of every credential but linear-api-key
 	// (never rotated) before the server starts.
 	rotateAll bool
+	// ahead runs the dashboard's clock ahead of the engine's, so the
+	// credentials rotated at setup have aged.
+	ahead time.Duration
 }
 
 func setup(t *testing.T, o setupOpts) *bundle {
@@ -150,7 +153,8 @@ func setup(t *testing.T, o setupOpts) *bundle {
 			}
 		}
 	}
-	b.h, err = dashboard.New(dashboard.Options{Store: st, Tokens: b.tokens, Rotator: e, Logger: logger, RunbookDir: root})
+	b.h, err = dashboard.New(dashboard.Options{Store: st, Tokens: b.tokens, Rotator: e, Logger: logger, RunbookDir: root,
+		Now: func() time.Time { return time.Now().Add(o.ahead) }})
 	if err != nil {
 		t.Fatal(err)
 	}
