@@ -111,10 +111,7 @@ func (h *Handler) credentialsPage(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err, http.StatusInternalServerError, "")
 		return
 	}
-	d := credentialsData{Counts: counts, First: after == nil, Now: now}
-	for _, s := range store.AttentionStatuses {
-		d.Attention += counts.ByStatus[s]
-	}
+	d := credentialsData{Counts: counts, Attention: counts.Failing + counts.NeedsAttention, First: after == nil, Now: now}
 	if len(creds) > h.opts.PageSize {
 		creds = creds[:h.opts.PageSize]
 		d.Next = encodeCursor(store.RankKeyOf(creds[len(creds)-1]))

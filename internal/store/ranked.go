@@ -34,12 +34,14 @@ type RankedFilter struct {
 	Limit int
 }
 
-// Counts are the cheap totals the dashboard shows (Reader.Counts).
+// Counts are the totals the dashboard shows (Reader.Counts), each read
+// through an index.
 type Counts struct {
-	// Credentials counts live credentials; ByStatus splits them by stored
-	// status.
+	// Credentials counts live credentials.
 	Credentials int64
-	ByStatus    map[Status]int64
+	// Failing and NeedsAttention count live credentials in those stored
+	// statuses.
+	Failing, NeedsAttention int64
 	// Due counts live credentials whose next rotation is at or before the
 	// time asked about; Expired those with a current version whose expiry
 	// is.

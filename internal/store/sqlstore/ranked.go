@@ -110,41 +110,24 @@ func (r reader) rankedSegment(ctx context.Context, seg int, after *store.RankKey
 	return out, rows.Err()
 }
 
-// Counts implements store.Reader.
+// Counts implements store.Reader in one statement: the total is an
+// index-only count where the visibility map allows it, the others read
+// credentials_attention_idx, credentials_next_rotation_at_idx and
+// credentials_expires_at_idx.
 func (r reader) Counts(ctx context.Context, now time.Time) (store.Counts, error) {
-	d := r.s.dialect()
-	c := store.Counts{ByStatus: map[store.Status]int64{}}
-	rows, err := r.c.Query(ctx, `SELECT status, count(*),
-    COALESCE(sum(CASE WHEN next_rotation_at <= $1 THEN 1 ELSE 0 END), 0),
-    COALESCE(sum(CASE WHEN current_version_id IS NOT NULL AND expires_at <= $1 THEN 1 ELSE 0 END), 0)
-FROM credentials WHERE deleted_at IS NULL GROUP BY status`, d.time(now))
-	if err != nil {
-		return c, fmt.Errorf("count credentials: %w", err)
-	}
-	for rows.Next() {
-		var (
-			status          string
-			n, due, expired int64
-		)
-		if err := rows.Scan(&status, &n, &due, &expired); err != nil {
-			rows.Close()
-			return c, fmt.Errorf("count credentials: %w", err)
-		}
-		c.ByStatus[store.Status(status)] = n
-		c.Credentials += n
-		c.Due += due
-		c.Expired += expired
-	}
-	err = rows.Err()
-	rows.Close()
-	if err != nil {
-		return c, fmt.Errorf("count credentials: %w", err)
-	}
-	err = r.queryOne(ctx, `SELECT (SELECT count(*) FROM runs WHERE active),
+	var c store.Counts
+	at := r.s.dialect().time(now)
+	err := r.queryOne(ctx, `SELECT (SELECT count(*) FROM credentials WHERE deleted_at IS NULL),
+    (SELECT count(*) FROM credentials WHERE deleted_at IS NULL AND status IN ('failing', 'needs_attention') AND status = 'failing'),
+    (SELECT count(*) FROM credentials WHERE deleted_at IS NULL AND status IN ('failing', 'needs_attention') AND status = 'needs_attention'),
+    (SELECT count(*) FROM credentials WHERE deleted_at IS NULL AND next_rotation_at <= $1),
+    (SELECT count(*) FROM credentials WHERE deleted_at IS NULL AND expires_at <= $1 AND current_version_id IS NOT NULL),
+    (SELECT count(*) FROM runs WHERE active),
     (SELECT COALESCE(max(seq), 0) FROM audit_events WHERE seq IS NOT NULL),
-    (SELECT count(*) FROM audit_events WHERE seq IS NULL)`, nil, &c.ActiveRuns, &c.SealedEvents, &c.UnsealedEvents)
+    (SELECT count(*) FROM audit_events WHERE seq IS NULL)`, []any{at},
+		&c.Credentials, &c.Failing, &c.NeedsAttention, &c.Due, &c.Expired, &c.ActiveRuns, &c.SealedEvents, &c.UnsealedEvents)
 	if err != nil {
-		return c, fmt.Errorf("count runs and audit events: %w", err)
+		return c, fmt.Errorf("count credentials, runs and audit events: %w", err)
 	}
 	return c, nil
 }

@@ -73,7 +73,7 @@ func testCredentialsRanked(t *testing.T, s store.Store, ctx context.Context) {
 func testCounts(t *testing.T, s store.Store, ctx context.Context) {
 	empty, err := s.Counts(ctx, t0)
 	noErr(t, "counts of nothing", err)
-	equal(t, "counts of nothing", empty, store.Counts{ByStatus: map[store.Status]int64{}})
+	equal(t, "counts of nothing", empty, store.Counts{})
 	seed(t, s,
 		credential("a", func(c *store.Credential) {
 			c.State = store.CredentialState{Status: store.StatusHealthy, NextRotationAt: t0.Add(time.Hour), ExpiresAt: t0.Add(-time.Minute)}
@@ -84,7 +84,7 @@ func testCounts(t *testing.T, s store.Store, ctx context.Context) {
 		credential("c", func(c *store.Credential) {
 			c.State = store.CredentialState{Status: store.StatusHealthy, NextRotationAt: t0}
 		}),
-		credential("d"),
+		credential("d", func(c *store.Credential) { c.State.Status = store.StatusNeedsAttention }),
 		credential("x", func(c *store.Credential) {
 			c.State = store.CredentialState{Status: store.StatusFailing, NextRotationAt: t0.Add(-time.Hour)}
 		}),
@@ -103,9 +103,8 @@ func testCounts(t *testing.T, s store.Store, ctx context.Context) {
 	got, err := s.Counts(ctx, t0)
 	noErr(t, "counts", err)
 	want := store.Counts{
-		Credentials: 4,
-		ByStatus:    map[store.Status]int64{store.StatusHealthy: 2, store.StatusFailing: 1, store.StatusNew: 1},
-		Due:         2, Expired: 1, ActiveRuns: 1, SealedEvents: 2, UnsealedEvents: 1,
+		Credentials: 4, Failing: 1, NeedsAttention: 1,
+		Due: 2, Expired: 1, ActiveRuns: 1, SealedEvents: 2, UnsealedEvents: 1,
 	}
 	equal(t, "counts", got, want)
 	if !slices.Equal(store.AttentionStatuses, []store.Status{store.StatusFailing, store.StatusNeedsAttention}) {
