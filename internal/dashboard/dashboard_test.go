@@ -18,7 +18,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(testpg.M(m), goleak.IgnoreAnyFunction("github.com/chromedp/chromedp.(*Browser).run"))
+	goleak.VerifyTestMain(testpg.M(m))
 }
 
 type resp struct {
