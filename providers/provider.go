@@ -56,6 +56,13 @@ type Capabilities struct {
 	// then reads the state into MintRequest.State and stores
 	// MintResponse.State, sealed, with the pending version.
 	Stateful bool `json:"stateful,omitempty"`
+	// Local is true when Mint, Activate and Verify touch nothing outside
+	// rotator (a value drawn at random): a minted value is known to no one
+	// until rotator publishes it. For a credential without targets the
+	// engine then records the new version in the cutover commit instead of
+	// a write-ahead commit of its own (one commit fewer per rotation). A
+	// provider whose Mint creates anything at a resource must not set it.
+	Local bool `json:"local,omitempty"`
 }
 
 // Common carries the fields every request has.

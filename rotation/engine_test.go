@@ -92,6 +92,10 @@ providers:
     state_dir: "{{dir}}/chain"
     control_file: "{{dir}}/control-fst.json"
     stateful: true
+  flocal:
+    type: faulty
+    control_file: "{{dir}}/control-local.json"
+    local: true
 targets:
   out:
     type: file

@@ -74,10 +74,16 @@ func (p *plugins) resolve(ctx context.Context, m settings.Map) (settings.Map, [3
 		val secret.Value
 	}
 	var pairs []pair
-	resolved, err := settings.Resolve(ctx, m, func(ctx context.Context, ref string) (secret.Value, error) {
+	resolved, err := settings.ResolveWithCredentials(ctx, m, func(ctx context.Context, ref string) (secret.Value, error) {
 		v, err := p.e.opts.Resolver.ResolveString(ctx, ref)
 		if err == nil {
 			pairs = append(pairs, pair{ref, v})
+		}
+		return v, err
+	}, func(ctx context.Context, id string) (secret.Value, error) {
+		v, err := p.currentValue(ctx, id)
+		if err == nil {
+			pairs = append(pairs, pair{"{credential:" + id + "}", v})
 		}
 		return v, err
 	})
@@ -105,6 +111,24 @@ func (p *plugins) resolve(ctx context.Context, m settings.Map) (settings.Map, [3
 	}
 	copy(sum[:], h.Sum(nil))
 	return resolved, sum, vals, nil
+}
+
+// currentValue opens the current value of credential id, for a
+// {credential: ID} reference in a provider's settings (an
+// oauth2-client-credentials provider signing with the key an
+// oauth2-private-key-jwt credential rotates). The value is part of the
+// settings digest, so a cutover of that credential rebuilds the instances
+// that refer to it at their next run.
+func (p *plugins) currentValue(ctx context.Context, id string) (secret.Value, error) {
+	c, err := p.e.store.GetCredential(ctx, id)
+	if err != nil {
+		return secret.Value{}, err
+	}
+	cur := c.Current
+	if cur == nil || len(cur.Sealed) == 0 {
+		return secret.Value{}, fmt.Errorf("has no current value yet: rotate it first (rotator rotate %s): %w", id, providers.ErrPermanent)
+	}
+	return p.e.opts.Keyring.Open(cur.CredentialID, cur.ID, cur.KeyID, cur.Sealed)
 }
 
 // acquire returns the instance of plugin name for a run: the cached one

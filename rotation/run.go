@@ -79,6 +79,10 @@ type execution struct {
 	// cancelled: the rollback was asked for (runs cancel, an emergency
 	// taking over); it is not counted as a failed attempt.
 	cancelled bool
+	// unrecorded: the pending version newVer was minted by a Local
+	// provider and no commit has written it yet (mintDeferred): the commit
+	// that ends the run's preparation (cutover or rollback) inserts it.
+	unrecorded bool
 }
 
 // learn tells the redactor about a value for the duration of this
@@ -493,6 +497,11 @@ func (x *execution) mint(ctx context.Context) error {
 	st := x.cred.State
 	st.PendingVersionID = v.ID
 	st.Status = store.StatusRotating
+	if x.mintDeferred(newState) {
+		x.cred.State = st
+		x.newVer, x.newVal, x.unrecorded = &v, resp.Value, true
+		return nil
+	}
 	if err := x.commit(ctx, StateMinted, func(tx store.Tx) error {
 		if err := tx.InsertVersion(ctx, v); err != nil {
 			return err
@@ -512,6 +521,28 @@ func (x *execution) mint(ctx context.Context) error {
 	x.cred.State = st
 	x.newVer, x.newVal = &v, resp.Value
 	return nil
+}
+
+// mintDeferred reports whether the minted value may go unrecorded until
+// the run's next commit: the write-ahead commit after Mint exists so that a
+// value known outside rotator is never lost track of, and a value of a
+// Local provider (providers.Capabilities: Mint, Activate and Verify touch nothing
+// outside rotator) that no target is given before cutover is known to no
+// one. A crash before the cutover commit leaves the run planned and the
+// value forgotten; the resumed run mints again. One commit fewer per
+// rotation: the cutover (or the rollback) inserts the version.
+func (x *execution) mintDeferred(newState *store.ProviderState) bool {
+	return x.caps.Local && !x.caps.Stateful && newState == nil && len(x.tgts) == 0 &&
+		State(x.run.State) == StatePlanned
+}
+
+// writeVersion writes v, the run's new version, in a commit: an insert
+// when the mint was not recorded (mintDeferred), else an update.
+func (x *execution) writeVersion(ctx context.Context, tx store.Tx, v store.Version) error {
+	if x.unrecorded && x.newVer != nil && v.ID == x.newVer.ID {
+		return tx.InsertVersion(ctx, v)
+	}
+	return tx.UpdateVersion(ctx, v)
 }
 
 func (x *execution) revokeUnrecorded(ctx context.Context, v store.Version, val secret.Value) {
@@ -683,7 +714,7 @@ func (x *execution) cutover(ctx context.Context) error {
 				return err
 			}
 		}
-		if err := tx.UpdateVersion(ctx, *v); err != nil {
+		if err := x.writeVersion(ctx, tx, *v); err != nil {
 			return err
 		}
 		return tx.UpdateCredentialState(ctx, x.cred.ID, st)
@@ -701,7 +732,7 @@ func (x *execution) cutover(ctx context.Context) error {
 		return err
 	}
 	x.cred.State = st
-	x.newVer = v
+	x.newVer, x.unrecorded = v, false
 	x.previousRead = false // the old current version is previous now
 	return nil
 }
@@ -935,7 +966,7 @@ func (x *execution) finishFailed(ctx context.Context, msg string, extra func(tx 
 		if v := x.newVer; v != nil && v.Stage == store.StagePending {
 			d := *v
 			d.Stage, d.RetiredAt, d.Sealed = store.StageDiscarded, now, nil
-			if err := tx.UpdateVersion(ctx, d); err != nil {
+			if err := x.writeVersion(ctx, tx, d); err != nil {
 				return err
 			}
 		}

@@ -9,6 +9,8 @@
 #   - MariaDB (or MySQL) on 127.0.0.1:3306 (root without a password from
 #     127.0.0.1, for the mysql-user provider's tests), started if it is down.
 #   - promtool (Debian's prometheus package), installed if it is missing.
+#   - chromium (Debian's package), installed if it is missing: the
+#     dashboard's browser test (internal/dashboard) drives it headless.
 # Safe to run again: it changes nothing that is already in place.
 set -euo pipefail
 
@@ -90,4 +92,16 @@ if ! command -v promtool >/dev/null; then
   echo "test-services: FAIL: promtool is missing (apt-get install prometheus)" >&2
   exit 1
 fi
-echo "test-services: PostgreSQL, Redis, MariaDB and promtool ready"
+# Headless Chromium drives the dashboard in internal/dashboard's TestChromium.
+if ! command -v chromium >/dev/null; then
+  echo "test-services: installing chromium (Debian package chromium)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null || {
+    apt-get update -qq >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null || true
+  }
+fi
+if ! command -v chromium >/dev/null; then
+  echo "test-services: FAIL: chromium is missing (apt-get install chromium)" >&2
+  exit 1
+fi
+echo "test-services: PostgreSQL, Redis, MariaDB, promtool and chromium ready"

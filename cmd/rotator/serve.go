@@ -14,7 +14,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rotatorhq/rotator/internal/api"
+	"github.com/rotatorhq/rotator/internal/apitoken"
 	"github.com/rotatorhq/rotator/internal/config"
+	"github.com/rotatorhq/rotator/internal/dashboard"
 	"github.com/rotatorhq/rotator/internal/gctune"
 	"github.com/rotatorhq/rotator/internal/inventory"
 	"github.com/rotatorhq/rotator/internal/metrics"
@@ -179,6 +181,16 @@ and proxy commands:
 			mux := a.healthMux(setup, &ready)
 			mux.Handle("/v1/", consume.api.TCPHandler())
 			mux.Handle("GET /metrics", mx.Handler())
+			// Public keys of oauth2-private-key-jwt providers, for
+			// authorization servers (no token: public keys only).
+			mux.Handle(api.JWKSPath, api.JWKSHandler(setup.store, a.logger))
+			dash, err := dashboard.New(dashboard.Options{Store: setup.store, Tokens: apitoken.NewService(setup.store, nil, a.logger),
+				Rotator: setup.engine, RunbookDir: runbookDir, Logger: a.logger.With(slog.String("component", "dashboard"))})
+			if err != nil {
+				_ = ln.Close()
+				return err
+			}
+			mux.Handle("/", dash)
 			if tlsCfg == nil && !api.LoopbackAddr(listen) {
 				a.logger.Warn("--listen is not a loopback address and no --tls-cert/--tls-key is given: the consume API answers loopback clients only on it",
 					slog.String("listen", listen))

@@ -234,6 +234,7 @@ func (p *parser) parseSplit(src *io.SectionReader) (cfg *Config, ok bool) {
 		p.scanCredential(item, path)
 		p.credentialItem(cfg, item, i, firstID)
 	}
+	p.credentialRefs(cfg)
 	p.unused(cfg)
 	return cfg, true
 }

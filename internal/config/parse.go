@@ -142,6 +142,7 @@ func (p *parser) parse(data []byte) *Config {
 	if credNode := p.topLevel(cfg, root); credNode != nil {
 		p.credentials(cfg, credNode)
 	}
+	p.credentialRefs(cfg)
 	p.unused(cfg)
 	return cfg
 }
@@ -913,6 +914,32 @@ func (p *parser) capabilityWarnings(c Credential, prov Provider, fields map[stri
 		}
 		p.warnf(line, join(path, "max_age"), "max_age %s exceeds what provider type %s can grant (%s); values will expire earlier",
 			duration.Format(c.Policy.MaxAge), prov.Type, duration.Format(caps.MaxTTL))
+	}
+}
+
+// credentialRefs checks every {credential: ID} reference in provider
+// settings: the credential must exist and must not be one of the
+// provider's own (its value would depend on itself).
+func (p *parser) credentialRefs(cfg *Config) {
+	for _, name := range cfg.ProviderNames() {
+		pr := cfg.Providers[name]
+		refs := settings.CredentialRefs(pr.Settings)
+		for _, field := range slices.Sorted(maps.Keys(refs)) {
+			id := refs[field]
+			path := join(join("providers", name), field)
+			line := fieldLine(pr.Lines, field, pr.Line)
+			c, ok := cfg.Credential(id)
+			switch {
+			case !ok:
+				ids := make([]string, 0, len(cfg.Credentials))
+				for _, c := range cfg.Credentials {
+					ids = append(ids, c.ID)
+				}
+				p.errorf(line, path, "names credential %s, which is not defined; defined credentials are %s", show(id), quoteList(ids))
+			case c.Provider == name:
+				p.errorf(line, path, "names credential %s of this same provider; a provider cannot take a setting from its own credential's value", show(id))
+			}
+		}
 	}
 }
 

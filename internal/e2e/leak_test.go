@@ -22,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/internal/store"
 	"github.com/rotatorhq/rotator/internal/testpg"
 )
@@ -42,7 +43,7 @@ func TestLeakSweep(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, sqliteDB, 0)
 	ctx := t.Context()
-	tag := hex.EncodeToString([]byte(fmt.Sprint(time.Now().UnixNano())))[:12]
+	tag := leakTag()
 
 	// The secrets the configuration references: canaries.
 	oauthSecret := "canary-oauth-client-secret-" + tag
@@ -223,61 +224,24 @@ credentials:
 	}
 
 	// What the runs handled: every version's value.
-	secrets := map[string]string{"oauth client secret": oauthSecret, "postgres admin password": pgAdminPassword, "redis admin password": redisAdminPassword}
-	versions := 0
-	for _, id := range []string{"gen-token", "api-key", "oauth-token", "db-url", "redis-password"} {
-		vs, err := h.st.ListVersions(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, v := range vs {
-			if len(v.Sealed) == 0 {
-				continue // retired and revoked: the value is gone
-			}
-			val, err := h.kr.Open(v.CredentialID, v.ID, v.KeyID, v.Sealed)
-			if err != nil {
-				t.Fatal(err)
-			}
-			s := val.RevealString()
-			secrets[id+" version "+v.ID] = s
-			if u, err := url.Parse(s); err == nil && u.User != nil {
-				if p, ok := u.User.Password(); ok {
-					secrets[id+" version "+v.ID+" (password in the URL)"] = p
-				}
-			}
-			versions++
-		}
-	}
-	n := 0
-	for v := range published {
-		if v == "" {
-			continue
-		}
-		secrets[fmt.Sprintf("published value %d", n)] = v
-		if u, err := url.Parse(v); err == nil && u.User != nil {
-			if p, ok := u.User.Password(); ok {
-				secrets[fmt.Sprintf("published value %d (password in the URL)", n)] = p
-			}
-		}
-		n++
-	}
+	lc := &leakCheck{outputs: outputs}
+	lc.secret("oauth client secret", oauthSecret)
+	lc.secret("postgres admin password", pgAdminPassword)
+	lc.secret("redis admin password", redisAdminPassword)
+	versions := lc.storedValues(t, h, "gen-token", "api-key", "oauth-token", "db-url", "redis-password")
+	n := lc.published(published)
 	// Five credentials rotated three times, db-url once more.
 	if versions < 5 || n < 16 {
 		t.Fatalf("%d versions hold values and %d values were published; the sweep would prove little", versions, n)
 	}
 	// The file targets do hold the current values: the sweep can fail.
-	targetFiles := []string{filepath.Join(h.dir, "out", "mcp.env"), filepath.Join(h.dir, "out", "mcp.json")}
 	found := 0
-	for _, f := range targetFiles {
+	for _, f := range []string{filepath.Join(h.dir, "out", "mcp.env"), filepath.Join(h.dir, "out", "mcp.json")} {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, s := range secrets {
-			if bytes.Contains(b, []byte(s)) {
-				found++
-			}
-		}
+		found += len(lc.search(leakOutput{f, string(b)}))
 	}
 	if found < 5 {
 		t.Fatalf("the file targets hold %d of the secrets, want the 5 current values: the search does not find what is there", found)
@@ -285,41 +249,162 @@ credentials:
 
 	// The database, column by column (the sealed values aside), and its
 	// files byte by byte.
-	outputs = append(outputs, dumpSQLite(t, strings.TrimPrefix(h.url, "sqlite://"))...)
-	err = filepath.WalkDir(h.dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
+	lc.database(t, h, func(p string) bool {
+		return p == plugin || strings.HasPrefix(p, filepath.Join(h.dir, "out")+string(os.PathSeparator)) // the plugin binary; the targets' files
+	})
+	lc.check(t)
+}
+
+type leakOutput struct{ where, text string }
+
+// leakCheck gathers what a leak test searched (outputs) and what it
+// searches for (secrets, by name), and searches every output for every
+// secret, raw, in base64 (standard and URL-safe) and in hex, and for any
+// string shaped like a rotator API token (internal/secret's
+// rotator-api-token rule), known to the test or not.
+type leakCheck struct {
+	outputs []leakOutput
+	secrets map[string]string
+	// meant are outputs that hold a secret by design: check fails unless
+	// the search finds one in each, the proof that it finds what is there.
+	meant []leakOutput
+}
+
+// add records an output to search.
+func (c *leakCheck) add(where, text string) {
+	c.outputs = append(c.outputs, leakOutput{where, text})
+}
+
+// secret records a secret to search for; a URL's password is searched
+// for on its own too.
+func (c *leakCheck) secret(name, value string) {
+	if value == "" {
+		return
+	}
+	if c.secrets == nil {
+		c.secrets = map[string]string{}
+	}
+	c.secrets[name] = value
+	if u, err := url.Parse(value); err == nil && u.User != nil {
+		if p, ok := u.User.Password(); ok && p != "" {
+			c.secrets[name+" (password in the URL)"] = p
 		}
-		if p == plugin || strings.HasPrefix(p, filepath.Join(h.dir, "out")+string(os.PathSeparator)) {
-			return nil // the plugin binary; the targets' files
+	}
+	// A JSON value (an AWS access key) is searched for member by member
+	// too, but for ids (AWS_ACCESS_KEY_ID), which may be shown.
+	var m map[string]any
+	if json.Unmarshal([]byte(value), &m) == nil {
+		for k, v := range m {
+			if s, ok := v.(string); ok && len(s) >= 8 && !strings.HasSuffix(strings.ToLower(k), "_id") {
+				c.secrets[name+" (member "+k+")"] = s
+			}
+		}
+	}
+}
+
+// storedValues records the value of every version of the credentials that
+// still holds one (retirement erases them) and returns how many.
+func (c *leakCheck) storedValues(t *testing.T, h *harness, ids ...string) int {
+	t.Helper()
+	n := 0
+	for _, id := range ids {
+		vs, err := h.st.ListVersions(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range vs {
+			if len(v.Sealed) == 0 {
+				continue // retired and revoked: the value is gone
+			}
+			c.secret(id+" version "+v.ID, h.open(v))
+			n++
+		}
+	}
+	return n
+}
+
+// published records values harvested from targets and returns how many.
+func (c *leakCheck) published(values map[string]bool) int {
+	n := 0
+	for v := range values {
+		if v == "" {
+			continue
+		}
+		c.secret(fmt.Sprintf("published value %d", n), v)
+		n++
+	}
+	return n
+}
+
+// database records every column of every table of the harness's SQLite
+// database (the sealed values aside) and every file under the harness
+// directory but those skip names (files whose job is to hold values).
+func (c *leakCheck) database(t *testing.T, h *harness, skip func(path string) bool) {
+	t.Helper()
+	c.outputs = append(c.outputs, dumpSQLite(t, strings.TrimPrefix(h.url, "sqlite://"))...)
+	err := filepath.WalkDir(h.dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || skip(p) {
+			return err
 		}
 		b, err := os.ReadFile(p)
 		if err != nil {
 			return err
 		}
-		outputs = append(outputs, leakOutput{"file " + strings.TrimPrefix(p, h.dir+"/"), string(b)})
+		c.add("file "+strings.TrimPrefix(p, h.dir+"/"), string(b))
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+}
 
-	checked := 0
-	for _, o := range outputs {
-		checked += len(o.text)
-		for name, s := range secrets {
-			for _, form := range []string{s, base64.StdEncoding.EncodeToString([]byte(s)), base64.RawURLEncoding.EncodeToString([]byte(s)), hex.EncodeToString([]byte(s))} {
-				if i := strings.Index(o.text, form); i >= 0 {
-					t.Errorf("%s: holds the %s (at byte %d: %q)", o.where, name, i, context80(o.text, i, len(form)))
-				}
+// search returns what o holds of the secrets, one line per finding, the
+// secret itself masked.
+func (c *leakCheck) search(o leakOutput) []string {
+	var out []string
+	for name, s := range c.secrets {
+		for _, form := range []string{s, base64.StdEncoding.EncodeToString([]byte(s)), base64.RawURLEncoding.EncodeToString([]byte(s)), hex.EncodeToString([]byte(s))} {
+			if i := strings.Index(o.text, form); i >= 0 {
+				out = append(out, fmt.Sprintf("%s: holds the %s (at byte %d: %q)", o.where, name, i, context80(o.text, i, len(form))))
 			}
 		}
 	}
-	t.Logf("searched %d outputs (%d bytes) for %d secrets (%d values published, %d versions holding one), each raw, base64 and hex",
-		len(outputs), checked, len(secrets), n, versions)
+	for _, m := range tokenRule.FindAll(o.text, true) {
+		out = append(out, fmt.Sprintf("%s: holds an API token (at byte %d: %q)", o.where, m.Start, context80(o.text, m.Start, m.End-m.Start)))
+	}
+	return out
 }
 
-type leakOutput struct{ where, text string }
+// expect records an output meant to hold a secret (a consume response,
+// what a child process was given): check fails unless it finds one there.
+func (c *leakCheck) expect(where, text string) {
+	c.meant = append(c.meant, leakOutput{where, text})
+}
+
+// check reports every finding in every output.
+func (c *leakCheck) check(t *testing.T) {
+	t.Helper()
+	for _, o := range c.meant {
+		if len(c.search(o)) == 0 {
+			t.Errorf("%s: holds none of the %d secrets, and should hold one: the search does not find what is there", o.where, len(c.secrets))
+		}
+	}
+	checked := 0
+	for _, o := range c.outputs {
+		checked += len(o.text)
+		for _, f := range c.search(o) {
+			t.Error(f)
+		}
+	}
+	t.Logf("searched %d outputs (%d bytes) for %d secrets, each raw, base64 and hex, and for API tokens; found one in each of the %d outputs meant to hold one",
+		len(c.outputs), checked, len(c.secrets), len(c.meant))
+	if len(c.meant) == 0 {
+		t.Log("(no output meant to hold a secret was given: the caller proves the search on its own)")
+	}
+}
+
+// tokenRule finds rotator API tokens (rtrtok_...) by their shape.
+var tokenRule = secret.RuleByID("rotator-api-token")
 
 // context80 shows what surrounds a finding, with the finding itself
 // masked, so the failure message does not print the secret again.

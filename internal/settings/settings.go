@@ -5,6 +5,7 @@ package settings
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -261,15 +262,81 @@ func (r *Reader) Secret(field string) secret.Value {
 	case string:
 		return secret.NewString(s)
 	}
-	r.Fail(field, "must be a reference such as ${env:NAME}, got %s", kind(v))
+	if id, ok := CredentialRef(v); ok {
+		// Unresolved (validation): a placeholder that is never a value.
+		return secret.NewString("{credential: " + id + "}")
+	}
+	r.Fail(field, "must be a reference such as ${env:NAME} or {credential: ID}, got %s", kind(v))
 	return secret.Value{}
 }
+
+// CredentialRef reports whether v is a reference to the current value of
+// another credential, the mapping {credential: ID}, and returns the id.
+func CredentialRef(v any) (string, bool) {
+	var m map[string]any
+	switch x := v.(type) {
+	case map[string]any:
+		m = x
+	case Map:
+		m = x
+	default:
+		return "", false
+	}
+	if len(m) != 1 {
+		return "", false
+	}
+	id, ok := m["credential"].(string)
+	return id, ok && id != ""
+}
+
+// CredentialRefs returns the dotted paths and ids of every {credential: ID}
+// reference in m, at any depth.
+func CredentialRefs(m Map) map[string]string {
+	out := map[string]string{}
+	var walk func(v any, path string)
+	walk = func(v any, path string) {
+		if id, ok := CredentialRef(v); ok {
+			out[path] = id
+			return
+		}
+		switch x := v.(type) {
+		case map[string]any:
+			for k, e := range x {
+				p := k
+				if path != "" {
+					p = path + "." + k
+				}
+				walk(e, p)
+			}
+		case Map:
+			walk(map[string]any(x), path)
+		case []any:
+			for i, e := range x {
+				walk(e, fmt.Sprintf("%s[%d]", path, i))
+			}
+		}
+	}
+	walk(map[string]any(m), "")
+	return out
+}
+
+// ErrCredentialRef is returned (wrapped) when settings that cannot refer to
+// credentials hold a {credential: ID} reference.
+var ErrCredentialRef = errors.New("a {credential: ID} reference is allowed only in provider settings")
 
 // Resolve returns a copy of m in which every string that is a reference
 // (${env:...}, ${file:...}, ${aws-sm:...}), at any depth, is replaced by
 // the secret.Value it resolves to.
 func Resolve(ctx context.Context, m Map, resolve func(context.Context, string) (secret.Value, error)) (Map, error) {
-	out, err := resolveAny(ctx, map[string]any(m), "", resolve)
+	return ResolveWithCredentials(ctx, m, resolve, nil)
+}
+
+// ResolveWithCredentials is Resolve that also replaces every {credential:
+// ID} mapping by the value credential returns for ID (the credential's
+// current value). With credential nil such a mapping is an error wrapping
+// ErrCredentialRef.
+func ResolveWithCredentials(ctx context.Context, m Map, resolve, credential func(context.Context, string) (secret.Value, error)) (Map, error) {
+	out, err := resolveAny(ctx, map[string]any(m), "", resolver{resolve, credential})
 	if err != nil {
 		return nil, err
 	}
@@ -283,13 +350,27 @@ func Resolve(ctx context.Context, m Map, resolve func(context.Context, string) (
 	return Map(resolved), nil
 }
 
-func resolveAny(ctx context.Context, v any, path string, resolve func(context.Context, string) (secret.Value, error)) (any, error) {
+type resolver struct {
+	ref, credential func(context.Context, string) (secret.Value, error)
+}
+
+func resolveAny(ctx context.Context, v any, path string, resolve resolver) (any, error) {
+	if id, ok := CredentialRef(v); ok {
+		if resolve.credential == nil {
+			return nil, fmt.Errorf("%s: %w", path, ErrCredentialRef)
+		}
+		val, err := resolve.credential(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("%s: credential %s: %w", path, id, err)
+		}
+		return val, nil
+	}
 	switch x := v.(type) {
 	case string:
 		if !secret.IsRef(x) {
 			return x, nil
 		}
-		val, err := resolve(ctx, x)
+		val, err := resolve.ref(ctx, x)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}

@@ -190,6 +190,13 @@ type Reader interface {
 	// credential's gauge fields (one query, joined with its current
 	// version), the number of active runs and of unsealed audit events.
 	MetricsSnapshot(ctx context.Context) (MetricsSnapshot, error)
+	// ListCredentialsRanked returns one page of live credentials, with
+	// Current filled, in RankKey order after f.After (keyset paging: each
+	// page costs the same, however deep).
+	ListCredentialsRanked(ctx context.Context, f RankedFilter) ([]Credential, error)
+	// Counts returns the totals of Counts, with Due and Expired as of now,
+	// in two statements.
+	Counts(ctx context.Context, now time.Time) (Counts, error)
 	GetVersion(ctx context.Context, id string) (Version, error)
 	// ListVersions returns a credential's versions, newest first, optionally
 	// only those in the given stages.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/internal/settings"
+	"github.com/rotatorhq/rotator/internal/testaws"
 	"github.com/rotatorhq/rotator/internal/testlog"
 	"github.com/rotatorhq/rotator/providers"
 	"github.com/rotatorhq/rotator/providers/providertest"
@@ -36,13 +37,13 @@ const user = "mcp-reader"
 // newProvider builds a provider through the factory, with the fake's admin
 // key as static credentials (references resolved) and the fake as both
 // endpoints: the real IAM and STS clients of the AWS SDK talk to it.
-func newProvider(t *testing.T, f *fakeAWS, extra settings.Map, logger *slog.Logger) *Provider {
+func newProvider(t *testing.T, f *testaws.Fake, extra settings.Map, logger *slog.Logger) *Provider {
 	t.Helper()
 	s := settings.Map{
-		"access_key_id":     secret.NewString(f.adminID),
-		"secret_access_key": secret.NewString(f.adminKey),
-		"iam_endpoint":      f.srv.URL,
-		"sts_endpoint":      f.srv.URL,
+		"access_key_id":     secret.NewString(f.AdminID),
+		"secret_access_key": secret.NewString(f.AdminKey),
+		"iam_endpoint":      f.URL(),
+		"sts_endpoint":      f.URL(),
 		"region":            "eu-central-1",
 	}
 	for k, v := range extra {
@@ -56,14 +57,14 @@ func newProvider(t *testing.T, f *fakeAWS, extra settings.Map, logger *slog.Logg
 }
 
 // resource asks STS who a version's key is, as a consumer's SDK would.
-type resource struct{ f *fakeAWS }
+type resource struct{ f *testaws.Fake }
 
 func (r *resource) Accepts(ctx context.Context, v providers.VersionRef) (bool, error) {
 	id, sk, err := parseValue(v.Metadata[MetaFormat], v.Value)
 	if err != nil {
 		return false, nil
 	}
-	client := sts.New(sts.Options{Region: "eu-central-1", BaseEndpoint: aws.String(r.f.srv.URL),
+	client := sts.New(sts.Options{Region: "eu-central-1", BaseEndpoint: aws.String(r.f.URL()),
 		Credentials: credentials.NewStaticCredentialsProvider(id, sk.RevealString(), "")})
 	out, err := client.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
 	var api smithy.APIError
@@ -88,14 +89,14 @@ func TestExercise(t *testing.T) {
 				MaxLiveValues: 2,
 				Parallel:      true,
 				New: func(t *testing.T, logger *slog.Logger) providertest.Instance {
-					f := newFakeAWS(t, user)
-					f.propagate = 300 * time.Millisecond // a new key works at STS only after a while
+					f := testaws.New(t, user)
+					f.SetPropagation(300 * time.Millisecond) // a new key works at STS only after a while
 					p := newProvider(t, f, settings.Map{"format": format}, logger)
 					return providertest.Instance{
 						Provider: p,
 						Resource: &resource{f: f},
 						Settings: settings.Map{"user": user},
-						Secrets:  []secret.Value{secret.NewString(f.adminKey)},
+						Secrets:  []secret.Value{secret.NewString(f.AdminKey)},
 					}
 				},
 				SecretParts: func(v providers.VersionRef) []secret.Value {
@@ -128,7 +129,7 @@ func mint(t *testing.T, p *Provider, cur *providers.VersionRef) providers.Versio
 // the admin key, and IAM calls by the admin key only.
 func TestVerifySignsWithNewKey(t *testing.T) {
 	t.Parallel()
-	f := newFakeAWS(t, user)
+	f := testaws.New(t, user)
 	p := newProvider(t, f, nil, nil)
 	v := mint(t, p, nil)
 	resp, err := p.Verify(t.Context(), providers.VerifyRequest{Common: common("v"), Value: v.Value, Metadata: v.Metadata})
@@ -136,16 +137,14 @@ func TestVerifySignsWithNewKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := v.Metadata[MetaAccessKeyID]
-	if got := f.lastSTSSigner(); got != id {
+	if got := f.LastSTSSigner(); got != id {
 		t.Fatalf("STS was called with key %q, want the new key %s", got, id)
 	}
 	if resp.Evidence[MetaAccessKeyID] != id || !strings.HasSuffix(resp.Evidence["arn"], ":user/mcp/"+user) {
 		t.Fatalf("evidence %v", resp.Evidence)
 	}
-	f.mu.Lock()
-	signers := f.iamSigners
-	f.mu.Unlock()
-	if len(signers) != 1 || signers[f.adminID] == 0 {
+	signers := f.IAMSigners()
+	if len(signers) != 1 || signers[f.AdminID] == 0 {
 		t.Fatalf("IAM calls were signed by %v, want the admin key only", signers)
 	}
 }
@@ -154,13 +153,13 @@ func TestVerifySignsWithNewKey(t *testing.T) {
 // secret for a known key id, so its signature check can fail.
 func TestFakeChecksSignatures(t *testing.T) {
 	t.Parallel()
-	f := newFakeAWS(t, user)
-	k := f.addKey(user, "Active")
+	f := testaws.New(t, user)
+	k := f.AddKey(user, "Active")
 	for _, tc := range []struct {
 		secret, code string
-	}{{k.secret + "x", "SignatureDoesNotMatch"}, {k.secret, ""}} {
-		client := sts.New(sts.Options{Region: "us-east-1", BaseEndpoint: aws.String(f.srv.URL),
-			Credentials: credentials.NewStaticCredentialsProvider(k.id, tc.secret, "")})
+	}{{k.Secret + "x", "SignatureDoesNotMatch"}, {k.Secret, ""}} {
+		client := sts.New(sts.Options{Region: "us-east-1", BaseEndpoint: aws.String(f.URL()),
+			Credentials: credentials.NewStaticCredentialsProvider(k.ID, tc.secret, "")})
 		_, err := client.GetCallerIdentity(t.Context(), &sts.GetCallerIdentityInput{})
 		var api smithy.APIError
 		switch {
@@ -171,10 +170,10 @@ func TestFakeChecksSignatures(t *testing.T) {
 		}
 	}
 	// A tampered body (same headers, same signature) is refused too.
-	req, _ := http.NewRequest(http.MethodPost, f.srv.URL, strings.NewReader("Action=GetCallerIdentity&Version=2011-06-15"))
+	req, _ := http.NewRequest(http.MethodPost, f.URL(), strings.NewReader("Action=GetCallerIdentity&Version=2011-06-15"))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("X-Amz-Date", time.Now().UTC().Format("20060102T150405Z"))
-	req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential="+k.id+"/"+time.Now().UTC().Format("20060102")+"/us-east-1/sts/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature="+strings.Repeat("0", 64))
+	req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential="+k.ID+"/"+time.Now().UTC().Format("20060102")+"/us-east-1/sts/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature="+strings.Repeat("0", 64))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -190,24 +189,24 @@ func TestFakeChecksSignatures(t *testing.T) {
 // naming both; with one of them current, the error is retryable.
 func TestRefusesTwoForeignKeys(t *testing.T) {
 	t.Parallel()
-	f := newFakeAWS(t, user)
-	k1, k2 := f.addKey(user, "Active"), f.addKey(user, "Inactive")
+	f := testaws.New(t, user)
+	k1, k2 := f.AddKey(user, "Active"), f.AddKey(user, "Inactive")
 	logs := &testlog.Buffer{}
 	p := newProvider(t, f, nil, slog.New(slog.NewTextHandler(logs, nil)))
 	_, err := p.Mint(t.Context(), providers.MintRequest{Common: common("v1")})
-	if !errors.Is(err, providers.ErrPermanent) || !strings.Contains(err.Error(), k1.id) || !strings.Contains(err.Error(), k2.id) ||
+	if !errors.Is(err, providers.ErrPermanent) || !strings.Contains(err.Error(), k1.ID) || !strings.Contains(err.Error(), k2.ID) ||
 		!strings.Contains(err.Error(), "neither is this credential's current version") {
 		t.Fatalf("err = %v", err)
 	}
-	if f.keyCount(user) != 2 {
+	if f.KeyCount(user) != 2 {
 		t.Fatal("a key was created or deleted")
 	}
-	cur := &providers.VersionRef{Metadata: map[string]string{MetaAccessKeyID: k1.id}}
+	cur := &providers.VersionRef{Metadata: map[string]string{MetaAccessKeyID: k1.ID}}
 	_, err = p.Mint(t.Context(), providers.MintRequest{Common: common("v2"), Current: cur})
-	if err == nil || errors.Is(err, providers.ErrPermanent) || !strings.Contains(err.Error(), k2.id) {
-		t.Fatalf("with one current key: err = %v, want a retryable error naming %s", err, k2.id)
+	if err == nil || errors.Is(err, providers.ErrPermanent) || !strings.Contains(err.Error(), k2.ID) {
+		t.Fatalf("with one current key: err = %v, want a retryable error naming %s", err, k2.ID)
 	}
-	for _, s := range []string{k1.secret, k2.secret, f.adminKey} {
+	for _, s := range []string{k1.Secret, k2.Secret, f.AdminKey} {
 		if strings.Contains(err.Error(), s) || strings.Contains(logs.String(), s) {
 			t.Fatal("a secret key appears in an error or the log")
 		}
@@ -218,8 +217,8 @@ func TestRefusesTwoForeignKeys(t *testing.T) {
 // again until propagation_wait; with no wait, Verify fails at once.
 func TestVerifyWaitsForPropagation(t *testing.T) {
 	t.Parallel()
-	f := newFakeAWS(t, user)
-	f.propagate = 1500 * time.Millisecond
+	f := testaws.New(t, user)
+	f.SetPropagation(1500 * time.Millisecond)
 	p := newProvider(t, f, settings.Map{"propagation_wait": "10s"}, nil)
 	v := mint(t, p, nil)
 	start := time.Now()
@@ -241,7 +240,7 @@ func TestVerifyWaitsForPropagation(t *testing.T) {
 // deleted by hand, is success; the other key stays.
 func TestRevokeIsIdempotent(t *testing.T) {
 	t.Parallel()
-	f := newFakeAWS(t, user)
+	f := testaws.New(t, user)
 	p := newProvider(t, f, nil, nil)
 	old := mint(t, p, nil)
 	next := mint(t, p, &old)
@@ -250,10 +249,7 @@ func TestRevokeIsIdempotent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	f.mu.Lock()
-	_, oldLeft := f.keys[old.Metadata[MetaAccessKeyID]]
-	_, nextLeft := f.keys[next.Metadata[MetaAccessKeyID]]
-	f.mu.Unlock()
+	oldLeft, nextLeft := f.HasKey(old.Metadata[MetaAccessKeyID]), f.HasKey(next.Metadata[MetaAccessKeyID])
 	if oldLeft || !nextLeft {
 		t.Fatalf("after revoke: old key present %v, next key present %v", oldLeft, nextLeft)
 	}
@@ -263,14 +259,14 @@ func TestRevokeIsIdempotent(t *testing.T) {
 	if err := p.Revoke(t.Context(), providers.RevokeRequest{Common: common("x"), Value: bad.Value, Metadata: bad.Metadata}); !errors.Is(err, providers.ErrPermanent) {
 		t.Fatalf("mismatched metadata: err = %v", err)
 	}
-	if f.keyCount(user) != 1 {
+	if f.KeyCount(user) != 1 {
 		t.Fatal("the current key was touched")
 	}
 }
 
 func TestUnknownUser(t *testing.T) {
 	t.Parallel()
-	f := newFakeAWS(t, user)
+	f := testaws.New(t, user)
 	p := newProvider(t, f, nil, nil)
 	_, err := p.Mint(t.Context(), providers.MintRequest{Common: providers.Common{Settings: settings.Map{"user": "nobody"}}})
 	if !errors.Is(err, providers.ErrPermanent) || !strings.Contains(err.Error(), "IAM user nobody does not exist") {

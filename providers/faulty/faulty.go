@@ -26,6 +26,11 @@
 // permanently), so a test can tell whether the engine hands back the newest
 // state.
 //
+// With local: true it declares the Local capability, as a provider whose
+// values exist nowhere but in rotator would, so engine tests can break a
+// rotation whose mint is recorded only at cutover (its state_dir resource
+// is then a test's view of what the engine was handed, not a resource).
+//
 // It is refused unless ROTATOR_ENABLE_FAULTY_PROVIDER=1, so it cannot be
 // configured in production by accident.
 package faulty
@@ -91,11 +96,12 @@ type Config struct {
 	StateDir    string
 	ControlFile string
 	Stateful    bool
+	Local       bool
 }
 
 func parse(s settings.Map) (Config, settings.Errors) {
 	r := settings.NewReader(s)
-	c := Config{StateDir: r.String("state_dir", ""), ControlFile: r.String("control_file", ""), Stateful: r.Bool("stateful", false)}
+	c := Config{StateDir: r.String("state_dir", ""), ControlFile: r.String("control_file", ""), Stateful: r.Bool("stateful", false), Local: r.Bool("local", false)}
 	r.Unknown()
 	return c, r.Errors()
 }
@@ -267,7 +273,7 @@ func (p *Provider) Type() string { return Type }
 // Capabilities implements providers.Provider.
 func (p *Provider) Capabilities() providers.Capabilities {
 	c := capabilities
-	c.Stateful = p.cfg.Stateful
+	c.Stateful, c.Local = p.cfg.Stateful, p.cfg.Local
 	return c
 }
 

@@ -31,8 +31,9 @@ func Factory() providers.Factory {
 }
 
 // Generated values exist only where rotator publishes them, so old and new
-// are valid together and there is nothing to revoke at a resource.
-var capabilities = providers.Capabilities{Overlap: true, Revocable: false}
+// are valid together, there is nothing to revoke at a resource, and a
+// minted value is known to no one until it is published (Local).
+var capabilities = providers.Capabilities{Overlap: true, Revocable: false, Local: true}
 
 // Provider mints random values.
 type Provider struct {

@@ -16,11 +16,8 @@ package githubapp
 import (
 	"bytes"
 	"context"
-	"crypto"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -34,6 +31,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rotatorhq/rotator/internal/jose"
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/providers"
 )
@@ -129,22 +127,15 @@ func (p *Provider) config(c providers.Common) (Config, error) {
 // ahead (GitHub refuses more than 10).
 func (p *Provider) appJWT() (string, error) {
 	now := p.now()
-	header := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"RS256","typ":"JWT"}`))
-	claims, err := json.Marshal(map[string]any{
+	jwt, err := jose.Sign(p.key, "", map[string]any{
 		"iat": now.Add(-60 * time.Second).Unix(),
 		"exp": now.Add(9 * time.Minute).Unix(),
 		"iss": p.cfg.AppID,
 	})
 	if err != nil {
-		return "", err
-	}
-	signing := header + "." + base64.RawURLEncoding.EncodeToString(claims)
-	sum := sha256.Sum256([]byte(signing))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, p.key, crypto.SHA256, sum[:])
-	if err != nil {
 		return "", fmt.Errorf("signing the app JWT: %w", err)
 	}
-	return signing + "." + base64.RawURLEncoding.EncodeToString(sig), nil
+	return jwt, nil
 }
 
 // tokenResponse is GitHub's answer to POST …/access_tokens.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/internal/settings"
+	"github.com/rotatorhq/rotator/internal/testgithub"
 	"github.com/rotatorhq/rotator/internal/testlog"
 	"github.com/rotatorhq/rotator/providers"
 	"github.com/rotatorhq/rotator/providers/githubapp"
@@ -39,18 +40,18 @@ var appKey, appKeyPEM = func() (*rsa.PrivateKey, secret.Value) {
 }()
 
 type fixture struct {
-	gh *fakeGitHub
+	gh *testgithub.Fake
 }
 
 func newFixture(t *testing.T, prefix string) *fixture {
 	t.Helper()
-	return &fixture{gh: newFakeGitHub(t, &appKey.PublicKey, prefix)}
+	return &fixture{gh: testgithub.New(t, &appKey.PublicKey, prefix)}
 }
 
 func (f *fixture) settings(extra map[string]any) settings.Map {
 	s := settings.Map{
-		"app_id":          f.gh.appID,
-		"installation_id": f.gh.installationID,
+		"app_id":          f.gh.AppID,
+		"installation_id": f.gh.InstallationID,
 		"private_key":     appKeyPEM,
 		"base_url":        f.gh.BaseURL(),
 		"repositories":    []any{"rotator", "docs"},
@@ -129,23 +130,21 @@ func TestMintScopesTheToken(t *testing.T) {
 		t.Errorf("ExpiresAt is %s after the request, want about an hour (expires_at)", d)
 	}
 	m := resp.Metadata
-	if m["installation_id"] != f.gh.installationID || m["repositories"] != "docs,rotator" || m["repository_selection"] != "selected" ||
+	if m["installation_id"] != f.gh.InstallationID || m["repositories"] != "docs,rotator" || m["repository_selection"] != "selected" ||
 		m["permissions"] != strings.Join(want, " ") || !strings.HasPrefix(m["hash"], "sha256:") {
 		t.Errorf("Metadata = %v", m)
 	}
-	tok := f.gh.tokens[resp.Value.RevealString()]
-	if tok == nil || !slices.Equal(tok.repos, []string{"rotator", "docs"}) || tok.perms["contents"] != "read" || tok.perms["issues"] != "write" {
+	tok, ok := f.gh.Tokens()[resp.Value.RevealString()]
+	if !ok || !slices.Equal(tok.Repos, []string{"rotator", "docs"}) || tok.Perms["contents"] != "read" || tok.Perms["issues"] != "write" {
 		t.Errorf("GitHub recorded the token as %+v", tok)
 	}
 
 	// The JWT the fake accepted: iss is the app id, iat a minute in the
 	// past, exp at most 10 minutes after now.
-	f.gh.mu.Lock()
-	claims := f.gh.claims[len(f.gh.claims)-1]
-	f.gh.mu.Unlock()
+	claims := f.gh.LastClaims()
 	iat, exp := int64(claims["iat"].(float64)), int64(claims["exp"].(float64))
-	if claims["iss"] != f.gh.appID {
-		t.Errorf("iss = %v, want %s", claims["iss"], f.gh.appID)
+	if claims["iss"] != f.gh.AppID {
+		t.Errorf("iss = %v, want %s", claims["iss"], f.gh.AppID)
 	}
 	if d := before.Unix() - iat; d < 59 || d > 62 {
 		t.Errorf("iat is %d s before the request, want 60", d)
@@ -176,7 +175,7 @@ func TestMintRefusals(t *testing.T) {
 	cases := map[string]struct {
 		extra     map[string]any
 		scope     []string
-		setup     func(g *fakeGitHub)
+		setup     func(g *testgithub.Fake)
 		want      string
 		permanent bool
 		is        error
@@ -190,7 +189,7 @@ func TestMintRefusals(t *testing.T) {
 			want: `"Integration not found"`, permanent: true,
 		},
 		"host clock 20 minutes behind": {
-			scope: declared, setup: func(g *fakeGitHub) { g.now = func() time.Time { return time.Now().Add(20 * time.Minute) } },
+			scope: declared, setup: func(g *testgithub.Fake) { g.Now = func() time.Time { return time.Now().Add(20 * time.Minute) } },
 			want: "clock", permanent: true,
 		},
 		"unknown installation": {
@@ -210,11 +209,11 @@ func TestMintRefusals(t *testing.T) {
 			want: "not accessible to the parent installation", permanent: true,
 		},
 		"server grants more than asked": {
-			scope: declared, setup: func(g *fakeGitHub) { g.extraGrant = map[string]string{"pull_requests": "read"} },
+			scope: declared, setup: func(g *testgithub.Fake) { g.ExtraGrant = map[string]string{"pull_requests": "read"} },
 			want: "not declared: pull_requests:read", is: githubapp.ErrScopePolicy,
 		},
 		"rate limited": {
-			scope: declared, setup: func(g *fakeGitHub) { g.rateLimited = true },
+			scope: declared, setup: func(g *testgithub.Fake) { g.RateLimited = true },
 			want: "rate limited", permanent: false,
 		},
 		"undeclared permission name": {
@@ -227,7 +226,7 @@ func TestMintRefusals(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t, "")
 			if c.setup != nil {
-				f.gh.set(c.setup)
+				f.gh.Set(c.setup)
 			}
 			logger, logs := captureLogs()
 			p := f.provider(t, logger, c.extra)
@@ -245,13 +244,11 @@ func TestMintRefusals(t *testing.T) {
 				t.Errorf("permanent = %v, want %v (%v)", got, c.permanent, err)
 			}
 			if c.is == githubapp.ErrScopePolicy {
-				f.gh.mu.Lock()
-				for _, tok := range f.gh.tokens {
-					if !tok.revoked {
+				for _, tok := range f.gh.Tokens() {
+					if !tok.Revoked {
 						t.Error("the over-scoped token was not revoked")
 					}
 				}
-				f.gh.mu.Unlock()
 			}
 			for _, s := range []secret.Value{appKeyPEM, otherPEM, pemBody(appKeyPEM), pemBody(otherPEM)} {
 				if strings.Contains(err.Error()+logs.String(), s.RevealString()) {
@@ -297,7 +294,7 @@ func TestRevokeIsIdempotent(t *testing.T) {
 			t.Fatalf("Revoke #%d: %v", i+1, err)
 		}
 	}
-	if f.gh.live(resp.Value.RevealString()) {
+	if f.gh.Live(resp.Value.RevealString()) {
 		t.Error("the token is still live after Revoke")
 	}
 }

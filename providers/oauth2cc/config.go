@@ -25,6 +25,24 @@ const (
 	AuthStyleParams = "params"
 )
 
+// Client authentication methods, named as RFC 7591's
+// token_endpoint_auth_method values.
+const (
+	// ClientAuthSecretBasic sends the client secret with HTTP Basic
+	// authentication (auth_style header).
+	ClientAuthSecretBasic = "client_secret_basic"
+	// ClientAuthSecretPost sends the client secret as form parameters
+	// (auth_style params).
+	ClientAuthSecretPost = "client_secret_post"
+	// ClientAuthPrivateKeyJWT sends a JWT assertion signed by the client's
+	// private key (RFC 7523 §2.2), whose public key the authorization
+	// server knows from the client's JWKS.
+	ClientAuthPrivateKeyJWT = "private_key_jwt"
+)
+
+// AssertionLifetime is how long a client assertion is valid.
+const AssertionLifetime = time.Minute
+
 // Scope policies: how the scope granted by the authorization server must
 // relate to the credential's declared scope.
 const (
@@ -47,6 +65,17 @@ type Config struct {
 	ClientID string
 	// ClientSecret authenticates the client. It comes from a reference.
 	ClientSecret secret.Value
+	// ClientAuth is how the client authenticates: "" (a client secret, as
+	// AuthStyle says), ClientAuthSecretBasic, ClientAuthSecretPost or
+	// ClientAuthPrivateKeyJWT.
+	ClientAuth string
+	// PrivateKey signs client assertions under ClientAuthPrivateKeyJWT: a
+	// PEM or JWK private key from a reference, usually {credential: ID},
+	// the current value of an oauth2-private-key-jwt credential.
+	PrivateKey secret.Value
+	// AssertionAudience is the aud of client assertions; TokenURL when
+	// empty.
+	AssertionAudience string
 	// Scopes are requested in every token request. When empty, the
 	// credential's declared scope is requested.
 	Scopes []string
@@ -145,11 +174,53 @@ func parse(s settings.Map, base Config, lvl level) (Config, settings.Errors) {
 		c.TokenURL = r.RequiredString("token_url")
 		checkURL(r, "token_url", c.TokenURL, c.InsecureHTTP)
 		c.ClientID = r.RequiredString("client_id")
-		c.ClientSecret = r.Secret("client_secret")
-		if c.ClientSecret.IsZero() && !r.Has("client_secret") {
-			r.Fail("client_secret", "is required: a reference such as ${env:NAME} or ${file:/path}")
-		}
 		c.AuthStyle = r.OneOf("auth_style", base.AuthStyle, AuthStyleAuto, AuthStyleHeader, AuthStyleParams)
+		c.ClientAuth = r.String("client_auth", base.ClientAuth)
+		methods := []string{ClientAuthSecretBasic, ClientAuthSecretPost, ClientAuthPrivateKeyJWT}
+		switch {
+		case c.ClientAuth != "" && !slices.Contains(methods, c.ClientAuth):
+			r.Fail("client_auth", "must be one of %s, got %q", strings.Join(methods, ", "), c.ClientAuth)
+			// One error is enough: the fields below depend on the method.
+			r.Secret("client_secret")
+			r.Secret("private_key")
+			r.Secret("assertion_audience")
+		case c.ClientAuth == ClientAuthPrivateKeyJWT:
+			c.PrivateKey = r.Secret("private_key")
+			if c.PrivateKey.IsZero() && !r.Has("private_key") {
+				r.Fail("private_key", "is required with client_auth private_key_jwt: {credential: ID} naming an oauth2-private-key-jwt credential (its current key), or a reference such as ${file:/run/secrets/client-key.pem}")
+			}
+			if r.Has("client_secret") {
+				r.Fail("client_secret", "must not be set with client_auth private_key_jwt: the client authenticates with private_key; remove client_secret")
+				r.Secret("client_secret") // mark it read: one error is enough
+			}
+			if r.Has("auth_style") {
+				r.Fail("auth_style", "applies to client secrets only; remove it with client_auth private_key_jwt")
+			}
+			c.AssertionAudience = r.String("assertion_audience", base.AssertionAudience)
+			if c.AssertionAudience != "" {
+				if u, err := url.Parse(c.AssertionAudience); err != nil || !u.IsAbs() {
+					r.Fail("assertion_audience", "must be an absolute URI: the token endpoint (the default) or the authorization server's issuer")
+				}
+			}
+		default:
+			c.ClientSecret = r.Secret("client_secret")
+			if c.ClientSecret.IsZero() && !r.Has("client_secret") {
+				r.Fail("client_secret", "is required: a reference such as ${env:NAME} or ${file:/path} (or set client_auth: private_key_jwt and private_key)")
+			}
+			for _, k := range []string{"private_key", "assertion_audience"} {
+				if r.Has(k) {
+					r.Fail(k, "is used only with client_auth: private_key_jwt; set that, or remove %s", k)
+					r.Secret(k) // mark it read: one error is enough
+				}
+			}
+			want := map[string]string{ClientAuthSecretBasic: AuthStyleHeader, ClientAuthSecretPost: AuthStyleParams}[c.ClientAuth]
+			if want != "" {
+				if r.Has("auth_style") && c.AuthStyle != want {
+					r.Fail("auth_style", "is %s, which contradicts client_auth %s; remove auth_style", c.AuthStyle, c.ClientAuth)
+				}
+				c.AuthStyle = want
+			}
+		}
 		c.RevocationURL = r.String("revocation_url", base.RevocationURL)
 		if c.RevocationURL != "" {
 			checkURL(r, "revocation_url", c.RevocationURL, c.InsecureHTTP)

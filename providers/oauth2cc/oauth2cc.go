@@ -15,6 +15,7 @@ package oauth2cc
 
 import (
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -27,10 +28,12 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
+	"github.com/rotatorhq/rotator/internal/jose"
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/internal/settings"
 	"github.com/rotatorhq/rotator/providers"
@@ -90,6 +93,30 @@ type Provider struct {
 	// clients caches a clientcredentials.Config per requested scope and
 	// resource, so the auth style detected by AuthStyleAuto is kept.
 	clients map[string]*clientcredentials.Config
+	// signer signs client assertions under client_auth private_key_jwt;
+	// nil for a client secret.
+	signer *assertionSigner
+	now    func() time.Time
+}
+
+// assertionSigner is the client's private key and its kid.
+type assertionSigner struct {
+	key crypto.Signer
+	kid string
+}
+
+// assertion returns a fresh client assertion (unique jti, exp one minute
+// ahead) for the authorization server.
+func (p *Provider) assertion(cfg Config) (string, error) {
+	aud := cfg.AssertionAudience
+	if aud == "" {
+		aud = cfg.TokenURL
+	}
+	a, err := jose.ClientAssertion(p.signer.key, p.signer.kid, cfg.ClientID, aud, p.now(), AssertionLifetime)
+	if err != nil {
+		return "", fmt.Errorf("signing a client assertion: %w", err)
+	}
+	return a, nil
 }
 
 // New returns a provider configured by env.Settings, with references
@@ -99,7 +126,18 @@ func New(env providers.Env) (*Provider, error) {
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("provider %s settings: %w: %w", env.Name, providers.ErrPermanent, errs[0])
 	}
-	if cfg.ClientSecret.IsZero() {
+	var signer *assertionSigner
+	if cfg.ClientAuth == ClientAuthPrivateKeyJWT {
+		key, err := jose.ParsePrivateKey(cfg.PrivateKey)
+		if err != nil {
+			return nil, fmt.Errorf("provider %s: private_key %w: %w", env.Name, err, providers.ErrPermanent)
+		}
+		pub, err := jose.PublicJWK(key)
+		if err != nil {
+			return nil, fmt.Errorf("provider %s: private_key: %w: %w", env.Name, err, providers.ErrPermanent)
+		}
+		signer = &assertionSigner{key: key, kid: pub.Kid}
+	} else if cfg.ClientSecret.IsZero() {
 		return nil, fmt.Errorf("provider %s: client_secret resolved to an empty value: %w", env.Name, providers.ErrPermanent)
 	}
 	log := env.Logger
@@ -127,6 +165,11 @@ func New(env providers.Env) (*Provider, error) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		clients: map[string]*clientcredentials.Config{},
+		signer:  signer,
+		now:     time.Now,
+	}
+	if signer != nil {
+		log.Debug("client authenticates with private_key_jwt", slog.String("kid", signer.kid))
 	}
 	if cfg.Verify.empty() {
 		log.Warn("no verify checks configured; Verify only holds the granted scope against the declared one and cannot prove the token works")
@@ -175,12 +218,28 @@ func (p *Provider) config(c providers.Common) (Config, error) {
 
 // clientConfig returns the clientcredentials configuration for a token
 // request with the given scope and resource.
-func (p *Provider) clientConfig(cfg Config, scopes []string) *clientcredentials.Config {
+func (p *Provider) clientConfig(cfg Config, scopes []string) (*clientcredentials.Config, error) {
+	if p.signer != nil {
+		// A client assertion is single-use: a new configuration for every
+		// request, with the assertion as endpoint parameters.
+		a, err := p.assertion(cfg)
+		if err != nil {
+			return nil, err
+		}
+		params := url.Values{"client_assertion_type": {jose.AssertionType}, "client_assertion": {a}}
+		if cfg.Resource != "" {
+			params.Set("resource", cfg.Resource)
+		}
+		return &clientcredentials.Config{
+			ClientID: cfg.ClientID, TokenURL: cfg.TokenURL, Scopes: scopes,
+			AuthStyle: oauth2.AuthStyleInParams, EndpointParams: params,
+		}, nil
+	}
 	key := cfg.Resource + "\x00" + strings.Join(scopes, " ")
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if cc, ok := p.clients[key]; ok {
-		return cc
+		return cc, nil
 	}
 	cc := &clientcredentials.Config{
 		ClientID:     cfg.ClientID,
@@ -193,7 +252,7 @@ func (p *Provider) clientConfig(cfg Config, scopes []string) *clientcredentials.
 		cc.EndpointParams = url.Values{"resource": {cfg.Resource}}
 	}
 	p.clients[key] = cc
-	return cc
+	return cc, nil
 }
 
 func oauthAuthStyle(s string) oauth2.AuthStyle {
@@ -222,7 +281,10 @@ func (p *Provider) Mint(ctx context.Context, req providers.MintRequest) (provide
 		return providers.MintResponse{}, err
 	}
 	requested := cfg.requested(req.Scope)
-	cc := p.clientConfig(cfg, requested)
+	cc, err := p.clientConfig(cfg, requested)
+	if err != nil {
+		return providers.MintResponse{}, err
+	}
 	tok, err := cc.Token(context.WithValue(ctx, oauth2.HTTPClient, p.oauth))
 	if err != nil {
 		return providers.MintResponse{}, p.clean(p.tokenError(cfg, err))
@@ -314,6 +376,9 @@ func (p *Provider) Revoke(ctx context.Context, req providers.RevokeRequest) erro
 // the Authorization header and retries with form parameters on HTTP 401.
 // It returns the response (body already read and closed) and its body.
 func (p *Provider) post(ctx context.Context, cfg Config, op, endpoint string, form url.Values, clientID string, clientSecret secret.Value) (*http.Response, []byte, error) {
+	if p.signer != nil && clientSecret.IsZero() {
+		return p.postAssertion(ctx, cfg, op, endpoint, form)
+	}
 	styles := []string{cfg.AuthStyle}
 	if cfg.AuthStyle == AuthStyleAuto {
 		styles = []string{AuthStyleHeader, AuthStyleParams}
@@ -352,6 +417,38 @@ func (p *Provider) post(ctx context.Context, cfg Config, op, endpoint string, fo
 		if resp.StatusCode != http.StatusUnauthorized {
 			break
 		}
+	}
+	return resp, body, nil
+}
+
+// postAssertion sends a form authenticated by a client assertion
+// (client_auth private_key_jwt).
+func (p *Provider) postAssertion(ctx context.Context, cfg Config, op, endpoint string, form url.Values) (*http.Response, []byte, error) {
+	a, err := p.assertion(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	f := url.Values{}
+	for k, v := range form {
+		f[k] = v
+	}
+	f.Set("client_id", cfg.ClientID)
+	f.Set("client_assertion_type", jose.AssertionType)
+	f.Set("client_assertion", a)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(f.Encode()))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s request to %s: %w", op, endpoint, err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	resp, err := p.oauth.Do(req)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s request to %s: %w", op, endpoint, transportCause(err))
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	_ = resp.Body.Close()
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the %s response of %s: %w", op, endpoint, transportCause(err))
 	}
 	return resp, body, nil
 }
@@ -472,7 +569,7 @@ func printable(s string, n int) string {
 // vals (a server echoed it), an error with those scrubbed that still
 // matches the original under errors.Is.
 func (p *Provider) clean(err error, vals ...secret.Value) error {
-	return secret.ScrubError(err, append([]secret.Value{p.cfg.ClientSecret, p.introspectionSecret()}, vals...)...)
+	return secret.ScrubError(err, append([]secret.Value{p.cfg.ClientSecret, p.cfg.PrivateKey, p.introspectionSecret()}, vals...)...)
 }
 
 func (p *Provider) introspectionSecret() secret.Value {

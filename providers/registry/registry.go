@@ -15,6 +15,7 @@ import (
 	"github.com/rotatorhq/rotator/providers/githubapp"
 	"github.com/rotatorhq/rotator/providers/mysqluser"
 	"github.com/rotatorhq/rotator/providers/oauth2cc"
+	"github.com/rotatorhq/rotator/providers/oauth2pkjwt"
 	"github.com/rotatorhq/rotator/providers/oauth2refresh"
 	"github.com/rotatorhq/rotator/providers/postgres"
 	"github.com/rotatorhq/rotator/providers/redisacl"
@@ -25,6 +26,7 @@ var factories = map[string]providers.Factory{
 	githubapp.Type:     githubapp.Factory(),
 	oauth2cc.Type:      oauth2cc.Factory(),
 	oauth2refresh.Type: oauth2refresh.Factory(),
+	oauth2pkjwt.Type:   oauth2pkjwt.Factory(),
 	postgres.Type:      postgres.Factory(),
 	redisacl.Type:      redisacl.Factory(),
 	mysqluser.Type:     mysqluser.Factory(),

@@ -233,6 +233,13 @@ func (c poolConn) BeginPipe(context.Context) (sqlstore.PipeTx, error) {
 	return p, nil
 }
 
+// BeginPipeRead starts a pipeline of reads with no BEGIN and no COMMIT:
+// Commit sends the queue, which the server runs as one implicit
+// transaction (one Sync ends the batch).
+func (c poolConn) BeginPipeRead(context.Context) (sqlstore.PipeTx, error) {
+	return &pipeTx{pool: c.p, b: &pgx.Batch{}, implicit: true}, nil
+}
+
 // pipeTx is a sqlstore.PipeTx: statements queued in a pgx.Batch, sent on a
 // connection of the pool acquired by the first send and released by Commit
 // or Rollback.
@@ -241,6 +248,8 @@ type pipeTx struct {
 	conn *pgxpool.Conn // nil until the first send
 	b    *pgx.Batch
 	done bool
+	// implicit: no BEGIN and COMMIT are queued (BeginPipeRead).
+	implicit bool
 }
 
 // QueueExec queues a statement.
@@ -310,6 +319,12 @@ var errCommitRolledBack = errors.New("commit: the transaction was rolled back")
 func (p *pipeTx) Commit(ctx context.Context) error {
 	if p.done {
 		return pgx.ErrTxClosed
+	}
+	if p.implicit { // Flush sends nothing when nothing is queued
+		err := p.Flush(ctx)
+		p.done = true
+		p.release()
+		return err
 	}
 	if p.conn == nil && p.b.Len() == 1 { // only the BEGIN: nothing to do
 		p.done = true

@@ -94,6 +94,15 @@ type PipeDB interface {
 	BeginPipe(ctx context.Context) (PipeTx, error)
 }
 
+// PipeReadDB is a PipeDB that can also queue reads without BEGIN and
+// COMMIT: the queue is sent as one pipeline ending in one Sync, which
+// Postgres runs as one implicit transaction, as consistent as an explicit
+// READ COMMITTED one (each statement sees the data committed before it
+// started) for two statements fewer.
+type PipeReadDB interface {
+	BeginPipeRead(ctx context.Context) (PipeTx, error)
+}
+
 // CommitError is the error of a PipeTx's queued COMMIT itself (a deferred
 // constraint), as opposed to an error of a statement queued before it.
 type CommitError struct{ Err error }

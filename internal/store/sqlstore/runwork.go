@@ -8,12 +8,13 @@ import (
 )
 
 // GetRunWork reads a run, its live credential and the credential's pending
-// and previous versions: three queries, queued in one pipelined transaction
-// (one round trip on Postgres, BEGIN and COMMIT included). A missing run is
+// and previous versions, and the spec hashes of its plugins: four queries,
+// queued in one pipeline (one round trip on Postgres, read as one implicit
+// transaction: inPipelinedRead). A missing run is
 // ErrNotFound; a missing credential leaves Credential nil.
 func (s *Store) GetRunWork(ctx context.Context, runID string) (store.RunWork, error) {
 	var w store.RunWork
-	err := s.InPipelinedTx(ctx, func(stx store.Tx) error {
+	err := s.inPipelinedRead(ctx, func(stx store.Tx) error {
 		w = store.RunWork{}
 		tx, ok := stx.(*Tx)
 		if !ok {

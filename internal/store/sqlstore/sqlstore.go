@@ -123,6 +123,17 @@ func (s *Store) InPipelinedTx(ctx context.Context, fn func(tx store.Tx) error) e
 	return s.retryTx(ctx, begin, fn)
 }
 
+// inPipelinedRead is InPipelinedTx for fn that only reads: on Postgres
+// without BEGIN and COMMIT (PipeReadDB).
+func (s *Store) inPipelinedRead(ctx context.Context, fn func(tx store.Tx) error) error {
+	p, ok := s.cfg.DB.(PipeReadDB)
+	if !ok {
+		return s.InPipelinedTx(ctx, fn)
+	}
+	begin := func(ctx context.Context) (TxConn, error) { return p.BeginPipeRead(ctx) }
+	return s.retryTx(ctx, begin, fn)
+}
+
 func (s *Store) retryTx(ctx context.Context, begin func(context.Context) (TxConn, error), fn func(tx store.Tx) error) error {
 	backoff := 5 * time.Millisecond
 	for attempt := 1; ; attempt++ {

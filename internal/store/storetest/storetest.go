@@ -71,6 +71,8 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		"Targets":                    testTargets,
 		"SetCredentialStatus":        testSetCredentialStatus,
 		"ListCredentialsByDue":       testListCredentialsByDue,
+		"CredentialsRanked":          testCredentialsRanked,
+		"Counts":                     testCounts,
 		"InsertRunsIfIdle":           testInsertRunsIfIdle,
 		"InsertRunsIfIdleConcurrent": testInsertRunsIfIdleConcurrent,
 		"ListRunsByIDs":              testListRunsByIDs,

@@ -1,4 +1,7 @@
-package githubapp_test
+// Package testgithub is a fake of the GitHub REST API for installation
+// tokens, at the protocol level, for the tests of the github-app provider
+// and the end-to-end tests.
+package testgithub
 
 import (
 	"context"
@@ -20,46 +23,51 @@ import (
 	"github.com/rotatorhq/rotator/providers"
 )
 
-// fakeGitHub speaks the part of the GitHub REST API that installation
+// Fake speaks the part of the GitHub REST API that installation
 // tokens use, as GitHub answers it: the app's JWT is checked (RS256
 // signature against the app's public key, iss, iat in the past, exp at
 // most 10 minutes ahead), tokens get at most the installation's
 // permissions and repositories (422 otherwise), `metadata: read` comes
 // with every token, and a revoked, expired or unknown token gets 401 "Bad
 // credentials".
-type fakeGitHub struct {
+type Fake struct {
 	*httptest.Server
-	prefix         string // "" for api.github.com, "/api/v3" for GitHub Enterprise Server
-	appID          string
-	installationID string
+	prefix string // "" for api.github.com, "/api/v3" for GitHub Enterprise Server
+	// AppID and InstallationID are the app and installation the fake
+	// knows (set by New, never changed).
+	AppID, InstallationID string
 
 	mu           sync.Mutex
 	pub          *rsa.PublicKey
 	installPerms map[string]string
 	installRepos []string
-	extraGrant   map[string]string // granted beyond what was asked (a misbehaving server)
-	rateLimited  bool
-	tokens       map[string]*fakeToken
+	tokens       map[string]*Token
 	claims       []map[string]any // claims of every accepted JWT
 	stall        chan struct{}
-	now          func() time.Time
+	// ExtraGrant, RateLimited and Now are changed through Set only.
+	ExtraGrant  map[string]string // granted beyond what was asked (a misbehaving server)
+	RateLimited bool
+	Now         func() time.Time
 }
 
-type fakeToken struct {
-	perms   map[string]string
-	repos   []string
-	expires time.Time
-	revoked bool
+// Token is an installation token as the fake recorded it.
+type Token struct {
+	Perms   map[string]string
+	Repos   []string
+	Expires time.Time
+	Revoked bool
 }
 
-func newFakeGitHub(t *testing.T, pub *rsa.PublicKey, prefix string) *fakeGitHub {
+// New starts the fake for an app whose JWTs verify with pub, its API under
+// prefix ("" or "/api/v3"); it stops when the test ends.
+func New(t testing.TB, pub *rsa.PublicKey, prefix string) *Fake {
 	t.Helper()
-	g := &fakeGitHub{
-		prefix: prefix, appID: "424242", installationID: "98765", pub: pub,
+	g := &Fake{
+		prefix: prefix, AppID: "424242", InstallationID: "98765", pub: pub,
 		installPerms: map[string]string{"metadata": "read", "contents": "write", "issues": "write", "pull_requests": "read"},
 		installRepos: []string{"rotator", "docs", "infra"},
-		tokens:       map[string]*fakeToken{},
-		now:          time.Now,
+		tokens:       map[string]*Token{},
+		Now:          time.Now,
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+prefix+"/app/installations/{id}/access_tokens", g.createToken)
@@ -71,15 +79,17 @@ func newFakeGitHub(t *testing.T, pub *rsa.PublicKey, prefix string) *fakeGitHub 
 }
 
 // BaseURL is what base_url names.
-func (g *fakeGitHub) BaseURL() string { return g.URL + g.prefix }
+func (g *Fake) BaseURL() string { return g.URL + g.prefix }
 
-func (g *fakeGitHub) set(f func(g *fakeGitHub)) {
+// Set changes the fake under its lock: f may set Now, ExtraGrant and
+// RateLimited.
+func (g *Fake) Set(f func(g *Fake)) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	f(g)
 }
 
-func (g *fakeGitHub) stalling(next http.Handler) http.Handler {
+func (g *Fake) stalling(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		g.mu.Lock()
 		stall := g.stall
@@ -96,13 +106,13 @@ func (g *fakeGitHub) stalling(next http.Handler) http.Handler {
 }
 
 // Stall implements providertest.Staller.
-func (g *fakeGitHub) Stall(t *testing.T) func() {
+func (g *Fake) Stall(t *testing.T) func() {
 	ch := make(chan struct{})
-	g.set(func(g *fakeGitHub) { g.stall = ch })
+	g.Set(func(g *Fake) { g.stall = ch })
 	var once sync.Once
 	resume := func() {
 		once.Do(func() {
-			g.set(func(g *fakeGitHub) { g.stall = nil })
+			g.Set(func(g *Fake) { g.stall = nil })
 			close(ch)
 		})
 	}
@@ -121,7 +131,7 @@ func ghError(w http.ResponseWriter, status int, msg string) {
 }
 
 // checkJWT checks an app JWT as GitHub does and returns its claims.
-func (g *fakeGitHub) checkJWT(r *http.Request) (map[string]any, string) {
+func (g *Fake) checkJWT(r *http.Request) (map[string]any, string) {
 	auth := r.Header.Get("Authorization")
 	tok, ok := strings.CutPrefix(auth, "Bearer ")
 	if !ok {
@@ -148,11 +158,11 @@ func (g *fakeGitHub) checkJWT(r *http.Request) (map[string]any, string) {
 	if json.Unmarshal(cb, &claims) != nil {
 		return nil, "A JSON web token could not be decoded"
 	}
-	now := g.now().Unix()
+	now := g.Now().Unix()
 	iat, okI := claims["iat"].(float64)
 	exp, okE := claims["exp"].(float64)
 	switch {
-	case fmt.Sprint(claims["iss"]) != g.appID:
+	case fmt.Sprint(claims["iss"]) != g.AppID:
 		return nil, "Integration not found"
 	case !okI || int64(iat) > now+1:
 		return nil, "'Issued at' claim ('iat') must be an Integer representing a time in the past."
@@ -164,10 +174,10 @@ func (g *fakeGitHub) checkJWT(r *http.Request) (map[string]any, string) {
 	return claims, ""
 }
 
-func (g *fakeGitHub) createToken(w http.ResponseWriter, r *http.Request) {
+func (g *Fake) createToken(w http.ResponseWriter, r *http.Request) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.rateLimited {
+	if g.RateLimited {
 		w.Header().Set("X-RateLimit-Remaining", "0")
 		ghError(w, http.StatusForbidden, "API rate limit exceeded for installation.")
 		return
@@ -178,7 +188,7 @@ func (g *fakeGitHub) createToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.claims = append(g.claims, claims)
-	if r.PathValue("id") != g.installationID {
+	if r.PathValue("id") != g.InstallationID {
 		ghError(w, http.StatusNotFound, "Not Found")
 		return
 	}
@@ -206,7 +216,7 @@ func (g *fakeGitHub) createToken(w http.ResponseWriter, r *http.Request) {
 		perms[name] = lvl
 	}
 	perms["metadata"] = "read"
-	for k, v := range g.extraGrant {
+	for k, v := range g.ExtraGrant {
 		perms[k] = v
 	}
 	for _, repo := range body.Repositories {
@@ -218,8 +228,8 @@ func (g *fakeGitHub) createToken(w http.ResponseWriter, r *http.Request) {
 	b := make([]byte, 27)
 	_, _ = rand.Read(b)
 	token := "ghs_" + base64.RawURLEncoding.EncodeToString(b)[:36]
-	expires := g.now().Add(time.Hour).UTC().Truncate(time.Second)
-	g.tokens[token] = &fakeToken{perms: perms, repos: slices.Clone(body.Repositories), expires: expires}
+	expires := g.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	g.tokens[token] = &Token{Perms: perms, Repos: slices.Clone(body.Repositories), Expires: expires}
 	resp := map[string]any{
 		"token": token, "expires_at": expires.Format(time.RFC3339), "permissions": perms,
 		"repository_selection": "all",
@@ -236,7 +246,7 @@ func (g *fakeGitHub) createToken(w http.ResponseWriter, r *http.Request) {
 }
 
 // token returns the live token the request authenticates with.
-func (g *fakeGitHub) token(r *http.Request) (string, *fakeToken) {
+func (g *Fake) token(r *http.Request) (string, *Token) {
 	auth := r.Header.Get("Authorization")
 	tok, ok := strings.CutPrefix(auth, "Bearer ")
 	if !ok {
@@ -246,13 +256,13 @@ func (g *fakeGitHub) token(r *http.Request) (string, *fakeToken) {
 		return "", nil
 	}
 	t := g.tokens[tok]
-	if t == nil || t.revoked || !g.now().Before(t.expires) {
+	if t == nil || t.Revoked || !g.Now().Before(t.Expires) {
 		return "", nil
 	}
 	return tok, t
 }
 
-func (g *fakeGitHub) listRepos(w http.ResponseWriter, r *http.Request) {
+func (g *Fake) listRepos(w http.ResponseWriter, r *http.Request) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	_, t := g.token(r)
@@ -260,7 +270,7 @@ func (g *fakeGitHub) listRepos(w http.ResponseWriter, r *http.Request) {
 		ghError(w, http.StatusUnauthorized, "Bad credentials")
 		return
 	}
-	names := t.repos
+	names := t.Repos
 	selection := "selected"
 	if len(names) == 0 {
 		names, selection = g.installRepos, "all"
@@ -272,7 +282,7 @@ func (g *fakeGitHub) listRepos(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"total_count": len(names), "repository_selection": selection, "repositories": repos})
 }
 
-func (g *fakeGitHub) revokeToken(w http.ResponseWriter, r *http.Request) {
+func (g *Fake) revokeToken(w http.ResponseWriter, r *http.Request) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	_, t := g.token(r)
@@ -280,21 +290,43 @@ func (g *fakeGitHub) revokeToken(w http.ResponseWriter, r *http.Request) {
 		ghError(w, http.StatusUnauthorized, "Bad credentials")
 		return
 	}
-	t.revoked = true
+	t.Revoked = true
 	w.WriteHeader(http.StatusNoContent)
 }
 
 // live reports whether the token exists and is neither revoked nor expired.
-func (g *fakeGitHub) live(token string) bool {
+// LastClaims are the claims of the last JWT the fake accepted.
+func (g *Fake) LastClaims() map[string]any {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.claims) == 0 {
+		return nil
+	}
+	return g.claims[len(g.claims)-1]
+}
+
+// Tokens returns a copy of every token issued, by value.
+func (g *Fake) Tokens() map[string]Token {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := map[string]Token{}
+	for k, t := range g.tokens {
+		out[k] = *t
+	}
+	return out
+}
+
+// Live reports whether GitHub accepts the token.
+func (g *Fake) Live(token string) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	t := g.tokens[token]
-	return t != nil && !t.revoked && g.now().Before(t.expires)
+	return t != nil && !t.Revoked && g.Now().Before(t.Expires)
 }
 
 // Accepts implements providertest.Resource: it calls the API with the
 // token as a consumer (the GitHub MCP server) would.
-func (g *fakeGitHub) Accepts(ctx context.Context, v providers.VersionRef) (bool, error) {
+func (g *Fake) Accepts(ctx context.Context, v providers.VersionRef) (bool, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.BaseURL()+"/installation/repositories", nil)
 	if err != nil {
 		return false, err

@@ -1,4 +1,8 @@
-package awsiam
+// Package testaws is a fake of AWS IAM and STS at the protocol level (the
+// Query protocol, Signature Version 4 checked in full), for the tests of
+// the aws-iam-access-key provider and the end-to-end tests, which point the
+// real AWS SDK clients at it.
+package testaws
 
 import (
 	"crypto/hmac"
@@ -8,6 +12,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -20,7 +25,7 @@ import (
 	"time"
 )
 
-// fakeAWS speaks the IAM and STS Query protocols (form-encoded POST, XML
+// Fake speaks the IAM and STS Query protocols (form-encoded POST, XML
 // responses) as the AWS SDK's clients use them, and checks every request's
 // Signature Version 4 in full: the structure of the Authorization header,
 // the credential scope (date, region, service), the signed headers, and the
@@ -28,31 +33,36 @@ import (
 // signed. IAM actions need the admin key; STS GetCallerIdentity answers
 // with the ARN of the user owning the key that signed, which IAM must know
 // and hold Active. A user has at most two keys (LimitExceeded).
-type fakeAWS struct {
-	t   *testing.T
+type Fake struct {
+	t   testing.TB
 	srv *httptest.Server
+
+	// AdminID and AdminKey are the access key of the account's admin,
+	// which signs IAM calls (set by New, never changed).
+	AdminID, AdminKey string
 
 	mu         sync.Mutex
 	account    string
-	adminID    string
-	adminKey   string
-	users      map[string][]*fakeKey // user -> keys
-	keys       map[string]*fakeKey   // id -> key
-	propagate  time.Duration         // how long a new key is refused by STS
-	stsSigners []string              // key id of every STS call, in order
+	users      map[string][]*Key // user -> keys
+	keys       map[string]*Key   // id -> key
+	propagate  time.Duration     // how long a new key is refused by STS
+	stsSigners []string          // key id of every STS call, in order
 	iamSigners map[string]int
 	stalled    chan struct{} // non-nil while stalled
 }
 
-type fakeKey struct {
-	id, secret, user string
+// Key is an IAM access key.
+type Key struct {
+	ID, Secret, User string
 	status           string
 	created          time.Time
 }
 
-func newFakeAWS(t *testing.T, users ...string) *fakeAWS {
-	f := &fakeAWS{t: t, account: "123456789012", adminID: "AKIAADMIN" + randomUpper(11), adminKey: randomSecret(),
-		users: map[string][]*fakeKey{}, keys: map[string]*fakeKey{}, iamSigners: map[string]int{}}
+// New starts a fake AWS account with these IAM users (and no keys); it stops
+// when the test ends.
+func New(t testing.TB, users ...string) *Fake {
+	f := &Fake{t: t, account: "123456789012", AdminID: "AKIAADMIN" + randomUpper(11), AdminKey: randomSecret(),
+		users: map[string][]*Key{}, keys: map[string]*Key{}, iamSigners: map[string]int{}}
 	for _, u := range users {
 		f.users[u] = nil
 	}
@@ -83,23 +93,25 @@ func randomSecret() string {
 	return string(b)
 }
 
-// addKey gives user a key created outside rotator.
-func (f *fakeAWS) addKey(user, status string) *fakeKey {
+// AddKey gives user a key created outside rotator.
+func (f *Fake) AddKey(user, status string) *Key {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	k := &fakeKey{id: "AKIA" + randomUpper(16), secret: randomSecret(), user: user, status: status, created: time.Now().Add(-24 * time.Hour)}
+	k := &Key{ID: "AKIA" + randomUpper(16), Secret: randomSecret(), User: user, status: status, created: time.Now().Add(-24 * time.Hour)}
 	f.users[user] = append(f.users[user], k)
-	f.keys[k.id] = k
+	f.keys[k.ID] = k
 	return k
 }
 
-func (f *fakeAWS) keyCount(user string) int {
+// KeyCount is how many keys user has.
+func (f *Fake) KeyCount(user string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return len(f.users[user])
 }
 
-func (f *fakeAWS) lastSTSSigner() string {
+// LastSTSSigner is the key id that signed the last STS call.
+func (f *Fake) LastSTSSigner() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if len(f.stsSigners) == 0 {
@@ -108,8 +120,34 @@ func (f *fakeAWS) lastSTSSigner() string {
 	return f.stsSigners[len(f.stsSigners)-1]
 }
 
+// URL is the endpoint of both IAM and STS.
+func (f *Fake) URL() string { return f.srv.URL }
+
+// SetPropagation makes STS refuse a key for d after its creation, as AWS
+// does while a new key propagates.
+func (f *Fake) SetPropagation(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.propagate = d
+}
+
+// IAMSigners counts the IAM calls by the key id that signed them.
+func (f *Fake) IAMSigners() map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.iamSigners)
+}
+
+// HasKey reports whether a key with this id exists.
+func (f *Fake) HasKey(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.keys[id]
+	return ok
+}
+
 // Stall holds every request until resume is called or its client leaves.
-func (f *fakeAWS) Stall() func() {
+func (f *Fake) Stall() func() {
 	f.mu.Lock()
 	ch := make(chan struct{})
 	f.stalled = ch
@@ -127,7 +165,7 @@ func (f *fakeAWS) Stall() func() {
 
 var authRE = regexp.MustCompile(`^AWS4-HMAC-SHA256 Credential=([A-Z0-9]+)/(\d{8})/([a-z0-9-]+)/([a-z]+)/aws4_request, SignedHeaders=([a-z0-9;-]+), Signature=([0-9a-f]{64})$`)
 
-func (f *fakeAWS) serve(w http.ResponseWriter, r *http.Request) {
+func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	stalled := f.stalled
 	f.mu.Unlock()
@@ -169,7 +207,7 @@ func (f *fakeAWS) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.iamSigners[signer]++
 	f.mu.Unlock()
-	if signer != f.adminID {
+	if signer != f.AdminID {
 		f.fail(w, 403, "AccessDenied", "User is not authorized to perform: iam:"+action)
 		return
 	}
@@ -178,7 +216,7 @@ func (f *fakeAWS) serve(w http.ResponseWriter, r *http.Request) {
 
 // checkSignature verifies the request's SigV4 signature and returns the key
 // id that signed. It writes the error response itself.
-func (f *fakeAWS) checkSignature(w http.ResponseWriter, r *http.Request, body []byte, service string) (string, bool) {
+func (f *Fake) checkSignature(w http.ResponseWriter, r *http.Request, body []byte, service string) (string, bool) {
 	m := authRE.FindStringSubmatch(r.Header.Get("Authorization"))
 	if m == nil {
 		f.t.Errorf("fake AWS: malformed Authorization header for %s", service)
@@ -204,10 +242,10 @@ func (f *fakeAWS) checkSignature(w http.ResponseWriter, r *http.Request, body []
 	}
 	f.mu.Lock()
 	secretKey := ""
-	if keyID == f.adminID {
-		secretKey = f.adminKey
+	if keyID == f.AdminID {
+		secretKey = f.AdminKey
 	} else if k := f.keys[keyID]; k != nil {
-		secretKey = k.secret
+		secretKey = k.Secret
 	}
 	f.mu.Unlock()
 	if secretKey == "" {
@@ -251,7 +289,7 @@ func hmacSHA256(key []byte, s string) []byte {
 	return h.Sum(nil)
 }
 
-func (f *fakeAWS) getCallerIdentity(w http.ResponseWriter, action, signer string) {
+func (f *Fake) getCallerIdentity(w http.ResponseWriter, action, signer string) {
 	if action != "GetCallerIdentity" {
 		f.fail(w, 400, "InvalidAction", "unsupported STS action")
 		return
@@ -261,18 +299,18 @@ func (f *fakeAWS) getCallerIdentity(w http.ResponseWriter, action, signer string
 	k := f.keys[signer]
 	ok := k != nil && k.status == "Active" && time.Since(k.created) >= f.propagate
 	f.mu.Unlock()
-	if signer == f.adminID {
-		ok, k = true, &fakeKey{user: "rotator-admin"}
+	if signer == f.AdminID {
+		ok, k = true, &Key{User: "rotator-admin"}
 	}
 	if !ok {
 		f.fail(w, 403, "InvalidClientTokenId", "The security token included in the request is invalid.")
 		return
 	}
 	f.write(w, "GetCallerIdentity", "https://sts.amazonaws.com/doc/2011-06-15/", fmt.Sprintf(
-		"<Arn>arn:aws:iam::%s:user/mcp/%s</Arn><UserId>AIDA%s</UserId><Account>%s</Account>", f.account, k.user, randomUpper(17), f.account))
+		"<Arn>arn:aws:iam::%s:user/mcp/%s</Arn><UserId>AIDA%s</UserId><Account>%s</Account>", f.account, k.User, randomUpper(17), f.account))
 }
 
-func (f *fakeAWS) iamAction(w http.ResponseWriter, action string, form url.Values) {
+func (f *Fake) iamAction(w http.ResponseWriter, action string, form url.Values) {
 	user := form.Get("UserName")
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -288,7 +326,7 @@ func (f *fakeAWS) iamAction(w http.ResponseWriter, action string, form url.Value
 		b.WriteString("<AccessKeyMetadata>")
 		for _, k := range keys {
 			fmt.Fprintf(&b, "<member><UserName>%s</UserName><AccessKeyId>%s</AccessKeyId><Status>%s</Status><CreateDate>%s</CreateDate></member>",
-				k.user, k.id, k.status, k.created.UTC().Format(time.RFC3339))
+				k.User, k.ID, k.status, k.created.UTC().Format(time.RFC3339))
 		}
 		b.WriteString("</AccessKeyMetadata><IsTruncated>false</IsTruncated>")
 		f.write(w, action, ns, b.String())
@@ -297,14 +335,14 @@ func (f *fakeAWS) iamAction(w http.ResponseWriter, action string, form url.Value
 			f.fail(w, 409, "LimitExceeded", "Cannot exceed quota for AccessKeysPerUser: 2")
 			return
 		}
-		k := &fakeKey{id: "AKIA" + randomUpper(16), secret: randomSecret(), user: user, status: "Active", created: time.Now()}
+		k := &Key{ID: "AKIA" + randomUpper(16), Secret: randomSecret(), User: user, status: "Active", created: time.Now()}
 		f.users[user] = append(keys, k)
-		f.keys[k.id] = k
+		f.keys[k.ID] = k
 		f.write(w, action, ns, fmt.Sprintf("<AccessKey><UserName>%s</UserName><AccessKeyId>%s</AccessKeyId><Status>Active</Status><SecretAccessKey>%s</SecretAccessKey><CreateDate>%s</CreateDate></AccessKey>",
-			user, k.id, k.secret, k.created.UTC().Format(time.RFC3339)))
+			user, k.ID, k.Secret, k.created.UTC().Format(time.RFC3339)))
 	case "UpdateAccessKey", "DeleteAccessKey":
 		id := form.Get("AccessKeyId")
-		i := slices.IndexFunc(keys, func(k *fakeKey) bool { return k.id == id })
+		i := slices.IndexFunc(keys, func(k *Key) bool { return k.ID == id })
 		if i < 0 {
 			f.fail(w, 404, "NoSuchEntity", "The Access Key with id "+id+" cannot be found.")
 			return
@@ -326,7 +364,7 @@ func (f *fakeAWS) iamAction(w http.ResponseWriter, action string, form url.Value
 	}
 }
 
-func (f *fakeAWS) write(w http.ResponseWriter, action, ns, result string) {
+func (f *Fake) write(w http.ResponseWriter, action, ns, result string) {
 	w.Header().Set("Content-Type", "text/xml")
 	res := ""
 	if result != "" || action == "GetCallerIdentity" || action == "ListAccessKeys" || action == "CreateAccessKey" {
@@ -336,7 +374,7 @@ func (f *fakeAWS) write(w http.ResponseWriter, action, ns, result string) {
 		action, ns, res, randomUpper(8), action)
 }
 
-func (f *fakeAWS) fail(w http.ResponseWriter, status int, code, msg string) {
+func (f *Fake) fail(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "text/xml")
 	w.WriteHeader(status)
 	var esc strings.Builder
