@@ -11,7 +11,6 @@ import (
 
 	"github.com/rotatorhq/rotator/internal/store"
 	"github.com/rotatorhq/rotator/internal/view"
-	"github.com/rotatorhq/rotator/providers/registry"
 )
 
 func (a *app) credentialsCommand() *cobra.Command {
@@ -130,22 +129,9 @@ func (a *app) credentialsShowCommand() *cobra.Command {
 				return fmt.Errorf("reading credential %s: %w", args[0], err)
 			}
 			now := time.Now().UTC()
-			v := view.NewCredential(c, now)
-			v.Schedule = c.Policy.Schedule
-			v.RenewBefore = int64(c.Policy.RenewBefore / time.Second)
-			v.GraceSeconds = int64(c.Policy.Grace / time.Second)
-			v.Targets = c.Targets
-			if p, err := st.GetProvider(ctx, c.Provider); err == nil {
-				if f, ok := registry.Lookup(p.Type); ok {
-					v.Capabilities = view.NewCapabilities(f.CapabilitiesFor(p.Settings))
-				}
-			}
-			versions, err := st.ListVersions(ctx, c.ID)
+			v, err := view.NewCredentialDetail(ctx, st, c, now)
 			if err != nil {
-				return fmt.Errorf("reading versions of %s: %w", c.ID, err)
-			}
-			for _, ver := range versions {
-				v.Versions = append(v.Versions, view.NewVersion(ver))
+				return err
 			}
 			if isData(output) {
 				return writeData(a.stdout, output, map[string]any{"credential": v})

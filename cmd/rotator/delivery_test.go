@@ -179,9 +179,15 @@ func TestTokensCLI(t *testing.T) {
 		t.Errorf("tokens list after revoke:\n%s", l.stdout)
 	}
 	c.must(t, exitNotFound, "tokens", "revoke", "tok_nope")
+	// The management API's scopes.
+	r = c.must(t, 0, "tokens", "create", "--scope", "read", "--scope", "rotate", "--scope", "admin", "-o", "json")
+	if o := decodeObject(t, r.stdout, "token", "id", "name", "scopes", "created_by", "created_at", "expires_at", "revoked_at", "last_used_at", "status"); fmt.Sprint(o["scopes"]) != "[read rotate admin]" {
+		t.Errorf("tokens create --scope read --scope rotate --scope admin: %s", r.stdout)
+	}
 	for _, bad := range [][]string{
 		{"tokens", "create"},
-		{"tokens", "create", "--scope", "read"},
+		{"tokens", "create", "--scope", "read:x"},
+		{"tokens", "create", "--scope", "write"},
 		{"tokens", "create", "--scope", "consume:Bad"},
 		{"tokens", "create", "--scope", "consume:x", "--ttl", "soon"},
 	} {

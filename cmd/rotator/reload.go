@@ -6,8 +6,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 
+	"github.com/rotatorhq/rotator/internal/api"
 	"github.com/rotatorhq/rotator/internal/config"
 	"github.com/rotatorhq/rotator/internal/inventory"
 	"github.com/rotatorhq/rotator/internal/store"
@@ -42,35 +44,58 @@ func (a *app) reloadOnHUP(ctx context.Context, file string, maxSize int64, st st
 	}
 }
 
-// reload is one reload of file; it reports whether it was applied.
+// reload is one reload of file (SIGHUP); it reports whether it was
+// applied.
 func (a *app) reload(ctx context.Context, file string, maxSize int64, st store.Store) bool {
+	a.logger.Info("reloading the configuration (SIGHUP)", slog.String("file", file))
+	return a.reloadConfig(ctx, file, maxSize, st, "serve (reload)").Applied
+}
+
+// reloadMu makes reloads (SIGHUP and POST /v1/config/reload) one at a time.
+var reloadMu sync.Mutex
+
+// reloadConfig applies file again with apply's validation, in one
+// transaction: a file with any problem changes nothing. Each problem, or
+// the outcome, is logged and returned (for POST /v1/config/reload).
+func (a *app) reloadConfig(ctx context.Context, file string, maxSize int64, st store.Store, actor string) api.ReloadResult {
+	reloadMu.Lock()
+	defer reloadMu.Unlock()
+	res := api.ReloadResult{File: file}
 	log := a.logger.With(slog.String("file", file))
-	log.Info("reloading the configuration (SIGHUP)")
+	fail := func(problems ...string) api.ReloadResult {
+		for _, p := range problems {
+			log.Error("configuration problem", slog.String("problem", p))
+		}
+		log.Error("configuration not reloaded: nothing changed", slog.Int("problems", len(problems)))
+		res.Problems = problems
+		return res
+	}
 	cfg, err := loadConfig(file, maxSize)
 	var ce *config.Errors
 	switch {
 	case errors.As(err, &ce):
-		for _, e := range ce.List {
-			log.Error("configuration problem", slog.String("problem", e.Error()))
+		problems := make([]string, len(ce.List))
+		for i, e := range ce.List {
+			problems[i] = e.Error()
 		}
-		log.Error("configuration not reloaded: nothing changed", slog.Int("problems", len(ce.List)))
-		return false
+		return fail(problems...)
 	case err != nil:
-		log.Error("configuration not reloaded: nothing changed", slog.String("error", err.Error()))
-		return false
+		return fail(a.redactor.Scrub(err.Error()))
 	}
 	// What apply reports as warnings (apply --strict refuses them).
 	cfg.Warnings = append(cfg.Warnings, config.Check(ctx, cfg, config.CheckOptions{})...)
-	diff, err := inventory.Apply(ctx, st, cfg, inventory.Options{Actor: "serve (reload)"})
+	diff, err := inventory.Apply(ctx, st, cfg, inventory.Options{Actor: actor})
 	if err != nil {
-		log.Error("configuration not reloaded: nothing changed", slog.String("error", err.Error()))
-		return false
+		return fail(a.redactor.Scrub(err.Error()))
 	}
 	for _, w := range diff.Warnings {
 		log.Warn("configuration warning", slog.String("warning", w))
 	}
-	log.Info("configuration reloaded",
-		slog.Int("created", diff.Count(inventory.Created)), slog.Int("updated", diff.Count(inventory.Updated)),
-		slog.Int("unchanged", diff.Count(inventory.Unchanged)), slog.Int("removed", diff.Count(inventory.Removed)))
-	return true
+	res.Applied, res.Warnings = true, diff.Warnings
+	res.Created, res.Updated = diff.Count(inventory.Created), diff.Count(inventory.Updated)
+	res.Unchanged, res.Removed = diff.Count(inventory.Unchanged), diff.Count(inventory.Removed)
+	log.Info("configuration reloaded", slog.String("actor", actor),
+		slog.Int("created", res.Created), slog.Int("updated", res.Updated),
+		slog.Int("unchanged", res.Unchanged), slog.Int("removed", res.Removed))
+	return res
 }

@@ -62,8 +62,12 @@ SIGINT or SIGTERM stops fetching new work and waits (up to --stop-timeout) for
 running rotations to reach a committed step; an interrupted run resumes on the
 next start.
 
-The consume API (GET /v1/credentials/{id}/value, see docs/consume-api.md) hands
-credentials' current values to the headers, exec and proxy commands:
+On --listen, the management API under /v1 (docs/api.md) lists credentials and
+runs, starts rotations, serves reports, verifies the audit chain and reloads
+the -f file (POST /v1/config/reload), for tokens with the scopes read, rotate
+or admin. The consume API (GET /v1/credentials/{id}/value, see
+docs/consume-api.md) hands credentials' current values to the headers, exec
+and proxy commands:
   --socket PATH   on a Unix socket (mode 0660), authorised by the connecting
                   process's uid and groups against the delivery: section of
                   the -f file; no token needed on one host
@@ -161,7 +165,13 @@ credentials' current values to the headers, exec and proxy commands:
 			if disp != nil {
 				disp.SetEnqueue(runner.EnqueueDeliveries)
 			}
-			consume, err := a.startConsumeAPI(setup, cfg, dl)
+			var reload func(ctx context.Context, actor string) api.ReloadResult
+			if file != "" {
+				reload = func(ctx context.Context, actor string) api.ReloadResult {
+					return a.reloadConfig(ctx, file, maxConfig, setup.store, actor)
+				}
+			}
+			consume, err := a.startConsumeAPI(setup, cfg, dl, runbookDir, reload)
 			if err != nil {
 				_ = ln.Close()
 				return err

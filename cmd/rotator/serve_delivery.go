@@ -50,15 +50,17 @@ type consumeAPI struct {
 	once   sync.Once
 }
 
-// startConsumeAPI builds the consume API and, with --socket, serves it on
-// the socket.
-func (a *app) startConsumeAPI(setup *engineSetup, cfg *config.Config, f deliveryFlags) (*consumeAPI, error) {
+// startConsumeAPI builds the API (consume and management, docs/api.md)
+// and, with --socket, serves the consume API on the socket. reload, when
+// not nil, is POST /v1/config/reload's (the SIGHUP path).
+func (a *app) startConsumeAPI(setup *engineSetup, cfg *config.Config, f deliveryFlags, runbookDir string,
+	reload func(ctx context.Context, actor string) api.ReloadResult) (*consumeAPI, error) {
 	rules, err := api.ResolveRules(cfg)
 	if err != nil {
 		return nil, usageError{err}
 	}
-	srv, err := api.New(api.Options{Store: setup.store, Keyring: setup.keyring, Rules: rules,
-		Tokens: apitoken.NewService(setup.store, nil, a.logger), Logger: a.logger.With(slog.String("component", "consume-api"))})
+	srv, err := api.New(api.Options{Store: setup.store, Keyring: setup.keyring, Rules: rules, Engine: setup.engine, Reload: reload,
+		RunbookDir: runbookDir, Tokens: apitoken.NewService(setup.store, nil, a.logger), Logger: a.logger.With(slog.String("component", "api"))})
 	if err != nil {
 		return nil, err
 	}

@@ -16,9 +16,11 @@ import (
 func (a *app) tokensCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "tokens",
-		Short: "Manage API tokens of the consume API (create, list, revoke)",
-		Long: `API tokens authorise reads of the consume API over TCP (rotator serve --listen):
-GET /v1/credentials/{id}/value with "Authorization: Bearer TOKEN". A token is
+		Short: "Manage API tokens of the consume and management APIs (create, list, revoke)",
+		Long: `API tokens authorise requests to rotator serve --listen, sent as
+"Authorization: Bearer TOKEN": reads of the consume API
+(GET /v1/credentials/{id}/value, consume: scopes) and the management API under
+/v1 (read, rotate and admin scopes; docs/api.md). A token is
 256 bits of randomness, printed once by 'tokens create' and stored only as its
 SHA-256; it starts with rtrtok_ so secret scanners recognise a leaked one.
 Each token has scopes and may expire; creating and revoking one are audit
@@ -75,7 +77,7 @@ func (a *app) tokensCreateCommand() *cobra.Command {
 		actorName string
 	)
 	cmd := &cobra.Command{
-		Use:   "create --scope consume:CREDENTIAL [--scope ...] [--ttl D] [--name N]",
+		Use:   "create --scope SCOPE [--scope ...] [--ttl D] [--name N]",
 		Short: "Create an API token and print it once",
 		Long: `Create an API token with the given scopes and print it, once: it is stored only
 as its hash and cannot be shown again (revoke it and create another if it is
@@ -84,13 +86,21 @@ lost). Scopes:
   consume:ID               read the value of the credential ID
   consume:key=value[,...]  read the values of credentials with these labels
   consume:*                read every credential's value
+  read                     the management API's GET routes (credentials,
+                           runs, report, audit verify; never a value)
+  rotate                   read, and start rotations (POST .../rotate)
+  admin                    every management route, config reload included
+
+consume: scopes are the only ones that read values; read, rotate and admin
+serve the management API under /v1 (docs/api.md).
 
 --ttl sets how long the token is valid (Go durations plus d for days: 30d);
 without it the token does not expire. With -o json the token is the field
 "token". Keep it out of config files and command lines: give it to a client
 by reference (a file or an environment variable).`,
 		Example: `  rotator tokens create --scope consume:github-mcp --ttl 30d --name laptop
-  rotator tokens create --scope consume:team=platform -o json > token.json`,
+  rotator tokens create --scope consume:team=platform -o json > token.json
+  rotator tokens create --scope rotate --ttl 7d --name ci-emergency`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(output, formatText, formatJSON, formatYAML); err != nil {
@@ -107,12 +117,8 @@ by reference (a file or an environment variable).`,
 				}
 			}
 			for _, s := range scopes {
-				sc, err := apitoken.ParseScope(s)
-				if err != nil {
+				if _, err := apitoken.ParseScope(s); err != nil {
 					return usagef("--scope: %v", err)
-				}
-				if sc.Kind != apitoken.KindConsume {
-					return usagef("--scope %s: only consume: scopes are granted for now (read, rotate and admin come with the management API)", s)
 				}
 			}
 			ctx := cmd.Context()
@@ -141,7 +147,7 @@ by reference (a file or an environment variable).`,
 			return err
 		},
 	}
-	cmd.Flags().StringArrayVar(&scopes, "scope", nil, "what the token allows: consume:ID, consume:key=value[,...] or consume:* (repeatable)")
+	cmd.Flags().StringArrayVar(&scopes, "scope", nil, "what the token allows: consume:ID, consume:key=value[,...], consume:*, read, rotate or admin (repeatable)")
 	cmd.Flags().StringVar(&ttl, "ttl", "", "how long the token is valid, e.g. 12h or 30d (default: no expiry)")
 	cmd.Flags().StringVar(&name, "name", "", "a name that says who or what holds the token")
 	cmd.Flags().StringVar(&actorName, "actor", "", "who creates the token, for the audit log (default: the OS user)")

@@ -1,5 +1,7 @@
-// Package api is rotator's HTTP API (DESIGN.md §3). It serves the consume
-// API of DESIGN.md §10:
+// Package api is rotator's HTTP API (DESIGN.md §3, docs/api.md). It serves
+// the management API under /v1 over TCP (manage.go: credentials, runs,
+// rotations, the report, audit verify and config reload, authorised by
+// read, rotate and admin tokens) and the consume API of DESIGN.md §10:
 //
 //	GET /v1/credentials/{id}/value                     the current value
 //	GET /v1/credentials/{id}/value?after=V&wait=60s    long poll: answers when the
@@ -29,6 +31,7 @@ import (
 	"github.com/rotatorhq/rotator/internal/delivery"
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/internal/store"
+	"github.com/rotatorhq/rotator/rotation"
 )
 
 // Defaults.
@@ -52,9 +55,21 @@ type Options struct {
 	// config's delivery: section). No rule: every socket read is refused.
 	Rules []Rule
 	// Poll is the watch poller's interval (DefaultPoll when zero).
-	Poll   time.Duration
-	Now    func() time.Time
-	Logger *slog.Logger
+	Poll time.Duration
+	// Engine starts the rotations of POST /v1/credentials/{id}/rotate and
+	// POST /v1/rotate (nil: they answer 503). Its Runner must exist.
+	Engine *rotation.Engine
+	// Reload applies the service's configuration file again, as SIGHUP
+	// does, for POST /v1/config/reload; actor names who asked (nil: the
+	// service has no file to reload, 409).
+	Reload func(ctx context.Context, actor string) ReloadResult
+	// RunbookDir and RunbookBaseURL are GET /v1/report's (report.Options).
+	RunbookDir, RunbookBaseURL string
+	// AuthLimit bounds failed authentications per client address
+	// (DefaultAuthLimit when zero).
+	AuthLimit AuthLimit
+	Now       func() time.Time
+	Logger    *slog.Logger
 }
 
 // Server serves the consume API.
@@ -64,6 +79,8 @@ type Server struct {
 	rec   *recorder
 	users *userCache
 	touch *touchCache
+	// limiter counts failed authentications per client address.
+	limiter *limiter
 	// touching counts the goroutines recording tokens' last use.
 	touching sync.WaitGroup
 }
@@ -82,7 +99,7 @@ func New(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opts: opts, users: newUserCache(), touch: &touchCache{last: map[string]time.Time{}}}
+	s := &Server{opts: opts, users: newUserCache(), touch: &touchCache{last: map[string]time.Time{}}, limiter: newLimiter(opts.AuthLimit)}
 	s.hub = newHub(opts.Store, opts.Poll, opts.Logger)
 	s.rec = newRecorder(opts.Store, opts.Logger)
 	return s, nil
@@ -98,16 +115,18 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// SocketHandler serves the API to Unix socket peers; use it with
-// ConnContext on the http.Server (see Server.ServeSocket).
-func (s *Server) SocketHandler() http.Handler { return s.mux(s.socketAuth) }
+// SocketHandler serves the consume API to Unix socket peers; use it with
+// ConnContext on the http.Server (see Server.ServeSocket). The management
+// API is not served on the socket.
+func (s *Server) SocketHandler() http.Handler { return s.logRequests(s.socketMux(s.socketAuth)) }
 
-// TCPHandler serves the API over TCP, authorised by bearer tokens. A
-// request over plaintext from a non-loopback peer is refused before its
-// token is looked at: a value never crosses such a connection.
-func (s *Server) TCPHandler() http.Handler { return s.mux(s.tokenAuth) }
+// TCPHandler serves the consume and management APIs over TCP, authorised
+// by bearer tokens. A request over plaintext from a non-loopback peer is
+// refused before its token is looked at: a value or a token never crosses
+// such a connection.
+func (s *Server) TCPHandler() http.Handler { return s.logRequests(s.manageMux()) }
 
-func (s *Server) mux(auth func(r *http.Request) (principal, *problem)) http.Handler {
+func (s *Server) socketMux(auth func(r *http.Request) (principal, *problem)) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/credentials/{id}/value", func(w http.ResponseWriter, r *http.Request) {
 		p, prob := auth(r)
@@ -118,7 +137,7 @@ func (s *Server) mux(auth func(r *http.Request) (principal, *problem)) http.Hand
 		s.value(w, r, p)
 	})
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
-		notFoundProblem("no such endpoint; the consume API is GET /v1/credentials/{id}/value").write(w, r)
+		notFoundProblem("no such endpoint; the socket serves the consume API, GET /v1/credentials/{id}/value (the management API is served on --listen)").write(w, r)
 	})
 	return mux
 }

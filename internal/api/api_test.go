@@ -76,14 +76,27 @@ func newBundleGroup(t *testing.T, dialect string, rules []api.Rule, group string
 
 func newBundleTB(t testing.TB, dialect string, rules []api.Rule, group string) *bundle {
 	t.Helper()
+	return newBundleOpts(t, dialect, rules, group, nil)
+}
+
+// newBundleOpts is newBundleTB with the server's options adjusted by opt:
+// by default the server has the fixture's engine and a failed-auth limit
+// that the tests' own failures never reach.
+func newBundleOpts(t testing.TB, dialect string, rules []api.Rule, group string, opt func(*api.Options)) *bundle {
+	t.Helper()
 	st := deliverytest.OpenStore(t, dialect)
 	b := &bundle{f: deliverytest.NewFixture(t, st, extraCred), logs: &testlog.Buffer{}}
 	b.f.Rotate(t, credSecret)
 	red := &secret.Redactor{}
 	logger := slog.New(secret.NewHandler(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}), red))
 	b.tokens = apitoken.NewService(st, b.clock, logger)
-	srv, err := api.New(api.Options{Store: st, Keyring: b.f.Keyring, Tokens: b.tokens, Rules: rules,
-		Poll: 100 * time.Millisecond, Now: b.clock, Logger: logger})
+	opts := api.Options{Store: st, Keyring: b.f.Keyring, Tokens: b.tokens, Rules: rules,
+		Poll: 100 * time.Millisecond, Now: b.clock, Logger: logger, Engine: b.f.Engine,
+		AuthLimit: api.AuthLimit{Burst: 100000, Every: time.Millisecond}}
+	if opt != nil {
+		opt(&opts)
+	}
+	srv, err := api.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +298,7 @@ func TestTokens(t *testing.T) {
 	if code, body := get(t, b, value(deliverytest.CredA)+"?after=x&wait=soon", b2.Token); code != http.StatusBadRequest || !strings.Contains(body, "wait=") {
 		t.Errorf("wait=soon: %d %s", code, body)
 	}
-	if code, body := get(t, b, "/v1/credentials", b2.Token); code != http.StatusNotFound || !strings.Contains(body, "application/problem+json") && !strings.Contains(body, `"status":404`) {
+	if code, body := get(t, b, "/v1/no-such-route", b2.Token); code != http.StatusNotFound || !strings.Contains(body, "application/problem+json") && !strings.Contains(body, `"status":404`) {
 		t.Errorf("unknown endpoint: %d %s", code, body)
 	}
 	if code, _ := get(t, b, value(deliverytest.CredNoValue), b2.Token); code != http.StatusConflict {

@@ -31,6 +31,27 @@ type principal struct {
 	selectors []credsel.Selector
 	// howToAllow ends a 403's detail: how an operator would allow it.
 	howToAllow string
+	// actor names a token in the runs it starts: "token:NAME", or
+	// "token:ID" for an unnamed one.
+	actor string
+	// grants are the management scopes of a token (read, rotate, admin).
+	grants []apitoken.Kind
+	// scopes lists every scope of a token, for 403 details.
+	scopes string
+}
+
+// may reports whether p holds a management scope that includes need:
+// admin includes rotate, rotate includes read.
+func (p principal) may(need apitoken.Kind) bool {
+	for _, g := range p.grants {
+		switch {
+		case g == apitoken.KindAdmin,
+			g == apitoken.KindRotate && need != apitoken.KindAdmin,
+			g == apitoken.KindRead && need == apitoken.KindRead:
+			return true
+		}
+	}
+	return false
 }
 
 // mayRead reports whether p may read credential id with labels. For a
@@ -157,10 +178,25 @@ func (s *Server) socketAuth(r *http.Request) (principal, *problem) {
 	return p, nil
 }
 
+// tokenAuth authenticates a request's bearer token. A client address
+// whose failed attempts used up its allowance is answered 429 before its
+// token is looked at; each 401 uses up one more.
 func (s *Server) tokenAuth(r *http.Request) (principal, *problem) {
 	if r.TLS == nil && !loopbackPeer(r.RemoteAddr) {
 		return principal{}, tlsRequired()
 	}
+	addr := clientAddr(r.RemoteAddr)
+	if wait := s.limiter.blocked(addr, s.opts.Now()); wait > 0 {
+		return principal{}, tooManyFailures(wait)
+	}
+	p, prob := s.checkToken(r)
+	if prob != nil && prob.Status == http.StatusUnauthorized {
+		s.limiter.fail(addr, s.opts.Now())
+	}
+	return p, prob
+}
+
+func (s *Server) checkToken(r *http.Request) (principal, *problem) {
 	if s.opts.Tokens == nil {
 		return principal{}, unauthorized("this service takes no API tokens")
 	}
@@ -178,11 +214,17 @@ func (s *Server) tokenAuth(r *http.Request) (principal, *problem) {
 		s.opts.Logger.Error("authenticating an API token failed", slog.Any("error", err))
 		return principal{}, unavailableProblem("the API token could not be checked; try again")
 	}
-	p := principal{identity: t.Identity(), via: "api", tokenID: t.ID,
+	p := principal{identity: t.Identity(), via: "api", tokenID: t.ID, scopes: scopeList(t),
 		howToAllow: "its scopes are " + scopeList(t) + "; create a token with --scope consume:CREDENTIAL"}
+	p.actor = "token:" + t.ID
+	if t.Name != "" {
+		p.actor = "token:" + t.Name
+	}
 	for _, sc := range t.Scopes {
 		if sc.Kind == apitoken.KindConsume {
 			p.selectors = append(p.selectors, sc.Selector)
+		} else {
+			p.grants = append(p.grants, sc.Kind)
 		}
 	}
 	return p, nil

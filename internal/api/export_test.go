@@ -12,3 +12,9 @@ func WatchWaiters(s *Server, id string) int {
 	}
 	return 0
 }
+
+// CredentialCursor returns the cursor of a page of credentials starting
+// after id.
+func CredentialCursor(after string) string {
+	return *cursor{Kind: "credentials", After: after}.encode()
+}

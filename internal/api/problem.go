@@ -3,8 +3,12 @@ package api
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
+	"time"
+
+	"github.com/rotatorhq/rotator/internal/apitoken"
 )
 
 // ProblemTypeBase prefixes the type URI of every problem the API returns;
@@ -21,6 +25,21 @@ type problem struct {
 	// Code is the short name of Type, for scripts.
 	Code     string `json:"code"`
 	Instance string `json:"instance,omitempty"`
+	// Errors lists every problem of a configuration that was not
+	// reloaded (an extension member, RFC 9457 §3.2).
+	Errors []string `json:"errors,omitempty"`
+	// retryAfter is the Retry-After of a 429, in seconds.
+	retryAfter int
+	// allow is the Allow header of a 405.
+	allow string
+}
+
+// ManageProblemTypeBase prefixes the type URI of the problems only the
+// management API returns (docs/api.md lists them all).
+const ManageProblemTypeBase = "https://github.com/rotatorhq/rotator/blob/main/docs/api.md#problem-"
+
+func newManageProblem(status int, code, title, detail string) *problem {
+	return &problem{Type: ManageProblemTypeBase + code, Title: title, Status: status, Detail: detail, Code: code}
 }
 
 func newProblem(status int, code, title, detail string) *problem {
@@ -29,14 +48,24 @@ func newProblem(status int, code, title, detail string) *problem {
 
 func (p *problem) write(w http.ResponseWriter, r *http.Request) {
 	q := *p
-	q.Instance = r.URL.Path
+	if r != nil {
+		q.Instance = r.URL.Path
+	}
 	b, _ := json.Marshal(q)
 	h := w.Header()
 	h.Set("Content-Type", "application/problem+json")
 	h.Set("Cache-Control", "no-store")
 	h.Set("Content-Length", strconv.Itoa(len(b)+1))
-	if p.Status == http.StatusUnauthorized {
+	h.Set("X-Content-Type-Options", "nosniff")
+	switch {
+	case p.Status == http.StatusUnauthorized:
 		h.Set("WWW-Authenticate", `Bearer realm="rotator"`)
+	case p.Code == "insufficient-scope":
+		h.Set("WWW-Authenticate", `Bearer realm="rotator", error="insufficient_scope"`)
+	case p.retryAfter > 0:
+		h.Set("Retry-After", strconv.Itoa(p.retryAfter))
+	case p.allow != "":
+		h.Set("Allow", p.allow)
 	}
 	w.WriteHeader(p.Status)
 	_, _ = w.Write(append(b, '\n'))
@@ -75,4 +104,27 @@ func internalProblem(detail string) *problem {
 
 func unavailableProblem(detail string) *problem {
 	return newProblem(http.StatusServiceUnavailable, "unavailable", "Service unavailable", detail)
+}
+
+func scopeProblem(p principal, method, pattern string, need apitoken.Kind) *problem {
+	alts := map[apitoken.Kind]string{apitoken.KindRead: "read, rotate or admin", apitoken.KindRotate: "rotate or admin", apitoken.KindAdmin: "admin"}
+	return newManageProblem(http.StatusForbidden, "insufficient-scope", "The token lacks the scope this route needs",
+		fmt.Sprintf("%s %s needs a token with the scope %s; %s has %s (rotator tokens create --scope %s)",
+			method, pattern, alts[need], p.identity, p.scopes, need))
+}
+
+func tooManyFailures(wait time.Duration) *problem {
+	secs := max(1, int(math.Ceil(wait.Seconds())))
+	p := newManageProblem(http.StatusTooManyRequests, "too-many-failures", "Too many failed authentications",
+		fmt.Sprintf("this address sent too many missing or invalid API tokens; try again in %ds", secs))
+	p.retryAfter = secs
+	return p
+}
+
+func badRequestManage(detail string) *problem {
+	return newManageProblem(http.StatusBadRequest, "bad-request", "Bad request", detail)
+}
+
+func notFoundManage(title, detail string) *problem {
+	return newManageProblem(http.StatusNotFound, "not-found", title, detail)
 }

@@ -2,8 +2,9 @@
 // tokens (DESIGN.md §11). A token is 256 bits from crypto/rand, written as
 // "rtrtok_" followed by 64 hex digits and an 8-hex-digit CRC-32 of them, so
 // a secret scanner recognises a leaked one (and tells it from a typo); only
-// its SHA-256 is stored. A token carries scopes (consume:SELECTOR now;
-// read, rotate and admin are parsed for the API to come) and may expire.
+// its SHA-256 is stored. A token carries scopes (consume:SELECTOR for the
+// consume API; read, rotate and admin for the management API) and may
+// expire.
 // Creating and revoking one are audit events.
 package apitoken
 
@@ -53,7 +54,9 @@ var (
 // Kind is what a scope allows.
 type Kind string
 
-// Scope kinds. Only KindConsume is granted by the consume API today.
+// Scope kinds: KindConsume reads values (the consume API); KindRead,
+// KindRotate and KindAdmin are the management API's, each including the
+// one before it.
 const (
 	KindConsume Kind = "consume"
 	KindRead    Kind = "read"
@@ -87,7 +90,7 @@ func ParseScope(s string) (Scope, error) {
 		}
 		return Scope{Kind: Kind(kind)}, nil
 	}
-	return Scope{}, fmt.Errorf("scope %q: unknown; use consume:CREDENTIAL-OR-SELECTOR (read, rotate and admin come with the management API)", s)
+	return Scope{}, fmt.Errorf("scope %q: unknown; use consume:CREDENTIAL-OR-SELECTOR, read, rotate or admin", s)
 }
 
 // String returns the scope as ParseScope reads it.

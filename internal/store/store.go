@@ -119,7 +119,12 @@ type RunFilter struct {
 	// Since (inclusive) and Until (exclusive) bound CreatedAt.
 	Since time.Time
 	Until time.Time
-	Limit int
+	// BeforeCreatedAt and BeforeID page (keyset): with BeforeCreatedAt set,
+	// only runs after (BeforeCreatedAt, BeforeID) in the list's order,
+	// that is created earlier, or at the same time with a smaller id.
+	BeforeCreatedAt time.Time
+	BeforeID        string
+	Limit           int
 }
 
 // AuditFilter selects audit events. Zero fields match everything.

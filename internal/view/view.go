@@ -6,10 +6,13 @@
 package view
 
 import (
+	"context"
+	"fmt"
 	"time"
 
 	"github.com/rotatorhq/rotator/internal/store"
 	"github.com/rotatorhq/rotator/providers"
+	"github.com/rotatorhq/rotator/providers/registry"
 	"github.com/rotatorhq/rotator/rotation"
 )
 
@@ -88,6 +91,30 @@ func NewCredential(c store.Credential, now time.Time) Credential {
 		v.AgeSeconds = &age
 	}
 	return v
+}
+
+// NewCredentialDetail renders c as `credentials show` and GET
+// /v1/credentials/{id} show it: NewCredential plus its policy, targets,
+// provider capabilities and versions (by id and fingerprint).
+func NewCredentialDetail(ctx context.Context, st store.Reader, c store.Credential, now time.Time) (Credential, error) {
+	v := NewCredential(c, now)
+	v.Schedule = c.Policy.Schedule
+	v.RenewBefore = int64(c.Policy.RenewBefore / time.Second)
+	v.GraceSeconds = int64(c.Policy.Grace / time.Second)
+	v.Targets = c.Targets
+	if p, err := st.GetProvider(ctx, c.Provider); err == nil {
+		if f, ok := registry.Lookup(p.Type); ok {
+			v.Capabilities = NewCapabilities(f.CapabilitiesFor(p.Settings))
+		}
+	}
+	versions, err := st.ListVersions(ctx, c.ID)
+	if err != nil {
+		return Credential{}, fmt.Errorf("reading versions of %s: %w", c.ID, err)
+	}
+	for _, ver := range versions {
+		v.Versions = append(v.Versions, NewVersion(ver))
+	}
+	return v, nil
 }
 
 // NewVersion renders a version.

@@ -105,6 +105,10 @@ func (r reader) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, e
 	if !f.Until.IsZero() {
 		preds = append(preds, "created_at < "+q.arg(d.time(f.Until)))
 	}
+	if !f.BeforeCreatedAt.IsZero() {
+		// A row comparison both dialects run on the created_at index.
+		preds = append(preds, "(created_at, id) < ("+q.arg(d.time(f.BeforeCreatedAt))+", "+q.arg(f.BeforeID)+")")
+	}
 	q.sql(`SELECT `, runSelectColumns, ` FROM runs`, where(preds), ` ORDER BY created_at DESC, id DESC`)
 	if f.Limit > 0 {
 		q.sql(" LIMIT ", q.arg(f.Limit))

@@ -902,7 +902,13 @@ func testListRunsFilters(t *testing.T, s store.Store, ctx context.Context) {
 		"since and until":   {store.RunFilter{Since: t0.Add(time.Minute), Until: t0.Add(2 * time.Minute)}, []string{"r5", "r4", "r2"}},
 		"limit":             {store.RunFilter{Limit: 2}, []string{"r3", "r5"}},
 		"combined":          {store.RunFilter{CredentialID: "c2", State: "succeeded", Limit: 5}, []string{"r4"}},
-		"none":              {store.RunFilter{CredentialID: "nope"}, []string{}},
+		// Keyset pages: after r5 (created at +1m) come r4 and r2 (same
+		// time, smaller ids), then r1.
+		"before r5":        {store.RunFilter{BeforeCreatedAt: t0.Add(time.Minute), BeforeID: "r5", Limit: 2}, []string{"r4", "r2"}},
+		"before r2":        {store.RunFilter{BeforeCreatedAt: t0.Add(time.Minute), BeforeID: "r2"}, []string{"r1"}},
+		"before r3, c1":    {store.RunFilter{CredentialID: "c1", BeforeCreatedAt: t0.Add(2 * time.Minute), BeforeID: "r3"}, []string{"r2", "r1"}},
+		"before the first": {store.RunFilter{BeforeCreatedAt: t0, BeforeID: "r1"}, []string{}},
+		"none":             {store.RunFilter{CredentialID: "nope"}, []string{}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			got, err := s.ListRuns(ctx, tc.f)
