@@ -61,9 +61,26 @@ type recorded struct {
 // with the labels) the check names, or is gone; the event was not written.
 var errStale = errors.New("the cached version is not current")
 
+// postgresWriters is how many transactions of audit events the recorder
+// runs at once on Postgres. A transaction spends most of its time waiting
+// for the server, so one writer alone leaves the readers waiting in line;
+// SQLite has one writer at a time anyway.
+const postgresWriters = 4
+
 func newRecorder(st store.Store, logger *slog.Logger) *recorder {
 	r := &recorder{st: st, logger: logger, kick: make(chan struct{}, 1), done: make(chan struct{})}
-	go r.run()
+	writers := 1
+	if st.Dialect() == store.DialectPostgres {
+		writers = postgresWriters
+	}
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(r.run)
+	}
+	go func() {
+		wg.Wait()
+		close(r.done)
+	}()
 	return r
 }
 
@@ -105,7 +122,6 @@ func (r *recorder) submit(ctx context.Context, ev store.AuditEvent, check *versi
 }
 
 func (r *recorder) run() {
-	defer close(r.done)
 	for range r.kick {
 		r.drain()
 	}
@@ -125,7 +141,9 @@ func (r *recorder) drain() {
 		}
 		results := make([]recorded, n)
 		ctx := context.Background()
-		err := r.st.InTx(ctx, func(tx store.Tx) error {
+		// Pipelined: on Postgres the check's query is one round trip, the
+		// insert and the commit another.
+		err := r.st.InPipelinedTx(ctx, func(tx store.Tx) error {
 			// The function may run again (a serialization failure): it
 			// decides every event afresh.
 			clear(results)
