@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -212,51 +213,7 @@ func TestHeadersThroughServe(t *testing.T) {
 	tok := created.Token
 	writeFile(t, c.path("token"), tok+"\n")
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	sockDir, err := os.MkdirTemp("", "rtrsock")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(sockDir)
-	sock := filepath.Join(sockDir, "api.sock")
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	serve := exec.CommandContext(ctx, rotatorBin, "serve", "-f", "rotator.yaml", "--socket", sock, "--listen", addr)
-	serve.Dir, serve.Env = c.dir, c.env
-	var serveOut bytes.Buffer
-	serve.Stdout, serve.Stderr = &serveOut, &serveOut
-	serve.Cancel = func() error { return serve.Process.Signal(os.Interrupt) }
-	serve.WaitDelay = 10 * time.Second
-	if err := serve.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cancel()
-		_ = serve.Wait()
-		for _, v := range vals {
-			if strings.Contains(serveOut.String(), v) {
-				t.Errorf("serve logged a value:\n%s", serveOut.String())
-			}
-		}
-	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if fi, err := os.Stat(sock); err == nil {
-			if fi.Mode().Perm() != 0o660 {
-				t.Errorf("socket mode %v; want 0660", fi.Mode().Perm())
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve did not create its socket:\n%s", serveOut.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	sock, addr := startServe(t, c, vals)
 
 	r = c.must(t, 0, "headers", "--socket", sock, "--header", "Authorization=Bearer {github-mcp}")
 	if strings.TrimSpace(r.stdout) != fmt.Sprintf(`{"Authorization":"Bearer %s"}`, vals["GITHUB_TOKEN"]) {
@@ -289,4 +246,74 @@ func TestHeadersThroughServe(t *testing.T) {
 		}
 	}
 	assertValuesOnlyIn(t, c, vals, "{\"Authorization\":\"Bearer "+vals["GITHUB_TOKEN"]+"\"}\n", "{\"X-Notes\":\""+vals["NOTES_KEY"]+"\"}\n")
+}
+
+// startServe runs `rotator serve --socket --listen` in c's directory until
+// the test ends, and returns the socket's path and the TCP address. At the
+// end it checks that serve printed none of vals.
+func startServe(t *testing.T, c *cli, vals map[string]string) (sock, addr string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr = ln.Addr().String()
+	_ = ln.Close()
+	// A socket path must be short (108 bytes): not under t.TempDir().
+	sockDir, err := os.MkdirTemp("", "rtrsock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(sockDir) })
+	sock = filepath.Join(sockDir, "api.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	serve := exec.CommandContext(ctx, rotatorBin, "serve", "-f", "rotator.yaml", "--socket", sock, "--listen", addr)
+	serve.Dir, serve.Env = c.dir, c.env
+	serveOut := &syncBuffer{}
+	serve.Stdout, serve.Stderr = serveOut, serveOut
+	serve.Cancel = func() error { return serve.Process.Signal(os.Interrupt) }
+	serve.WaitDelay = 10 * time.Second
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = serve.Wait()
+		for _, v := range vals {
+			if strings.Contains(serveOut.String(), v) {
+				t.Errorf("serve logged a value:\n%s", serveOut.String())
+			}
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if fi, err := os.Stat(sock); err == nil {
+			if fi.Mode().Perm() != 0o660 {
+				t.Errorf("socket mode %v; want 0660", fi.Mode().Perm())
+			}
+			return sock, addr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not create its socket:\n%s", serveOut.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a process's output and a test.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -51,6 +51,14 @@ never a value, and the server does not inherit rotator's master key or
 database variables. The --file paths are removed when exec ends. Every read
 is recorded as a value.read audit event.
 
+Values are read from the local store by default (this host holds the
+database and the master key), from the service's Unix socket with --socket
+(authorised by exec's uid against the config's delivery: rules), or from its
+consume API with --url and --token-ref; through the service, exec learns of
+a cutover by a long poll. The service does not tell the grace period: exec
+then switches within --drain-timeout, or before the previous value expires,
+whichever comes first, and reports a late switch on stderr only.
+
 Exit codes: the server's; 1 when it could not be started (a credential
 without a value, a command not found), 2 usage, 3 unknown credential.`
 
@@ -76,6 +84,7 @@ func (a *app) execCommand() *cobra.Command {
 		onRotate     string
 		drainTimeout time.Duration
 		stopTimeout  time.Duration
+		source       sourceFlags
 	)
 	cmd := &cobra.Command{
 		Use:     "exec [flags] -- COMMAND [ARG...]",
@@ -109,7 +118,7 @@ func (a *app) execCommand() *cobra.Command {
 			if len(opts.Env) == 0 && len(opts.Files) == 0 {
 				return usagef("nothing to deliver: give at least one --env NAME=CREDENTIAL or --file PATH=CREDENTIAL")
 			}
-			return a.exec(cmd.Context(), opts)
+			return a.exec(cmd.Context(), opts, source)
 		},
 	}
 	cmd.Flags().SetInterspersed(false)
@@ -119,27 +128,19 @@ func (a *app) execCommand() *cobra.Command {
 	cmd.Flags().DurationVar(&drainTimeout, "drain-timeout", mcpexec.DefaultDrainTimeout,
 		"restart: how long to wait for the server to go idle when the credential's grace period is unknown, and how long a replaced server may take to finish its requests")
 	cmd.Flags().DurationVar(&stopTimeout, "stop-timeout", mcpexec.DefaultStopTimeout, "how long a stopped server has between SIGTERM and SIGKILL")
+	source.register(cmd)
 	return cmd
 }
 
-// exec runs the command with values read from the local store.
-func (a *app) exec(ctx context.Context, opts mcpexec.Options) error {
-	st, err := a.openStore(ctx)
+// exec runs the command with values read from the source the flags name.
+func (a *app) exec(ctx context.Context, opts mcpexec.Options, sf sourceFlags) error {
+	src, err := a.openSource(ctx, sf)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	kr, err := a.keyring(ctx, st)
-	if err != nil {
-		return err
-	}
-	src, err := delivery.NewLocal(delivery.LocalOptions{Store: st, Keyring: kr, Reader: localReader(), Logger: a.logger})
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	opts.Source = src
-	opts.GraceEnd = mcpexec.StoreGraceEnd(st)
+	defer src.release()
+	opts.Source = src.Source
+	opts.GraceEnd = src.graceEnd()
 	opts.DropEnv = []string{storeopen.EnvURL}
 
 	sigs := make(chan os.Signal, 8)

@@ -54,11 +54,11 @@ exits non-zero with the reason on stderr (exit 3 for an unknown credential).`,
 				headers = append(headers, h)
 			}
 			ctx := cmd.Context()
-			source, release, err := a.openSource(ctx, src)
+			source, err := a.openSource(ctx, src)
 			if err != nil {
 				return err
 			}
-			defer release()
+			defer source.release()
 			out, err := delivery.ReadHeaders(ctx, source, headers, "headers")
 			if errors.Is(err, delivery.ErrNotFound) {
 				return notFound(err)

@@ -18,6 +18,7 @@ func (a *app) proxyCommand() *cobra.Command {
 		headers []string
 		file    string
 		output  string
+		source  sourceFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy --listen ADDR --upstream URL --credential ID [flags] | proxy --config FILE",
@@ -27,10 +28,13 @@ the MCP client is pointed at the proxy's URL and holds no secret; the proxy adds
 the credential's current value to every request it forwards, so a rotation
 needs no client restart.
 
-The value is read from the database (with the master key, as 'rotator rotate'
-does) once at start, kept in memory, and replaced in the background when a
-rotation cuts over. When the upstream answers 401 anyway (a cutover not yet
-seen), the proxy reads the value again and sends that request once more.
+The value is read once at start, kept in memory, and replaced in the
+background when a rotation cuts over. It is read from the database (with the
+master key, as 'rotator rotate' does) by default, from the service's Unix
+socket with --socket (a long poll tells the proxy of a cutover), or from its
+consume API with --url and --token-ref. When the upstream answers 401 anyway
+(a cutover not yet seen), the proxy reads the value again and sends that
+request once more.
 Every read is recorded in the audit log as a value.read event.
 
 By default the proxy sets "Authorization: Bearer {ID}" with the credential
@@ -83,21 +87,12 @@ logged. SIGINT or SIGTERM stops it.`,
 				return usageError{err}
 			}
 			ctx := cmd.Context()
-			st, err := a.openStore(ctx)
+			src, err := a.openSource(ctx, source)
 			if err != nil {
 				return err
 			}
-			defer st.Close()
-			kr, err := a.keyring(ctx, st)
-			if err != nil {
-				return err
-			}
-			src, err := delivery.NewLocal(delivery.LocalOptions{Store: st, Keyring: kr, Reader: localReader(), Logger: a.logger})
-			if err != nil {
-				return err
-			}
-			defer src.Close()
-			p, err := proxy.New(src, ups, proxy.Options{Logger: a.logger, Redactor: a.redactor})
+			defer src.release()
+			p, err := proxy.New(src.Source, ups, proxy.Options{Logger: a.logger, Redactor: a.redactor})
 			if err != nil {
 				return usageError{err}
 			}
@@ -135,6 +130,7 @@ logged. SIGINT or SIGTERM stops it.`,
 	f.StringVar(&spec.TLSCert, "tls-cert", "", "PEM certificate file to serve TLS with (needed to listen off loopback)")
 	f.StringVar(&spec.TLSKey, "tls-key", "", "PEM private key file of --tls-cert")
 	f.StringVar(&file, "config", "", "proxy configuration file listing several upstreams (instead of the flags above)")
+	source.register(cmd)
 	outputFlag(cmd, &output, formatText, formatText, formatJSON)
 	return cmd
 }

@@ -3,8 +3,10 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -29,16 +31,31 @@ func envValue(t *testing.T, content, key string) string {
 // accepts only the value the credential's file target holds now, rotates
 // the credential with `rotator rotate` meanwhile, and checks that requests
 // carry the current value, never the client's, and that no value is
-// printed.
+// printed. It reads values from the local store, and from a running
+// `rotator serve --socket` (a long poll tells it of the cutover).
 func TestProxyCommand(t *testing.T) {
 	t.Parallel()
+	for _, via := range []string{"local", "socket"} {
+		t.Run(via, func(t *testing.T) {
+			t.Parallel()
+			testProxyCommand(t, via)
+		})
+	}
+}
+
+func testProxyCommand(t *testing.T, via string) {
 	c := newCLI(t, "sqlite")
 	c.copyRunbooks(t)
-	writeFile(t, c.path("rotator.yaml"), readFile(t, quickstartPath))
+	writeFile(t, c.path("rotator.yaml"), readFile(t, quickstartPath)+fmt.Sprintf("\ndelivery:\n  allow:\n    - uid: %d\n      credentials: [notes-api-key]\n", os.Getuid()))
 	c.must(t, 0, "apply", "-f", "rotator.yaml")
 	c.must(t, 0, "rotate", "notes-api-key", "--wait")
 	current := func() string { return envValue(t, readFile(t, c.path("run", "mcp.env")), "NOTES_API_KEY") }
 	first := current()
+	args := []string{"proxy", "--listen", "127.0.0.1:0", "--credential", "notes-api-key", "-o", "json"}
+	if via == "socket" {
+		sock, _ := startServe(t, c, map[string]string{"first": first})
+		args = append(args, "--socket", sock)
+	}
 
 	var mu sync.Mutex
 	var seen []string
@@ -56,8 +73,7 @@ func TestProxyCommand(t *testing.T) {
 	}))
 	defer up.Close()
 
-	cmd := exec.CommandContext(t.Context(), rotatorBin, "proxy", "--listen", "127.0.0.1:0", "--upstream", up.URL+"/mcp",
-		"--credential", "notes-api-key", "-o", "json")
+	cmd := exec.CommandContext(t.Context(), rotatorBin, append(args, "--upstream", up.URL+"/mcp")...)
 	cmd.Dir, cmd.Env = c.dir, c.env
 	var stderr strings.Builder
 	cmd.Stderr = &stderr

@@ -77,6 +77,7 @@ type Server struct {
 	opts  Options
 	hub   *hub
 	rec   *recorder
+	cache *valueCache
 	users *userCache
 	touch *touchCache
 	// limiter counts failed authentications per client address.
@@ -99,8 +100,9 @@ func New(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opts: opts, users: newUserCache(), touch: &touchCache{last: map[string]time.Time{}}, limiter: newLimiter(opts.AuthLimit)}
-	s.hub = newHub(opts.Store, opts.Poll, opts.Logger)
+	s := &Server{opts: opts, users: newUserCache(), touch: &touchCache{last: map[string]time.Time{}},
+		limiter: newLimiter(opts.AuthLimit), cache: newValueCache()}
+	s.hub = newHub(opts.Store, opts.Poll, opts.Logger, func(id string) { s.cache.drop(id, "") })
 	s.rec = newRecorder(opts.Store, opts.Logger)
 	return s, nil
 }
@@ -170,6 +172,9 @@ func (s *Server) value(w http.ResponseWriter, r *http.Request, p principal) {
 	}
 	purpose := clip(q.Get("purpose"))
 	ctx := r.Context()
+	if s.sendCached(w, r, p, id, after, watching, purpose) {
+		return
+	}
 	var deadline <-chan time.Time
 	if watching {
 		t := time.NewTimer(wait)
@@ -234,20 +239,65 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request, p principal, c sto
 		internalProblem("the value could not be opened (see the service's log)").write(w, r)
 		return
 	}
-	data, err := json.Marshal(delivery.ReadEvent{Version: v.ID, Fingerprint: v.Fingerprint, Reader: p.identity, Via: p.via, Purpose: purpose})
+	ev, err := s.readEvent(p, c.ID, v.ID, v.Fingerprint, purpose)
 	if err != nil {
 		internalProblem("encoding the audit event failed").write(w, r)
 		return
 	}
-	ev := store.AuditEvent{OccurredAt: s.opts.Now(), Actor: p.identity, Action: delivery.ActionValueRead, CredentialID: c.ID, Data: data}
 	if err := s.rec.record(r.Context(), ev); err != nil {
-		s.opts.Logger.Error("recording a value.read audit event failed; the value was not sent", slog.String("credential", c.ID), slog.Any("error", err))
-		unavailableProblem("the read could not be recorded in the audit log, so the value is not handed out; try again").write(w, r)
+		s.recordFailed(w, r, c.ID, err)
 		return
 	}
+	s.cache.put(c.ID, cachedValue{versionID: v.ID, fingerprint: v.Fingerprint, labels: c.Labels, value: val})
+	s.writeValue(w, r, p, c, val)
+}
+
+// sendCached serves the read from the cache when it holds a version that
+// answers it and that p may read; the transaction recording the read
+// confirms that version is current (see valueCache). It returns false
+// when the read must go the uncached way.
+func (s *Server) sendCached(w http.ResponseWriter, r *http.Request, p principal, id, after string, watching bool, purpose string) bool {
+	e, ok := s.cache.get(id)
+	if !ok || (watching && e.versionID == after) || !p.mayRead(id, e.labels, false) {
+		return false
+	}
+	ev, err := s.readEvent(p, id, e.versionID, e.fingerprint, purpose)
+	if err != nil {
+		return false
+	}
+	c, err := s.rec.recordChecked(r.Context(), ev, versionCheck{CredentialID: id, VersionID: e.versionID, Labels: e.labels})
+	switch {
+	case errors.Is(err, errStale):
+		s.cache.drop(id, e.versionID)
+		return false
+	case err != nil:
+		s.recordFailed(w, r, id, err)
+		return true
+	}
+	s.writeValue(w, r, p, c, e.value)
+	return true
+}
+
+func (s *Server) readEvent(p principal, id, version, fingerprint, purpose string) (store.AuditEvent, error) {
+	data, err := json.Marshal(delivery.ReadEvent{Version: version, Fingerprint: fingerprint, Reader: p.identity, Via: p.via, Purpose: purpose})
+	if err != nil {
+		return store.AuditEvent{}, err
+	}
+	return store.AuditEvent{OccurredAt: s.opts.Now(), Actor: p.identity, Action: delivery.ActionValueRead, CredentialID: id, Data: data}, nil
+}
+
+func (s *Server) recordFailed(w http.ResponseWriter, r *http.Request, id string, err error) {
+	s.opts.Logger.Error("recording a value.read audit event failed; the value was not sent", slog.String("credential", id), slog.Any("error", err))
+	unavailableProblem("the read could not be recorded in the audit log, so the value is not handed out; try again").write(w, r)
+}
+
+// writeValue writes the body of a read of c's current version, whose
+// value is val; the read is recorded already.
+func (s *Server) writeValue(w http.ResponseWriter, r *http.Request, p principal, c store.Credential, val secret.Value) {
 	if p.tokenID != "" {
 		s.touchToken(p.tokenID)
 	}
+	v := c.Current
 	body := valueBody{Credential: c.ID, Version: v.ID, Fingerprint: v.Fingerprint,
 		ExpiresAt: optTime(v.ExpiresAt), NextCutoverAt: optTime(c.State.NextRotationAt), Value: val.RevealString()}
 	b, err := json.Marshal(body)

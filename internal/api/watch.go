@@ -20,6 +20,9 @@ type hub struct {
 	st     store.Store
 	poll   time.Duration
 	logger *slog.Logger
+	// changed is told of each credential whose version the poller saw
+	// change.
+	changed func(id string)
 
 	mu      sync.Mutex
 	watched map[string]*watchEntry
@@ -39,9 +42,9 @@ type watchEntry struct {
 	waiters int
 }
 
-func newHub(st store.Store, poll time.Duration, logger *slog.Logger) *hub {
+func newHub(st store.Store, poll time.Duration, logger *slog.Logger, changed func(id string)) *hub {
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &hub{st: st, poll: poll, logger: logger, watched: map[string]*watchEntry{},
+	h := &hub{st: st, poll: poll, logger: logger, changed: changed, watched: map[string]*watchEntry{},
 		stop: cancel, done: make(chan struct{}), stopped: make(chan struct{})}
 	go h.run(ctx)
 	return h
@@ -124,6 +127,7 @@ func (h *hub) run(ctx context.Context) {
 		h.mu.Lock()
 		for id, v := range now {
 			if e, ok := h.watched[id]; ok && e.version != v {
+				h.changed(id)
 				close(e.ch)
 				e.ch, e.version = make(chan struct{}), v
 			}

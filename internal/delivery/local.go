@@ -17,8 +17,8 @@ import (
 // ActionValueRead is the audit action of a delivered value.
 const ActionValueRead = "value.read"
 
-// DefaultLocalPoll is how often a Local watch looks at the credential's
-// current version: one indexed single-row read per watched credential.
+// DefaultLocalPoll is how often a Local source looks at the current
+// versions of the credentials it watches: one query for all of them.
 const DefaultLocalPoll = time.Second
 
 // LocalOptions configures a Local source.
@@ -28,8 +28,8 @@ type LocalOptions struct {
 	// Reader names who reads, as recorded in value.read events (for
 	// example "uid:1000 (alice)").
 	Reader string
-	// Poll is how often Watch reads the current version id (DefaultLocalPoll
-	// when zero).
+	// Poll is how often the source reads the current versions of the
+	// credentials its watches wait on (DefaultLocalPoll when zero).
 	Poll time.Duration
 	// Now is the clock of audit events (time.Now when nil).
 	Now    func() time.Time
@@ -44,6 +44,7 @@ type Local struct {
 	opts   LocalOptions
 	sealer *audit.Sealer
 	sealMu sync.Mutex
+	poller *poller
 }
 
 // NewLocal returns a Local source. The store stays the caller's: Close does
@@ -64,7 +65,8 @@ func NewLocal(opts LocalOptions) (*Local, error) {
 	if opts.Reader == "" {
 		opts.Reader = "local"
 	}
-	return &Local{opts: opts, sealer: audit.NewSealer(opts.Store, audit.SealerOptions{Now: opts.Now})}, nil
+	return &Local{opts: opts, sealer: audit.NewSealer(opts.Store, audit.SealerOptions{Now: opts.Now}),
+		poller: newPoller(opts.Store, opts.Poll, opts.Logger)}, nil
 }
 
 // Read implements Source.
@@ -76,10 +78,11 @@ func (l *Local) Read(ctx context.Context, req ReadRequest) (Current, error) {
 	return l.open(ctx, c, req.Purpose)
 }
 
-// Watch implements Source.
+// Watch implements Source. It reads the credential, and while its current
+// version is AfterVersionID waits for the source's poller, which reads the
+// current versions of every credential watched in this process in one
+// query per interval.
 func (l *Local) Watch(ctx context.Context, req WatchRequest) (Current, error) {
-	t := time.NewTicker(l.opts.Poll)
-	defer t.Stop()
 	for {
 		c, err := l.opts.Store.GetCredential(ctx, req.CredentialID)
 		switch {
@@ -90,10 +93,17 @@ func (l *Local) Watch(ctx context.Context, req WatchRequest) (Current, error) {
 		case c.Current != nil && c.Current.ID != req.AfterVersionID:
 			return l.open(ctx, c, req.Purpose)
 		}
+		seen := ""
+		if c.Current != nil {
+			seen = c.Current.ID
+		}
+		changed := l.poller.subscribe(req.CredentialID, seen)
 		select {
 		case <-ctx.Done():
+			l.poller.unsubscribe(req.CredentialID)
 			return Current{}, ctx.Err()
-		case <-t.C:
+		case <-changed:
+			l.poller.unsubscribe(req.CredentialID)
 		}
 	}
 }

@@ -2,10 +2,14 @@ package delivery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
+
+	"github.com/rotatorhq/rotator/internal/secret"
 )
 
 // A header template is a header value with placeholders naming credentials:
@@ -16,6 +20,91 @@ import (
 
 // credentialIDRE is the form of a credential id (internal/config's slugs).
 var credentialIDRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,127}$`)
+
+// IsCredentialID reports whether s has the form of a credential id:
+// lower-case letters, digits, '.', '_' and '-', starting with a letter or
+// digit, at most 128 bytes.
+func IsCredentialID(s string) bool { return credentialIDRE.MatchString(s) }
+
+// Template is a parsed header value template, for a caller that renders it
+// many times (`rotator proxy` renders it again at each cutover).
+type Template struct {
+	// parts alternate literal text and credential ids: parts[i] is an id
+	// when isID[i].
+	parts []string
+	isID  []bool
+}
+
+// ParseTemplate parses a header value template such as "Bearer {github}".
+// It refuses, besides a malformed placeholder, a template that names no
+// credential (its value would be a literal, which belongs in no flag or
+// file), literal text that looks like a token, and literal text that may
+// not go into a header. Its errors start with "template" and never repeat
+// the template's text (it may hold a secret pasted in the wrong place).
+func ParseTemplate(s string) (Template, error) {
+	var t Template
+	var lit strings.Builder
+	flush := func() {
+		if lit.Len() > 0 {
+			t.parts, t.isID = append(t.parts, lit.String()), append(t.isID, false)
+			lit.Reset()
+		}
+	}
+	err := walk(s, func(l string) { lit.WriteString(l) }, func(id string) {
+		flush()
+		t.parts, t.isID = append(t.parts, id), append(t.isID, true)
+	})
+	if err != nil {
+		return Template{}, err
+	}
+	flush()
+	if len(t.Credentials()) == 0 {
+		return Template{}, errors.New("template names no credential: a header takes its value from one, as in 'Bearer {credential-id}' (a literal value belongs in no flag or file)")
+	}
+	for i, p := range t.parts {
+		if t.isID[i] {
+			continue
+		}
+		if kind, ok := secret.DetectToken(p); ok {
+			return Template{}, fmt.Errorf("template holds what looks like a %s in its literal text; a header takes secrets only from {credential-id} placeholders", kind)
+		}
+		if !validHeaderValue(p) {
+			return Template{}, errors.New("template holds a character not allowed in an HTTP header value (a control character or line break)")
+		}
+	}
+	return t, nil
+}
+
+// Credentials returns the credential ids the template names, in order of
+// first appearance.
+func (t Template) Credentials() []string {
+	var out []string
+	for i, p := range t.parts {
+		if t.isID[i] && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Render fills the placeholders with the values value returns. It returns
+// an error (naming the credential, never the value) when a value cannot go
+// into a header.
+func (t Template) Render(value func(credentialID string) string) (string, error) {
+	var b strings.Builder
+	for i, p := range t.parts {
+		if !t.isID[i] {
+			b.WriteString(p)
+			continue
+		}
+		v := value(p)
+		if !validHeaderValue(v) {
+			return "", fmt.Errorf("the current value of credential %q holds a character not allowed in an HTTP header (a control character or line break)", p)
+		}
+		b.WriteString(v)
+	}
+	return b.String(), nil
+}
 
 // Header is one header to deliver: its name and its value template.
 type Header struct {
@@ -32,7 +121,7 @@ func ParseHeader(s string) (Header, error) {
 	if !ok || name == "" {
 		return Header{}, fmt.Errorf("header argument of %d bytes: want Name=Template, for example 'Authorization=Bearer {github-mcp}' (the argument is not repeated: it may hold a secret)", len(s))
 	}
-	if !validHeaderName(name) {
+	if !ValidHeaderName(name) {
 		return Header{}, fmt.Errorf("header %q is not a valid HTTP header name (letters, digits and !#$%%&'*+-.^_`|~)", clip(name))
 	}
 	creds, err := Credentials(tmpl)
@@ -41,6 +130,9 @@ func ParseHeader(s string) (Header, error) {
 	}
 	if len(creds) == 0 {
 		return Header{}, fmt.Errorf("header %s: the template names no credential; put its id in braces, for example 'Bearer {github-mcp}'", name)
+	}
+	if _, err := ParseTemplate(tmpl); err != nil {
+		return Header{}, fmt.Errorf("header %s: %w", name, err)
 	}
 	return Header{Name: http.CanonicalHeaderKey(name), Template: tmpl}, nil
 }
@@ -154,8 +246,9 @@ func clip(s string) string {
 	return s
 }
 
-// validHeaderName reports whether s is an RFC 9110 token.
-func validHeaderName(s string) bool {
+// ValidHeaderName reports whether s may be an HTTP header name (an RFC
+// 9110 token).
+func ValidHeaderName(s string) bool {
 	if s == "" {
 		return false
 	}

@@ -3,6 +3,7 @@ package delivery_test
 import (
 	"errors"
 	"maps"
+	"slices"
 	"strings"
 	"testing"
 
@@ -127,5 +128,58 @@ func TestExpandHeaders(t *testing.T) {
 	})
 	if got != nil || !errors.Is(err, delivery.ErrForbidden) || !strings.Contains(err.Error(), "X-Both") {
 		t.Errorf("one unreadable credential: %v, %v; want nil headers and an error naming header and cause", got, err)
+	}
+}
+
+// TestParseTemplate covers the parsed form `rotator proxy` renders at each
+// cutover (and `rotator headers` checks its templates with).
+func TestParseTemplate(t *testing.T) {
+	t.Parallel()
+	tm, err := delivery.ParseTemplate("Basic {user}:{pass} {{user}} {user}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tm.Credentials(); !slices.Equal(got, []string{"user", "pass"}) {
+		t.Errorf("Credentials = %v; want [user pass]", got)
+	}
+	got, err := tm.Render(func(id string) string { return strings.ToUpper(id) + "{x}" })
+	if want := "Basic USER{x}:PASS{x} {user} USER{x}"; err != nil || got != want {
+		t.Errorf("Render = %q, %v; want %q", got, err, want)
+	}
+	// A value that would split the header is refused, naming the
+	// credential, not the value.
+	_, err = tm.Render(func(string) string { return "CANARY\r\nX-Evil: 1" })
+	if err == nil || strings.Contains(err.Error(), "CANARY") || !strings.Contains(err.Error(), `"user"`) {
+		t.Errorf("Render of a value with CR LF: %v", err)
+	}
+	tok := "ghp_" + "0123456789abcdefghijABCDEFGHIJ012345"
+	bad := map[string]string{
+		"Bearer literal":      "template names no credential",
+		"{{a}}":               "template names no credential",
+		"Bearer {a":           "is not closed",
+		"Bearer a} {b}":       "unmatched '}'",
+		"Bearer {Upper}":      "hold no credential id",
+		tok + " {a}":          "looks like a",
+		"x\x01y {a}":          "not allowed in an HTTP header value",
+		"{a}" + "\r\nX: {b}":  "not allowed in an HTTP header value",
+		"Bearer {" + tok + "": "is not closed",
+	}
+	for in, want := range bad {
+		_, err := delivery.ParseTemplate(in)
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.HasPrefix(err.Error(), "template") {
+			t.Errorf("ParseTemplate(%q) error = %v; want one starting with template, containing %q", in, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), tok) {
+			t.Errorf("ParseTemplate(%q): the error repeats the token", in)
+		}
+	}
+	// rotator headers refuses a token in the literal text too.
+	if _, err := delivery.ParseHeader("Authorization=Bearer {a} " + tok); err == nil || strings.Contains(err.Error(), tok) || !strings.Contains(err.Error(), "looks like a") {
+		t.Errorf("ParseHeader with a literal token: %v", err)
+	}
+	for in, want := range map[string]bool{"github-mcp": true, "a.b_c-1": true, "Upper": false, "-a": false, "": false, strings.Repeat("a", 129): false} {
+		if got := delivery.IsCredentialID(in); got != want {
+			t.Errorf("IsCredentialID(%q) = %v", in, got)
+		}
 	}
 }

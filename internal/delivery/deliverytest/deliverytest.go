@@ -222,6 +222,29 @@ func Exercise(t *testing.T, setup func(t *testing.T) Bundle) {
 		}
 	})
 
+	// A read committed after a cutover returns the new version, at once: a
+	// source may keep values, never serve one that is no longer current.
+	t.Run("ReadAfterRotation", func(t *testing.T) {
+		b := setup(t)
+		for i := range 3 {
+			if _, err := b.Source.Read(t.Context(), delivery.ReadRequest{CredentialID: CredA}); err != nil {
+				t.Fatal(err)
+			}
+			v := b.Fixture.Rotate(t, CredA)
+			cur, err := b.Source.Read(t.Context(), delivery.ReadRequest{CredentialID: CredA})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cur.VersionID != v || cur.Value.RevealString() != b.Fixture.Value(t, CredA) {
+				t.Fatalf("rotation %d: read version %s right after the cutover to %s (or another value)", i+1, cur.VersionID, v)
+			}
+			evs := readEvents(t, b.Fixture.Store, CredA)
+			if last := evs[len(evs)-1].data; last.Version != v {
+				t.Errorf("rotation %d: the last value.read event names version %s; want %s", i+1, last.Version, v)
+			}
+		}
+	})
+
 	t.Run("ConcurrentReads", func(t *testing.T) {
 		b := setup(t)
 		const workers, reads = 8, 10

@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/rotatorhq/rotator/internal/config"
+	"github.com/rotatorhq/rotator/internal/delivery"
 	"github.com/rotatorhq/rotator/internal/secret"
 )
 
@@ -34,7 +35,7 @@ type Spec struct {
 // Resolve turns a Spec into an Upstream, adding the default header.
 func (s Spec) Resolve() (Upstream, error) {
 	u := s.Upstream
-	if s.Credential != "" && !credentialID.MatchString(s.Credential) {
+	if s.Credential != "" && !delivery.IsCredentialID(s.Credential) {
 		return u, fmt.Errorf("credential %s is not a credential id (lower-case letters, digits, '.', '_' and '-')", show(s.Credential))
 	}
 	if len(u.Headers) == 0 {
@@ -192,7 +193,7 @@ func (p *cfgParser) upstream(field string, n *yaml.Node) (Upstream, bool) {
 		switch k.Value {
 		case "name":
 			str(k, v, &s.Name)
-			if s.Name != "" && !credentialID.MatchString(s.Name) {
+			if s.Name != "" && !delivery.IsCredentialID(s.Name) {
 				p.add(v.Line, f, "must be lower-case letters, digits, '.', '_' and '-'")
 			}
 		case "listen":
@@ -230,8 +231,8 @@ func (p *cfgParser) upstream(field string, n *yaml.Node) (Upstream, bool) {
 					p.add(hv.Line, hf, "must be a string template, such as \"Bearer {credential-id}\"")
 					continue
 				}
-				if _, err := parseTemplate(hv.Value); err != nil {
-					p.add(hv.Line, hf, "template "+err.Error())
+				if _, err := delivery.ParseTemplate(hv.Value); err != nil {
+					p.add(hv.Line, hf, err.Error())
 					continue
 				}
 				s.Headers = append(s.Headers, Header{Name: hk.Value, Template: hv.Value})

@@ -69,7 +69,7 @@ func TestParseConfig(t *testing.T) {
 			"7|proxies[0].headers|Connection is a hop-by-hop header",
 			"8|proxies[0].headers.X-Key|template names no credential",
 			"9|proxies[0].headers.X-Tok|looks like a",
-			"10|proxies[0].headers.X-Ok|unclosed '{'",
+			"10|proxies[0].headers.X-Ok|is not closed",
 			"11|proxies[0].headers|belongs to HTTP or to the MCP transport",
 		}},
 		"credential named by no header": {`proxies:

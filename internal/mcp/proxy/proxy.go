@@ -163,7 +163,7 @@ type upstream struct {
 
 type compiledHeader struct {
 	name string
-	tmpl template
+	tmpl delivery.Template
 }
 
 // rendered is an upstream's header values for one set of versions.
@@ -255,15 +255,15 @@ func (p *Proxy) compile(cfg Upstream) (*upstream, error) {
 				return nil, fmt.Errorf("header %s is given twice", name)
 			}
 		}
-		t, err := parseTemplate(h.Template)
+		t, err := delivery.ParseTemplate(h.Template)
 		if err != nil {
-			return nil, fmt.Errorf("header %s: template %w", name, err)
+			return nil, fmt.Errorf("header %s: %w", name, err)
 		}
 		u.headers = append(u.headers, compiledHeader{name: name, tmpl: t})
 		if name != "Authorization" {
 			u.injected = append(u.injected, name)
 		}
-		for _, id := range t.ids() {
+		for _, id := range t.Credentials() {
 			c := p.creds[id]
 			if c == nil {
 				c = &cred{id: id, src: p.src, red: p.opts.Redactor, log: p.log}
@@ -364,7 +364,7 @@ func (u *upstream) current() *rendered {
 		vals[c.id] = n.curs[i].Value.RevealString()
 	}
 	for i, h := range u.headers {
-		v, err := h.tmpl.render(func(id string) string { return vals[id] })
+		v, err := h.tmpl.Render(func(id string) string { return vals[id] })
 		if err != nil {
 			n.err = fmt.Errorf("header %s: %w", h.name, err)
 			break
