@@ -23,8 +23,6 @@ func TestClientConfigs(t *testing.T) {
 	if err != nil || len(files) < 8 {
 		t.Fatalf("client configurations: %v %v", files, err)
 	}
-	envRef := regexp.MustCompile(`"--env", "[A-Z_]+=([a-z0-9-]+)"`)
-	headerRef := regexp.MustCompile(`\{([a-z0-9-]+)\}`)
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -36,15 +34,53 @@ func TestClientConfigs(t *testing.T) {
 				t.Errorf("%s: %v", f, err)
 			}
 		}
-		refs := envRef.FindAllStringSubmatch(string(b), -1)
-		refs = append(refs, headerRef.FindAllStringSubmatch(string(b), -1)...)
-		if len(refs) == 0 {
+		exec, headers := credentialRefs(b)
+		if len(exec)+len(headers) == 0 {
 			t.Errorf("%s names no credential", f)
 		}
-		for _, r := range refs {
-			if !strings.Contains(string(inv), "  - id: "+r[1]+"\n") {
-				t.Errorf("%s names credential %q, which mcp-servers.yaml does not declare", f, r[1])
+		for _, id := range append(exec, headers...) {
+			if !strings.Contains(string(inv), "  - id: "+id+"\n") {
+				t.Errorf("%s names credential %q, which mcp-servers.yaml does not declare", f, id)
 			}
 		}
 	}
+}
+
+var (
+	envRef    = regexp.MustCompile(`"--env", "[A-Z_]+=([a-z0-9-]+)"`)
+	headerRef = regexp.MustCompile(`\{([a-z0-9-]+)\}`)
+)
+
+// credentialRefs returns the credentials a client configuration has
+// rotator exec put in a server's environment (--env NAME=ID) and rotator
+// headers put in a header ({ID}).
+func credentialRefs(b []byte) (exec, headers []string) {
+	for _, m := range envRef.FindAllSubmatch(b, -1) {
+		exec = append(exec, string(m[1]))
+	}
+	for _, m := range headerRef.FindAllSubmatch(b, -1) {
+		headers = append(headers, string(m[1]))
+	}
+	return exec, headers
+}
+
+// clientCredentials returns the credentials the configurations under
+// clients/ have delivered, by command ("exec", "headers").
+func clientCredentials(t *testing.T) map[string][]string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("clients", "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		exec, headers := credentialRefs(b)
+		out["exec"] = append(out["exec"], exec...)
+		out["headers"] = append(out["headers"], headers...)
+	}
+	return out
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -17,6 +18,7 @@ import (
 
 	"github.com/rotatorhq/rotator/internal/config"
 	"github.com/rotatorhq/rotator/internal/inventory"
+	"github.com/rotatorhq/rotator/internal/settings"
 	"github.com/rotatorhq/rotator/internal/store"
 	"github.com/rotatorhq/rotator/internal/store/sqlite"
 )
@@ -26,7 +28,10 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // TestMCPServersInventory loads examples/mcp-servers.yaml as `rotator
 // apply` does (runbooks resolved and checked), then applies it to an empty
 // store with DryRun: it must create every provider, target and credential,
-// with no error and no warning, and write nothing.
+// with no error and no warning, and write nothing. Every credential must
+// reach its consumer: through a target, through the delivery commands an
+// MCP client configuration under clients/ runs (rotator exec, headers), or
+// as another provider's {credential: ID} setting.
 func TestMCPServersInventory(t *testing.T) {
 	t.Parallel()
 	cfg, err := config.Load("mcp-servers.yaml")
@@ -41,12 +46,29 @@ func TestMCPServersInventory(t *testing.T) {
 		"slack-mcp-bot-token":   "exec",
 		"reports-db-url":        "postgres-role",
 		"memory-redis-password": "redis-acl",
+		"gateway-okta-key":      "oauth2-private-key-jwt",
 		"gateway-okta-token":    "oauth2-client-credentials",
 		"shop-db-url":           "mysql-user",
 		"cost-explorer-aws-key": "aws-iam-access-key",
 	}
 	if len(cfg.Credentials) != len(want) {
 		t.Errorf("%d credentials, want %d", len(cfg.Credentials), len(want))
+	}
+	// Who reads a credential without a target: the client configurations,
+	// and providers that sign with it.
+	delivered := clientCredentials(t)
+	usedBy := map[string]string{}
+	for _, p := range cfg.Providers {
+		for _, id := range settings.CredentialRefs(p.Settings) {
+			usedBy[id] = p.Name
+		}
+	}
+	// The GitHub MCP server gets its token from rotator exec, not a file.
+	if !slices.Contains(delivered["exec"], "github-mcp-token") {
+		t.Errorf("no client configuration runs the GitHub MCP server under rotator exec with github-mcp-token: %v", delivered)
+	}
+	if usedBy["gateway-okta-key"] != "okta-m2m" {
+		t.Errorf("gateway-okta-key is used by provider %q, want okta-m2m (client_auth: private_key_jwt)", usedBy["gateway-okta-key"])
 	}
 	for _, c := range cfg.Credentials {
 		p, _ := cfg.Provider(c.Provider)
@@ -56,8 +78,14 @@ func TestMCPServersInventory(t *testing.T) {
 		if c.RunbookRef.Digest == "" {
 			t.Errorf("credential %s: runbook %s was not resolved", c.ID, c.Runbook)
 		}
-		if len(c.Targets) == 0 {
-			t.Errorf("credential %s publishes nowhere", c.ID)
+		byClients := slices.Contains(delivered["exec"], c.ID) || slices.Contains(delivered["headers"], c.ID)
+		if len(c.Targets) == 0 && !byClients && usedBy[c.ID] == "" {
+			t.Errorf("credential %s reaches no consumer: no target, no client configuration under clients/ names it, and no provider signs with it", c.ID)
+		}
+		// A copy in a file would outlive exec, which holds the token in
+		// the server's environment only.
+		if c.ID == "github-mcp-token" && len(c.Targets) > 0 {
+			t.Errorf("credential %s is delivered by rotator exec and still published to targets %v", c.ID, c.Targets)
 		}
 	}
 

@@ -129,6 +129,18 @@ func (s *Server) Issued(token string) bool {
 	return ok
 }
 
+// Tokens returns every access token this server issued: what a leak test
+// searches for.
+func (s *Server) Tokens() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.tokens))
+	for t := range s.tokens {
+		out = append(out, t)
+	}
+	return out
+}
+
 // Stall holds every request until the returned function is called.
 func (s *Server) Stall(testing.TB) (resume func()) {
 	s.mu.Lock()

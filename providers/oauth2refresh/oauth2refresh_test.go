@@ -2,6 +2,7 @@ package oauth2refresh_test
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/internal/settings"
 	"github.com/rotatorhq/rotator/internal/testlog"
+	"github.com/rotatorhq/rotator/internal/testoauth"
 	"github.com/rotatorhq/rotator/providers"
 	"github.com/rotatorhq/rotator/providers/oauth2refresh"
 	"github.com/rotatorhq/rotator/providers/providertest"
@@ -23,14 +25,14 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 type fixture struct {
-	as     *authServer
+	as     *testoauth.Server
 	secret secret.Value
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{as: newAuthServer(t), secret: secret.NewString(random("cs-"))}
-	f.as.set(func(as *authServer) { as.clients["mcp-client"] = f.secret.RevealString() })
+	f := &fixture{as: testoauth.New(t), secret: secret.NewString("cs-" + rand.Text())}
+	f.as.AddClient("mcp-client", f.secret.RevealString())
 	return f
 }
 
@@ -49,7 +51,7 @@ func (f *fixture) login(t *testing.T) secret.Value {
 	if err != nil {
 		t.Fatalf("device authorization: %v", err)
 	}
-	if !f.as.approve(da.UserCode) {
+	if !f.as.Approve(da.UserCode) {
 		t.Fatalf("the server does not know user code %s", da.UserCode)
 	}
 	tok, err := cfg.DeviceAccessToken(ctx, da, resource)
@@ -167,16 +169,16 @@ func TestRotatedRefreshTokenIsState(t *testing.T) {
 			t.Fatalf("Verify #%d: %v", i+2, err)
 		}
 	}
-	if n := f.as.reuseCount(); n != 0 {
+	if n := f.as.Reuses(); n != 0 {
 		t.Errorf("the server detected %d refresh token reuses", n)
 	}
-	for _, r := range f.as.resourcesSeen() {
+	for _, r := range f.as.ResourcesSeen() {
 		if r != f.as.URL+"/api" {
 			t.Errorf("a refresh sent resource %q, want %s", r, f.as.URL+"/api")
 		}
 	}
-	if len(f.as.resourcesSeen()) != 4 {
-		t.Errorf("%d refreshes seen, want 4", len(f.as.resourcesSeen()))
+	if len(f.as.ResourcesSeen()) != 4 {
+		t.Errorf("%d refreshes seen, want 4", len(f.as.ResourcesSeen()))
 	}
 
 	// A stale state (an old refresh token) on a process that does not know
@@ -193,8 +195,8 @@ func TestRotatedRefreshTokenIsState(t *testing.T) {
 		}
 	}
 	errs = append(errs, err.Error())
-	if f.as.reuseCount() != 1 {
-		t.Errorf("reuse detections = %d, want 1", f.as.reuseCount())
+	if f.as.Reuses() != 1 {
+		t.Errorf("reuse detections = %d, want 1", f.as.Reuses())
 	}
 	// The whole grant is dead now, the newest refresh token too.
 	_, err = mint(t.Context(), f.provider(t, logger, rt, nil), state)
@@ -244,7 +246,7 @@ func TestRerunMintDoesNotReuse(t *testing.T) {
 			t.Error("the re-run returned the same access token")
 		}
 	}
-	if n := f.as.reuseCount(); n != 0 {
+	if n := f.as.Reuses(); n != 0 {
 		t.Errorf("the server detected %d reuses", n)
 	}
 }
@@ -268,7 +270,7 @@ func TestNewBootstrapIsUsed(t *testing.T) {
 	if _, err := mint(t.Context(), f.provider(t, nil, newRT, nil), next.State); err != nil {
 		t.Fatalf("Mint from the new lineage's state: %v", err)
 	}
-	if n := f.as.reuseCount(); n != 0 {
+	if n := f.as.Reuses(); n != 0 {
 		t.Errorf("the server detected %d reuses", n)
 	}
 }
@@ -279,7 +281,7 @@ func TestNonRotatingServer(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	rt := f.login(t)
-	f.as.set(func(as *authServer) { as.rotate = false })
+	f.as.SetRotate(false)
 	p := f.provider(t, nil, rt, nil)
 	a, err := mint(t.Context(), p, secret.Value{})
 	if err != nil {
@@ -296,7 +298,7 @@ func TestNonRotatingServer(t *testing.T) {
 func TestPublicClient(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	f.as.set(func(as *authServer) { as.clients["public-client"] = "" })
+	f.as.AddClient("public-client", "")
 	// Bootstrap a grant for the public client directly through the device
 	// flow with no secret.
 	cfg := &oauth2.Config{ClientID: "public-client", Endpoint: oauth2.Endpoint{DeviceAuthURL: f.as.URL + "/device", TokenURL: f.as.URL + "/token", AuthStyle: oauth2.AuthStyleInParams}}
@@ -305,7 +307,7 @@ func TestPublicClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.as.approve(da.UserCode)
+	f.as.Approve(da.UserCode)
 	tok, err := cfg.DeviceAccessToken(ctx, da)
 	if err != nil {
 		t.Fatal(err)
@@ -396,7 +398,7 @@ func TestLoginWithDeviceGrant(t *testing.T) {
 		Common: providers.Common{CredentialID: "mcp-token"},
 		Prompt: func(lp providers.LoginPrompt) {
 			prompted = lp
-			if !f.as.approve(lp.UserCode) { // the operator approves in a browser
+			if !f.as.Approve(lp.UserCode) { // the operator approves in a browser
 				t.Errorf("unknown user code %q", lp.UserCode)
 			}
 		},

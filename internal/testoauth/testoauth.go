@@ -1,4 +1,9 @@
-package oauth2refresh_test
+// Package testoauth is an in-process OAuth 2.0 authorization server for
+// the tests of the oauth2-refresh-token provider and the end-to-end tests:
+// the device authorization grant, the refresh_token grant with
+// refresh-token rotation and reuse detection, resource indicators,
+// introspection and revocation, at the protocol level.
+package testoauth
 
 import (
 	"context"
@@ -18,15 +23,15 @@ import (
 	"github.com/rotatorhq/rotator/providers"
 )
 
-// authServer is an OAuth 2.0 authorization server speaking the protocol
-// the provider uses: the device authorization grant (RFC 8628) to start a
+// Server is an OAuth 2.0 authorization server speaking the protocol the
+// oauth2-refresh-token provider uses: the device authorization grant (RFC 8628) to start a
 // grant, the refresh_token grant with refresh-token rotation and reuse
 // detection (every refresh answers a new refresh token and invalidates the
 // old; presenting an invalidated one revokes the whole grant, its refresh
 // and access tokens: OAuth 2.0 Security BCP §4.14), RFC 8707 resource
 // indicators, RFC 7662 introspection and RFC 7009 revocation. A resource
 // endpoint (/api/whoami) accepts live access tokens as a bearer token.
-type authServer struct {
+type Server struct {
 	*httptest.Server
 
 	mu        sync.Mutex
@@ -38,6 +43,7 @@ type authServer struct {
 	grants    map[string]*grant
 	refresh   map[string]*refreshToken
 	access    map[string]*accessToken
+	issued    []string               // every refresh and access token, in order
 	devices   map[string]*deviceCode // by device code
 	reuses    int                    // reuse detections
 	seen      []string               // resource parameters of refresh requests
@@ -67,9 +73,12 @@ type deviceCode struct {
 	approved, done             bool
 }
 
-func newAuthServer(t *testing.T) *authServer {
+// New starts a server that issues tokens for the resource URL+"/api"
+// with the scope "mcp:read mcp:write", rotating refresh tokens; it stops
+// when the test ends. It knows no client until AddClient.
+func New(t testing.TB) *Server {
 	t.Helper()
-	as := &authServer{
+	as := &Server{
 		clients: map[string]string{}, ttl: time.Hour, rotate: true, scopes: []string{"mcp:read", "mcp:write"},
 		grants: map[string]*grant{}, refresh: map[string]*refreshToken{}, access: map[string]*accessToken{}, devices: map[string]*deviceCode{},
 	}
@@ -85,13 +94,55 @@ func newAuthServer(t *testing.T) *authServer {
 	return as
 }
 
-func (as *authServer) set(f func(as *authServer)) {
+// AddClient registers a client; a public client has the secret "".
+func (as *Server) AddClient(id, secret string) {
+	as.mu.Lock()
+	defer as.mu.Unlock()
+	as.clients[id] = secret
+}
+
+// SetRotate sets whether a refresh answers a new refresh token and
+// invalidates the one presented (the default), or keeps it (a server
+// that does not rotate refresh tokens).
+func (as *Server) SetRotate(rotate bool) {
+	as.mu.Lock()
+	defer as.mu.Unlock()
+	as.rotate = rotate
+}
+
+// Resource is the resource the server issues tokens for, to send as the
+// resource parameter.
+func (as *Server) Resource() string { return as.URL + "/api" }
+
+// Grant starts a grant for a registered client and resource as an
+// approved authorization would, and returns its refresh token: a
+// bootstrap refresh token without the device grant.
+func (as *Server) Grant(clientID, resource string) string {
+	as.mu.Lock()
+	defer as.mu.Unlock()
+	g := &grant{id: random("g_"), client: clientID, scope: as.scopes, resource: resource}
+	as.grants[g.id] = g
+	rt := random("rt_")
+	as.refresh[rt] = &refreshToken{grant: g}
+	as.issued = append(as.issued, rt)
+	return rt
+}
+
+// Issued returns every refresh and access token the server issued, in
+// order: what a leak test searches for.
+func (as *Server) Issued() []string {
+	as.mu.Lock()
+	defer as.mu.Unlock()
+	return slices.Clone(as.issued)
+}
+
+func (as *Server) set(f func(as *Server)) {
 	as.mu.Lock()
 	defer as.mu.Unlock()
 	f(as)
 }
 
-func (as *authServer) stalling(next http.Handler) http.Handler {
+func (as *Server) stalling(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		as.mu.Lock()
 		stall := as.stall
@@ -108,13 +159,13 @@ func (as *authServer) stalling(next http.Handler) http.Handler {
 }
 
 // Stall implements providertest.Staller.
-func (as *authServer) Stall(t *testing.T) func() {
+func (as *Server) Stall(t *testing.T) func() {
 	ch := make(chan struct{})
-	as.set(func(as *authServer) { as.stall = ch })
+	as.set(func(as *Server) { as.stall = ch })
 	var once sync.Once
 	resume := func() {
 		once.Do(func() {
-			as.set(func(as *authServer) { as.stall = nil })
+			as.set(func(as *Server) { as.stall = nil })
 			close(ch)
 		})
 	}
@@ -141,7 +192,7 @@ func oauthError(w http.ResponseWriter, status int, code, desc string) {
 
 // client authenticates the request's client (HTTP Basic or form fields; a
 // public client sends only its client_id). Caller holds as.mu.
-func (as *authServer) client(r *http.Request) (string, bool) {
+func (as *Server) client(r *http.Request) (string, bool) {
 	id, sec, basic := r.BasicAuth()
 	if basic {
 		id, _ = url.QueryUnescape(id)
@@ -153,7 +204,7 @@ func (as *authServer) client(r *http.Request) (string, bool) {
 	return id, ok && sec == want && (want != "" || !basic)
 }
 
-func (as *authServer) deviceAuthorization(w http.ResponseWriter, r *http.Request) {
+func (as *Server) deviceAuthorization(w http.ResponseWriter, r *http.Request) {
 	_ = r.ParseForm()
 	as.mu.Lock()
 	defer as.mu.Unlock()
@@ -176,9 +227,9 @@ func (as *authServer) deviceAuthorization(w http.ResponseWriter, r *http.Request
 	})
 }
 
-// approve approves the pending device code with the given user code, as a
+// Approve approves the pending device code with the given user code, as a
 // user at the verification URI would.
-func (as *authServer) approve(userCode string) bool {
+func (as *Server) Approve(userCode string) bool {
 	as.mu.Lock()
 	defer as.mu.Unlock()
 	for _, dc := range as.devices {
@@ -191,19 +242,21 @@ func (as *authServer) approve(userCode string) bool {
 }
 
 // issue answers a token response for g. Caller holds as.mu.
-func (as *authServer) issue(w http.ResponseWriter, g *grant, withRefresh bool) {
+func (as *Server) issue(w http.ResponseWriter, g *grant, withRefresh bool) {
 	at := random("at_")
 	as.access[at] = &accessToken{grant: g, exp: time.Now().Add(as.ttl)}
+	as.issued = append(as.issued, at)
 	resp := map[string]any{"access_token": at, "token_type": "Bearer", "expires_in": int(as.ttl.Seconds()), "scope": strings.Join(g.scope, " ")}
 	if withRefresh {
 		rt := random("rt_")
 		as.refresh[rt] = &refreshToken{grant: g}
+		as.issued = append(as.issued, rt)
 		resp["refresh_token"] = rt
 	}
 	reply(w, http.StatusOK, resp)
 }
 
-func (as *authServer) token(w http.ResponseWriter, r *http.Request) {
+func (as *Server) token(w http.ResponseWriter, r *http.Request) {
 	_ = r.ParseForm()
 	as.mu.Lock()
 	defer as.mu.Unlock()
@@ -270,7 +323,7 @@ func (as *authServer) token(w http.ResponseWriter, r *http.Request) {
 
 // revokeGrant revokes a grant with its refresh and access tokens. Caller
 // holds as.mu.
-func (as *authServer) revokeGrant(g *grant) {
+func (as *Server) revokeGrant(g *grant) {
 	g.revoked = true
 	for _, a := range as.access {
 		if a.grant == g {
@@ -280,7 +333,7 @@ func (as *authServer) revokeGrant(g *grant) {
 }
 
 // live returns the live access token at, or nil. Caller holds as.mu.
-func (as *authServer) live(at string) *accessToken {
+func (as *Server) live(at string) *accessToken {
 	a := as.access[at]
 	if a == nil || a.revoked || a.grant.revoked || !time.Now().Before(a.exp) {
 		return nil
@@ -288,7 +341,7 @@ func (as *authServer) live(at string) *accessToken {
 	return a
 }
 
-func (as *authServer) introspect(w http.ResponseWriter, r *http.Request) {
+func (as *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	_ = r.ParseForm()
 	as.mu.Lock()
 	defer as.mu.Unlock()
@@ -307,7 +360,7 @@ func (as *authServer) introspect(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (as *authServer) revoke(w http.ResponseWriter, r *http.Request) {
+func (as *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	_ = r.ParseForm()
 	as.mu.Lock()
 	defer as.mu.Unlock()
@@ -325,7 +378,7 @@ func (as *authServer) revoke(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-func (as *authServer) whoami(w http.ResponseWriter, r *http.Request) {
+func (as *Server) whoami(w http.ResponseWriter, r *http.Request) {
 	at, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	as.mu.Lock()
 	defer as.mu.Unlock()
@@ -339,7 +392,7 @@ func (as *authServer) whoami(w http.ResponseWriter, r *http.Request) {
 
 // Accepts implements providertest.Resource: it calls the resource endpoint
 // with the access token.
-func (as *authServer) Accepts(ctx context.Context, v providers.VersionRef) (bool, error) {
+func (as *Server) Accepts(ctx context.Context, v providers.VersionRef) (bool, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, as.URL+"/api/whoami", nil)
 	if err != nil {
 		return false, err
@@ -359,13 +412,16 @@ func (as *authServer) Accepts(ctx context.Context, v providers.VersionRef) (bool
 	return false, fmt.Errorf("the resource answered HTTP %d", resp.StatusCode)
 }
 
-func (as *authServer) reuseCount() int {
+// Reuses returns how many times a used refresh token was presented
+// again (each revoked its grant).
+func (as *Server) Reuses() int {
 	as.mu.Lock()
 	defer as.mu.Unlock()
 	return as.reuses
 }
 
-func (as *authServer) resourcesSeen() []string {
+// ResourcesSeen returns the resource parameter of every refresh request.
+func (as *Server) ResourcesSeen() []string {
 	as.mu.Lock()
 	defer as.mu.Unlock()
 	return slices.Clone(as.seen)
