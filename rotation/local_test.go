@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -117,4 +118,45 @@ func (m *mintCounter) n() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.mints
+}
+
+// TestPermanentFailureIsNotRetried: a provider error wrapping
+// providers.ErrPermanent (a revoked grant, a refused permission) ends the
+// credential needs_attention at the first failure, unscheduled, instead of
+// after MaxAttempts backoffs; an ordinary error is retried.
+func TestPermanentFailureIsNotRetried(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		b := setup(t, st, credYAML("perm", "flt", "max_age: 1h")+credYAML("temp", "flt", "max_age: 1h"),
+			setupOpts{engine: func(o *rotation.Options) { o.MaxAttempts = 5 }})
+		b.rotateOK(t, "perm")
+		b.rotateOK(t, "temp")
+
+		b.control(t, `{"fail": ["verify"]}`)
+		tr := b.waitDone(t, b.rotate(t, rotation.Request{Selection: ids("temp")}))
+		if tr.State != string(rotation.StateRolledBack) || strings.Contains(tr.Error, "permanent") {
+			t.Fatalf("ordinary failure: run %s %q", tr.State, tr.Error)
+		}
+		if c := b.cred(t, "temp"); c.State.Status != store.StatusFailing || c.State.NextRotationAt.IsZero() {
+			t.Errorf("after an ordinary failure: %s, next %v; want failing and rescheduled", c.State.Status, c.State.NextRotationAt)
+		}
+
+		b.control(t, `{"fail": ["verify"], "permanent": ["verify"]}`)
+		pr := b.waitDone(t, b.rotate(t, rotation.Request{Selection: ids("perm")}))
+		if pr.State != string(rotation.StateRolledBack) || !strings.Contains(pr.Error, "permanent: not retried") {
+			t.Fatalf("permanent failure: run %s %q; want rolled_back, not retried", pr.State, pr.Error)
+		}
+		c := b.cred(t, "perm")
+		if c.State.Status != store.StatusNeedsAttention || !c.State.NextRotationAt.IsZero() || c.State.FailureCount != 1 {
+			t.Errorf("after a permanent failure: %s, next %v, failures %d; want needs_attention, unscheduled, 1",
+				c.State.Status, c.State.NextRotationAt, c.State.FailureCount)
+		}
+		if c.Current == nil || !b.resource().Valid(b.open(t, *c.Current)) {
+			t.Error("the current value is no longer valid after a rolled-back run")
+		}
+		b.control(t, "")
+		if r := b.rotateOK(t, "perm"); r.State != string(rotation.StateSucceeded) {
+			t.Fatalf("rotation after fixing the cause: %s", r.State)
+		}
+	})
 }

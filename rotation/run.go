@@ -855,8 +855,24 @@ func (x *execution) failBeforeCutover(ctx context.Context, step string, cause er
 		return Done, time.Time{}, nil
 	}
 	msg := fmt.Sprintf("%s failed: %s", step, x.scrub(cause))
+	if permanent(step, cause) {
+		// The provider or target says retrying cannot help (a revoked
+		// grant, a refused permission): the credential needs attention now
+		// instead of after MaxAttempts backoffs.
+		x.giveUp = true
+		msg += " (permanent: not retried)"
+	}
 	x.logger().Warn("rotation failed before cutover; rolling back", slog.String("step", step), slog.String("error", msg))
 	return Done, time.Time{}, x.rollback(ctx, msg)
+}
+
+// permanent reports whether a failed step's error is one retrying cannot
+// fix: a provider or target call that returned an error wrapping
+// ErrPermanent (the plugin contract). Building the plugins ("load") is
+// retried whatever it says: a reload, or another credential's first value,
+// can fix it.
+func permanent(step string, err error) bool {
+	return step != "load" && (errors.Is(err, providers.ErrPermanent) || errors.Is(err, targets.ErrPermanent))
 }
 
 // rollback discards the pending version of a run that has not cut over:
@@ -894,6 +910,10 @@ func (x *execution) failAtCutover(ctx context.Context, cause error) (Outcome, ti
 		return Done, time.Time{}, nil
 	}
 	msg := fmt.Sprintf("%s failed: %s", x.lastStepName(), x.scrub(cause))
+	if permanent(x.lastStepName(), cause) {
+		x.giveUp = true
+		msg += " (permanent: not retried)"
+	}
 	x.logger().Warn("cutover failed; restoring the previous value at targets", slog.String("error", msg))
 	bg := context.WithoutCancel(ctx)
 	x.restoreTargets(bg)

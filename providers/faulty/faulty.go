@@ -12,6 +12,9 @@
 //
 //	{"fail": ["mint", "verify"], "hang": ["activate"], "delay": {"mint": "2s"}, "grant": ["admin"]}
 //
+// A step in both fail and permanent fails with an error wrapping
+// providers.ErrPermanent, as a revoked grant or a refused permission does.
+//
 // grant adds scopes to what mint and verify report as granted, as a
 // resource that gives more than was asked for would; unreported_scope
 // (["mint", "verify"]) makes those steps not report the granted scope at
@@ -118,6 +121,9 @@ type Control struct {
 	// Unreported lists the steps ("mint", "verify") that do not report the
 	// granted scope, as an OAuth token response without scope does not.
 	Unreported []string `json:"unreported_scope"`
+	// Permanent lists the steps of Fail whose failure wraps
+	// providers.ErrPermanent (retrying cannot help).
+	Permanent []string `json:"permanent"`
 }
 
 // Provider is the faulty provider.
@@ -201,6 +207,9 @@ func (p *Provider) behave(ctx context.Context, step string) error {
 				return ctx.Err()
 			}
 			return fmt.Errorf("%s (failure %d of %d): %w", step, n, c.FailTimes, ErrInjected)
+		}
+		if slices.Contains(c.Permanent, step) {
+			return fmt.Errorf("%s: %w: %w", step, ErrInjected, providers.ErrPermanent)
 		}
 		return fmt.Errorf("%s: %w", step, ErrInjected)
 	}
