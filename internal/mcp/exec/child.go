@@ -38,6 +38,10 @@ type childSpec struct {
 	stderr io.Writer
 }
 
+// stdoutDrain bounds how long a child's exit waits for the rest of its
+// relayed stdout.
+const stdoutDrain = time.Second
+
 // startChild starts a child; with relayed pipes, onLine receives each line
 // it writes on stdout (from a goroutine) and onEOF is called when its
 // stdout ends. onExit is called from a goroutine after the process ended.
@@ -77,19 +81,33 @@ func startChild(s childSpec, onLine func(*child, []byte), onEOF func(*child), on
 		}
 		return nil, startError(s.path, err)
 	}
+	var outDone chan struct{}
 	if inW != nil {
 		c.in = newQueue(inW, inW.Close)
 		c.outRead = outR
+		outDone = make(chan struct{})
 		go func() {
 			_ = readLines(outR, func(l []byte) { onLine(c, l) })
 			_ = outR.Close()
 			onEOF(c)
+			close(outDone)
 		}()
 	}
 	go func() {
 		_ = cmd.Wait()
 		c.state = cmd.ProcessState
 		close(c.exited)
+		if outDone != nil {
+			// The lines the child wrote just before it exited are still
+			// in the pipe: report the exit after them. A grandchild that
+			// keeps the pipe open does not hold the exit back for long.
+			t := time.NewTimer(stdoutDrain)
+			select {
+			case <-outDone:
+			case <-t.C:
+			}
+			t.Stop()
+		}
 		onExit(c)
 	}()
 	return c, nil
