@@ -310,11 +310,7 @@ func (x *execution) common(step, versionID string) providers.Common {
 func (x *execution) call(ctx context.Context, step string, fn func(ctx context.Context) error) (err error) {
 	cctx, cancel := context.WithTimeoutCause(ctx, x.e.opts.StepTimeout, fmt.Errorf("step %s timed out after %s", step, x.e.opts.StepTimeout))
 	defer cancel()
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("step %s: the plugin panicked at %s (the panic's message is withheld: it may hold a secret)", step, panicSite())
-		}
-	}()
+	defer recoverPlugin(step, &err)
 	err = fn(cctx)
 	if err != nil && cctx.Err() != nil && ctx.Err() == nil {
 		err = fmt.Errorf("%w: %w", context.Cause(cctx), err)
@@ -322,11 +318,19 @@ func (x *execution) call(ctx context.Context, step string, fn func(ctx context.C
 	return err
 }
 
+// recoverPlugin, deferred around a plugin call, turns a panic into the
+// call's error: where it panicked, without the panic's message.
+func recoverPlugin(step string, err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("step %s: the plugin panicked at %s (the panic's message is withheld: it may hold a secret)", step, panicSite())
+	}
+}
+
 // panicSite names the function, file and line that panicked, from a
 // deferred recover: the first frame below runtime.gopanic.
 func panicSite() string {
 	pcs := make([]uintptr, 32)
-	frames := runtime.CallersFrames(pcs[:runtime.Callers(3, pcs)])
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(4, pcs)])
 	for {
 		f, more := frames.Next()
 		if !strings.HasPrefix(f.Function, "runtime.") {
