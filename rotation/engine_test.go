@@ -1360,3 +1360,102 @@ func riverJobs(t *testing.T, st store.Store) []string {
 	}
 	return out
 }
+
+// TestPanickingStepFailsCleanly: a plugin step that panics (the faulty
+// provider's panic list: the panic message quotes the value the step was
+// given, or minted) fails its run as an error would — rolled back before
+// cutover, retried at retirement — and the workers go on rotating; no log
+// line, run or step error, audit event, notification or River job holds
+// the value.
+func TestPanickingStepFailsCleanly(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		b := setup(t, st, credYAML("flt-panic", "flt", "max_age: 1h", "out=FLT"),
+			setupOpts{engine: func(o *rotation.Options) { o.MaxAttempts = 5 }})
+		values := map[string]secret.Value{} // version id → value
+		collect := func(v store.Version) {
+			if _, ok := values[v.ID]; !ok && len(v.Sealed) > 0 {
+				values[v.ID] = b.open(t, v)
+			}
+		}
+		r := b.rotateOK(t, "flt-panic")
+		collect(b.version(t, r.NewVersionID))
+
+		// Before cutover: the run rolls back with an error naming the
+		// panic. The step is delayed so that the pending value can be read
+		// before the rollback clears it.
+		for _, step := range []string{"mint", "activate", "verify"} {
+			b.control(t, `{"delay": {"`+step+`": "1s"}, "panic": ["`+step+`"]}`)
+			id := b.rotate(t, rotation.Request{Selection: ids("flt-panic")})
+			if step != "mint" {
+				waitFor(t, "the pending version of run "+id, func() (bool, string) {
+					r := b.run(t, id)
+					if r.NewVersionID == "" {
+						return false, r.State
+					}
+					collect(b.version(t, r.NewVersionID))
+					return true, ""
+				})
+			}
+			got := b.waitDone(t, id)
+			if got.State != string(rotation.StateRolledBack) || !strings.Contains(got.Error, "panicked at github.com/rotatorhq/rotator/providers/faulty.(*Provider).maybePanic") {
+				t.Fatalf("%s panicked: run %s %q; want rolled_back with an error saying where it panicked", step, got.State, got.Error)
+			}
+			if c := b.cred(t, "flt-panic"); c.Current == nil || !b.resource().Valid(b.open(t, *c.Current)) {
+				t.Fatalf("%s panicked: the current value is no longer valid", step)
+			}
+		}
+		// At retirement: revoking the previous value panics; the run stays
+		// at retiring_previous and its job is retried until revoke works.
+		b.control(t, `{"panic": ["revoke"]}`)
+		id := b.rotate(t, rotation.Request{Selection: ids("flt-panic")})
+		stuck := b.waitRun(t, id, rotation.StateRetiringPrevious)
+		collect(b.version(t, stuck.NewVersionID))
+		waitFor(t, "a panicked revoke to be recorded", func() (bool, string) {
+			steps := stepSummary(b.steps(t, id))
+			return slices.Contains(steps, "revoke_previous:failed"), strings.Join(steps, " ")
+		})
+		b.control(t, "")
+		if got := b.waitDone(t, id); got.State != string(rotation.StateSucceeded) {
+			t.Fatalf("retried retirement: %s %q", got.State, got.Error)
+		}
+		// The workers survived: an ordinary rotation succeeds.
+		r = b.rotateOK(t, "flt-panic")
+		collect(b.version(t, r.NewVersionID))
+		if len(values) < 5 {
+			t.Fatalf("collected %d values, want at least 5", len(values))
+		}
+
+		var hay []string
+		hay = append(hay, b.logs.String())
+		for _, run := range b.runs(t, "flt-panic") {
+			hay = append(hay, run.Error, run.Reason, string(run.Options))
+			for _, s := range b.steps(t, run.ID) {
+				ev, _ := json.Marshal(s.Evidence)
+				hay = append(hay, s.Error, string(ev))
+			}
+		}
+		for _, ev := range b.audit(t, store.AuditFilter{}) {
+			hay = append(hay, ev.Action, string(ev.Data))
+		}
+		for _, ev := range b.notes.events() {
+			js, _ := json.Marshal(ev)
+			hay = append(hay, string(js))
+		}
+		hay = append(hay, riverJobs(t, st)...)
+		all := strings.Join(hay, "\n")
+		for id, v := range values {
+			if strings.Contains(all, v.RevealString()) {
+				t.Errorf("the value of version %s leaked:\n%s", id, firstLineWith(all, v.RevealString()))
+			}
+		}
+		// The value mint panicked with was never stored: every faulty
+		// value starts flt_.
+		if strings.Contains(all, "flt_") {
+			t.Errorf("a faulty value leaked:\n%s", firstLineWith(all, "flt_"))
+		}
+		if !strings.Contains(all, "panicked") {
+			t.Error("no output says a step panicked")
+		}
+	})
+}

@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"path/filepath"
+	"runtime"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/rotatorhq/rotator/internal/secret"
@@ -299,15 +302,44 @@ func (x *execution) common(step, versionID string) providers.Common {
 }
 
 // call runs one plugin call with the step timeout. Errors are scrubbed of
-// every value the engine knows.
-func (x *execution) call(ctx context.Context, step string, fn func(ctx context.Context) error) error {
+// every value the engine knows. A plugin that panics fails the step with
+// an error naming where it panicked, without the panic's message, which
+// may quote a value the engine does not know yet (one being minted): left
+// to River, the message and its stack would be logged and stored in the
+// job's errors, and the run retried as a job rather than failed as a step.
+func (x *execution) call(ctx context.Context, step string, fn func(ctx context.Context) error) (err error) {
 	cctx, cancel := context.WithTimeoutCause(ctx, x.e.opts.StepTimeout, fmt.Errorf("step %s timed out after %s", step, x.e.opts.StepTimeout))
 	defer cancel()
-	err := fn(cctx)
+	defer recoverPlugin(step, &err)
+	err = fn(cctx)
 	if err != nil && cctx.Err() != nil && ctx.Err() == nil {
 		err = fmt.Errorf("%w: %w", context.Cause(cctx), err)
 	}
 	return err
+}
+
+// recoverPlugin, deferred around a plugin call, turns a panic into the
+// call's error: where it panicked, without the panic's message.
+func recoverPlugin(step string, err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("step %s: the plugin panicked at %s (the panic's message is withheld: it may hold a secret)", step, panicSite())
+	}
+}
+
+// panicSite names the function, file and line that panicked, from a
+// deferred recover: the first frame below runtime.gopanic.
+func panicSite() string {
+	pcs := make([]uintptr, 32)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(4, pcs)])
+	for {
+		f, more := frames.Next()
+		if !strings.HasPrefix(f.Function, "runtime.") {
+			return fmt.Sprintf("%s (%s:%d)", f.Function, filepath.Base(f.File), f.Line)
+		}
+		if !more {
+			return "an unknown place"
+		}
+	}
 }
 
 // record appends a step row and its audit event, ok or (with err) failed;

@@ -272,10 +272,11 @@ func stillValidAt(provider string, v store.Version) string {
 }
 
 // callStep runs one plugin call for Withdraw with the step timeout.
-func (e *Engine) callStep(ctx context.Context, step string, fn func(ctx context.Context) error) error {
+func (e *Engine) callStep(ctx context.Context, step string, fn func(ctx context.Context) error) (err error) {
 	cctx, cancel := context.WithTimeoutCause(ctx, e.opts.StepTimeout, fmt.Errorf("%s timed out after %s", step, e.opts.StepTimeout))
 	defer cancel()
-	err := fn(cctx)
+	defer recoverPlugin(step, &err)
+	err = fn(cctx)
 	if err != nil && cctx.Err() != nil && ctx.Err() == nil {
 		err = fmt.Errorf("%w: %w", context.Cause(cctx), err)
 	}

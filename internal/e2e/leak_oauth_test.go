@@ -17,6 +17,7 @@ import (
 
 	"github.com/rotatorhq/rotator/internal/store"
 	"github.com/rotatorhq/rotator/internal/testauthz"
+	"github.com/rotatorhq/rotator/internal/testaws"
 	"github.com/rotatorhq/rotator/internal/testoauth"
 )
 
@@ -25,6 +26,8 @@ import (
 // rotator login with the device grant), and the gateway's private_key_jwt
 // key pair (oauth2-private-key-jwt, its JWKS in a file the authorization
 // server reads) with which an oauth2-client-credentials provider signs.
+// user-token is also delivered to an aws-secretsmanager target
+// (internal/testaws's Secrets Manager), created at its first promotion.
 const leakOAuthConfig = `
 providers:
   grant:
@@ -56,8 +59,16 @@ providers:
     private_key: {credential: gateway-key}
 targets:
   env-file: {type: file, path: %[5]q, format: dotenv}
+  sm:
+    type: aws-secretsmanager
+    secret_id: mcp/user-token
+    region: us-east-1
+    endpoint: %[6]s
+    create_if_missing: true
+    access_key_id: ${env:LEAK_SM_KEY_ID}
+    secret_access_key: ${env:LEAK_SM_SECRET_KEY}
 credentials:
-  - {id: user-token, consumer: mcp-a, provider: grant, scope: ["mcp:read", "mcp:write"], max_age: 1h, grace: 2s, runbook: runbooks/e2e.md#rotation, targets: [{target: env-file, key: USER_TOKEN}]}
+  - {id: user-token, consumer: mcp-a, provider: grant, scope: ["mcp:read", "mcp:write"], max_age: 1h, grace: 2s, runbook: runbooks/e2e.md#rotation, targets: [{target: env-file, key: USER_TOKEN}, {target: sm}]}
   - {id: device-token, consumer: mcp-b, provider: device-grant, scope: ["mcp:read", "mcp:write"], max_age: 1h, grace: 2s, runbook: runbooks/e2e.md#rotation, targets: [{target: env-file, key: DEVICE_TOKEN}]}
   - {id: gateway-key, consumer: mcp-gateway, provider: keys, max_age: 30d, grace: 2s, runbook: runbooks/e2e.md#rotation}
   - {id: gateway-token, consumer: mcp-gateway, provider: gateway, scope: ["mcp:tools"], max_age: 1h, grace: 2s, runbook: runbooks/e2e.md#rotation, targets: [{target: env-file, key: GATEWAY_TOKEN}]}
@@ -67,7 +78,8 @@ credentials:
 // secret of their own: oauth2-refresh-token (internal/testoauth: refresh
 // tokens rotate at every refresh, reuse revokes the grant) and
 // oauth2-private-key-jwt with an oauth2-client-credentials provider
-// signing its client assertions with the rotated key (internal/testauthz).
+// signing its client assertions with the rotated key (internal/testauthz),
+// and the aws-secretsmanager target (internal/testaws).
 // It starts a grant with rotator login (the device grant), rotates every
 // credential with the CLI and with the service, delivers them with exec
 // and headers, runs an emergency, and makes a refresh fail with
@@ -105,12 +117,17 @@ func TestLeakOAuth(t *testing.T) {
 	jwksFile := filepath.Join(h.dir, "www", "jwks.json")
 	az.Register(testauthz.Client{ID: "mcp-gateway", JWKSFile: jwksFile})
 
+	// The Secrets Manager user-token is also delivered to, signed with a
+	// canary secret access key.
+	sm := testaws.NewSecretsManager(t)
+	smSecretKey := "canary-sm-secret-access-key-" + tag
+
 	// Paths relative to the harness directory, where every command runs:
 	// the test's temporary directory may look random to apply's literal
 	// secret check.
 	writeFile(t, filepath.Join(h.dir, "rotator.yaml"), fmt.Sprintf(leakOAuthConfig,
-		as.URL, bootstrapFile, az.TokenURL(), "www/jwks.json", "out/mcp.env"))
-	h.extraEnv = []string{"LEAK_OAUTH_CLIENT_SECRET=" + clientSecret}
+		as.URL, bootstrapFile, az.TokenURL(), "www/jwks.json", "out/mcp.env", sm.URL()))
+	h.extraEnv = []string{"LEAK_OAUTH_CLIENT_SECRET=" + clientSecret, "LEAK_SM_KEY_ID=AKIDFAKE", "LEAK_SM_SECRET_KEY=" + smSecretKey}
 
 	// Retirement erases a version's value, so the private keys are
 	// harvested from the store after every command.
@@ -280,6 +297,7 @@ func TestLeakOAuth(t *testing.T) {
 	// The secrets: the client secret, every token the servers issued, every
 	// key version's value (PEM, its body, a line of it).
 	lc.secret("OAuth client secret", clientSecret)
+	lc.secret("Secrets Manager secret access key", smSecretKey)
 	issued := as.Issued()
 	for i, tok := range issued {
 		lc.secret(fmt.Sprintf("refresh-token server's token %d (%s)", i, tok[:3]), tok)
@@ -335,6 +353,11 @@ func TestLeakOAuth(t *testing.T) {
 	lc.expect("the bootstrap refresh token's file", string(b))
 	b, _ = os.ReadFile(filepath.Join(out, "mcp.env"))
 	lc.expect("the file target", string(b))
+	// The Secrets Manager secret holds user-token's current access token.
+	if n := sm.Count("PutSecretValue") + sm.Count("CreateSecret"); n < 4 {
+		t.Errorf("the aws-secretsmanager target was written %d times, want one per user-token rotation", n)
+	}
+	lc.expect("the Secrets Manager secret (AWSCURRENT)", sm.Current("mcp/user-token"))
 	jwks, err := os.ReadFile(jwksFile)
 	if err != nil || !strings.Contains(string(jwks), `"keys"`) {
 		t.Fatalf("the JWKS file: %v\n%s", err, jwks)

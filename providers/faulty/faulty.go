@@ -12,6 +12,11 @@
 //
 //	{"fail": ["mint", "verify"], "hang": ["activate"], "delay": {"mint": "2s"}, "grant": ["admin"]}
 //
+// A step in panic panics with a message that holds the value it was
+// given (activate, verify, revoke: the request's value; mint: the value it
+// minted), as a buggy plugin might: a test proves the engine survives it
+// and that the value reaches no output.
+//
 // A step in both fail and permanent fails with an error wrapping
 // providers.ErrPermanent, as a revoked grant or a refused permission does.
 //
@@ -124,6 +129,9 @@ type Control struct {
 	// Permanent lists the steps of Fail whose failure wraps
 	// providers.ErrPermanent (retrying cannot help).
 	Permanent []string `json:"permanent"`
+	// Panic lists the steps that panic with a message holding the value
+	// they were given (or, for mint, minted).
+	Panic []string `json:"panic"`
 }
 
 // Provider is the faulty provider.
@@ -214,6 +222,14 @@ func (p *Provider) behave(ctx context.Context, step string) error {
 		return fmt.Errorf("%s: %w", step, ErrInjected)
 	}
 	return ctx.Err()
+}
+
+// maybePanic panics, quoting v, when the control file lists step in panic.
+func (p *Provider) maybePanic(step string, v secret.Value) {
+	c, err := p.control()
+	if err == nil && slices.Contains(c.Panic, step) {
+		panic(fmt.Sprintf("faulty: %s panicked holding the value %q", step, v.RevealString()))
+	}
 }
 
 // count adds one call of step to the counts file beside the control file
@@ -366,6 +382,7 @@ func (p *Provider) Mint(ctx context.Context, req providers.MintRequest) (provide
 	b := make([]byte, 24)
 	_, _ = rand.Read(b)
 	resp := providers.MintResponse{Value: secret.NewString("flt_" + base64.RawURLEncoding.EncodeToString(b)), GrantedScope: p.granted(req.Scope)}
+	p.maybePanic("mint", resp.Value)
 	if p.unreported("mint") {
 		resp.GrantedScope, resp.ScopeNotReported = nil, true
 	}
@@ -384,6 +401,7 @@ func (p *Provider) Activate(ctx context.Context, req providers.ActivateRequest) 
 	if err := p.behave(ctx, "activate"); err != nil {
 		return providers.ActivateResponse{}, err
 	}
+	p.maybePanic("activate", req.Value)
 	return providers.ActivateResponse{}, p.set(req.Value, true)
 }
 
@@ -392,6 +410,7 @@ func (p *Provider) Verify(ctx context.Context, req providers.VerifyRequest) (pro
 	if err := p.behave(ctx, "verify"); err != nil {
 		return providers.VerifyResponse{}, err
 	}
+	p.maybePanic("verify", req.Value)
 	if !p.Valid(req.Value) {
 		return providers.VerifyResponse{}, fmt.Errorf("version %s is not accepted by the resource", req.VersionID)
 	}
@@ -407,6 +426,7 @@ func (p *Provider) Revoke(ctx context.Context, req providers.RevokeRequest) erro
 	if err := p.behave(ctx, "revoke"); err != nil {
 		return err
 	}
+	p.maybePanic("revoke", req.Value)
 	if req.Value.IsZero() {
 		return nil
 	}

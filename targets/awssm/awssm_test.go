@@ -16,6 +16,7 @@ import (
 
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/internal/settings"
+	"github.com/rotatorhq/rotator/internal/testaws"
 	"github.com/rotatorhq/rotator/internal/testlog"
 	"github.com/rotatorhq/rotator/targets"
 )
@@ -23,7 +24,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 type testBundle struct {
-	fake *fakeSM
+	fake *testaws.SecretsManager
 	logs *testlog.Buffer
 	sm   *secretsmanager.Client
 }
@@ -32,8 +33,8 @@ const secretName = "mcp/github-token"
 
 func setup(t *testing.T, cfg Config) (*Target, *testBundle) {
 	t.Helper()
-	b := &testBundle{fake: newFakeSM(t), logs: &testlog.Buffer{}}
-	b.sm = b.fake.client()
+	b := &testBundle{fake: testaws.NewSecretsManager(t), logs: &testlog.Buffer{}}
+	b.sm = b.fake.Client()
 	if cfg.SecretID == "" {
 		cfg.SecretID = secretName
 	}
@@ -72,7 +73,7 @@ func read(t *testing.T, sm *secretsmanager.Client, label string) string {
 // seed gives the secret an AWSCURRENT version published by rotator as version "v000".
 func seed(t *testing.T, tg *Target, b *testBundle) {
 	t.Helper()
-	b.fake.addSecret(secretName)
+	b.fake.AddSecret(secretName)
 	if err := promote(t, tg, "v000", "", value(0)); err != nil {
 		t.Fatal(err)
 	}
@@ -177,8 +178,8 @@ func TestRotation(t *testing.T) {
 		if reads.Load() == 0 || distinct.Load() == 0 {
 			t.Fatalf("readers made %d reads and saw %d switches; the test proved nothing", reads.Load(), distinct.Load())
 		}
-		if b.fake.count("UpdateSecretVersionStage") < rotations {
-			t.Fatalf("promotions used %d UpdateSecretVersionStage calls, want at least one per rotation", b.fake.count("UpdateSecretVersionStage"))
+		if b.fake.Count("UpdateSecretVersionStage") < rotations {
+			t.Fatalf("promotions used %d UpdateSecretVersionStage calls, want at least one per rotation", b.fake.Count("UpdateSecretVersionStage"))
 		}
 		assertNoLeak(t, b, nil, rotations)
 	})
@@ -192,7 +193,7 @@ func TestRotation(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		labels, n := b.fake.labels(secretName)
+		labels, n := b.fake.Labels(secretName)
 		if n != 2 || labels[LabelPending] != Token("github-mcp-token", "v001", "") {
 			t.Fatalf("after staging twice: %d versions, labels %v", n, labels)
 		}
@@ -205,7 +206,7 @@ func TestRotation(t *testing.T) {
 		if err := stage(t, tg, "v001", value(1)); err != nil {
 			t.Fatal(err)
 		}
-		labels, n = b.fake.labels(secretName)
+		labels, n = b.fake.Labels(secretName)
 		want := map[string]string{
 			LabelCurrent: Token("github-mcp-token", "v001", ""), LabelPrevious: Token("github-mcp-token", "v000", ""),
 			LabelRotator: Token("github-mcp-token", "v001", ""),
@@ -213,7 +214,7 @@ func TestRotation(t *testing.T) {
 		if n != 2 || fmt.Sprint(labels) != fmt.Sprint(want) {
 			t.Fatalf("after promoting twice: %d versions, labels %v, want %v", n, labels, want)
 		}
-		if got := b.fake.count("PutSecretValue"); got != 2 {
+		if got := b.fake.Count("PutSecretValue"); got != 2 {
 			t.Fatalf("PutSecretValue called %d times, want 2 (seed + first stage)", got)
 		}
 	})
@@ -301,7 +302,7 @@ func TestForeignPending(t *testing.T) {
 		if !strings.Contains(err.Error(), tok) || !strings.Contains(err.Error(), "on_foreign_pending: replace") {
 			t.Fatalf("error should name the foreign version and the setting: %v", err)
 		}
-		labels, _ := b.fake.labels(secretName)
+		labels, _ := b.fake.Labels(secretName)
 		if labels[LabelPending] != tok || read(t, b.sm, LabelCurrent) != value(0).RevealString() {
 			t.Fatalf("a refused stage changed the secret: %v", labels)
 		}
@@ -349,7 +350,7 @@ func TestForeignPending(t *testing.T) {
 	t.Run("a pending left on the current version is not foreign", func(t *testing.T) {
 		t.Parallel()
 		tg, b := setup(t, Config{OnForeignPending: ForeignPendingFail})
-		b.fake.addSecret(secretName)
+		b.fake.AddSecret(secretName)
 		// AWS's rotation Lambdas leave AWSPENDING on the version they promoted.
 		_, err := b.sm.PutSecretValue(t.Context(), &secretsmanager.PutSecretValueInput{
 			SecretId: aws.String(secretName), ClientRequestToken: aws.String("e0e0e0e0-aaaa-bbbb-cccc-0123456789ab"),
@@ -383,7 +384,7 @@ func TestMissingSecret(t *testing.T) {
 		if err := stage(t, tg, "v001", value(1)); !errors.Is(err, targets.ErrSkipped) || !strings.Contains(err.Error(), "created with the value at promote") {
 			t.Fatalf("stage of a missing secret: err = %v, want targets.ErrSkipped", err)
 		}
-		if _, n := b.fake.labels(secretName); n != 0 || b.fake.count("CreateSecret") != 0 {
+		if _, n := b.fake.Labels(secretName); n != 0 || b.fake.Count("CreateSecret") != 0 {
 			t.Fatal("stage created the secret: its first version would be AWSCURRENT before verification")
 		}
 		for range 2 { // the retry after a lost response finds it created
@@ -394,7 +395,7 @@ func TestMissingSecret(t *testing.T) {
 		if read(t, b.sm, LabelCurrent) != value(1).RevealString() {
 			t.Fatal("created secret does not hold the value as AWSCURRENT")
 		}
-		if _, n := b.fake.labels(secretName); n != 1 {
+		if _, n := b.fake.Labels(secretName); n != 1 {
 			t.Fatalf("%d versions, want 1", n)
 		}
 		// The next rotation goes through AWSPENDING as usual.
@@ -412,7 +413,8 @@ func TestMissingSecret(t *testing.T) {
 	t.Run("scheduled for deletion", func(t *testing.T) {
 		t.Parallel()
 		tg, b := setup(t, Config{CreateIfMissing: true})
-		b.fake.addSecret(secretName).deleted = true
+		b.fake.AddSecret(secretName)
+		b.fake.MarkDeleted(secretName)
 		err := stage(t, tg, "v001", value(1))
 		if !errors.Is(err, targets.ErrPermanent) || !strings.Contains(err.Error(), "scheduled for deletion") {
 			t.Fatalf("err = %v", err)
@@ -424,9 +426,7 @@ func TestNoSecretInErrors(t *testing.T) {
 	t.Parallel()
 	tg, b := setup(t, Config{})
 	seed(t, tg, b)
-	b.fake.mu.Lock()
-	b.fake.echoValue = true
-	b.fake.mu.Unlock()
+	b.fake.SetEchoValue(true)
 	err := stage(t, tg, "v001", value(1))
 	if err == nil {
 		t.Fatal("stage succeeded against a failing service")
@@ -458,10 +458,10 @@ func assertNoLeak(t *testing.T, b *testBundle, err error, n int) {
 
 func TestFactory(t *testing.T) {
 	t.Parallel()
-	fake := newFakeSM(t)
-	fake.addSecret(secretName)
+	fake := testaws.NewSecretsManager(t)
+	fake.AddSecret(secretName)
 	env := targets.Env{Name: "sm-github", Settings: settings.Map{
-		"secret_id": secretName, "region": "us-east-1", "endpoint": fake.srv.URL,
+		"secret_id": secretName, "region": "us-east-1", "endpoint": fake.URL(),
 		"access_key_id": secret.NewString("AKIDFAKE"), "secret_access_key": secret.NewString("fake-secret-access-key"),
 	}}
 	tg, err := Factory().New(t.Context(), env)
@@ -475,7 +475,7 @@ func TestFactory(t *testing.T) {
 	if err := tg.Promote(t.Context(), targets.PromoteRequest{Common: req}); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := fake.labels(secretName); got[LabelCurrent] != Token("c", "v1", "") {
+	if got, _ := fake.Labels(secretName); got[LabelCurrent] != Token("c", "v1", "") {
 		t.Fatalf("labels %v", got)
 	}
 	bad := env
@@ -523,9 +523,7 @@ func TestRotationEnabledWarns(t *testing.T) {
 	t.Parallel()
 	tg, b := setup(t, Config{})
 	seed(t, tg, b)
-	b.fake.mu.Lock()
-	b.fake.secrets[secretName].rotation = true
-	b.fake.mu.Unlock()
+	b.fake.SetRotation(secretName, true)
 	if err := stage(t, tg, "v001", value(1)); err != nil {
 		t.Fatal(err)
 	}

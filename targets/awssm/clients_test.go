@@ -8,6 +8,7 @@ import (
 
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/internal/settings"
+	"github.com/rotatorhq/rotator/internal/testaws"
 	"github.com/rotatorhq/rotator/targets"
 )
 
@@ -18,13 +19,13 @@ import (
 // client of their own.
 func TestTargetsShareClient(t *testing.T) {
 	t.Parallel()
-	fake := newFakeSM(t)
+	fake := testaws.NewSecretsManager(t)
 	build := func(i int, secretKey string) *Target {
 		t.Helper()
 		name := fmt.Sprintf("mcp/shared-%02d", i)
-		fake.addSecret(name)
+		fake.AddSecret(name)
 		tg, err := Factory().New(t.Context(), targets.Env{Name: name, Settings: settings.Map{
-			"secret_id": name, "region": "us-east-1", "endpoint": fake.srv.URL,
+			"secret_id": name, "region": "us-east-1", "endpoint": fake.URL(),
 			"access_key_id": secret.NewString("AKIDFAKE"), "secret_access_key": secret.NewString(secretKey),
 		}})
 		if err != nil {
@@ -53,7 +54,7 @@ func TestTargetsShareClient(t *testing.T) {
 	// still dial a second one when a request starts before the previous
 	// response's connection is back in the idle pool. A client per target
 	// needs at least one connection per target.
-	c := fake.conns.Load()
+	c := fake.Conns()
 	t.Logf("%d targets, %d requests: %d connections", n, 4*n, c)
 	if c >= n {
 		t.Fatalf("%d targets opened %d connections, want fewer than one per target", n, c)

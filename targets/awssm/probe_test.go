@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rotatorhq/rotator/internal/testaws"
 	"github.com/rotatorhq/rotator/targets"
 )
 
@@ -12,10 +13,10 @@ import (
 // broken unless create_if_missing; the write permissions stay unproven.
 func TestProbe(t *testing.T) {
 	t.Parallel()
-	f := newFakeSM(t)
-	f.addSecret("mcp/present")
+	f := testaws.NewSecretsManager(t)
+	f.AddSecret("mcp/present")
 	probe := func(cfg Config) (targets.ProbeResponse, error) {
-		return New(f.client(), cfg, nil).Probe(t.Context(), targets.ProbeRequest{})
+		return New(f.Client(), cfg, nil).Probe(t.Context(), targets.ProbeRequest{})
 	}
 
 	res, err := probe(Config{SecretID: "mcp/present"})
@@ -31,7 +32,7 @@ func TestProbe(t *testing.T) {
 	if err != nil || !strings.Contains(strings.Join(res.Unproven, " "), "CreateSecret") {
 		t.Errorf("missing secret with create_if_missing: %+v, %v", res, err)
 	}
-	if n := f.count("PutSecretValue") + f.count("CreateSecret") + f.count("UpdateSecretVersionStage"); n != 0 {
+	if n := f.Count("PutSecretValue") + f.Count("CreateSecret") + f.Count("UpdateSecretVersionStage"); n != 0 {
 		t.Errorf("the probe wrote: %d write calls", n)
 	}
 }

@@ -41,10 +41,7 @@ func TestWithdraw(t *testing.T) {
 		if !strings.Contains(resp.Detail, "scheduled secret "+secretName+" for deletion") || !strings.Contains(resp.Detail, "restore-secret") {
 			t.Errorf("detail %q", resp.Detail)
 		}
-		b.fake.mu.Lock()
-		s := b.fake.secrets[secretName]
-		deleted, days := s.deleted, s.recoveryDays
-		b.fake.mu.Unlock()
+		deleted, days := b.fake.Deleted(secretName)
 		if !deleted || days != 7 {
 			t.Fatalf("secret deleted=%t with recovery window %d days, want deleted with 7", deleted, days)
 		}
@@ -57,7 +54,7 @@ func TestWithdraw(t *testing.T) {
 		if err != nil || !strings.Contains(resp.Detail, "already scheduled for deletion") {
 			t.Fatalf("second withdraw: %q, %v", resp.Detail, err)
 		}
-		if n := b.fake.count("DeleteSecret"); n != 1 {
+		if n := b.fake.Count("DeleteSecret"); n != 1 {
 			t.Errorf("DeleteSecret called %d times, want 1", n)
 		}
 		assertNoLeak(t, b, err, 1)
@@ -70,7 +67,7 @@ func TestWithdraw(t *testing.T) {
 		if err != nil || !strings.Contains(resp.Detail, "already absent") {
 			t.Fatalf("withdraw: %q, %v", resp.Detail, err)
 		}
-		if b.fake.count("DeleteSecret") != 0 {
+		if b.fake.Count("DeleteSecret") != 0 {
 			t.Error("DeleteSecret called for a missing secret")
 		}
 	})
@@ -91,7 +88,7 @@ func TestWithdraw(t *testing.T) {
 			!strings.Contains(err.Error(), "aws secretsmanager delete-secret") {
 			t.Fatalf("err = %v", err)
 		}
-		if b.fake.count("DeleteSecret") != 0 {
+		if b.fake.Count("DeleteSecret") != 0 {
 			t.Fatal("deleted a secret whose current value rotator did not publish")
 		}
 	})
@@ -104,7 +101,7 @@ func TestWithdraw(t *testing.T) {
 		if !errors.Is(err, targets.ErrSkipped) || !strings.Contains(err.Error(), "other-token") {
 			t.Fatalf("err = %v, want targets.ErrSkipped naming other-token", err)
 		}
-		if b.fake.count("DeleteSecret") != 0 {
+		if b.fake.Count("DeleteSecret") != 0 {
 			t.Fatal("deleted a shared secret")
 		}
 	})

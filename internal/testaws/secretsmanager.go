@@ -1,4 +1,8 @@
-package awssm
+package testaws
+
+// This file is a fake of AWS Secrets Manager at the protocol level, for the
+// tests of the aws-secretsmanager target and the end-to-end tests, which
+// point the real AWS SDK client at it.
 
 import (
 	"encoding/json"
@@ -18,7 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 )
 
-// fakeSM is AWS Secrets Manager at the protocol level: it speaks the
+// SecretsManager is AWS Secrets Manager at the protocol level: it speaks the
 // awsJson1_1 protocol (POST /, Content-Type application/x-amz-json-1.1,
 // X-Amz-Target secretsmanager.<Operation>, SigV4-signed) and keeps versions
 // and staging labels as AWS does: a label is on at most one version; a
@@ -29,8 +33,8 @@ import (
 // and ResourceExistsException otherwise. Request and response shapes and
 // error bodies follow the SDK's request_snapshot and response_snapshot
 // files (service/secretsmanager@v1.50.12).
-type fakeSM struct {
-	t   *testing.T
+type SecretsManager struct {
+	t   testing.TB
 	srv *httptest.Server
 
 	mu      sync.Mutex
@@ -53,15 +57,23 @@ type fakeSecret struct {
 	order        []string // version ids in creation order
 }
 
+// The staging labels Secrets Manager moves by itself.
+const (
+	smLabelCurrent  = "AWSCURRENT"
+	smLabelPrevious = "AWSPREVIOUS"
+)
+
 type fakeVersion struct {
 	str    string
 	labels []string
 	seq    int
 }
 
-func newFakeSM(t *testing.T) *fakeSM {
+// NewSecretsManager starts a fake Secrets Manager (region us-east-1, access
+// key id AKIDFAKE, any secret key); it stops when the test ends.
+func NewSecretsManager(t testing.TB) *SecretsManager {
 	t.Helper()
-	f := &fakeSM{t: t, secrets: map[string]*fakeSecret{}, calls: map[string]int{}}
+	f := &SecretsManager{t: t, secrets: map[string]*fakeSecret{}, calls: map[string]int{}}
 	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
 	f.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
 		if st == http.StateNew {
@@ -73,8 +85,8 @@ func newFakeSM(t *testing.T) *fakeSM {
 	return f
 }
 
-// client is a real SDK client pointed at the fake.
-func (f *fakeSM) client() *secretsmanager.Client {
+// Client is a real SDK client pointed at the fake.
+func (f *SecretsManager) Client() *secretsmanager.Client {
 	return secretsmanager.New(secretsmanager.Options{
 		Region:       "us-east-1",
 		BaseEndpoint: aws.String(f.srv.URL),
@@ -83,20 +95,77 @@ func (f *fakeSM) client() *secretsmanager.Client {
 	})
 }
 
-// addSecret creates a secret directly (as if made in the console).
-func (f *fakeSM) addSecret(name string) *fakeSecret {
+// URL is the fake's endpoint (the target's endpoint setting).
+func (f *SecretsManager) URL() string { return f.srv.URL }
+
+// Conns is how many TCP connections the fake has accepted.
+func (f *SecretsManager) Conns() int64 { return f.conns.Load() }
+
+// AddSecret creates a secret directly (as if made in the console).
+func (f *SecretsManager) AddSecret(name string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.create(name)
+	f.create(name)
 }
 
-func (f *fakeSM) create(name string) *fakeSecret {
+// MarkDeleted schedules a secret's deletion (as if done in the console).
+func (f *SecretsManager) MarkDeleted(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.secrets[name].deleted = true
+}
+
+// SetRotation turns the secret's own (Lambda) rotation on or off.
+func (f *SecretsManager) SetRotation(name string, on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.secrets[name].rotation = on
+}
+
+// SetEchoValue makes every PutSecretValue fail with an error message that
+// quotes the secret data, to prove the target scrubs errors.
+func (f *SecretsManager) SetEchoValue(on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.echoValue = on
+}
+
+// Deleted reports whether a secret is scheduled for deletion, and with
+// which recovery window (days; 0 when forced).
+func (f *SecretsManager) Deleted(name string) (bool, int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.secrets[name]
+	if s == nil {
+		return false, 0
+	}
+	return s.deleted, s.recoveryDays
+}
+
+// Current is the secret string of the version labelled AWSCURRENT ("" when
+// the secret or the label does not exist).
+func (f *SecretsManager) Current(name string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.secrets[name]
+	if s == nil {
+		return ""
+	}
+	for _, v := range s.versions {
+		if slices.Contains(v.labels, smLabelCurrent) {
+			return v.str
+		}
+	}
+	return ""
+}
+
+func (f *SecretsManager) create(name string) *fakeSecret {
 	s := &fakeSecret{name: name, arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:" + name + "-AbCdEf", versions: map[string]*fakeVersion{}}
 	f.secrets[name] = s
 	return s
 }
 
-func (f *fakeSM) lookup(id string) *fakeSecret {
+func (f *SecretsManager) lookup(id string) *fakeSecret {
 	if s, ok := f.secrets[id]; ok {
 		return s
 	}
@@ -108,8 +177,8 @@ func (f *fakeSM) lookup(id string) *fakeSecret {
 	return nil
 }
 
-// labels returns label -> version id of a secret, and how many versions it has.
-func (f *fakeSM) labels(name string) (map[string]string, int) {
+// Labels returns label -> version id of a secret, and how many versions it has.
+func (f *SecretsManager) Labels(name string) (map[string]string, int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s := f.secrets[name]
@@ -125,24 +194,25 @@ func (f *fakeSM) labels(name string) (map[string]string, int) {
 	return out, len(s.versions)
 }
 
-func (f *fakeSM) count(op string) int {
+// Count is how many calls of this operation the fake has answered.
+func (f *SecretsManager) Count(op string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.calls[op]
 }
 
-type apiError struct {
+type smError struct {
 	status int
 	typ    string
 	msg    string
 }
 
-func errf(typ, format string, args ...any) *apiError {
-	return &apiError{status: http.StatusBadRequest, typ: typ, msg: fmt.Sprintf(format, args...)}
+func smErrf(typ, format string, args ...any) *smError {
+	return &smError{status: http.StatusBadRequest, typ: typ, msg: fmt.Sprintf(format, args...)}
 }
 
-func (f *fakeSM) serve(w http.ResponseWriter, req *http.Request) {
-	reply := func(status int, v any, e *apiError) {
+func (f *SecretsManager) serve(w http.ResponseWriter, req *http.Request) {
+	reply := func(status int, v any, e *smError) {
 		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
 		w.Header().Set("X-Amzn-Requestid", "00000000-0000-0000-0000-000000000001")
 		if e != nil {
@@ -158,26 +228,26 @@ func (f *fakeSM) serve(w http.ResponseWriter, req *http.Request) {
 	switch {
 	case req.Method != http.MethodPost || req.URL.Path != "/":
 		f.t.Errorf("fake secrets manager: %s %s, want POST /", req.Method, req.URL.Path)
-		reply(0, nil, errf("UnknownOperationException", "bad method or path"))
+		reply(0, nil, smErrf("UnknownOperationException", "bad method or path"))
 		return
 	case req.Header.Get("Content-Type") != "application/x-amz-json-1.1":
 		f.t.Errorf("fake secrets manager: Content-Type %q", req.Header.Get("Content-Type"))
-		reply(0, nil, errf("SerializationException", "bad content type"))
+		reply(0, nil, smErrf("SerializationException", "bad content type"))
 		return
 	case !ok:
 		f.t.Errorf("fake secrets manager: X-Amz-Target %q", target)
-		reply(0, nil, errf("UnknownOperationException", "unknown operation"))
+		reply(0, nil, smErrf("UnknownOperationException", "unknown operation"))
 		return
 	}
 	if auth := req.Header.Get("Authorization"); !strings.HasPrefix(auth, "AWS4-HMAC-SHA256 Credential=AKIDFAKE/") ||
 		!strings.Contains(auth, "/us-east-1/secretsmanager/aws4_request") {
-		reply(0, nil, &apiError{status: http.StatusForbidden, typ: "UnrecognizedClientException", msg: "The security token included in the request is invalid."})
+		reply(0, nil, &smError{status: http.StatusForbidden, typ: "UnrecognizedClientException", msg: "The security token included in the request is invalid."})
 		return
 	}
 	body, _ := io.ReadAll(req.Body)
 	var in map[string]json.RawMessage
 	if err := json.Unmarshal(body, &in); err != nil {
-		reply(0, nil, errf("SerializationException", "body is not a JSON object"))
+		reply(0, nil, smErrf("SerializationException", "body is not a JSON object"))
 		return
 	}
 	str := func(k string) string {
@@ -190,7 +260,7 @@ func (f *fakeSM) serve(w http.ResponseWriter, req *http.Request) {
 	f.calls[op]++
 	var (
 		out any
-		e   *apiError
+		e   *smError
 	)
 	switch op {
 	case "CreateSecret":
@@ -212,25 +282,25 @@ func (f *fakeSM) serve(w http.ResponseWriter, req *http.Request) {
 	case "UpdateSecretVersionStage":
 		out, e = f.updateSecretVersionStage(str("SecretId"), str("VersionStage"), str("MoveToVersionId"), str("RemoveFromVersionId"))
 	default:
-		e = errf("UnknownOperationException", "operation %s is not supported by the fake", op)
+		e = smErrf("UnknownOperationException", "operation %s is not supported by the fake", op)
 	}
 	reply(http.StatusOK, out, e)
 }
 
-func validToken(tok string) *apiError {
+func smValidToken(tok string) *smError {
 	if len(tok) < 32 || len(tok) > 64 {
-		return errf("ValidationException", "1 validation error detected: Value at 'clientRequestToken' failed to satisfy constraint: Member must have length between 32 and 64")
+		return smErrf("ValidationException", "1 validation error detected: Value at 'clientRequestToken' failed to satisfy constraint: Member must have length between 32 and 64")
 	}
 	return nil
 }
 
-func (f *fakeSM) live(id string) (*fakeSecret, *apiError) {
+func (f *SecretsManager) live(id string) (*fakeSecret, *smError) {
 	s := f.lookup(id)
 	if s == nil {
-		return nil, errf("ResourceNotFoundException", "Secrets Manager can't find the specified secret.")
+		return nil, smErrf("ResourceNotFoundException", "Secrets Manager can't find the specified secret.")
 	}
 	if s.deleted {
-		return nil, errf("InvalidRequestException", "You can't perform this operation on the secret because it was marked for deletion.")
+		return nil, smErrf("InvalidRequestException", "You can't perform this operation on the secret because it was marked for deletion.")
 	}
 	return s, nil
 }
@@ -248,8 +318,8 @@ func (s *fakeSecret) attach(label, id string) {
 	if v := s.versions[id]; !slices.Contains(v.labels, label) {
 		v.labels = append(v.labels, label)
 	}
-	if label == LabelCurrent && from != "" {
-		s.attach(LabelPrevious, from)
+	if label == smLabelCurrent && from != "" {
+		s.attach(smLabelPrevious, from)
 	}
 }
 
@@ -257,8 +327,8 @@ func (s *fakeSecret) addVersion(id, str string, stages []string) {
 	first := len(s.versions) == 0
 	s.versions[id] = &fakeVersion{str: str, seq: len(s.order)}
 	s.order = append(s.order, id)
-	if len(stages) == 0 || (first && !slices.Contains(stages, LabelCurrent)) {
-		stages = append(stages, LabelCurrent)
+	if len(stages) == 0 || (first && !slices.Contains(stages, smLabelCurrent)) {
+		stages = append(stages, smLabelCurrent)
 	}
 	for _, l := range stages {
 		s.attach(l, id)
@@ -275,16 +345,16 @@ func (s *fakeSecret) labelled() map[string][]string {
 	return m
 }
 
-func (f *fakeSM) createSecret(name, token string, rawValue json.RawMessage, value string) (any, *apiError) {
+func (f *SecretsManager) createSecret(name, token string, rawValue json.RawMessage, value string) (any, *smError) {
 	if s := f.secrets[name]; s != nil {
 		if s.deleted {
-			return nil, errf("InvalidRequestException", "You can't create this secret because a secret with this name is already scheduled for deletion.")
+			return nil, smErrf("InvalidRequestException", "You can't create this secret because a secret with this name is already scheduled for deletion.")
 		}
-		return nil, errf("ResourceExistsException", "The operation failed because the secret %s already exists.", name)
+		return nil, smErrf("ResourceExistsException", "The operation failed because the secret %s already exists.", name)
 	}
 	out := map[string]any{}
 	if rawValue != nil {
-		if e := validToken(token); e != nil {
+		if e := smValidToken(token); e != nil {
 			return nil, e
 		}
 	}
@@ -297,10 +367,10 @@ func (f *fakeSM) createSecret(name, token string, rawValue json.RawMessage, valu
 	return out, nil
 }
 
-func (f *fakeSM) describeSecret(id string) (any, *apiError) {
+func (f *SecretsManager) describeSecret(id string) (any, *smError) {
 	s := f.lookup(id)
 	if s == nil {
-		return nil, errf("ResourceNotFoundException", "Secrets Manager can't find the specified secret.")
+		return nil, smErrf("ResourceNotFoundException", "Secrets Manager can't find the specified secret.")
 	}
 	out := map[string]any{
 		"ARN": s.arn, "Name": s.name, "CreatedDate": 946684800, "LastChangedDate": 946684800,
@@ -316,13 +386,13 @@ func (f *fakeSM) describeSecret(id string) (any, *apiError) {
 	return out, nil
 }
 
-func (f *fakeSM) getSecretValue(id, versionID, stage string) (any, *apiError) {
+func (f *SecretsManager) getSecretValue(id, versionID, stage string) (any, *smError) {
 	s, e := f.live(id)
 	if e != nil {
 		return nil, e
 	}
 	if versionID == "" && stage == "" {
-		stage = LabelCurrent
+		stage = smLabelCurrent
 	}
 	for _, vid := range s.order {
 		v := s.versions[vid]
@@ -333,23 +403,23 @@ func (f *fakeSM) getSecretValue(id, versionID, stage string) (any, *apiError) {
 			}, nil
 		}
 	}
-	return nil, errf("ResourceNotFoundException", "Secrets Manager can't find the specified secret value for VersionId %q, staging label %q", versionID, stage)
+	return nil, smErrf("ResourceNotFoundException", "Secrets Manager can't find the specified secret value for VersionId %q, staging label %q", versionID, stage)
 }
 
-func (f *fakeSM) putSecretValue(id, token, value string, stages []string) (any, *apiError) {
+func (f *SecretsManager) putSecretValue(id, token, value string, stages []string) (any, *smError) {
 	s, e := f.live(id)
 	if e != nil {
 		return nil, e
 	}
 	if f.echoValue {
-		return nil, &apiError{status: http.StatusInternalServerError, typ: "InternalServiceError", msg: "could not store " + value}
+		return nil, &smError{status: http.StatusInternalServerError, typ: "InternalServiceError", msg: "could not store " + value}
 	}
-	if e := validToken(token); e != nil {
+	if e := smValidToken(token); e != nil {
 		return nil, e
 	}
 	if v, ok := s.versions[token]; ok {
 		if v.str != value {
-			return nil, errf("ResourceExistsException", "You can't modify an existing version, you can only create a new version.")
+			return nil, smErrf("ResourceExistsException", "You can't modify an existing version, you can only create a new version.")
 		}
 		return map[string]any{"ARN": s.arn, "Name": s.name, "VersionId": token, "VersionStages": slices.Clone(v.labels)}, nil
 	}
@@ -357,13 +427,13 @@ func (f *fakeSM) putSecretValue(id, token, value string, stages []string) (any, 
 	return map[string]any{"ARN": s.arn, "Name": s.name, "VersionId": token, "VersionStages": slices.Clone(s.versions[token].labels)}, nil
 }
 
-func (f *fakeSM) updateSecretVersionStage(id, label, moveTo, removeFrom string) (any, *apiError) {
+func (f *SecretsManager) updateSecretVersionStage(id, label, moveTo, removeFrom string) (any, *smError) {
 	s, e := f.live(id)
 	if e != nil {
 		return nil, e
 	}
 	if label == "" {
-		return nil, errf("ValidationException", "1 validation error detected: VersionStage must not be null")
+		return nil, smErrf("ValidationException", "1 validation error detected: VersionStage must not be null")
 	}
 	holder := ""
 	for vid, v := range s.versions {
@@ -373,21 +443,21 @@ func (f *fakeSM) updateSecretVersionStage(id, label, moveTo, removeFrom string) 
 	}
 	if moveTo != "" {
 		if _, ok := s.versions[moveTo]; !ok {
-			return nil, errf("InvalidParameterException", "The version %s doesn't exist.", moveTo)
+			return nil, smErrf("InvalidParameterException", "The version %s doesn't exist.", moveTo)
 		}
 	}
 	if removeFrom != "" && removeFrom != holder {
-		return nil, errf("InvalidParameterException", "The parameter RemoveFromVersionId doesn't match the version the staging label %s is attached to.", label)
+		return nil, smErrf("InvalidParameterException", "The parameter RemoveFromVersionId doesn't match the version the staging label %s is attached to.", label)
 	}
 	if moveTo != "" && holder != "" && holder != moveTo && removeFrom == "" {
-		return nil, errf("InvalidParameterException", "The staging label %s is currently attached to version %s, so you must explicitly reference that version in RemoveFromVersionId.", label, holder)
+		return nil, smErrf("InvalidParameterException", "The staging label %s is currently attached to version %s, so you must explicitly reference that version in RemoveFromVersionId.", label, holder)
 	}
 	switch {
 	case moveTo != "":
 		s.attach(label, moveTo)
 	case removeFrom != "":
-		if label == LabelCurrent {
-			return nil, errf("InvalidParameterException", "You can only move staging label AWSCURRENT to a different secret version. It can't be completely removed.")
+		if label == smLabelCurrent {
+			return nil, smErrf("InvalidParameterException", "You can only move staging label AWSCURRENT to a different secret version. It can't be completely removed.")
 		}
 		v := s.versions[removeFrom]
 		v.labels = slices.DeleteFunc(v.labels, func(l string) bool { return l == label })
@@ -399,7 +469,7 @@ func (f *fakeSM) updateSecretVersionStage(id, label, moveTo, removeFrom string) 
 // window of 7 to 30 days (default 30), or at once with
 // ForceDeleteWithoutRecovery, never both; a deleted secret can no longer be
 // read or changed.
-func (f *fakeSM) deleteSecret(id string, days *int64, force bool) (any, *apiError) {
+func (f *SecretsManager) deleteSecret(id string, days *int64, force bool) (any, *smError) {
 	s, e := f.live(id)
 	if e != nil {
 		return nil, e
@@ -407,13 +477,13 @@ func (f *fakeSM) deleteSecret(id string, days *int64, force bool) (any, *apiErro
 	n := int64(30)
 	switch {
 	case force && days != nil:
-		return nil, errf("InvalidParameterException", "You can't use ForceDeleteWithoutRecovery in conjunction with RecoveryWindowInDays.")
+		return nil, smErrf("InvalidParameterException", "You can't use ForceDeleteWithoutRecovery in conjunction with RecoveryWindowInDays.")
 	case force:
 		n = 0
 	case days != nil:
 		n = *days
 		if n < 7 || n > 30 {
-			return nil, errf("InvalidParameterException", "The RecoveryWindowInDays value must be between 7 and 30 days (inclusive).")
+			return nil, smErrf("InvalidParameterException", "The RecoveryWindowInDays value must be between 7 and 30 days (inclusive).")
 		}
 	}
 	s.deleted, s.recoveryDays = true, n
