@@ -52,10 +52,13 @@ func (e *Engine) Login(ctx context.Context, credentialID, actor string, prompt f
 	if !ok || !prov.Capabilities().Stateful {
 		return LoginResult{}, fmt.Errorf("credential %s: provider %s (type %s): %w", cred.ID, cred.Provider, row.Type, ErrLoginUnsupported)
 	}
-	resp, err := lg.Login(ctx, providers.LoginRequest{
-		Common: providers.Common{CredentialID: cred.ID, IdempotencyKey: "login/" + cred.ID, Scope: cred.Scope, Settings: cred.Settings},
-		Prompt: prompt,
-	})
+	resp, err := func() (resp providers.LoginResponse, err error) {
+		defer recoverPlugin("login", &err)
+		return lg.Login(ctx, providers.LoginRequest{
+			Common: providers.Common{CredentialID: cred.ID, IdempotencyKey: "login/" + cred.ID, Scope: cred.Scope, Settings: cred.Settings},
+			Prompt: prompt,
+		})
+	}()
 	if err != nil {
 		return LoginResult{}, fmt.Errorf("credential %s: login: %w", cred.ID, err)
 	}

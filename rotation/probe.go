@@ -88,7 +88,10 @@ func (e *Engine) ProbeProvider(ctx context.Context, row store.Provider) ProbeRes
 		return res
 	}
 	res.Probed = true
-	resp, err := pr.Probe(ctx, providers.ProbeRequest{})
+	resp, err := func() (resp providers.ProbeResponse, err error) {
+		defer recoverPlugin("probe", &err)
+		return pr.Probe(ctx, providers.ProbeRequest{})
+	}()
 	res.Checked, res.Unproven = resp.Checked, resp.Unproven
 	if err != nil {
 		res.Error, res.Fix = e.scrub(err), remedy(err)
@@ -111,7 +114,10 @@ func (e *Engine) ProbeTarget(ctx context.Context, row store.Target) ProbeResult 
 		return res
 	}
 	res.Probed = true
-	resp, err := pr.Probe(ctx, targets.ProbeRequest{})
+	resp, err := func() (resp targets.ProbeResponse, err error) {
+		defer recoverPlugin("probe", &err)
+		return pr.Probe(ctx, targets.ProbeRequest{})
+	}()
 	res.Checked, res.Unproven = resp.Checked, resp.Unproven
 	if err != nil {
 		res.Error, res.Fix = e.scrub(err), remedy(err)
