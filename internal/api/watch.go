@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rotatorhq/rotator/internal/delivery"
 	"github.com/rotatorhq/rotator/internal/store"
 )
 
@@ -35,7 +36,7 @@ type hub struct {
 }
 
 type watchEntry struct {
-	// version is the current version last seen ("" for none; "\x00" once
+	// version is the current version last seen ("" for none; delivery.GoneVersion once
 	// the credential is gone).
 	version string
 	ch      chan struct{}
@@ -105,24 +106,12 @@ func (h *hub) run(ctx context.Context) {
 			continue
 		}
 		h.polls.Add(1)
-		qctx, cancel := context.WithTimeout(ctx, max(h.poll, 5*time.Second))
-		creds, err := h.st.ListCredentials(qctx, store.CredentialFilter{IDs: ids})
-		cancel()
+		now, err := delivery.CurrentVersions(ctx, h.st, ids, max(h.poll, 5*time.Second))
 		if err != nil {
 			if ctx.Err() == nil {
 				h.logger.Warn("polling watched credentials failed; trying again", slog.Any("error", err))
 			}
 			continue
-		}
-		now := make(map[string]string, len(ids))
-		for _, id := range ids {
-			now[id] = "\x00" // gone, unless listed
-		}
-		for _, c := range creds {
-			now[c.ID] = ""
-			if c.Current != nil {
-				now[c.ID] = c.Current.ID
-			}
 		}
 		h.mu.Lock()
 		for id, v := range now {

@@ -40,7 +40,35 @@ type pollEntry struct {
 }
 
 // goneVersion marks a watched credential the store no longer lists.
-const goneVersion = "\x00"
+const goneVersion = GoneVersion
+
+// GoneVersion is what CurrentVersions gives for a credential the store no
+// longer lists (no version id can be it).
+const GoneVersion = "\x00"
+
+// CurrentVersions reads, in one query bounded by timeout, the current
+// version id of each of ids: "" for a credential with none, GoneVersion
+// for one the store does not list. Watch pollers (the Local source's, the
+// consume API's) compare it with what they last saw.
+func CurrentVersions(ctx context.Context, st store.Reader, ids []string, timeout time.Duration) (map[string]string, error) {
+	qctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	creds, err := st.ListCredentials(qctx, store.CredentialFilter{IDs: ids})
+	if err != nil {
+		return nil, err
+	}
+	now := make(map[string]string, len(ids))
+	for _, id := range ids {
+		now[id] = GoneVersion
+	}
+	for _, c := range creds {
+		now[c.ID] = ""
+		if c.Current != nil {
+			now[c.ID] = c.Current.ID
+		}
+	}
+	return now, nil
+}
 
 func newPoller(st store.Reader, every time.Duration, logger *slog.Logger) *poller {
 	return &poller{st: st, every: every, logger: logger, watched: map[string]*pollEntry{}}
@@ -110,24 +138,12 @@ func (p *poller) run(stop chan struct{}) {
 			continue
 		}
 		p.polls.Add(1)
-		qctx, qcancel := context.WithTimeout(ctx, max(p.every, 5*time.Second))
-		creds, err := p.st.ListCredentials(qctx, store.CredentialFilter{IDs: ids})
-		qcancel()
+		now, err := CurrentVersions(ctx, p.st, ids, max(p.every, 5*time.Second))
 		if err != nil {
 			if ctx.Err() == nil {
 				p.logger.Warn("polling the watched credentials failed; trying again", slog.Any("error", err))
 			}
 			continue
-		}
-		now := make(map[string]string, len(ids))
-		for _, id := range ids {
-			now[id] = goneVersion
-		}
-		for _, c := range creds {
-			now[c.ID] = ""
-			if c.Current != nil {
-				now[c.ID] = c.Current.ID
-			}
 		}
 		p.mu.Lock()
 		for id, v := range now {
