@@ -179,6 +179,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		internalProblem("encoding the response failed").write(w, nil)
 		return
 	}
+	writeJSONBody(w, status, b)
+}
+
+// writeJSONBody writes b, a JSON document, as writeJSON does.
+func writeJSONBody(w http.ResponseWriter, status int, b []byte) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")

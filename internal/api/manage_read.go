@@ -167,7 +167,34 @@ func (s *Server) listCredentials(w http.ResponseWriter, r *http.Request, _ princ
 	if more {
 		out.NextCursor = cursor{Kind: "credentials", After: out.Credentials[len(out.Credentials)-1].ID}.encode()
 	}
-	writeJSON(w, http.StatusOK, out)
+	body, err := out.appendJSON(make([]byte, 0, 640*len(out.Credentials)+64))
+	if err != nil {
+		internalProblem("encoding the response failed").write(w, r)
+		return
+	}
+	writeJSONBody(w, http.StatusOK, body)
+}
+
+// appendJSON appends l as json.Marshal encodes it, through
+// view.Credential's AppendJSON.
+func (l credentialList) appendJSON(b []byte) ([]byte, error) {
+	b = append(b, `{"credentials":[`...)
+	for i := range l.Credentials {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		var err error
+		if b, err = l.Credentials[i].AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	b = append(b, `],"next_cursor":`...)
+	if l.NextCursor == nil {
+		return append(b, "null}"...), nil
+	}
+	c, err := json.Marshal(*l.NextCursor)
+	b = append(b, c...)
+	return append(b, '}'), err
 }
 
 // showCredential serves GET /v1/credentials/{id}: the credential as

@@ -81,6 +81,26 @@ func (r *credentialRow) credential() (store.Credential, error) {
 	return c, nil
 }
 
+// scanCredentials reads the rows of a credentialSelect. The scan
+// destinations are made once for all rows: every column is written by each
+// Scan, and credential() copies out what it keeps.
+func scanCredentials(rows Rows) ([]store.Credential, error) {
+	var out []store.Credential
+	var row credentialRow
+	dest := row.dest()
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return nil, err
+		}
+		c, err := row.credential()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
 // GetCredential returns a live credential with Current filled.
 func (r reader) GetCredential(ctx context.Context, id string) (store.Credential, error) {
 	return r.getCredential(ctx, id, "get", "")
@@ -169,19 +189,8 @@ func (r reader) ListCredentials(ctx context.Context, f store.CredentialFilter) (
 		return nil, fmt.Errorf("list credentials: %w", err)
 	}
 	defer rows.Close()
-	var out []store.Credential
-	for rows.Next() {
-		var row credentialRow
-		if err := rows.Scan(row.dest()...); err != nil {
-			return nil, fmt.Errorf("list credentials: %w", err)
-		}
-		c, err := row.credential()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := scanCredentials(rows)
+	if err != nil {
 		return nil, fmt.Errorf("list credentials: %w", err)
 	}
 	return out, nil

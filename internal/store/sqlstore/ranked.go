@@ -95,19 +95,7 @@ func (r reader) rankedSegment(ctx context.Context, seg int, after *store.RankKey
 		return nil, err
 	}
 	defer rows.Close()
-	var out []store.Credential
-	for rows.Next() {
-		var row credentialRow
-		if err := rows.Scan(row.dest()...); err != nil {
-			return nil, err
-		}
-		c, err := row.credential()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
+	return scanCredentials(rows)
 }
 
 // Counts implements store.Reader in one statement: the total is an

@@ -1,0 +1,47 @@
+package view
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/rotatorhq/rotator/internal/store"
+)
+
+func TestAppendJSONIsMarshal(t *testing.T) {
+	at := time.Date(2026, 12, 5, 10, 30, 1, 123456789, time.UTC)
+	whole := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	age := int64(86400)
+	neg := int64(-3)
+	cases := map[string]Credential{
+		"zero": {},
+		"list row": {ID: "notes-api-key", Consumer: "mcp-server-notes", Provider: "generated", Scope: []string{"notes:read", "notes:write"},
+			GrantedScope: []string{}, GrantedScopeReported: true, Owner: "team-a", Labels: map[string]string{"team": "a", "env": "prod", "b": ""},
+			Status: "healthy", AgeSeconds: &age, MaxAgeSeconds: 2592000, LastRotatedAt: &at, NextRotationAt: &whole, Runbook: "runbooks/notes.md",
+			CurrentVersion: &Version{ID: "01M92V7FCJJJKYH44G6T0T6NTN", Fingerprint: "fp:ab12", CreatedAt: at, ExpiresAt: &whole}},
+		"escapes": {ID: `a"b\c`, Consumer: "<script>&amp;</script>", Provider: "ünïcödé 日本", Owner: "line\nbreak\ttab\x01",
+			Scope: []string{"\u2028", "\u2029", "\xff\xfe", ""}, Labels: map[string]string{"<k>": "&v", "é": "\x7f"}, Runbook: "/",
+			AgeSeconds: &neg, Status: "needs_attention"},
+		"version extras": {ID: "x", CurrentVersion: &Version{ID: "v", Stage: "current", SHA256: "sha256:00", CreatedAt: time.Date(2026, 1, 1, 0, 0, 0, 1000, time.FixedZone("", 3600))}},
+		"one of each":        {ID: "a<b", Consumer: "a>b", Provider: "a&b", Owner: "\u2028", Runbook: "é", Scope: []string{"\"", "\\", "\x1f"}},
+		"zero version time": {ID: "x", CurrentVersion: &Version{}},
+		"empty collections": {ID: "x", Scope: []string{}, Labels: map[string]string{}},
+		"show fields":       {ID: "x", Schedule: "@daily", GraceSeconds: 60, Targets: []store.TargetBinding{{Target: "t", Key: "K"}}, Versions: []Version{{ID: "v"}}},
+	}
+	for name, c := range cases {
+		want, werr := json.Marshal(c)
+		got, gerr := c.AppendJSON([]byte("prefix"))
+		if (werr != nil) != (gerr != nil) {
+			t.Errorf("%s: AppendJSON error %v, json.Marshal error %v", name, gerr, werr)
+			continue
+		}
+		if werr == nil && !bytes.Equal(got, append([]byte("prefix"), want...)) {
+			t.Errorf("%s:\nAppendJSON: %s\njson.Marshal:     %s", name, got, want)
+		}
+	}
+	bad := Credential{ID: "x", LastRotatedAt: new(time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC))}
+	if _, err := bad.AppendJSON(nil); err == nil {
+		t.Error("AppendJSON accepted a year json.Marshal refuses")
+	}
+}
