@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"maps"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -162,6 +163,12 @@ func (r *recorder) run() {
 // drain writes pending events, a batch per transaction, until none is left.
 func (r *recorder) drain() {
 	for {
+		// Let the goroutines that are ready to run (requests on their way
+		// to submit) go first, so that they join this transaction rather
+		// than each wait for one of its own: with 16 concurrent readers
+		// this took SQLite's transactions from ~2 events to ~5.5, at the
+		// cost of one yield (nothing to wait for when no one else runs).
+		runtime.Gosched()
 		r.mu.Lock()
 		n := min(len(r.pending), maxBatch)
 		batch := r.pending[:n:n]
