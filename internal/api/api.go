@@ -60,7 +60,7 @@ type Options struct {
 	Poll time.Duration
 	// MaxStale bounds how late a read served from the value cache may
 	// see a change committed by another process where the store cannot
-	// tell (Postgres: another replica, a CLI): a cached version is
+	// tell (Postgres: another replica, a CLI): there a cached version is
 	// confirmed by reading the credential at least this often while it is
 	// read (DefaultMaxStale when zero; negative: at every read, as for a
 	// store that tracks no changes). Changes committed through this
