@@ -43,6 +43,8 @@ const (
 	MaxWait = 5 * time.Minute
 	// DefaultWait is the wait of a long poll that names after= but no wait=.
 	DefaultWait = 60 * time.Second
+	// DefaultMaxStale is Options.MaxStale's default.
+	DefaultMaxStale = 100 * time.Millisecond
 )
 
 // Options configure a Server.
@@ -56,6 +58,15 @@ type Options struct {
 	Rules []Rule
 	// Poll is the watch poller's interval (DefaultPoll when zero).
 	Poll time.Duration
+	// MaxStale bounds how late a read served from the value cache may
+	// see a change committed by another process where the store cannot
+	// tell (Postgres: another replica, a CLI): there a cached version is
+	// confirmed by reading the credential at least this often while it is
+	// read (DefaultMaxStale when zero; negative: at every read, as for a
+	// store that tracks no changes). Changes committed through this
+	// process's store, and on SQLite by any process, are seen by the next
+	// read whatever MaxStale is. See docs/consume-api.md.
+	MaxStale time.Duration
 	// Engine starts the rotations of POST /v1/credentials/{id}/rotate and
 	// POST /v1/rotate (nil: they answer 503). Its Runner must exist.
 	Engine *rotation.Engine
@@ -94,6 +105,9 @@ func New(opts Options) (*Server, error) {
 	if opts.Poll <= 0 {
 		opts.Poll = DefaultPoll
 	}
+	if opts.MaxStale == 0 {
+		opts.MaxStale = DefaultMaxStale
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -103,7 +117,7 @@ func New(opts Options) (*Server, error) {
 	s := &Server{opts: opts, users: newUserCache(), touch: &touchCache{last: map[string]time.Time{}},
 		limiter: newLimiter(opts.AuthLimit), cache: newValueCache()}
 	s.hub = newHub(opts.Store, opts.Poll, opts.Logger, func(id string) { s.cache.drop(id, "") })
-	s.rec = newRecorder(opts.Store, opts.Logger)
+	s.rec = newRecorder(opts.Store, opts.Logger, opts.MaxStale)
 	return s, nil
 }
 
@@ -248,8 +262,9 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request, p principal, c sto
 		s.recordFailed(w, r, c.ID, err)
 		return
 	}
-	s.cache.put(c.ID, cachedValue{versionID: v.ID, fingerprint: v.Fingerprint, labels: c.Labels, value: val})
-	s.writeValue(w, r, p, c, val)
+	e := entryOf(c, val)
+	s.cache.put(c.ID, e)
+	s.writeValue(w, r, p, c.ID, e)
 }
 
 // sendCached serves the read from the cache when it holds a version that
@@ -265,7 +280,8 @@ func (s *Server) sendCached(w http.ResponseWriter, r *http.Request, p principal,
 	if err != nil {
 		return false
 	}
-	c, err := s.rec.recordChecked(r.Context(), ev, versionCheck{CredentialID: id, VersionID: e.versionID, Labels: e.labels})
+	res, err := s.rec.recordChecked(r.Context(), ev, versionCheck{CredentialID: id, VersionID: e.versionID, Labels: e.labels,
+		Confirmed: e.confirmed, Mark: e.mark, At: e.at})
 	switch {
 	case errors.Is(err, errStale):
 		s.cache.drop(id, e.versionID)
@@ -274,7 +290,10 @@ func (s *Server) sendCached(w http.ResponseWriter, r *http.Request, p principal,
 		s.recordFailed(w, r, id, err)
 		return true
 	}
-	s.writeValue(w, r, p, c, e.value)
+	if res.fresh != nil {
+		e = s.cache.confirm(id, e, *res.fresh, res.mark, res.at)
+	}
+	s.writeValue(w, r, p, id, e)
 	return true
 }
 
@@ -291,15 +310,14 @@ func (s *Server) recordFailed(w http.ResponseWriter, r *http.Request, id string,
 	unavailableProblem("the read could not be recorded in the audit log, so the value is not handed out; try again").write(w, r)
 }
 
-// writeValue writes the body of a read of c's current version, whose
-// value is val; the read is recorded already.
-func (s *Server) writeValue(w http.ResponseWriter, r *http.Request, p principal, c store.Credential, val secret.Value) {
+// writeValue writes the body of a read of credential id's current
+// version, as e holds it; the read is recorded already.
+func (s *Server) writeValue(w http.ResponseWriter, r *http.Request, p principal, id string, e cachedValue) {
 	if p.tokenID != "" {
 		s.touchToken(p.tokenID)
 	}
-	v := c.Current
-	body := valueBody{Credential: c.ID, Version: v.ID, Fingerprint: v.Fingerprint,
-		ExpiresAt: optTime(v.ExpiresAt), NextCutoverAt: optTime(c.State.NextRotationAt), Value: val.RevealString()}
+	body := valueBody{Credential: id, Version: e.versionID, Fingerprint: e.fingerprint,
+		ExpiresAt: optTime(e.expiresAt), NextCutoverAt: optTime(e.nextCutoverAt), Value: e.value.RevealString()}
 	b, err := json.Marshal(body)
 	if err != nil {
 		internalProblem("encoding the response failed").write(w, r)

@@ -18,3 +18,9 @@ func WatchWaiters(s *Server, id string) int {
 func CredentialCursor(after string) string {
 	return *cursor{Kind: "credentials", After: after}.encode()
 }
+
+// RecorderStats returns how many transactions the audit recorder ran, how
+// many events they held and how many credential queries checks made.
+func RecorderStats(s *Server) (txs, events, reads int64) {
+	return s.rec.txs.Load(), s.rec.events.Load(), s.rec.reads.Load()
+}

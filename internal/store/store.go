@@ -324,3 +324,43 @@ type Tx interface {
 	// a Seq is taken (another sealer won).
 	SealAuditEvents(ctx context.Context, evs []AuditEvent) error
 }
+
+// ChangeMark tells, compared with an earlier one, whether a credential may
+// have changed in between without reading any: two equal marks mean no
+// transaction that could have changed one committed between the moments
+// they were taken, as far as the store can see (ChangeTracker.ChangesExact).
+type ChangeMark struct {
+	// Local counts the transactions that committed through this Store
+	// handle and may have changed a credential: every one but InAuditTx's.
+	Local uint64
+	// Others changes whenever another connection to the database commits
+	// a transaction, where the database tells (SQLite's PRAGMA
+	// data_version); it is always 0 on Postgres.
+	Others int64
+}
+
+// AuditTx is what InAuditTx's function may do: read, and append audit
+// events.
+type AuditTx interface {
+	Reader
+	// InsertAuditEvents appends unsealed events (Tx.InsertAuditEvents).
+	InsertAuditEvents(ctx context.Context, evs ...AuditEvent) error
+	// ChangeMark returns the store's ChangeMark as this transaction sees
+	// it.
+	ChangeMark(ctx context.Context) (ChangeMark, error)
+}
+
+// ChangeTracker is implemented by stores that can tell cheaply whether a
+// credential may have changed (internal/store/sqlstore's). The consume API
+// uses it to serve a cached value without reading the credential again.
+type ChangeTracker interface {
+	// InAuditTx is InPipelinedTx for fn that only reads and appends audit
+	// events: its commit changes no credential, so it does not count in
+	// ChangeMark.Local.
+	InAuditTx(ctx context.Context, fn func(tx AuditTx) error) error
+	// ChangesExact reports whether ChangeMark sees every writer's commits:
+	// true on SQLite (data_version covers the other connections and
+	// processes); false on Postgres, where it sees only this handle's, and
+	// another process's change shows only in the data.
+	ChangesExact() bool
+}

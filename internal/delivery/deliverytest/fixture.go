@@ -121,6 +121,19 @@ func NewFixture(t testing.TB, st store.Store, extra ...string) *Fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f := &Fixture{Store: st, Keyring: kr, Engine: newEngine(t, st, kr)}
+	f.Rotate(t, CredA)
+	f.Rotate(t, CredB)
+	return f
+}
+
+// newEngine returns an engine on st with the keyring kr.
+func newEngine(t testing.TB, st store.Store, kr secret.Keyring) *rotation.Engine {
+	t.Helper()
+	root, err := filepath.Abs(filepath.Join("..", "..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
 	e, err := rotation.New(rotation.Options{Store: st, Keyring: kr, Redactor: &secret.Redactor{}, RunbookDir: root, StepTimeout: 20 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -130,10 +143,34 @@ func NewFixture(t testing.TB, st store.Store, extra ...string) *Fixture {
 	if _, err := rotation.NewRunner(e, rotation.RunnerOptions{Workers: 1}); err != nil {
 		t.Fatal(err)
 	}
-	f := &Fixture{Store: st, Keyring: kr, Engine: e}
-	f.Rotate(t, CredA)
-	f.Rotate(t, CredB)
-	return f
+	return e
+}
+
+// Elsewhere returns the fixture as another process would see it: a second
+// handle on the same database (its own connections, closed at the test's
+// end), with an engine of its own and the same keyring. What it commits
+// reaches f.Store's handle only through the database.
+func (f *Fixture) Elsewhere(t testing.TB) *Fixture {
+	t.Helper()
+	var st store.Store
+	var err error
+	switch s := f.Store.(type) {
+	case *postgres.Store:
+		st, err = postgres.Open(context.Background(), s.Pool().Config().ConnString())
+	case *sqlite.Store:
+		st, err = sqlite.Open(context.Background(), "sqlite://"+s.Path())
+	default:
+		t.Fatalf("Elsewhere: a %T store", f.Store)
+	}
+	if err != nil {
+		t.Fatalf("open a second handle: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			t.Errorf("close the second handle: %v", err)
+		}
+	})
+	return &Fixture{Store: st, Keyring: f.Keyring, Engine: newEngine(t, st, f.Keyring)}
 }
 
 // Rotate rotates a credential to a new current version, through the

@@ -221,8 +221,22 @@ func (tx *Tx) InsertAuditEvents(ctx context.Context, evs ...store.AuditEvent) er
 		if err := tx.auditValues(&q, chunk, "INSERT INTO audit_events "+auditInsertColumns+" VALUES ", ""); err != nil {
 			return err
 		}
-		if _, err := tx.exec(ctx, q.String(), q.args...); err != nil {
-			return fmt.Errorf("insert %d audit events: %w", len(chunk), err)
+		wrap := func(_ int64, err error) error {
+			if err != nil {
+				return fmt.Errorf("insert %d audit events: %w", len(chunk), err)
+			}
+			return nil
+		}
+		if tx.audit {
+			// InAuditTx: queued, so that on Postgres the BEGIN, the
+			// inserts and the COMMIT are one round trip.
+			if err := tx.execThen(ctx, q.String(), q.args, wrap); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := wrap(tx.exec(ctx, q.String(), q.args...)); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/rotatorhq/rotator/internal/store"
@@ -42,6 +43,9 @@ type Config struct {
 type Store struct {
 	reader
 	cfg Config
+	// changes counts the transactions that committed (or tried to) through
+	// this Store, but InAuditTx's: ChangeMark.Local.
+	changes atomic.Uint64
 }
 
 // New returns a Store over cfg.
@@ -107,6 +111,39 @@ func (s *Store) InTx(ctx context.Context, fn func(tx store.Tx) error) error {
 	return s.retryTx(ctx, s.cfg.DB.Begin, fn)
 }
 
+// InAuditTx is InPipelinedTx for fn that only reads and appends audit
+// events (store.ChangeTracker): its commit is not counted as a change.
+func (s *Store) InAuditTx(ctx context.Context, fn func(tx store.AuditTx) error) error {
+	begin := s.cfg.DB.Begin
+	if p, ok := s.cfg.DB.(PipeDB); ok {
+		begin = func(ctx context.Context) (TxConn, error) { return p.BeginPipe(ctx) }
+	}
+	return s.retryTx(ctx, begin, func(tx store.Tx) error {
+		tx.(*Tx).audit = true
+		return fn(tx.(*Tx))
+	})
+}
+
+// ChangesExact reports whether ChangeMark sees the commits of other
+// connections too: on SQLite it does (PRAGMA data_version).
+func (s *Store) ChangesExact() bool { return !s.dialect().pg() }
+
+// ChangeMark returns the store's store.ChangeMark as tx sees it: the
+// count of this Store's commits, then (SQLite) the connection's
+// data_version, which another connection's commit changes. On SQLite no
+// commit of this Store can come in between, since tx holds its only
+// connection.
+func (tx *Tx) ChangeMark(ctx context.Context) (store.ChangeMark, error) {
+	m := store.ChangeMark{Local: tx.s.changes.Load()}
+	if tx.s.dialect().pg() {
+		return m, nil
+	}
+	if err := tx.queryOne(ctx, "PRAGMA data_version", nil, &m.Others); err != nil {
+		return store.ChangeMark{}, fmt.Errorf("read data_version: %w", err)
+	}
+	return m, nil
+}
+
 // InPipelinedTx is InTx for a transaction that writes and does not need a
 // write's outcome before its next statement. Where the database can
 // (Postgres), the begin, the writes and the commit are queued and sent
@@ -170,6 +207,11 @@ func (s *Store) inTx(ctx context.Context, begin func(context.Context) (TxConn, e
 		return err
 	}
 	done = true
+	if !tx.audit {
+		// Counted once the commit is over, failed or not, so that a read
+		// that starts after InTx returned sees the count moved.
+		defer s.changes.Add(1)
+	}
 	// A PipeTx sends its queue with the COMMIT; a queued write's error is
 	// returned here, as its handler made it.
 	if err := conn.Commit(ctx); err != nil {
@@ -215,6 +257,8 @@ func (s *Store) orNow(t time.Time) time.Time {
 type Tx struct {
 	reader
 	conn TxConn
+	// audit: the transaction of InAuditTx, which changes no credential.
+	audit bool
 }
 
 // Raw returns the driver's transaction (pgx.Tx or *sql.Tx).
@@ -322,6 +366,8 @@ func (r errRows) Err() error        { return r.err }
 func (r errRows) Close()            {}
 
 var (
-	_ store.Store = (*Store)(nil)
-	_ store.Tx    = (*Tx)(nil)
+	_ store.Store         = (*Store)(nil)
+	_ store.Tx            = (*Tx)(nil)
+	_ store.ChangeTracker = (*Store)(nil)
+	_ store.AuditTx       = (*Tx)(nil)
 )

@@ -87,6 +87,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		"ProviderState":              testProviderState,
 		"ListCredentialsDeleted":     testListCredentialsIncludeDeleted,
 		"APITokens":                  testAPITokens,
+		"ChangeMark":                 testChangeMark,
 	} {
 		t.Run(name, func(t *testing.T) {
 			s, ctx := setup(t)
@@ -1199,6 +1200,43 @@ func testInTxRollback(t *testing.T, s store.Store, ctx context.Context) {
 	})
 	isErr(t, "InTx returns fn's error", err, boom)
 	assertEmpty(t, s)
+}
+
+// testChangeMark: a committed InTx moves the mark, a rolled back one and
+// InAuditTx do not; InAuditTx's events (queued on Postgres) are committed.
+func testChangeMark(t *testing.T, s store.Store, ctx context.Context) {
+	ct, ok := s.(store.ChangeTracker)
+	if !ok {
+		t.Fatalf("%T is no store.ChangeTracker", s)
+	}
+	mark := func() store.ChangeMark {
+		t.Helper()
+		var m store.ChangeMark
+		noErr(t, "audit tx", ct.InAuditTx(ctx, func(tx store.AuditTx) error {
+			var err error
+			m, err = tx.ChangeMark(ctx)
+			return err
+		}))
+		return m
+	}
+	m0 := mark()
+	equal(t, "mark after an audit tx", mark(), m0)
+	noErr(t, "audit events", ct.InAuditTx(ctx, func(tx store.AuditTx) error {
+		return tx.InsertAuditEvents(ctx, store.AuditEvent{Action: "value.read", OccurredAt: t0},
+			store.AuditEvent{Action: "value.read", OccurredAt: t0})
+	}))
+	equal(t, "audit events committed", actions(collect(t, s, store.AuditFilter{})), []string{"value.read", "value.read"})
+	equal(t, "mark after inserting audit events", mark(), m0)
+	_ = s.InTx(ctx, func(tx store.Tx) error {
+		noErr(t, "provider", tx.UpsertProvider(ctx, provider("gen")))
+		return errors.New("rolled back")
+	})
+	equal(t, "mark after a rollback", mark(), m0)
+	seed(t, s, credential("c1"))
+	if m := mark(); m == m0 || m.Local <= m0.Local {
+		t.Errorf("mark after a commit: %+v, before %+v; want Local moved", m, m0)
+	}
+	equal(t, "ChangesExact", ct.ChangesExact(), s.Dialect() == store.DialectSQLite)
 }
 
 func testInTxPanic(t *testing.T, s store.Store, ctx context.Context) {
