@@ -307,9 +307,12 @@ INSERT INTO audit_events (`, auditColumns, `)
 SELECT p.id, p.occurred_at, p.actor, p.action, p.credential_id, p.run_id, p.data, v.seq, v.prev_hash, v.hash, v.sealed_at
 FROM p JOIN v ON v.id = p.id ORDER BY v.seq`)
 		} else {
+			// SQLite scans v and looks each event up: the rows go in in
+			// the order of chunk (seq order, as the sealer gives them)
+			// without sorting them.
 			q.sql(` INSERT INTO audit_events (`, auditColumns, `)
 SELECT p.id, p.occurred_at, p.actor, p.action, p.credential_id, p.run_id, p.data, v.seq, v.prev_hash, v.hash, v.sealed_at
-FROM v JOIN audit_pending AS p ON p.id = v.id ORDER BY v.seq`)
+FROM v JOIN audit_pending AS p ON p.id = v.id`)
 		}
 		n, err := tx.exec(ctx, q.String(), q.args...)
 		if err != nil {
