@@ -250,7 +250,7 @@ func TestAuditVerifyUnsealedWithoutService(t *testing.T) {
 		t.Fatal(err)
 	}
 	db := st.Handle().(*sql.DB)
-	if _, err := db.ExecContext(t.Context(), `UPDATE audit_events SET occurred_at = occurred_at - 120000000 WHERE seq IS NULL`); err != nil {
+	if _, err := db.ExecContext(t.Context(), `UPDATE audit_pending SET occurred_at = occurred_at - 120000000`); err != nil {
 		t.Fatal(err)
 	}
 	_ = st.Close()

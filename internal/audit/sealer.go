@@ -16,11 +16,12 @@ const DefaultBatch = 1000
 
 // Sealer chains committed, unsealed audit events: it reads them in
 // insertion order, gives each the next Seq after the last sealed event and
-// its hash, and writes them back, one batch per transaction.
+// its hash, and seals them (Tx.SealAuditEvents moves them from
+// audit_pending into audit_events), one batch per transaction.
 //
 // One sealer should run at a time (rotator serve runs it on the River
 // leader only), but several are safe by design rather than by locking:
-// Seq is UNIQUE and SealAuditEvents only seals rows that are still
+// Seq is UNIQUE and SealAuditEvents only seals events that are still
 // unsealed, so when two sealers chain the same head the second one's write
 // fails with store.ErrConflict, its transaction rolls back, and it reads
 // the new head and tries again. No event is ever chained twice or skipped.

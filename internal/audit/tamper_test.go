@@ -1,6 +1,8 @@
 package audit_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -212,4 +214,50 @@ SELECT occurred_at, 'mallory', 'config.applied', 1, prev_hash, 'abcd' FROM audit
 			})
 		})
 	}
+}
+
+// TestTamperThroughPending uses audit_pending, where unsealed events wait,
+// to hide or repeat sealed events: neither launders them.
+func TestTamperThroughPending(t *testing.T) {
+	t.Parallel()
+	const copyBack = `INSERT INTO audit_pending (id, occurred_at, actor, action, credential_id, run_id, data)
+SELECT id, occurred_at, actor, action, credential_id, run_id, data FROM audit_events WHERE seq = %d`
+	t.Run("copy of a sealed event", func(t *testing.T) {
+		t.Parallel()
+		eachDialect(t, func(t *testing.T, b bundle) {
+			insert(t, b.st, 0, 20)
+			seal(t, b.st)
+			b.exec(t, fmt.Sprintf(copyBack, 5))
+			// The copy is never sealed: the event's id is taken, which
+			// no race between sealers can cause, so it is not retried.
+			_, err := audit.NewSealer(b.st, audit.SealerOptions{}).Seal(context.Background(), 0)
+			if err == nil || errors.Is(err, store.ErrConflict) || !strings.Contains(err.Error(), "audit_pending holds a copy of a sealed event") {
+				t.Fatalf("sealing a copy of a sealed event: %v", err)
+			}
+			rep := verify(t, b.st, audit.VerifyOptions{})
+			if !rep.OK || rep.Checked != 20 || rep.Unsealed != 1 {
+				t.Fatalf("after the failed seal: %+v", rep)
+			}
+		})
+	})
+	t.Run("sealed event moved back", func(t *testing.T) {
+		t.Parallel()
+		eachDialect(t, func(t *testing.T, b bundle) {
+			insert(t, b.st, 0, 20)
+			seal(t, b.st)
+			before := events(t, b.st)
+			// Moved back to the queue, the event is sealed again at the
+			// head, with a valid hash; its old place is a gap.
+			b.exec(t, fmt.Sprintf(copyBack, 7))
+			b.exec(t, "DELETE FROM audit_events WHERE seq = 7")
+			if n := seal(t, b.st); n != 1 {
+				t.Fatalf("sealed %d events, want the one moved back", n)
+			}
+			rep := verify(t, b.st, audit.VerifyOptions{})
+			if rep.OK || rep.Problem == nil || rep.Problem.Kind != audit.ProblemDeleted || rep.Problem.Seq != 7 ||
+				rep.Problem.EventID != before[7].ID {
+				t.Fatalf("moving a sealed event back through audit_pending: %+v", rep)
+			}
+		})
+	})
 }

@@ -319,9 +319,11 @@ type Tx interface {
 
 	// InsertAuditEvents appends unsealed events.
 	InsertAuditEvents(ctx context.Context, evs ...AuditEvent) error
-	// SealAuditEvents writes Seq, PrevHash, Hash and SealedAt of events
-	// previously returned unsealed; ErrConflict if one is already sealed or
-	// a Seq is taken (another sealer won).
+	// SealAuditEvents seals events previously returned unsealed with
+	// their Seq, PrevHash, Hash and SealedAt: they move, as stored, from
+	// the unsealed events to the sealed ones, which are never written
+	// again. ErrConflict if one is already sealed or a Seq is taken
+	// (another sealer won).
 	SealAuditEvents(ctx context.Context, evs []AuditEvent) error
 }
 

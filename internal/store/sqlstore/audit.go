@@ -4,20 +4,35 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/rotatorhq/rotator/internal/store"
 )
 
-const auditColumns = `id, occurred_at, actor, action, credential_id, run_id, data, seq, prev_hash, hash, sealed_at`
+// Audit events live in two tables (migrations 00011): audit_pending holds
+// the unsealed ones, as inserted, and audit_events the sealed ones, each
+// written once, by the sealer, which moves events from the first to the
+// second with their seq and hashes. Both draw their ids from one sequence.
+
+// auditColumns are audit_events' columns; pendingColumns the first seven,
+// all audit_pending has.
+const (
+	auditColumns   = `id, occurred_at, actor, action, credential_id, run_id, data, seq, prev_hash, hash, sealed_at`
+	pendingColumns = `id, occurred_at, actor, action, credential_id, run_id, data`
+)
+
+// auditIDKey is audit_events' primary key, as each dialect names it in
+// errors.
+var auditIDKey = []string{"audit_events_pkey", "audit_events.id"}
 
 // auditPage is how many events ScanAuditEvents reads per query. Each page
 // is read completely before fn sees its events, so fn may use the store or
 // the transaction it scans in.
 const auditPage = 500
 
-// auditChunk is how many events one INSERT or UPDATE statement writes,
+// auditChunk is how many events one INSERT or seal statement writes,
 // well below both dialects' limits on bound parameters.
 const auditChunk = 1000
 
@@ -49,6 +64,16 @@ func (r reader) ScanAuditEvents(ctx context.Context, f store.AuditFilter, fn fun
 	return nil
 }
 
+// auditSource is where sealed (audit_events, by seq) or unsealed
+// (audit_pending, by id) events are read: the table, its columns and the
+// order's key.
+func auditSource(sealed bool) (table, columns, key string) {
+	if sealed {
+		return "audit_events", auditColumns, "seq"
+	}
+	return "audit_pending", pendingColumns, "id"
+}
+
 // scanAudit pages through sealed events (by seq, after the given one) or
 // unsealed events (by id), calling fn for each, until left reaches 0 (-1:
 // no limit). It returns what is left.
@@ -56,22 +81,19 @@ func (r reader) scanAudit(ctx context.Context, f store.AuditFilter, sealed bool,
 	fn func(store.AuditEvent) error,
 ) (int, error) {
 	d := r.s.dialect()
-	key := "id"
-	if sealed {
-		key = "seq"
-	}
+	table, columns, key := auditSource(sealed)
 	for left != 0 {
 		if err := ctx.Err(); err != nil {
 			return left, fmt.Errorf("scan audit events: %w", err)
 		}
 		var q query
-		preds := append([]string{key + " > " + q.arg(after)}, auditPreds(&q, d, f, sealed)...)
+		preds := append([]string{key + " > " + q.arg(after)}, auditPreds(&q, d, f)...)
 		page := auditPage
 		if left > 0 && left < page {
 			page = left
 		}
-		q.sql(`SELECT `, auditColumns, ` FROM audit_events`, where(preds), ` ORDER BY `, key, ` LIMIT `, q.arg(page))
-		evs, err := r.auditPage(ctx, q)
+		q.sql(`SELECT `, columns, ` FROM `, table, where(preds), ` ORDER BY `, key, ` LIMIT `, q.arg(page))
+		evs, err := r.auditPage(ctx, q, sealed)
 		if err != nil {
 			return left, err
 		}
@@ -97,11 +119,8 @@ func (r reader) scanAudit(ctx context.Context, f store.AuditFilter, sealed bool,
 
 // auditPreds returns the predicates of f other than the position in the
 // order.
-func auditPreds(q *query, d dialect, f store.AuditFilter, sealed bool) []string {
-	preds := []string{"seq IS NULL"}
-	if sealed {
-		preds = []string{"seq IS NOT NULL"}
-	}
+func auditPreds(q *query, d dialect, f store.AuditFilter) []string {
+	var preds []string
 	if f.CredentialID != "" {
 		preds = append(preds, "credential_id = "+q.arg(f.CredentialID))
 	}
@@ -147,10 +166,7 @@ func (r reader) scanNewest(ctx context.Context, f store.AuditFilter, fn func(sto
 // unsealed (by id) events, last first.
 func (r reader) scanAuditDesc(ctx context.Context, f store.AuditFilter, sealed bool, limit int) ([]store.AuditEvent, error) {
 	d := r.s.dialect()
-	key := "id"
-	if sealed {
-		key = "seq"
-	}
+	table, columns, key := auditSource(sealed)
 	var out []store.AuditEvent
 	var before int64
 	for len(out) < limit {
@@ -158,7 +174,7 @@ func (r reader) scanAuditDesc(ctx context.Context, f store.AuditFilter, sealed b
 			return nil, fmt.Errorf("scan audit events: %w", err)
 		}
 		var q query
-		preds := auditPreds(&q, d, f, sealed)
+		preds := auditPreds(&q, d, f)
 		if sealed {
 			preds = append(preds, "seq > "+q.arg(f.AfterSeq))
 		}
@@ -166,8 +182,8 @@ func (r reader) scanAuditDesc(ctx context.Context, f store.AuditFilter, sealed b
 			preds = append(preds, key+" < "+q.arg(before))
 		}
 		page := min(auditPage, limit-len(out))
-		q.sql(`SELECT `, auditColumns, ` FROM audit_events`, where(preds), ` ORDER BY `, key, ` DESC LIMIT `, q.arg(page))
-		evs, err := r.auditPage(ctx, q)
+		q.sql(`SELECT `, columns, ` FROM `, table, where(preds), ` ORDER BY `, key, ` DESC LIMIT `, q.arg(page))
+		evs, err := r.auditPage(ctx, q, sealed)
 		if err != nil {
 			return nil, err
 		}
@@ -184,7 +200,8 @@ func (r reader) scanAuditDesc(ctx context.Context, f store.AuditFilter, sealed b
 	return out, nil
 }
 
-func (r reader) auditPage(ctx context.Context, q query) ([]store.AuditEvent, error) {
+// auditPage reads a page of auditColumns (sealed) or pendingColumns.
+func (r reader) auditPage(ctx context.Context, q query, sealed bool) ([]store.AuditEvent, error) {
 	rows, err := r.c.Query(ctx, q.String(), q.args...)
 	if err != nil {
 		return nil, fmt.Errorf("scan audit events: %w", err)
@@ -194,9 +211,13 @@ func (r reader) auditPage(ctx context.Context, q query) ([]store.AuditEvent, err
 	for rows.Next() {
 		var ev store.AuditEvent
 		var data []byte
-		if err := rows.Scan(&ev.ID, &timeCol{&ev.OccurredAt}, &ev.Actor, &ev.Action,
-			&textCol{&ev.CredentialID}, &textCol{&ev.RunID}, &jsonCol{&data},
-			&intCol{&ev.Seq}, &textCol{&ev.PrevHash}, &textCol{&ev.Hash}, &timeCol{&ev.SealedAt}); err != nil {
+		dst := []any{&ev.ID, &timeCol{&ev.OccurredAt}, &ev.Actor, &ev.Action,
+			&textCol{&ev.CredentialID}, &textCol{&ev.RunID}, &jsonCol{&data}}
+		if sealed {
+			// NULLs only a hand edit could leave read as empty.
+			dst = append(dst, &intCol{&ev.Seq}, &textCol{&ev.PrevHash}, &textCol{&ev.Hash}, &timeCol{&ev.SealedAt})
+		}
+		if err := rows.Scan(dst...); err != nil {
 			return nil, fmt.Errorf("scan audit events: %w", err)
 		}
 		if len(data) > 0 {
@@ -210,15 +231,15 @@ func (r reader) auditPage(ctx context.Context, q query) ([]store.AuditEvent, err
 	return evs, nil
 }
 
-// InsertAuditEvents appends events, unsealed: their ID, Seq, PrevHash, Hash
-// and SealedAt are ignored. OccurredAt defaults to now. Data must be empty
+// InsertAuditEvents appends events to audit_pending, unsealed: their ID,
+// Seq, PrevHash, Hash and SealedAt are ignored. OccurredAt defaults to now. Data must be empty
 // or valid JSON; Postgres stores it as jsonb, so it reads back normalized
 // (key order, spacing): hash events as read back, never as written.
 func (tx *Tx) InsertAuditEvents(ctx context.Context, evs ...store.AuditEvent) error {
 	for start := 0; start < len(evs); start += auditChunk {
 		chunk := evs[start:min(start+auditChunk, len(evs))]
 		var q query
-		if err := tx.auditValues(&q, chunk, "INSERT INTO audit_events "+auditInsertColumns+" VALUES ", ""); err != nil {
+		if err := tx.auditValues(&q, chunk, "INSERT INTO audit_pending "+auditInsertColumns+" VALUES ", ""); err != nil {
 			return err
 		}
 		wrap := func(_ int64, err error) error {
@@ -272,10 +293,12 @@ func (tx *Tx) auditValues(q *query, evs []store.AuditEvent, prefix, suffix strin
 	return nil
 }
 
-// SealAuditEvents writes Seq, PrevHash, Hash and SealedAt (default now) of
-// unsealed events, identified by ID. If any event is missing or already
-// sealed, or a Seq is taken, it returns ErrConflict: another sealer got
-// there first, and the transaction must be rolled back.
+// SealAuditEvents moves unsealed events, identified by ID, from
+// audit_pending into audit_events with their Seq, PrevHash, Hash and
+// SealedAt (default now): the content sealed is the stored one, as the
+// sealer read it. If any event is missing or already sealed, or a Seq is
+// taken, it returns ErrConflict: another sealer got there first, and the
+// transaction must be rolled back.
 func (tx *Tx) SealAuditEvents(ctx context.Context, evs []store.AuditEvent) error {
 	d := tx.s.dialect()
 	now := tx.s.now()
@@ -289,14 +312,40 @@ func (tx *Tx) SealAuditEvents(ctx context.Context, evs []store.AuditEvent) error
 		if err := build(d, &q, chunk, now); err != nil {
 			return err
 		}
-		q.sql(` UPDATE audit_events AS a SET seq = v.seq, prev_hash = v.prev_hash, hash = v.hash, sealed_at = v.sealed_at
-FROM v WHERE a.id = v.id AND coalesce(a.seq, 0) = 0`) // not "a.seq IS NULL": SQLite would scan the seq index
+		if d.pg() {
+			// One statement: the DELETE's rows feed the INSERT. A row
+			// another sealer moved meanwhile is not returned. $1 is the
+			// ids' array (sealArrays binds it first).
+			q.sql(`, p AS (DELETE FROM audit_pending WHERE id = ANY($1) RETURNING `, pendingColumns, `)
+INSERT INTO audit_events (`, auditColumns, `)
+SELECT p.id, p.occurred_at, p.actor, p.action, p.credential_id, p.run_id, p.data, v.seq, v.prev_hash, v.hash, v.sealed_at
+FROM p JOIN v ON v.id = p.id ORDER BY v.seq`)
+		} else {
+			// SQLite scans v and looks each event up: the rows go in in
+			// the order of chunk (seq order, as the sealer gives them)
+			// without sorting them.
+			q.sql(` INSERT INTO audit_events (`, auditColumns, `)
+SELECT p.id, p.occurred_at, p.actor, p.action, p.credential_id, p.run_id, p.data, v.seq, v.prev_hash, v.hash, v.sealed_at
+FROM v JOIN audit_pending AS p ON p.id = v.id`)
+		}
 		n, err := tx.exec(ctx, q.String(), q.args...)
 		if err != nil {
-			if kind, _ := tx.s.classify(err); kind == KindUnique {
+			switch kind, detail := tx.s.classify(err); {
+			case kind == KindUnique && slices.Contains(auditIDKey, detail):
+				// Sealers never race to this: a moved event is gone from
+				// audit_pending. Not a conflict to retry.
+				return fmt.Errorf("seal audit events %s: an event's id is in audit_events already (audit_pending holds a copy of a sealed event, made by hand?): %w",
+					idRange(chunk), err)
+			case kind == KindUnique:
 				return fmt.Errorf("seal audit events %s: a seq is taken: %w", idRange(chunk), store.ErrConflict)
 			}
 			return fmt.Errorf("seal audit events %s: %w", idRange(chunk), err)
+		}
+		if n == int64(len(chunk)) && !d.pg() {
+			n, err = tx.deletePending(ctx, chunk)
+			if err != nil {
+				return fmt.Errorf("seal audit events %s: %w", idRange(chunk), err)
+			}
 		}
 		if n != int64(len(chunk)) {
 			return fmt.Errorf("seal audit events %s: %d of %d missing or already sealed: %w",
@@ -304,6 +353,20 @@ FROM v WHERE a.id = v.id AND coalesce(a.seq, 0) = 0`) // not "a.seq IS NULL": SQ
 		}
 	}
 	return nil
+}
+
+// deletePending deletes the moved events from audit_pending (SQLite, whose
+// DELETE cannot feed an INSERT) and returns how many it deleted.
+func (tx *Tx) deletePending(ctx context.Context, chunk []store.AuditEvent) (int64, error) {
+	ids := make([]int64, len(chunk))
+	for i, ev := range chunk {
+		ids[i] = ev.ID
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return 0, err
+	}
+	return tx.exec(ctx, `DELETE FROM audit_pending WHERE id IN (SELECT value FROM json_each($1))`, string(list))
 }
 
 // sealValues writes the seal statement's CTE v (id, seq, prev_hash, hash,

@@ -12,7 +12,7 @@ import (
 // the credentials in another (an index-only join on the current version).
 func (r reader) MetricsSnapshot(ctx context.Context) (store.MetricsSnapshot, error) {
 	var snap store.MetricsSnapshot
-	counts, err := r.c.Query(ctx, `SELECT (SELECT count(*) FROM runs WHERE active), (SELECT count(*) FROM audit_events WHERE seq IS NULL)`)
+	counts, err := r.c.Query(ctx, `SELECT (SELECT count(*) FROM runs WHERE active), (SELECT count(*) FROM audit_pending)`)
 	if err != nil {
 		return snap, fmt.Errorf("metrics snapshot: %w", err)
 	}

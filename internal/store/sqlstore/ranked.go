@@ -112,7 +112,7 @@ func (r reader) Counts(ctx context.Context, now time.Time) (store.Counts, error)
     (SELECT count(*) FROM credentials WHERE deleted_at IS NULL AND expires_at <= $1 AND current_version_id IS NOT NULL),
     (SELECT count(*) FROM runs WHERE active),
     (SELECT COALESCE(max(seq), 0) FROM audit_events WHERE seq IS NOT NULL),
-    (SELECT count(*) FROM audit_events WHERE seq IS NULL)`, []any{at},
+    (SELECT count(*) FROM audit_pending)`, []any{at},
 		&c.Credentials, &c.Failing, &c.NeedsAttention, &c.Due, &c.Expired, &c.ActiveRuns, &c.SealedEvents, &c.UnsealedEvents)
 	if err != nil {
 		return c, fmt.Errorf("count credentials, runs and audit events: %w", err)

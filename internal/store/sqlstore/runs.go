@@ -320,7 +320,7 @@ func (tx *Tx) advanceRunPg(ctx context.Context, a store.RunAdvance, r store.Run,
 		}
 	}
 	if len(a.Events) > 0 {
-		if err := tx.auditValues(&q, a.Events, ", e AS (INSERT INTO audit_events "+auditInsertColumns+
+		if err := tx.auditValues(&q, a.Events, ", e AS (INSERT INTO audit_pending "+auditInsertColumns+
 			" SELECT * FROM (VALUES ", ") AS v WHERE EXISTS (SELECT 1 FROM r))"); err != nil {
 			return err
 		}
