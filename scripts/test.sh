@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/test-services.sh
 if [ "$#" -eq 0 ]; then set -- ./...; fi
-exec go test -race -count=1 "$@"
+exec go test -race -count=1 -timeout 30m "$@"
