@@ -44,6 +44,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/rotatorhq/rotator/internal/audit"
+	"github.com/rotatorhq/rotator/internal/cpustat"
 	"github.com/rotatorhq/rotator/internal/gctune"
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/internal/settings"
@@ -893,7 +894,7 @@ func (h *benchHarness) startCost() *benchCost {
 	benchStatements.mu.Lock()
 	clear(benchStatements.bySQL) // count the measured span's statements only
 	benchStatements.mu.Unlock()
-	c := &benchCost{h: h, self: selfCPU(), statements: benchStatements.n.Load(), trips: benchStatements.trips.Load()}
+	c := &benchCost{h: h, self: cpustat.Self(), statements: benchStatements.n.Load(), trips: benchStatements.trips.Load()}
 	c.pg, c.commits = h.pgCost()
 	return c
 }
@@ -902,7 +903,7 @@ func (h *benchHarness) startCost() *benchCost {
 // for n rotations since startCost.
 func (c *benchCost) report(n int) {
 	b := c.h.b
-	self := selfCPU() - c.self
+	self := cpustat.Self() - c.self
 	b.ReportMetric(float64(self)/float64(time.Millisecond)/float64(n), "cpu-ms/rot")
 	if c.h.s.Dialect() != store.DialectPostgres {
 		return
@@ -949,35 +950,9 @@ func (h *benchHarness) pgCost() (map[int]time.Duration, int64) {
 		if err := rows.Scan(&pid); err != nil {
 			h.b.Fatal(err)
 		}
-		cpu[pid] = procCPU(pid)
+		cpu[pid] = cpustat.Process(pid)
 	}
 	return cpu, commits
-}
-
-// procCPU returns the user+system CPU time of a process (0 if it is gone).
-func procCPU(pid int) time.Duration {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// Fields after the command (which may hold spaces) in parentheses;
-	// utime and stime are fields 14 and 15, in clock ticks (100/s).
-	s := string(data)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * 10 * time.Millisecond
-}
-
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // benchLoad returns the 1, 5 and 15 minute load averages: the machine is

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/rotatorhq/rotator/internal/api"
+	"github.com/rotatorhq/rotator/internal/cpustat"
 	"github.com/rotatorhq/rotator/internal/delivery/deliverytest"
 	"github.com/rotatorhq/rotator/internal/gctune"
 )
@@ -66,7 +67,7 @@ func BenchmarkListCredentials(b *testing.B) {
 	var mu sync.Mutex
 	var lat []time.Duration
 	b.SetParallelism(4)
-	cpu0 := processCPU()
+	cpu0 := cpustat.Self()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		var mine []time.Duration
@@ -84,7 +85,7 @@ func BenchmarkListCredentials(b *testing.B) {
 		mu.Unlock()
 	})
 	b.StopTimer()
-	cpu := processCPU() - cpu0
+	cpu := cpustat.Self() - cpu0
 	slices.Sort(lat)
 	if len(lat) == 0 {
 		return

@@ -5,11 +5,11 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rotatorhq/rotator/internal/api"
+	"github.com/rotatorhq/rotator/internal/cpustat"
 	"github.com/rotatorhq/rotator/internal/delivery"
 	"github.com/rotatorhq/rotator/internal/delivery/deliverytest"
 )
@@ -33,7 +33,7 @@ func BenchmarkSocketRead(b *testing.B) {
 			defer src.Close()
 			b.SetParallelism(8)
 			tx0, _, q0 := api.RecorderStats(bd.srv)
-			cpu0 := processCPU()
+			cpu0 := cpustat.Self()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
@@ -44,7 +44,7 @@ func BenchmarkSocketRead(b *testing.B) {
 				}
 			})
 			b.StopTimer()
-			reportRate(b, processCPU()-cpu0)
+			reportRate(b, cpustat.Self()-cpu0)
 			// Transactions and credential queries per read: the recorder's
 			// batching and how often a cached read had to be confirmed.
 			tx1, _, q1 := api.RecorderStats(bd.srv)
@@ -78,7 +78,7 @@ func BenchmarkSocketBaseline(b *testing.B) {
 	client := dialSocket(sock)
 	defer client.CloseIdleConnections()
 	b.SetParallelism(8)
-	cpu0 := processCPU()
+	cpu0 := cpustat.Self()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -92,7 +92,7 @@ func BenchmarkSocketBaseline(b *testing.B) {
 		}
 	})
 	b.StopTimer()
-	reportRate(b, processCPU()-cpu0)
+	reportRate(b, cpustat.Self()-cpu0)
 }
 
 // reportRate reports reads/s (wall clock) and the CPU time this process
@@ -102,13 +102,4 @@ func BenchmarkSocketBaseline(b *testing.B) {
 func reportRate(b *testing.B, cpu time.Duration) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reads/s")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/read")
-}
-
-// processCPU is the user and system CPU time of this process so far.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

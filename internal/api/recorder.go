@@ -240,10 +240,7 @@ func (r *recorder) write(ctx context.Context, tx store.AuditTx, batch []pendingE
 	}
 	for i := range results {
 		if results[i].fresh != nil {
-			results[i].mark, results[i].at = mark, at
-			if !marked {
-				results[i].at = time.Time{}
-			}
+			results[i].mark, results[i].at = mark, at // zero when not marked
 		}
 	}
 	evs := make([]store.AuditEvent, 0, len(batch))

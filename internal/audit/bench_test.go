@@ -4,17 +4,14 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"os"
 	"slices"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/rotatorhq/rotator/internal/audit"
+	"github.com/rotatorhq/rotator/internal/cpustat"
 	"github.com/rotatorhq/rotator/internal/store"
 )
 
@@ -65,17 +62,17 @@ func BenchmarkSeal(b *testing.B) {
 			for b.Loop() {
 				b.StopTimer()
 				bd := dialects[name](b)
-				pg0, self0 := serverCPU(b, bd.st), selfCPU()
+				pg0, self0 := serverCPU(b, bd.st), cpustat.Self()
 				fill(b, bd, benchEvents)
 				pg1 := serverCPU(b, bd.st)
-				selfInsert += selfCPU() - self0
+				selfInsert += cpustat.Self() - self0
 				b.StartTimer()
-				start, self0 := time.Now(), selfCPU()
+				start, self0 := time.Now(), cpustat.Self()
 				if n := seal(b, bd.st); n != benchEvents {
 					b.Fatalf("sealed %d, want %d", n, benchEvents)
 				}
 				total += time.Since(start)
-				self += selfCPU() - self0
+				self += cpustat.Self() - self0
 				b.StopTimer()
 				pg2 := serverCPU(b, bd.st)
 				pgInsert += pg1.since(pg0)
@@ -127,36 +124,10 @@ func serverCPU(b *testing.B, st store.Store) pgCPU {
 		if err := rows.Scan(&pid); err != nil {
 			b.Fatal(err)
 		}
-		out[pid] = procCPU(pid)
+		out[pid] = cpustat.Process(pid)
 	}
 	if err := rows.Err(); err != nil {
 		b.Fatal(err)
 	}
 	return out
-}
-
-// procCPU returns the user+system CPU time of a process (0 if it is gone).
-func procCPU(pid int) time.Duration {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// utime and stime are fields 14 and 15, in clock ticks (100/s), after
-	// the command in parentheses (which may hold spaces).
-	s := string(data)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * 10 * time.Millisecond
-}
-
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

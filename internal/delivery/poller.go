@@ -32,15 +32,12 @@ type poller struct {
 }
 
 type pollEntry struct {
-	// version is the current version last seen ("" for none; goneVersion
+	// version is the current version last seen ("" for none; GoneVersion
 	// once the credential is gone).
 	version string
 	ch      chan struct{}
 	waiters int
 }
-
-// goneVersion marks a watched credential the store no longer lists.
-const goneVersion = GoneVersion
 
 // GoneVersion is what CurrentVersions gives for a credential the store no
 // longer lists (no version id can be it).

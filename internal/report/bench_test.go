@@ -11,11 +11,11 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rotatorhq/rotator/internal/audit"
+	"github.com/rotatorhq/rotator/internal/cpustat"
 	"github.com/rotatorhq/rotator/internal/report"
 	"github.com/rotatorhq/rotator/internal/store"
 )
@@ -52,7 +52,7 @@ func BenchmarkReportHTML(b *testing.B) {
 			runtime.GC()
 			debug.FreeOSMemory()
 			resetPeakRSS(b)
-			cpu0 := cpuTime()
+			cpu0 := cpustat.Self()
 			b.ResetTimer()
 			var stats report.Stats
 			for b.Loop() {
@@ -71,7 +71,7 @@ func BenchmarkReportHTML(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			b.ReportMetric((cpuTime()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
+			b.ReportMetric((cpustat.Self()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
 			b.ReportMetric(float64(peakRSS(b))/(1<<20), "peak-RSS-MB")
 			if fi, err := os.Stat(out); err == nil {
 				b.ReportMetric(float64(fi.Size())/(1<<20), "report-MB")
@@ -176,17 +176,6 @@ func seedLarge(b *testing.B, st store.Store, events int) {
 	if _, err := audit.NewSealer(st, audit.SealerOptions{Batch: 5000}).Seal(ctx, 0); err != nil {
 		b.Fatalf("seal: %v", err)
 	}
-}
-
-// cpuTime is the CPU time (user and system) this process has used: unlike
-// wall time it hardly depends on the machine's load. It does not include
-// the Postgres server's share.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // resetPeakRSS resets the process's peak resident set size (Linux).

@@ -9,10 +9,10 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/rotatorhq/rotator/internal/cpustat"
 	"github.com/rotatorhq/rotator/internal/mcp/proxy"
 )
 
@@ -127,7 +127,7 @@ func BenchmarkProxyThroughput(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			c := benchClient()
 			b.SetParallelism(16) // 32 goroutines on 2 CPUs
-			cpu0 := cpuTime(b)
+			cpu0 := cpustat.Self()
 			t0 := time.Now()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
@@ -135,16 +135,7 @@ func BenchmarkProxyThroughput(b *testing.B) {
 				}
 			})
 			b.ReportMetric(float64(b.N)/time.Since(t0).Seconds(), "req/s")
-			b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/req")
+			b.ReportMetric(float64((cpustat.Self()-cpu0).Microseconds())/float64(b.N), "cpu-µs/req")
 		})
 	}
-}
-
-// cpuTime returns the CPU time (user and system) the process used so far.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

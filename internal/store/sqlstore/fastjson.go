@@ -14,13 +14,9 @@ import "unicode/utf8"
 
 // scanFlatStrings reads a JSON array of plain strings.
 func scanFlatStrings(b []byte) (out []string, ok bool) {
-	i := skipSpace(b, 0)
-	if i >= len(b) || b[i] != '[' {
-		return nil, false
-	}
-	i = skipSpace(b, i+1)
-	if i < len(b) && b[i] == ']' {
-		return []string{}, skipSpace(b, i+1) == len(b)
+	i, empty, ok := openFlat(b, '[', ']')
+	if !ok || empty {
+		return []string{}, ok
 	}
 	for {
 		s, j, ok := scanPlainString(b, i)
@@ -28,17 +24,9 @@ func scanFlatStrings(b []byte) (out []string, ok bool) {
 			return nil, false
 		}
 		out = append(out, s)
-		i = skipSpace(b, j)
-		if i >= len(b) {
-			return nil, false
-		}
-		switch b[i] {
-		case ',':
-			i = skipSpace(b, i+1)
-		case ']':
-			return out, skipSpace(b, i+1) == len(b)
-		default:
-			return nil, false
+		var end bool
+		if i, end, ok = afterFlatValue(b, j, ']'); !ok || end {
+			return out, ok
 		}
 	}
 }
@@ -46,13 +34,9 @@ func scanFlatStrings(b []byte) (out []string, ok bool) {
 // scanFlatStringMap reads a JSON object whose values are all plain
 // strings. A repeated key keeps its last value, as encoding/json does.
 func scanFlatStringMap(b []byte) (out map[string]string, ok bool) {
-	i := skipSpace(b, 0)
-	if i >= len(b) || b[i] != '{' {
-		return nil, false
-	}
-	i = skipSpace(b, i+1)
-	if i < len(b) && b[i] == '}' {
-		return map[string]string{}, skipSpace(b, i+1) == len(b)
+	i, empty, ok := openFlat(b, '{', '}')
+	if !ok || empty {
+		return map[string]string{}, ok
 	}
 	out = make(map[string]string, 4)
 	for {
@@ -69,19 +53,41 @@ func scanFlatStringMap(b []byte) (out map[string]string, ok bool) {
 			return nil, false
 		}
 		out[k] = v
-		i = skipSpace(b, j)
-		if i >= len(b) {
-			return nil, false
-		}
-		switch b[i] {
-		case ',':
-			i = skipSpace(b, i+1)
-		case '}':
-			return out, skipSpace(b, i+1) == len(b)
-		default:
-			return nil, false
+		var end bool
+		if i, end, ok = afterFlatValue(b, j, '}'); !ok || end {
+			return out, ok
 		}
 	}
+}
+
+// openFlat reads the opening bracket of b: it returns where the first
+// value starts, or empty when the closing bracket follows (and ends b).
+func openFlat(b []byte, opening, closing byte) (i int, empty, ok bool) {
+	i = skipSpace(b, 0)
+	if i >= len(b) || b[i] != opening {
+		return 0, false, false
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == closing {
+		return 0, true, skipSpace(b, i+1) == len(b)
+	}
+	return i, false, true
+}
+
+// afterFlatValue reads what follows a value that ends at b[i]: a comma
+// (it returns where the next value starts) or the closing bracket, which
+// must end b (end).
+func afterFlatValue(b []byte, i int, closing byte) (next int, end, ok bool) {
+	i = skipSpace(b, i)
+	switch {
+	case i >= len(b):
+		return 0, false, false
+	case b[i] == ',':
+		return skipSpace(b, i+1), false, true
+	case b[i] == closing:
+		return 0, true, skipSpace(b, i+1) == len(b)
+	}
+	return 0, false, false
 }
 
 // scanPlainString reads the string starting at b[i] ('"'), which must
