@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/rotatorhq/rotator/internal/secret"
@@ -43,6 +44,7 @@ type APIOptions struct {
 // API reads values from the service's consume API.
 type API struct {
 	base   string
+	socket string // the socket's path, when reading over one (for errors)
 	token  secret.Value
 	client *http.Client
 	wait   time.Duration
@@ -71,6 +73,7 @@ func NewAPI(opts APIOptions) (*API, error) {
 			MaxIdleConnsPerHost: 64,
 		}
 		a.base = "http://rotator-socket"
+		a.socket = path
 	case opts.URL != "":
 		u, err := url.Parse(opts.URL)
 		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
@@ -170,12 +173,12 @@ func (a *API) get(ctx context.Context, id string, q url.Values) (Current, bool, 
 	}
 	resp, err := a.client.Do(req)
 	if err != nil {
-		return Current{}, false, fmt.Errorf("reading credential %q from the consume API: %w", id, err)
+		return Current{}, false, a.transportError(id, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return Current{}, false, fmt.Errorf("reading credential %q from the consume API: %w", id, err)
+		return Current{}, false, fmt.Errorf("credential %q: reading the consume API's answer from %s: %w", id, a.where(), err)
 	}
 	switch resp.StatusCode {
 	case http.StatusOK:
@@ -211,9 +214,42 @@ func (a *API) get(ctx context.Context, id string, q url.Values) (Current, bool, 
 	case resp.StatusCode == http.StatusUnauthorized:
 		kind = ErrUnauthorized
 	default:
-		return Current{}, false, fmt.Errorf("reading credential %q from the consume API: HTTP %d: %s", id, resp.StatusCode, detail)
+		return Current{}, false, fmt.Errorf("credential %q: the consume API at %s answered HTTP %d: %s", id, a.where(), resp.StatusCode, detail)
 	}
 	return Current{}, false, fmt.Errorf("credential %q: %w: %s", id, kind, detail)
+}
+
+// where names the consume API for errors: the socket's path or the base URL.
+func (a *API) where() string {
+	if a.socket != "" {
+		return "the socket " + a.socket
+	}
+	return a.base
+}
+
+// transportError says why a request reached no consume API: where it was
+// sent (the socket's path or the service's base URL, never the internal
+// request URL) and, for the usual causes, what to check.
+func (a *API) transportError(id string, err error) error {
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		err = uerr.Err
+	}
+	if a.socket != "" {
+		switch {
+		case errors.Is(err, syscall.ENOENT):
+			return fmt.Errorf("credential %q: no socket at %s: is rotator serve running with --socket %s?", id, a.socket, a.socket)
+		case errors.Is(err, syscall.ECONNREFUSED):
+			return fmt.Errorf("credential %q: nothing listens on the socket %s: rotator serve has stopped (the file is left from an earlier run)", id, a.socket)
+		case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
+			return fmt.Errorf("credential %q: permission denied on the socket %s: it admits its owner and the group of serve's --socket-group", id, a.socket)
+		}
+		return fmt.Errorf("credential %q: the consume API on the socket %s: %w", id, a.socket, err)
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("credential %q: nothing listens at %s: is rotator serve running with its API there?", id, a.base)
+	}
+	return fmt.Errorf("credential %q: the consume API at %s: %w", id, a.base, err)
 }
 
 var _ Source = (*API)(nil)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/rotatorhq/rotator/internal/secret"
@@ -164,6 +165,10 @@ func Expand(template string, read func(credentialID string) (string, error)) (st
 	for _, id := range ids {
 		v, err := read(id)
 		if err != nil {
+			// Sources name the credential in their errors; say it once.
+			if strings.Contains(err.Error(), strconv.Quote(id)) {
+				return "", err
+			}
 			return "", fmt.Errorf("reading credential %q: %w", id, err)
 		}
 		vals[id] = v
