@@ -50,7 +50,7 @@ func (a *app) credentialsListCommand() *cobra.Command {
 				return err
 			}
 			defer st.Close()
-			creds, err := st.ListCredentials(cmd.Context(), store.CredentialFilter{Consumer: consumer, Labels: labels})
+			creds, err := st.ListCredentials(cmd.Context(), store.CredentialFilter{Consumer: consumer, Labels: labels, Summary: true})
 			if err != nil {
 				return fmt.Errorf("listing credentials: %w", err)
 			}

@@ -132,7 +132,7 @@ func (s *Server) listCredentials(w http.ResponseWriter, r *http.Request, _ princ
 			want = append(want, st)
 		}
 	}
-	f := store.CredentialFilter{Consumer: q.Get("consumer"), Provider: q.Get("provider"), Labels: labels, AfterID: cur.After}
+	f := store.CredentialFilter{Consumer: q.Get("consumer"), Provider: q.Get("provider"), Labels: labels, AfterID: cur.After, Summary: true}
 	now := s.opts.Now().UTC()
 	out := credentialList{Credentials: []view.Credential{}}
 	// The status is computed at now (rotation.EffectiveStatus), so it is

@@ -101,6 +101,12 @@ type CredentialFilter struct {
 	// IncludeDeleted lists deleted credentials too (their versions keep
 	// their sealed values, for a revival); by default only live ones.
 	IncludeDeleted bool
+	// Summary leaves out what a listing shows not (view.NewCredential):
+	// the returned credentials have no Settings, Policy.Window or
+	// Targets, and their current version no Sealed value. Lists of many
+	// credentials are cheaper so (those are the largest columns to send
+	// and decode); anything that rotates or delivers reads them whole.
+	Summary bool
 }
 
 // RunFilter selects runs. Zero fields match everything.
@@ -192,7 +198,8 @@ type Reader interface {
 	MetricsSnapshot(ctx context.Context) (MetricsSnapshot, error)
 	// ListCredentialsRanked returns one page of live credentials, with
 	// Current filled, in RankKey order after f.After (keyset paging: each
-	// page costs the same, however deep).
+	// page costs the same, however deep). They are summaries, as
+	// CredentialFilter.Summary reads them (for the dashboard's list).
 	ListCredentialsRanked(ctx context.Context, f RankedFilter) ([]Credential, error)
 	// Counts returns the totals of Counts, with Due and Expired as of now,
 	// in two statements.

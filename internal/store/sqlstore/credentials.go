@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/rotatorhq/rotator/internal/store"
@@ -17,6 +18,28 @@ const credentialSelect = `SELECT c.id, c.consumer, c.provider, c.scope, c.owner,
     c.next_rotation_at, c.last_rotated_at, c.expires_at, c.failure_count, c.created_at, c.updated_at,
     ` + versionColumnsV + `
 FROM credentials AS c LEFT JOIN versions AS v ON v.id = c.current_version_id`
+
+// credentialSummarySelect is credentialSelect without the columns a
+// listing does not show (CredentialFilter.Summary): NULL in their place, so
+// that credentialRow scans both.
+var credentialSummarySelect = summarize(credentialSelect, "c.settings", "c.rotation_window", "c.targets", "v.sealed")
+
+// summarize replaces each column of sel with a NULL of the column's kind
+// (CAST(NULL AS ...) reads the same in both dialects).
+func summarize(sel string, cols ...string) string {
+	for _, col := range cols {
+		typ := "jsonb"
+		if col == "v.sealed" {
+			typ = "bytea"
+		}
+		n := strings.Count(sel, col+",")
+		if n != 1 {
+			panic(fmt.Sprintf("sqlstore: column %s appears %d times in the credential select", col, n))
+		}
+		sel = strings.Replace(sel, col+",", "CAST(NULL AS "+typ+"),", 1)
+	}
+	return sel
+}
 
 type credentialRow struct {
 	c                               store.Credential
@@ -180,7 +203,11 @@ func (r reader) ListCredentials(ctx context.Context, f store.CredentialFilter) (
 	case f.OrderByDue:
 		order = " ORDER BY c.next_rotation_at IS NULL, c.next_rotation_at, c.id"
 	}
-	q.sql(credentialSelect, where(preds), order)
+	sel := credentialSelect
+	if f.Summary {
+		sel = credentialSummarySelect
+	}
+	q.sql(sel, where(preds), order)
 	if f.Limit > 0 {
 		q.sql(" LIMIT ", q.arg(f.Limit))
 	}

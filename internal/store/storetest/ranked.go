@@ -40,8 +40,11 @@ func testCredentialsRanked(t *testing.T, s store.Store, ctx context.Context) {
 	noErr(t, "ranked", err)
 	equal(t, "ranked order", credIDs(all), want)
 	for _, c := range all {
-		if c.Current != nil || c.Scope == nil {
+		if c.Current != nil || c.Scope == nil || c.Labels == nil {
 			t.Errorf("credential %s not read in full: %+v", c.ID, c)
+		}
+		if c.Settings != nil || c.Targets != nil || c.Policy.Window != nil {
+			t.Errorf("credential %s is not a summary: %+v", c.ID, c)
 		}
 	}
 	for size := 1; size <= len(want); size++ {

@@ -527,6 +527,31 @@ func testListCredentialsFilters(t *testing.T, s store.Store, ctx context.Context
 	got, err := s.ListCredentials(ctx, store.CredentialFilter{IDs: []string{"a"}})
 	noErr(t, "list a", err)
 	equal(t, "full credential", got, []store.Credential{credential("a", due(-time.Hour))})
+
+	// A summary is the same credential without settings, window, targets
+	// and the current version's sealed value.
+	tx(t, s, func(tx store.Tx) error {
+		if err := tx.InsertVersion(ctx, version("va", "a", store.StageCurrent, t0)); err != nil {
+			return err
+		}
+		return tx.UpdateCredentialState(ctx, "a", store.CredentialState{Status: store.StatusHealthy, CurrentVersionID: "va"})
+	})
+	full, err := s.ListCredentials(ctx, store.CredentialFilter{IDs: []string{"a"}})
+	noErr(t, "list a", err)
+	sum, err := s.ListCredentials(ctx, store.CredentialFilter{IDs: []string{"a"}, Summary: true})
+	noErr(t, "list a, summary", err)
+	if len(full) != 1 || full[0].Current == nil || full[0].Current.Sealed == nil || full[0].Targets == nil || full[0].Policy.Window == nil || full[0].Settings == nil {
+		t.Fatalf("the full listing lacks what the summary leaves out: %+v", full)
+	}
+	want := full[0]
+	want.Settings, want.Policy.Window, want.Targets = nil, nil, nil
+	cur := *want.Current
+	cur.Sealed = nil
+	want.Current = &cur
+	equal(t, "summary", sum, []store.Credential{want})
+	sumPage, err := s.ListCredentials(ctx, store.CredentialFilter{Summary: true, Limit: 2})
+	noErr(t, "summary page", err)
+	equal(t, "summary page ids", credIDs(sumPage), []string{"a", "b"})
 }
 
 func testListCredentialsPaging(t *testing.T, s store.Store, ctx context.Context) {
