@@ -126,3 +126,43 @@ func testNotifyOutboxRows(t *testing.T, s store.Store, ctx context.Context) {
 		t.Errorf("columns after the move: %+v", got)
 	}
 }
+
+// testAdvanceRunOutbox: a transition's outbox row is written with it (in
+// the pipelined transaction the engine uses), and not at all when the run
+// moved.
+func testAdvanceRunOutbox(t *testing.T, s store.Store, ctx context.Context) {
+	seed(t, s, credential("c1"))
+	r := run("r1", "c1", t0)
+	tx(t, s, func(tx store.Tx) error { return tx.InsertRun(ctx, r) })
+	row := func(id string) *store.NotifyOutbox {
+		return &store.NotifyOutbox{ID: id, OccurredAt: t0, Events: json.RawMessage(`[{"id":"` + id +
+			`","kind":"rotation.cut_over","time":"2026-01-02T03:04:05.678901Z","credential":"c1","run_id":"r1","summary":"x"}]`)}
+	}
+	advance := func(next store.Run, from string, fromUpdated time.Time, o *store.NotifyOutbox) error {
+		return s.InPipelinedTx(ctx, func(tx store.Tx) error {
+			return tx.AdvanceRun(ctx, store.RunAdvance{Run: next, FromState: from, FromUpdatedAt: fromUpdated, Outbox: o,
+				Steps: []store.Step{{RunID: "r1", Seq: 0, Name: "mint", State: "ok", Attempt: 1, StartedAt: t0, FinishedAt: t0}}})
+		})
+	}
+	next := r
+	next.State, next.UpdatedAt = "minted", t0.Add(time.Second)
+	noErr(t, "advance with an outbox row", advance(next, "planned", t0, row("01OBA")))
+	// The run is no longer planned: neither it nor the outbox row is
+	// written.
+	moved := next
+	moved.State, moved.UpdatedAt = "verified", t0.Add(2*time.Second)
+	isErr(t, "advance from a stale state", advance(moved, "planned", t0, row("01OBB")), store.ErrConflict)
+	got, err := s.ListNotifyEvents(ctx, "rotation.cut_over", time.Time{})
+	if err != nil || len(got) != 1 || got[0].ID != "01OBA" || got[0].RunID != "r1" || !got[0].OccurredAt.Equal(t0) {
+		t.Fatalf("outbox events = %+v, %v", got, err)
+	}
+	// A bad row fails the transition.
+	bad := row("01OBC")
+	bad.Events = json.RawMessage(`{}`)
+	if err := advance(moved, "minted", next.UpdatedAt, bad); err == nil {
+		t.Fatal("an outbox row that is not an array was accepted")
+	}
+	if cur, err := s.GetRun(ctx, "r1"); err != nil || cur.State != "minted" {
+		t.Fatalf("run after the refused transition: %+v, %v", cur, err)
+	}
+}
