@@ -50,18 +50,17 @@ func (e *Engine) notifies(kind notify.Kind) bool {
 	return e.opts.NotifyKinds(kind)
 }
 
-// outboxRow returns the noted events as the commit's one outbox row (nil
-// when there are none); AdvanceRun writes it with the run, in the same
-// statement on Postgres.
-func (x *execution) outboxRow() (*store.NotifyOutbox, error) {
+// writeNotes queues the noted events in the commit's transaction, as one
+// outbox row however many they are.
+func (x *execution) writeNotes(ctx context.Context, tx store.Tx) error {
 	if len(x.notes) == 0 {
-		return nil, nil
+		return nil
 	}
 	row, err := OutboxRow(x.notes...)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return &row, nil
+	return tx.InsertNotifyOutbox(ctx, row)
 }
 
 // OutboxRow encodes the events of one commit as one outbox row (at least

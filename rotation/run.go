@@ -393,17 +393,16 @@ func (x *execution) commit(ctx context.Context, s State, fn func(tx store.Tx) er
 		// Postgres, no read). It comes after fn: on SQLite, inserting a
 		// version while the run already points at it (a deferred foreign
 		// key pending) makes SQLite scan the tables referring to versions.
-		// The notification outbox row rides with it (notes.go).
-		outbox, err := x.outboxRow()
-		if err != nil {
-			return err
-		}
-		err = tx.AdvanceRun(ctx, store.RunAdvance{Run: x.run, FromState: prevState, FromUpdatedAt: prevUpdated,
-			Steps: x.steps, Events: x.events, Outbox: outbox})
+		err := tx.AdvanceRun(ctx, store.RunAdvance{Run: x.run, FromState: prevState, FromUpdatedAt: prevUpdated,
+			Steps: x.steps, Events: x.events})
 		if errors.Is(err, store.ErrConflict) {
 			return fmt.Errorf("%w: %w", ErrRunMoved, err)
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		// The notification outbox rides in this transaction (notes.go).
+		return x.writeNotes(ctx, tx)
 	})
 	// Notes belong to this commit only: a failed cutover's must not reach
 	// the rollback's commit.

@@ -155,9 +155,6 @@ type RunAdvance struct {
 	FromUpdatedAt time.Time
 	Steps         []Step
 	Events        []AuditEvent
-	// Outbox, when set, is the notification outbox row of the transition
-	// (its events), written with it: on Postgres in the same statement.
-	Outbox *NotifyOutbox
 }
 
 // RunWork is a run with what executing it needs (Store.GetRunWork).

@@ -26,14 +26,13 @@ func (tx *Tx) InsertNotifyOutbox(ctx context.Context, rows ...store.NotifyOutbox
 		var q query
 		q.sql(`INSERT INTO notify_outbox (id, occurred_at, events) VALUES `)
 		for i, r := range chunk {
-			events, err := outboxEvents(r)
-			if err != nil {
-				return err
+			if len(r.Events) < 2 || r.Events[0] != '[' || !json.Valid(r.Events) {
+				return fmt.Errorf("insert notification outbox row %s: events must be a JSON array", r.ID)
 			}
 			if i > 0 {
 				q.sql(", ")
 			}
-			q.sql("(", q.arg(r.ID), ", ", q.arg(d.time(tx.s.orNow(r.OccurredAt))), ", ", q.arg(events), ")")
+			q.sql("(", q.arg(r.ID), ", ", q.arg(d.time(tx.s.orNow(r.OccurredAt))), ", ", q.arg(string(r.Events)), ")")
 		}
 		n := len(chunk)
 		err := tx.execThen(ctx, q.String(), q.args, func(_ int64, err error) error {
@@ -50,15 +49,6 @@ func (tx *Tx) InsertNotifyOutbox(ctx context.Context, rows ...store.NotifyOutbox
 		}
 	}
 	return nil
-}
-
-// outboxEvents checks that an outbox row's events are a JSON array and
-// returns them as the text column's value.
-func outboxEvents(r store.NotifyOutbox) (string, error) {
-	if len(r.Events) < 2 || r.Events[0] != '[' || !json.Valid(r.Events) {
-		return "", fmt.Errorf("insert notification outbox row %s: events must be a JSON array", r.ID)
-	}
-	return string(r.Events), nil
 }
 
 // ExpandNotifyOutbox moves up to limit outbox rows into notify_events. The

@@ -303,13 +303,7 @@ WHERE id = $1 AND state = ` + q.arg(a.FromState) + ` AND updated_at = ` + q.arg(
 	if err := tx.InsertStep(ctx, a.Steps...); err != nil {
 		return err
 	}
-	if err := tx.InsertAuditEvents(ctx, a.Events...); err != nil {
-		return err
-	}
-	if a.Outbox != nil {
-		return tx.InsertNotifyOutbox(ctx, *a.Outbox)
-	}
-	return nil
+	return tx.InsertAuditEvents(ctx, a.Events...)
 }
 
 // advanceRunPg is AdvanceRun in one Postgres statement: the step and event
@@ -330,14 +324,6 @@ func (tx *Tx) advanceRunPg(ctx context.Context, a store.RunAdvance, r store.Run,
 			" SELECT * FROM (VALUES ", ") AS v WHERE EXISTS (SELECT 1 FROM r))"); err != nil {
 			return err
 		}
-	}
-	if o := a.Outbox; o != nil {
-		events, err := outboxEvents(*o)
-		if err != nil {
-			return err
-		}
-		q.sql(`, n AS (INSERT INTO notify_outbox (id, occurred_at, events) SELECT `, q.arg(o.ID), `, `,
-			q.arg(tx.s.dialect().time(tx.s.orNow(o.OccurredAt))), `::timestamptz, `, q.arg(events), `::text WHERE EXISTS (SELECT 1 FROM r))`)
 	}
 	count := `(SELECT count(*) FROM r)`
 	if _, piped := tx.conn.(PipeTx); piped {
@@ -360,7 +346,7 @@ LEFT JOIN runs AS o ON o.id = $1`)
 		if err := rows.Err(); err != nil {
 			switch kind, detail := tx.s.classify(err); {
 			case kind == KindUnique && !slices.Contains(activeRunIndex, detail):
-				return fmt.Errorf("advance run %s: a step or outbox row exists: %w", r.ID, store.ErrConflict)
+				return fmt.Errorf("advance run %s: a step exists: %w", r.ID, store.ErrConflict)
 			case kind == KindNoRows && detail == "missing":
 				return fmt.Errorf("advance run %s: %w", r.ID, store.ErrNotFound)
 			case kind == KindNoRows:

@@ -82,7 +82,6 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		"PipelinedTx":                testPipelinedTx,
 		"NotifyOutbox":               testNotifyOutbox,
 		"NotifyOutboxRows":           testNotifyOutboxRows,
-		"AdvanceRunOutbox":           testAdvanceRunOutbox,
 		"PipelinedTxConcurrent":      testPipelinedTxConcurrent,
 		"GetRunWork":                 testGetRunWork,
 		"SealedKeyIDs":               testSealedKeyIDs,
