@@ -2,7 +2,6 @@ package rotation
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
@@ -13,8 +12,8 @@ import (
 
 // Notifications (issue 12). An execution notes the events a commit causes;
 // commit writes them to the notification outbox in the same transaction as
-// the run's state (queued with its other writes: no extra round trip on
-// Postgres, no extra commit anywhere). notify/outbox routes and delivers
+// the run's state, as one notify_outbox row (queued with its other writes:
+// no extra round trip on Postgres, no extra commit anywhere). notify/outbox routes and delivers
 // them; the engine knows nothing of receivers.
 
 // note records an event for the next commit. Versions appear by id and
@@ -51,24 +50,46 @@ func (e *Engine) notifies(kind notify.Kind) bool {
 	return e.opts.NotifyKinds(kind)
 }
 
-// writeNotes queues the noted events in the commit's transaction.
+// writeNotes queues the noted events in the commit's transaction, as one
+// outbox row however many they are.
 func (x *execution) writeNotes(ctx context.Context, tx store.Tx) error {
 	if len(x.notes) == 0 {
 		return nil
 	}
-	rows, err := OutboxRows(x.notes...)
+	row, err := OutboxRow(x.notes...)
 	if err != nil {
 		return err
 	}
-	return tx.InsertNotifyEvents(ctx, rows...)
+	return tx.InsertNotifyOutbox(ctx, row)
 }
 
-// OutboxRows encodes events as outbox rows (also used by the CLI and the
-// notify dispatcher for the events they raise themselves).
+// OutboxRow encodes the events of one commit as one outbox row (at least
+// one event): a JSON array of the events, under the first one's id, at the
+// latest one's time. notify/outbox moves it into notify_events, event by
+// event, before routing.
+func OutboxRow(evs ...notify.Event) (store.NotifyOutbox, error) {
+	b, err := notify.AppendEvents(make([]byte, 0, 512*len(evs)), evs...)
+	if err != nil {
+		return store.NotifyOutbox{}, fmt.Errorf("encoding %d notification events: %w", len(evs), err)
+	}
+	latest := evs[0].Time
+	for _, ev := range evs[1:] {
+		if ev.Time.After(latest) {
+			latest = ev.Time
+		}
+	}
+	return store.NotifyOutbox{ID: evs[0].ID, OccurredAt: latest, Events: b}, nil
+}
+
+// OutboxRows encodes events as notify_events rows, for the events the CLI
+// and the notify dispatcher raise themselves (WriteEvents): those go
+// straight to notify_events, where an id written twice (an emergency's
+// summary) is a conflict.
 func OutboxRows(evs ...notify.Event) ([]store.NotifyEvent, error) {
 	rows := make([]store.NotifyEvent, len(evs))
-	for i, ev := range evs {
-		b, err := json.Marshal(ev)
+	for i := range evs {
+		ev := &evs[i]
+		b, err := notify.AppendEvent(nil, ev)
 		if err != nil {
 			return nil, fmt.Errorf("encoding %s event: %w", ev.Kind, err)
 		}

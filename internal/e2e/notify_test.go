@@ -5,10 +5,8 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,8 +16,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/rotatorhq/rotator/internal/store"
 	"github.com/rotatorhq/rotator/notify"
@@ -239,19 +235,12 @@ func TestNotifyAfterKill(t *testing.T) {
 	}
 }
 
-// outboxEvent returns the id of an outbox event of the kind, routed or not
-// ("" if none).
+// outboxEvent returns the id of an outbox event of the kind, routed or not,
+// still in the engine's outbox row or moved ("" if none).
 func (h *harness) outboxEvent(kind string) (string, error) {
-	ctx := context.Background()
-	var id string
-	var err error
-	switch db := h.st.Handle().(type) {
-	case *pgxpool.Pool:
-		err = db.QueryRow(ctx, `SELECT coalesce(min(id), '') FROM notify_events WHERE kind = $1`, kind).Scan(&id)
-	case *sql.DB:
-		err = db.QueryRowContext(ctx, `SELECT coalesce(min(id), '') FROM notify_events WHERE kind = ?`, kind).Scan(&id)
-	default:
-		err = errors.New("unknown store handle")
+	evs, err := h.st.ListNotifyEvents(context.Background(), kind, time.Time{})
+	if err != nil || len(evs) == 0 {
+		return "", err
 	}
-	return id, err
+	return evs[0].ID, nil
 }

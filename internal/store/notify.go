@@ -27,6 +27,21 @@ type NotifyEvent struct {
 	RoutedAt time.Time
 }
 
+// NotifyOutbox is the notification events of one commit in one row
+// (migration 00012): the engine writes one per commit that notes events,
+// so a rotation's commit carries one outbox row however many events it
+// causes. The leader expands it into NotifyEvent rows before routing.
+type NotifyOutbox struct {
+	// ID is the id of its first event.
+	ID string
+	// OccurredAt is the time of its latest event.
+	OccurredAt time.Time
+	// Events is a JSON array of events (notify.Event, schema version 1:
+	// "id", "kind", "time", "credential" and "run_id" fill the columns of
+	// notify_events); each element becomes a NotifyEvent's Payload as it is.
+	Events json.RawMessage
+}
+
 // NotifyItem is an event routed to one receiver's group, waiting for (or
 // sent in) a delivery.
 type NotifyItem struct {
@@ -92,8 +107,10 @@ type DeliveryFilter struct {
 // NotifyReader reads the notification tables.
 type NotifyReader interface {
 	// ListNotifyEvents returns the events of a kind that occurred at or
-	// after since, oldest first (routed or not). Only rotation.emergency
-	// has an index; other kinds are read by a scan (tests, tools).
+	// after since, oldest first (routed or not), those still in the
+	// notification outbox (NotifyOutbox rows not yet expanded) included.
+	// Only rotation.emergency has an index; other kinds are read by a scan
+	// (tests, tools).
 	ListNotifyEvents(ctx context.Context, kind string, since time.Time) ([]NotifyEvent, error)
 	// ListUnroutedNotifyEvents returns up to limit events not yet routed,
 	// oldest first.
@@ -120,6 +137,14 @@ type NotifyWriter interface {
 	// InsertNotifyEvents appends events to the outbox. In a pipelined
 	// transaction it is queued with the other writes (no round trip).
 	InsertNotifyEvents(ctx context.Context, evs ...NotifyEvent) error
+	// InsertNotifyOutbox writes outbox rows. In a pipelined transaction it
+	// is queued with the other writes (no round trip).
+	InsertNotifyOutbox(ctx context.Context, rows ...NotifyOutbox) error
+	// ExpandNotifyOutbox moves up to limit outbox rows, oldest id first,
+	// into notify_events: each event under the id it was given (an id
+	// already there is left as it is), and the row deleted, in the
+	// transaction. It returns how many rows and events it moved.
+	ExpandNotifyOutbox(ctx context.Context, limit int) (rows, events int, err error)
 	// RouteNotifyEvents inserts the items the events were routed to and
 	// marks the events routed at the given time.
 	RouteNotifyEvents(ctx context.Context, at time.Time, eventIDs []string, items []NotifyItem) error

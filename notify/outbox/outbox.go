@@ -1,7 +1,9 @@
 // Package outbox delivers the notification events the engine writes to the
-// outbox (store.NotifyEvent, in the transaction of the change they
-// describe): the leader routes them to receivers and groups (Route), turns
-// each group into one delivery per group_interval (Flush), and River jobs
+// outbox (one store.NotifyOutbox row per commit, in the transaction of the
+// change they describe): the leader moves them into notify_events
+// (store.NotifyEvent, one row per event) and routes them to receivers and
+// groups (Route), turns each group into one delivery per group_interval
+// (Flush), and River jobs
 // send each delivery through the retry stage (Deliver), recording every
 // attempt. A delivery's id is chosen when it is created and stored with its
 // events, so it is the same (webhook-id, Message-ID) on every retry and
@@ -194,16 +196,41 @@ func (d *Dispatcher) Task(ctx context.Context) error {
 
 func (d *Dispatcher) scrub(err error) string { return d.opts.Redactor.Scrub(err.Error()) }
 
-// Route reads unrouted outbox events and files each into the groups of the
-// receivers its routes name, marking it routed, in one transaction per
-// batch. A lasting state (needs_attention, overdue, expiring, chain
+// Route moves the engine's outbox rows (one per commit) into
+// notify_events, then reads unrouted events and files each into the groups
+// of the receivers its routes name, marking it routed, in one transaction
+// per batch. A lasting state (needs_attention, overdue, expiring, chain
 // broken) already sent to a receiver for the same credential within
 // repeat_interval is not filed again.
 func (d *Dispatcher) Route(ctx context.Context) error {
+	if err := d.expand(ctx); err != nil {
+		return err
+	}
 	for {
 		n, err := d.routeBatch(ctx)
 		if err != nil || n < d.opts.RouteBatch {
 			return err
+		}
+	}
+}
+
+// expand moves outbox rows into notify_events, RouteBatch rows per
+// transaction. Each event keeps the id it was given when it was noted, and
+// a row is deleted in the transaction that inserts its events, so a crash
+// at any point moves every event once: delivery ids stay exactly once.
+func (d *Dispatcher) expand(ctx context.Context) error {
+	for {
+		var n int
+		err := d.opts.Store.InTx(ctx, func(tx store.Tx) error {
+			var err error
+			n, _, err = tx.ExpandNotifyOutbox(ctx, d.opts.RouteBatch)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("moving the notification outbox: %w", err)
+		}
+		if n < d.opts.RouteBatch || ctx.Err() != nil {
+			return ctx.Err()
 		}
 	}
 }

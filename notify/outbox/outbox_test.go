@@ -95,7 +95,12 @@ type bundle struct {
 	hook, slack *server
 	hookSecret  string
 	d           *outbox.Dispatcher
+	// cfg and resolver build more dispatchers on the same store.
+	cfg      *config.Config
+	resolver *secret.Resolver
 }
+
+func noSleep(context.Context, time.Duration) error { return nil }
 
 // rotator:ignore: test fixture (canary)
 const slackToken = "/services/T0CANARY/B0CANARY/slackCANARYtoken"
@@ -155,9 +160,9 @@ func setup(t *testing.T, dialect string) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.d, err = outbox.New(outbox.Options{Store: b.st, Config: cfg.Notify, Now: b.clk.Now,
-		Resolver: &secret.Resolver{LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }},
-		Retrier:  notify.Retrier{Sleep: func(context.Context, time.Duration) error { return nil }, MaxAttempts: 3}})
+	b.cfg, b.resolver = cfg, &secret.Resolver{LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }}
+	b.d, err = outbox.New(outbox.Options{Store: b.st, Config: cfg.Notify, Now: b.clk.Now, Resolver: b.resolver,
+		Retrier: notify.Retrier{Sleep: noSleep, MaxAttempts: 3}})
 	if err != nil {
 		t.Fatal(err)
 	}

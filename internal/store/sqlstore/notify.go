@@ -21,6 +21,12 @@ const notifyChunk = 500
 // transaction (the engine's commits) the statement is queued with the run's
 // own writes and sent in the same round trip.
 func (tx *Tx) InsertNotifyEvents(ctx context.Context, evs ...store.NotifyEvent) error {
+	return tx.insertNotifyEvents(ctx, evs, false)
+}
+
+// insertNotifyEvents inserts events; with skipTaken an id that exists is
+// left as it is (moving outbox rows), else it fails with ErrConflict.
+func (tx *Tx) insertNotifyEvents(ctx context.Context, evs []store.NotifyEvent, skipTaken bool) error {
 	d := tx.s.dialect()
 	for start := 0; start < len(evs); start += notifyChunk {
 		chunk := evs[start:min(start+notifyChunk, len(evs))]
@@ -36,6 +42,9 @@ func (tx *Tx) InsertNotifyEvents(ctx context.Context, evs ...store.NotifyEvent) 
 			}
 			q.sql("(", q.arg(ev.ID), ", ", q.arg(ev.Kind), ", ", q.arg(d.time(tx.s.orNow(ev.OccurredAt))), ", ",
 				q.arg(nullString(ev.CredentialID)), ", ", q.arg(nullString(ev.RunID)), ", ", q.arg(payload), ")")
+		}
+		if skipTaken {
+			q.sql(` ON CONFLICT (id) DO NOTHING`)
 		}
 		n := len(chunk)
 		err := tx.execThen(ctx, q.String(), q.args, func(_ int64, err error) error {
@@ -215,7 +224,11 @@ func (r reader) ListNotifyEvents(ctx context.Context, kind string, since time.Ti
 	if err != nil {
 		return nil, fmt.Errorf("list %s notification events: %w", kind, err)
 	}
-	return evs, nil
+	pending, err := r.outboxEvents(ctx, kind, since)
+	if err != nil {
+		return nil, fmt.Errorf("list %s notification events: %w", kind, err)
+	}
+	return mergeEvents(evs, pending), nil
 }
 
 // ListUnroutedNotifyEvents returns up to limit unrouted events, oldest first.

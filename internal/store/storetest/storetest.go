@@ -81,6 +81,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		"StepsMultiRow":              testStepsMultiRow,
 		"PipelinedTx":                testPipelinedTx,
 		"NotifyOutbox":               testNotifyOutbox,
+		"NotifyOutboxRows":           testNotifyOutboxRows,
 		"PipelinedTxConcurrent":      testPipelinedTxConcurrent,
 		"GetRunWork":                 testGetRunWork,
 		"SealedKeyIDs":               testSealedKeyIDs,
