@@ -148,7 +148,7 @@ func outboxRowEvents(r store.NotifyOutbox) []store.NotifyEvent {
 // then on each event.
 func (r reader) outboxEvents(ctx context.Context, kind string, since time.Time) ([]store.NotifyEvent, error) {
 	var q query
-	q.sql(`SELECT o.id, o.occurred_at, o.events FROM notify_outbox AS o WHERE o.events LIKE '%"kind":"`, kind, `"%'`)
+	q.sql(`SELECT o.id, o.occurred_at, o.events FROM notify_outbox AS o WHERE o.events LIKE `, q.arg(`%"kind":"`+kind+`"%`))
 	if !since.IsZero() {
 		q.sql(` AND o.occurred_at >= `, q.arg(r.s.dialect().time(since)))
 	}
