@@ -1,7 +1,6 @@
 package migrations_test
 
 import (
-	"database/sql"
 	"encoding/json"
 	"io/fs"
 	"path/filepath"
@@ -38,15 +37,7 @@ func TestNotifyOutboxDown(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			db, err := sql.Open(tc.driver, tc.dsn(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = db.Close() })
-			p, err := goose.NewProvider(tc.dialect, db, tc.fsys, goose.WithDisableGlobalRegistry(true))
-			if err != nil {
-				t.Fatal(err)
-			}
+			db, p := openGoose(t, tc.dialect, tc.driver, tc.dsn(t), tc.fsys)
 			ctx := t.Context()
 			if _, err := p.UpTo(ctx, 12); err != nil {
 				t.Fatalf("up to 12: %v", err)

@@ -37,15 +37,7 @@ func TestUpDownUp(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			db, err := sql.Open(tc.driver, tc.dsn(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = db.Close() })
-			p, err := goose.NewProvider(tc.dialect, db, tc.fsys, goose.WithDisableGlobalRegistry(true))
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, p := openGoose(t, tc.dialect, tc.driver, tc.dsn(t), tc.fsys)
 			ctx := t.Context()
 			up, err := p.Up(ctx)
 			if err != nil {
@@ -92,15 +84,7 @@ func TestAuditPendingMoves(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			db, err := sql.Open(tc.driver, tc.dsn(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = db.Close() })
-			p, err := goose.NewProvider(tc.dialect, db, tc.fsys, goose.WithDisableGlobalRegistry(true))
-			if err != nil {
-				t.Fatal(err)
-			}
+			db, p := openGoose(t, tc.dialect, tc.driver, tc.dsn(t), tc.fsys)
 			ctx := t.Context()
 			exec := func(q string) {
 				t.Helper()
@@ -163,4 +147,20 @@ func TestAuditPendingMoves(t *testing.T) {
 			}
 		})
 	}
+}
+
+// openGoose opens a database and a goose provider of fsys on it, closed
+// when the test ends.
+func openGoose(t *testing.T, dialect goose.Dialect, driver, dsn string, fsys fs.FS) (*sql.DB, *goose.Provider) {
+	t.Helper()
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	p, err := goose.NewProvider(dialect, db, fsys, goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, p
 }
