@@ -12,6 +12,15 @@ import (
 
 const hexDigits = "0123456789abcdef"
 
+// plain marks the bytes AppendString copies as they are: printable ASCII
+// but for the quote, the backslash and the HTML characters.
+var plain = func() (t [256]bool) {
+	for b := 0x20; b < utf8.RuneSelf; b++ {
+		t[b] = b != '"' && b != '\\' && b != '<' && b != '>' && b != '&'
+	}
+	return t
+}()
+
 // AppendString appends s as a JSON string the way json.Marshal does: HTML
 // characters (<, >, &) and U+2028, U+2029 escaped as \u00XX / \u202X,
 // control characters as \b \f \n \r \t or \u00XX, invalid UTF-8 as \ufffd.
@@ -20,11 +29,11 @@ func AppendString(dst []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		b := s[i]
+		if plain[b] {
+			i++
+			continue
+		}
 		if b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
-				i++
-				continue
-			}
 			dst = append(dst, s[start:i]...)
 			switch b {
 			case '\\', '"':
