@@ -2,15 +2,9 @@ package migrations_test
 
 import (
 	"encoding/json"
-	"io/fs"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/pressly/goose/v3"
-
-	"github.com/rotatorhq/rotator/internal/testpg"
-	"github.com/rotatorhq/rotator/migrations"
 	"github.com/rotatorhq/rotator/notify"
 )
 
@@ -21,23 +15,16 @@ import (
 // already in notify_events is kept as it was.
 func TestNotifyOutboxDown(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		dialect goose.Dialect
-		driver  string
-		dsn     func(t *testing.T) string
-		fsys    fs.FS
-		micros  string // occurred_at as unix microseconds
-		ph      func(int) string
+		dbCase
+		micros string // occurred_at as unix microseconds
+		ph     func(int) string
 	}{
-		{"postgres", goose.DialectPostgres, "pgx", func(t *testing.T) string { return testpg.New(t) }, migrations.Postgres,
-			"(extract(epoch FROM occurred_at) * 1000000)::bigint", func(i int) string { return "$" + string(rune('0'+i)) }},
-		{"sqlite", goose.DialectSQLite3, "sqlite", func(t *testing.T) string {
-			return "file:" + filepath.Join(t.TempDir(), "m.db") + "?_pragma=foreign_keys(1)"
-		}, migrations.SQLite, "occurred_at", func(int) string { return "?" }},
+		{pgCase, "(extract(epoch FROM occurred_at) * 1000000)::bigint", func(i int) string { return "$" + string(rune('0'+i)) }},
+		{sqliteCase, "occurred_at", func(int) string { return "?" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			db, p := openGoose(t, tc.dialect, tc.driver, tc.dsn(t), tc.fsys)
+			db, p := tc.open(t)
 			ctx := t.Context()
 			if _, err := p.UpTo(ctx, 12); err != nil {
 				t.Fatalf("up to 12: %v", err)

@@ -23,21 +23,10 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(testpg.M(m)) }
 // and applies them again: every Down must work on a schema its Up made, and
 // leave one its Up can make again.
 func TestUpDownUp(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		dialect goose.Dialect
-		driver  string
-		dsn     func(t *testing.T) string
-		fsys    fs.FS
-	}{
-		{"postgres", goose.DialectPostgres, "pgx", func(t *testing.T) string { return testpg.New(t) }, migrations.Postgres},
-		{"sqlite", goose.DialectSQLite3, "sqlite", func(t *testing.T) string {
-			return "file:" + filepath.Join(t.TempDir(), "m.db") + "?_pragma=foreign_keys(1)"
-		}, migrations.SQLite},
-	} {
+	for _, tc := range []dbCase{pgCase, sqliteCase} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, p := openGoose(t, tc.dialect, tc.driver, tc.dsn(t), tc.fsys)
+			_, p := tc.open(t)
 			ctx := t.Context()
 			up, err := p.Up(ctx)
 			if err != nil {
@@ -70,21 +59,12 @@ func TestUpDownUp(t *testing.T) {
 // take ids after every id given before.
 func TestAuditPendingMoves(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		dialect goose.Dialect
-		driver  string
-		dsn     func(t *testing.T) string
-		fsys    fs.FS
-		now     string
-	}{
-		{"postgres", goose.DialectPostgres, "pgx", func(t *testing.T) string { return testpg.New(t) }, migrations.Postgres, "now()"},
-		{"sqlite", goose.DialectSQLite3, "sqlite", func(t *testing.T) string {
-			return "file:" + filepath.Join(t.TempDir(), "m.db") + "?_pragma=foreign_keys(1)"
-		}, migrations.SQLite, "0"},
-	} {
+		dbCase
+		now string
+	}{{pgCase, "now()"}, {sqliteCase, "0"}} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			db, p := openGoose(t, tc.dialect, tc.driver, tc.dsn(t), tc.fsys)
+			db, p := tc.open(t)
 			ctx := t.Context()
 			exec := func(q string) {
 				t.Helper()
@@ -149,16 +129,32 @@ func TestAuditPendingMoves(t *testing.T) {
 	}
 }
 
-// openGoose opens a database and a goose provider of fsys on it, closed
-// when the test ends.
-func openGoose(t *testing.T, dialect goose.Dialect, driver, dsn string, fsys fs.FS) (*sql.DB, *goose.Provider) {
+// dbCase is a database of one dialect for the migration tests.
+type dbCase struct {
+	name    string
+	dialect goose.Dialect
+	driver  string
+	dsn     func(t *testing.T) string
+	fsys    fs.FS
+}
+
+var (
+	pgCase     = dbCase{"postgres", goose.DialectPostgres, "pgx", func(t *testing.T) string { return testpg.New(t) }, migrations.Postgres}
+	sqliteCase = dbCase{"sqlite", goose.DialectSQLite3, "sqlite", func(t *testing.T) string {
+		return "file:" + filepath.Join(t.TempDir(), "m.db") + "?_pragma=foreign_keys(1)"
+	}, migrations.SQLite}
+)
+
+// open makes a new database of the case, and a goose provider of its
+// migrations on it; both are closed when the test ends.
+func (c dbCase) open(t *testing.T) (*sql.DB, *goose.Provider) {
 	t.Helper()
-	db, err := sql.Open(driver, dsn)
+	db, err := sql.Open(c.driver, c.dsn(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	p, err := goose.NewProvider(dialect, db, fsys, goose.WithDisableGlobalRegistry(true))
+	p, err := goose.NewProvider(c.dialect, db, c.fsys, goose.WithDisableGlobalRegistry(true))
 	if err != nil {
 		t.Fatal(err)
 	}

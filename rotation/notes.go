@@ -13,8 +13,9 @@ import (
 // Notifications (issue 12). An execution notes the events a commit causes;
 // commit writes them to the notification outbox in the same transaction as
 // the run's state, as one notify_outbox row (queued with its other writes:
-// no extra round trip on Postgres, no extra commit anywhere). notify/outbox routes and delivers
-// them; the engine knows nothing of receivers.
+// no extra round trip on Postgres, no extra commit anywhere).
+// notify/outbox routes and delivers them; the engine knows nothing of
+// receivers.
 
 // note records an event for the next commit. Versions appear by id and
 // fingerprint, never by value; reason is already scrubbed.

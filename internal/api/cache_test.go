@@ -38,21 +38,11 @@ func TestCachedReadsFollowTheStore(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		ctx := context.Background()
-		err = b.f.Store.InTx(ctx, func(tx store.Tx) error {
-			c, err := tx.LockCredential(ctx, deliverytest.CredA)
-			if err != nil {
-				return err
-			}
-			c.Labels = map[string]string{"team": "other"}
-			return tx.UpsertCredentialSpec(ctx, c)
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		relabel(t, b.f.Store, deliverytest.CredA, map[string]string{"team": "other"})
 		if err := read(deliverytest.CredA); !errors.Is(err, delivery.ErrForbidden) {
 			t.Errorf("read after the labels changed: %v; want ErrForbidden", err)
 		}
+		ctx := context.Background()
 		err = b.f.Store.InTx(ctx, func(tx store.Tx) error { return tx.DeleteCredential(ctx, deliverytest.CredB) })
 		if err != nil {
 			t.Fatal(err)
@@ -61,4 +51,21 @@ func TestCachedReadsFollowTheStore(t *testing.T) {
 			t.Error("a removed credential was still served")
 		}
 	})
+}
+
+// relabel gives credential id these labels, through st.
+func relabel(t *testing.T, st store.Store, id string, labels map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	err := st.InTx(ctx, func(tx store.Tx) error {
+		c, err := tx.LockCredential(ctx, id)
+		if err != nil {
+			return err
+		}
+		c.Labels = labels
+		return tx.UpsertCredentialSpec(ctx, c)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"context"
 	"errors"
 	"os"
 	"testing"
@@ -10,7 +9,6 @@ import (
 	"github.com/rotatorhq/rotator/internal/api"
 	"github.com/rotatorhq/rotator/internal/delivery"
 	"github.com/rotatorhq/rotator/internal/delivery/deliverytest"
-	"github.com/rotatorhq/rotator/internal/store"
 )
 
 // socketReader reads credentials over b's socket.
@@ -113,18 +111,7 @@ func TestCachedReadsSeeOtherProcesses(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		ctx := context.Background()
-		err = other.Store.InTx(ctx, func(tx store.Tx) error {
-			c, err := tx.LockCredential(ctx, deliverytest.CredA)
-			if err != nil {
-				return err
-			}
-			c.Labels = map[string]string{"team": "other"}
-			return tx.UpsertCredentialSpec(ctx, c)
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		relabel(t, other.Store, deliverytest.CredA, map[string]string{"team": "other"})
 		settle()
 		if _, err := read(deliverytest.CredA); !errors.Is(err, delivery.ErrForbidden) {
 			t.Errorf("read after the labels changed elsewhere: %v; want ErrForbidden", err)

@@ -45,6 +45,7 @@ type APIOptions struct {
 type API struct {
 	base   string
 	socket string // the socket's path, when reading over one (for errors)
+	shown  string // the base URL as errors show it (a password in it redacted)
 	token  secret.Value
 	client *http.Client
 	wait   time.Duration
@@ -77,15 +78,20 @@ func NewAPI(opts APIOptions) (*API, error) {
 	case opts.URL != "":
 		u, err := url.Parse(opts.URL)
 		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-			return nil, fmt.Errorf("delivery: consume API URL %q: want https://HOST[:PORT] (or http:// on loopback)", opts.URL)
+			shown := "" // an unparsable URL is not shown: it may hold a password
+			if err == nil {
+				shown = " " + u.Redacted()
+			}
+			return nil, fmt.Errorf("delivery: consume API URL%s: want https://HOST[:PORT] (or http:// on loopback)", shown)
 		}
 		if u.Scheme == "http" && !loopbackHost(u.Hostname()) {
-			return nil, fmt.Errorf("delivery: consume API URL %s: plain http is allowed to loopback only; use https (a token and a value never cross the network in the clear)", opts.URL)
+			return nil, fmt.Errorf("delivery: consume API URL %s: plain http is allowed to loopback only; use https (a token and a value never cross the network in the clear)", u.Redacted())
 		}
 		if opts.Token.IsZero() {
 			return nil, errors.New("delivery: the consume API over TCP needs an API token (rotator tokens create)")
 		}
 		a.base = strings.TrimRight(u.String(), "/")
+		a.shown = strings.TrimRight(u.Redacted(), "/")
 		if a.client == nil {
 			a.own = &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 16, ForceAttemptHTTP2: true}
 		}
@@ -224,7 +230,7 @@ func (a *API) where() string {
 	if a.socket != "" {
 		return "the socket " + a.socket
 	}
-	return a.base
+	return a.shown
 }
 
 // transportError says why a request reached no consume API: where it was
@@ -247,9 +253,9 @@ func (a *API) transportError(id string, err error) error {
 		return fmt.Errorf("credential %q: the consume API on the socket %s: %w", id, a.socket, err)
 	}
 	if errors.Is(err, syscall.ECONNREFUSED) {
-		return fmt.Errorf("credential %q: nothing listens at %s: is rotator serve running with its API there?", id, a.base)
+		return fmt.Errorf("credential %q: nothing listens at %s: is rotator serve running with its API there?", id, a.shown)
 	}
-	return fmt.Errorf("credential %q: the consume API at %s: %w", id, a.base, err)
+	return fmt.Errorf("credential %q: the consume API at %s: %w", id, a.shown, err)
 }
 
 var _ Source = (*API)(nil)

@@ -46,6 +46,8 @@ func TestAPIUnreachable(t *testing.T) {
 		{"missing socket", delivery.APIOptions{Socket: missing}, []string{"no socket at " + missing, "--socket " + missing}},
 		{"stale socket", delivery.APIOptions{Socket: stale}, []string{"nothing listens on the socket " + stale, "stopped"}},
 		{"closed port", delivery.APIOptions{URL: closedURL, Token: secret.NewString("t")}, []string{"nothing listens at " + closedURL}},
+		{"password in the URL", delivery.APIOptions{URL: strings.Replace(closedURL, "//", "//u:canary-pw-5c1f@", 1), Token: secret.NewString("t")},
+			[]string{"nothing listens at http://u:xxxxx@"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a, err := delivery.NewAPI(tc.opts)
@@ -65,6 +67,9 @@ func TestAPIUnreachable(t *testing.T) {
 					t.Errorf("error lacks %q: %v", w, err)
 				}
 			}
+			if strings.Contains(err.Error(), "canary-pw-5c1f") {
+				t.Errorf("error shows the URL's password: %v", err)
+			}
 			if strings.Contains(err.Error(), "rotator-socket") || strings.Contains(err.Error(), "/v1/") {
 				t.Errorf("error shows the internal request URL: %v", err)
 			}
@@ -82,5 +87,19 @@ func TestAPIUnreachable(t *testing.T) {
 				t.Errorf("an unreachable service reads as an unknown credential: %v", err)
 			}
 		})
+	}
+}
+
+// TestAPIURLRefused: a consume API URL refused by NewAPI is shown without
+// its password.
+func TestAPIURLRefused(t *testing.T) {
+	for _, u := range []string{"http://u:canary-pw-5c1f@example.com", "ftp://u:canary-pw-5c1f@example.com", "http://u:canary-pw-5c1f@[::1"} {
+		_, err := delivery.NewAPI(delivery.APIOptions{URL: u, Token: secret.NewString("t")})
+		if err == nil {
+			t.Fatalf("NewAPI(%s) accepted", u)
+		}
+		if strings.Contains(err.Error(), "canary-pw-5c1f") {
+			t.Errorf("NewAPI's error shows the URL's password: %v", err)
+		}
 	}
 }

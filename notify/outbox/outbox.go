@@ -3,11 +3,11 @@
 // change they describe): the leader moves them into notify_events
 // (store.NotifyEvent, one row per event) and routes them to receivers and
 // groups (Route), turns each group into one delivery per group_interval
-// (Flush), and River jobs
-// send each delivery through the retry stage (Deliver), recording every
-// attempt. A delivery's id is chosen when it is created and stored with its
-// events, so it is the same (webhook-id, Message-ID) on every retry and
-// after any restart, and a delivered one is never sent again.
+// (Flush), and River jobs send each delivery through the retry stage
+// (Deliver), recording every attempt. A delivery's id is chosen when it is
+// created and stored with its events, so it is the same (webhook-id,
+// Message-ID) on every retry and after any restart, and a delivered one is
+// never sent again.
 package outbox
 
 import (
