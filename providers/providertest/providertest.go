@@ -802,13 +802,17 @@ func testContextCancelled(t *testing.T, b *bundle) {
 		timer := time.AfterFunc(after, cancel)
 		start := time.Now()
 		err := calls[name](ctx)
+		// Whether the cancel came before the call returned (read at once:
+		// a step that needs no resource, such as generating a key, may
+		// finish just after 100 ms and before the cancel).
+		cancelled := ctx.Err() != nil
 		d := time.Since(start)
 		timer.Stop()
 		cancel()
 		if d > after+b.h.CancelBound {
 			t.Errorf("%s in flight against a stalled resource took %s after its context was cancelled, want at most %s", name, d-after, b.h.CancelBound)
 		}
-		if d >= after && err == nil {
+		if cancelled && err == nil {
 			t.Errorf("%s in flight against a stalled resource returned no error after its context was cancelled", name)
 		}
 	}
