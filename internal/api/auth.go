@@ -17,6 +17,7 @@ import (
 	"github.com/rotatorhq/rotator/internal/apitoken"
 	"github.com/rotatorhq/rotator/internal/config"
 	"github.com/rotatorhq/rotator/internal/credsel"
+	"github.com/rotatorhq/rotator/internal/netx"
 )
 
 // principal is who makes a request, and what it may read.
@@ -182,7 +183,7 @@ func (s *Server) socketAuth(r *http.Request) (principal, *problem) {
 // whose failed attempts used up its allowance is answered 429 before its
 // token is looked at; each 401 uses up one more.
 func (s *Server) tokenAuth(r *http.Request) (principal, *problem) {
-	if r.TLS == nil && !loopbackPeer(r.RemoteAddr) {
+	if r.TLS == nil && !netx.LoopbackHostPort(r.RemoteAddr) {
 		return principal{}, tlsRequired()
 	}
 	addr := clientAddr(r.RemoteAddr)
@@ -239,17 +240,6 @@ func scopeList(t apitoken.Token) string {
 		out[i] = s.String()
 	}
 	return strings.Join(out, ", ")
-}
-
-// loopbackPeer reports whether a request's remote address is a loopback
-// address.
-func loopbackPeer(remote string) bool {
-	host, _, err := net.SplitHostPort(remote)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // userCache caches a uid's name and groups for a minute.

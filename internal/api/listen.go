@@ -10,6 +10,8 @@ import (
 	"os/user"
 	"strconv"
 	"time"
+
+	"github.com/rotatorhq/rotator/internal/netx"
 )
 
 // SocketMode is the mode of the consume API's socket: its owner and group
@@ -89,12 +91,5 @@ func LoadTLS(certFile, keyFile string) (*tls.Config, error) {
 // (127.0.0.1:8080, [::1]:8080, localhost:8080); ":8080" and 0.0.0.0 do not.
 func LoopbackAddr(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return err == nil && netx.Loopback(host)
 }

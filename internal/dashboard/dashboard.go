@@ -25,11 +25,11 @@ import (
 	"fmt"
 	"html/template"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
 	"github.com/rotatorhq/rotator/internal/apitoken"
+	"github.com/rotatorhq/rotator/internal/netx"
 	"github.com/rotatorhq/rotator/internal/store"
 	"github.com/rotatorhq/rotator/rotation"
 )
@@ -159,24 +159,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// "Origin: null" with a form, which the origin check must refuse.
 	hd.Set("Referrer-Policy", "same-origin")
 	hd.Set("Cache-Control", "no-store")
-	if r.TLS == nil && !loopbackPeer(r.RemoteAddr) {
+	if r.TLS == nil && !netx.LoopbackHostPort(r.RemoteAddr) {
 		// A token typed in, or a session cookie, would cross the network
 		// in the clear: as the API, answer such peers nothing.
 		h.fail(w, r, nil, http.StatusForbidden, "The dashboard answers plaintext requests from this host only: start rotator serve with --tls-cert and --tls-key and connect with https.")
 		return
 	}
 	h.mux.ServeHTTP(w, r)
-}
-
-// loopbackPeer reports whether a request's remote address is a loopback
-// address.
-func loopbackPeer(remote string) bool {
-	host, _, err := net.SplitHostPort(remote)
-	if err != nil {
-		host = remote
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // page is what every template gets.

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rotatorhq/rotator/internal/netx"
 	"github.com/rotatorhq/rotator/internal/secret"
 )
 
@@ -84,7 +85,7 @@ func NewAPI(opts APIOptions) (*API, error) {
 			}
 			return nil, fmt.Errorf("delivery: consume API URL%s: want https://HOST[:PORT] (or http:// on loopback)", shown)
 		}
-		if u.Scheme == "http" && !loopbackHost(u.Hostname()) {
+		if u.Scheme == "http" && !netx.Loopback(u.Hostname()) {
 			return nil, fmt.Errorf("delivery: consume API URL %s: plain http is allowed to loopback only; use https (a token and a value never cross the network in the clear)", u.Redacted())
 		}
 		if opts.Token.IsZero() {
@@ -102,14 +103,6 @@ func NewAPI(opts APIOptions) (*API, error) {
 		a.client = &http.Client{Transport: a.own}
 	}
 	return a, nil
-}
-
-func loopbackHost(h string) bool {
-	if h == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Read implements Source.

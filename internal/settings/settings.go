@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/rotatorhq/rotator/internal/duration"
+	"github.com/rotatorhq/rotator/internal/netx"
 	"github.com/rotatorhq/rotator/internal/secret"
 )
 
@@ -406,4 +408,62 @@ func resolveAny(ctx context.Context, v any, path string, resolve resolver) (any,
 		return out, nil
 	}
 	return v, nil
+}
+
+// Nest records the errors of a nested Reader (a sub-map's) on r, each
+// field prefixed with prefix and a dot.
+func (r *Reader) Nest(prefix string, errs Errors) {
+	for _, e := range errs {
+		field := prefix
+		if e.Field != "" {
+			field += "." + e.Field
+		}
+		r.Fail(field, "%s", e.Msg)
+	}
+}
+
+// URLRule says what HTTPURL accepts besides an absolute http(s) URL
+// without user information.
+type URLRule struct {
+	// Example is shown in the error for a URL that does not parse, as
+	// "such as <Example>".
+	Example string
+	// InsecureHTTP lets plain http go to a host other than the loopback
+	// interface (the plugin's insecure_http: true).
+	InsecureHTTP bool
+	// Bare refuses a query and a fragment too (a base URL that paths are
+	// joined to).
+	Bare bool
+	// Required fails an empty value; otherwise an empty value is left to
+	// the caller (an optional field).
+	Required bool
+}
+
+// HTTPURL checks that raw is an absolute http or https URL holding no
+// credentials, and that plain http goes only to the loopback interface
+// unless rule.InsecureHTTP is set; each problem is recorded on field.
+func (r *Reader) HTTPURL(field, raw string, rule URLRule) {
+	if raw == "" && !rule.Required {
+		return
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		example := ""
+		if rule.Example != "" {
+			example = " such as " + rule.Example
+		}
+		r.Fail(field, "must be an absolute http or https URL%s, got %q", example, raw)
+		return
+	}
+	switch {
+	case rule.Bare && (u.User != nil || u.RawQuery != "" || u.Fragment != ""):
+		r.Fail(field, "must not hold credentials, a query or a fragment")
+		return
+	case u.User != nil:
+		r.Fail(field, "must not hold credentials in the URL")
+		return
+	}
+	if u.Scheme == "http" && !rule.InsecureHTTP && !netx.Loopback(u.Hostname()) {
+		r.Fail(field, "uses plain http to %s; use https (or set insecure_http: true inside a trusted network)", u.Hostname())
+	}
 }

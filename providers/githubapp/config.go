@@ -6,8 +6,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"regexp"
 	"slices"
 	"sort"
@@ -83,7 +81,7 @@ func parse(s settings.Map, base Config, lvl level) (Config, settings.Errors) {
 			r.Fail("private_key", "is required: a reference to the app's PEM private key, such as ${file:/run/secrets/github-app.pem}")
 		}
 		c.BaseURL = strings.TrimRight(r.String("base_url", base.BaseURL), "/")
-		checkURL(r, "base_url", c.BaseURL, c.InsecureHTTP)
+		r.HTTPURL("base_url", c.BaseURL, settings.URLRule{Example: "https://api.github.com or https://github.example.com/api/v3", Bare: true, Required: true, InsecureHTTP: c.InsecureHTTP})
 		c.Timeout = r.Duration("timeout", base.Timeout)
 		if c.Timeout <= 0 {
 			r.Fail("timeout", "must be positive")
@@ -109,31 +107,6 @@ func parse(s settings.Map, base Config, lvl level) (Config, settings.Errors) {
 	}
 	r.Unknown()
 	return c, r.Errors()
-}
-
-// checkURL checks that raw is an absolute http(s) URL, and that plain http
-// goes only to the loopback interface unless insecure is set.
-func checkURL(r *settings.Reader, field, raw string, insecure bool) {
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		r.Fail(field, "must be an absolute http or https URL such as https://api.github.com or https://github.example.com/api/v3, got %q", raw)
-		return
-	}
-	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		r.Fail(field, "must not hold credentials, a query or a fragment")
-		return
-	}
-	if u.Scheme == "http" && !insecure && !loopback(u.Hostname()) {
-		r.Fail(field, "uses plain http to %s; use https (or set insecure_http: true inside a trusted network)", u.Hostname())
-	}
-}
-
-func loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // ValidateProvider checks provider-level settings without resolving

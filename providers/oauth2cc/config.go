@@ -2,7 +2,6 @@ package oauth2cc
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"slices"
 	"strings"
@@ -172,7 +171,7 @@ func parse(s settings.Map, base Config, lvl level) (Config, settings.Errors) {
 	if lvl == providerLevel {
 		c.InsecureHTTP = r.Bool("insecure_http", base.InsecureHTTP)
 		c.TokenURL = r.RequiredString("token_url")
-		checkURL(r, "token_url", c.TokenURL, c.InsecureHTTP)
+		r.HTTPURL("token_url", c.TokenURL, settings.URLRule{InsecureHTTP: c.InsecureHTTP})
 		c.ClientID = r.RequiredString("client_id")
 		c.AuthStyle = r.OneOf("auth_style", base.AuthStyle, AuthStyleAuto, AuthStyleHeader, AuthStyleParams)
 		c.ClientAuth = r.String("client_auth", base.ClientAuth)
@@ -223,7 +222,7 @@ func parse(s settings.Map, base Config, lvl level) (Config, settings.Errors) {
 		}
 		c.RevocationURL = r.String("revocation_url", base.RevocationURL)
 		if c.RevocationURL != "" {
-			checkURL(r, "revocation_url", c.RevocationURL, c.InsecureHTTP)
+			r.HTTPURL("revocation_url", c.RevocationURL, settings.URLRule{InsecureHTTP: c.InsecureHTTP})
 		}
 		c.Timeout = r.Duration("timeout", base.Timeout)
 		if c.Timeout <= 0 {
@@ -262,7 +261,7 @@ func parseVerify(r *settings.Reader, m settings.Map, insecure bool, lvl level) V
 	if sub := vr.Map("introspection"); vr.Has("introspection") {
 		sr := settings.NewReader(sub)
 		in := &IntrospectionConfig{URL: sr.RequiredString("url")}
-		checkURL(sr, "url", in.URL, insecure)
+		sr.HTTPURL("url", in.URL, settings.URLRule{InsecureHTTP: insecure})
 		if lvl == providerLevel {
 			in.ClientID = sr.String("client_id", "")
 			in.ClientSecret = sr.Secret("client_secret")
@@ -272,77 +271,38 @@ func parseVerify(r *settings.Reader, m settings.Map, insecure bool, lvl level) V
 		}
 		sr.Unknown()
 		v.Introspection = in
-		nest(vr, "introspection", sr.Errors())
+		vr.Nest("introspection", sr.Errors())
 	}
 	if sub := vr.Map("jwks"); vr.Has("jwks") {
 		sr := settings.NewReader(sub)
 		j := &JWKSConfig{URL: sr.RequiredString("url"), Issuer: sr.String("issuer", ""), Audience: sr.String("audience", "")}
-		checkURL(sr, "url", j.URL, insecure)
+		sr.HTTPURL("url", j.URL, settings.URLRule{InsecureHTTP: insecure})
 		sr.Unknown()
 		v.JWKS = j
-		nest(vr, "jwks", sr.Errors())
+		vr.Nest("jwks", sr.Errors())
 	}
 	if sub := vr.Map("mcp_probe"); vr.Has("mcp_probe") {
 		sr := settings.NewReader(sub)
 		p := &MCPProbeConfig{URL: sr.RequiredString("url")}
-		checkURL(sr, "url", p.URL, insecure)
+		sr.HTTPURL("url", p.URL, settings.URLRule{InsecureHTTP: insecure})
 		sr.Unknown()
 		v.MCPProbe = p
-		nest(vr, "mcp_probe", sr.Errors())
+		vr.Nest("mcp_probe", sr.Errors())
 	}
 	if sub := vr.Map("http_probe"); vr.Has("http_probe") {
 		sr := settings.NewReader(sub)
 		p := &HTTPProbeConfig{URL: sr.RequiredString("url"), ExpectStatus: sr.Int("expect_status", 200, 100, 599)}
-		checkURL(sr, "url", p.URL, insecure)
+		sr.HTTPURL("url", p.URL, settings.URLRule{InsecureHTTP: insecure})
 		sr.Unknown()
 		v.HTTPProbe = p
-		nest(vr, "http_probe", sr.Errors())
+		vr.Nest("http_probe", sr.Errors())
 	}
 	vr.Unknown()
 	if len(m) == 0 {
 		vr.Fail("", "names no check; use one or more of introspection, jwks, mcp_probe, http_probe")
 	}
-	nest(r, "verify", vr.Errors())
+	r.Nest("verify", vr.Errors())
 	return v
-}
-
-// nest reports errs of a nested reader on r under prefix.
-func nest(r *settings.Reader, prefix string, errs settings.Errors) {
-	for _, e := range errs {
-		field := prefix
-		if e.Field != "" {
-			field += "." + e.Field
-		}
-		r.Fail(field, "%s", e.Msg)
-	}
-}
-
-// checkURL checks that raw is an absolute http(s) URL, and that plain http
-// goes only to the loopback interface unless insecure is set.
-func checkURL(r *settings.Reader, field, raw string, insecure bool) {
-	if raw == "" {
-		return
-	}
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		r.Fail(field, "must be an absolute http or https URL, got %q", raw)
-		return
-	}
-	if u.User != nil {
-		r.Fail(field, "must not hold credentials in the URL")
-		return
-	}
-	if u.Scheme == "http" && !insecure && !loopback(u.Hostname()) {
-		r.Fail(field, "uses plain http to %s; use https (or set insecure_http: true inside a trusted network)", u.Hostname())
-	}
-}
-
-func loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // ValidateProvider checks provider-level settings without resolving

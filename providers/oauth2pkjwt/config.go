@@ -2,7 +2,6 @@ package oauth2pkjwt
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -85,7 +84,7 @@ func parse(s settings.Map, base Config) (Config, settings.Errors) {
 	c := base
 	c.InsecureHTTP = r.Bool("insecure_http", base.InsecureHTTP)
 	c.TokenURL = r.RequiredString("token_url")
-	checkURL(r, "token_url", c.TokenURL, c.InsecureHTTP)
+	r.HTTPURL("token_url", c.TokenURL, settings.URLRule{Example: "https://auth.example.com/oauth2/token", InsecureHTTP: c.InsecureHTTP})
 	c.ClientID = r.RequiredString("client_id")
 	c.Algorithm = r.OneOf("algorithm", base.Algorithm, jose.ES256, jose.RS256)
 	c.Format = r.OneOf("format", base.Format, FormatPEM, FormatJWK)
@@ -134,34 +133,6 @@ func parse(s settings.Map, base Config) (Config, settings.Errors) {
 	}
 	r.Unknown()
 	return c, r.Errors()
-}
-
-// checkURL checks that raw is an absolute http(s) URL, and that plain http
-// goes only to the loopback interface unless insecure is set.
-func checkURL(r *settings.Reader, field, raw string, insecure bool) {
-	if raw == "" {
-		return
-	}
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		r.Fail(field, "must be an absolute http or https URL such as https://auth.example.com/oauth2/token, got %q", raw)
-		return
-	}
-	if u.User != nil {
-		r.Fail(field, "must not hold credentials in the URL")
-		return
-	}
-	if u.Scheme == "http" && !insecure && !loopback(u.Hostname()) {
-		r.Fail(field, "uses plain http to %s; use https (or set insecure_http: true inside a trusted network)", u.Hostname())
-	}
-}
-
-func loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // ValidateProvider checks provider-level settings without resolving

@@ -2,7 +2,6 @@ package oauth2refresh
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -83,9 +82,9 @@ func parse(s settings.Map) (Config, settings.Errors) {
 	c := defaults
 	c.InsecureHTTP = r.Bool("insecure_http", false)
 	c.TokenURL = r.RequiredString("token_url")
-	checkURL(r, "token_url", c.TokenURL, c.InsecureHTTP)
+	r.HTTPURL("token_url", c.TokenURL, settings.URLRule{InsecureHTTP: c.InsecureHTTP})
 	c.DeviceAuthorizationURL = r.String("device_authorization_url", "")
-	checkURL(r, "device_authorization_url", c.DeviceAuthorizationURL, c.InsecureHTTP)
+	r.HTTPURL("device_authorization_url", c.DeviceAuthorizationURL, settings.URLRule{InsecureHTTP: c.InsecureHTTP})
 	c.ClientID = r.RequiredString("client_id")
 	c.ClientSecret = r.Secret("client_secret")
 	c.RefreshToken = r.Secret("refresh_token")
@@ -109,7 +108,7 @@ func parse(s settings.Map) (Config, settings.Errors) {
 		r.Fail("auth_style", "header needs a client_secret; a public client authenticates with params (its client_id)")
 	}
 	c.RevocationURL = r.String("revocation_url", "")
-	checkURL(r, "revocation_url", c.RevocationURL, c.InsecureHTTP)
+	r.HTTPURL("revocation_url", c.RevocationURL, settings.URLRule{InsecureHTTP: c.InsecureHTTP})
 	c.Timeout = r.Duration("timeout", defaults.Timeout)
 	if c.Timeout <= 0 {
 		r.Fail("timeout", "must be positive")
@@ -120,63 +119,25 @@ func parse(s settings.Map) (Config, settings.Errors) {
 	if sub := vr.Map("introspection"); vr.Has("introspection") {
 		sr := settings.NewReader(sub)
 		c.Verify.IntrospectionURL = sr.RequiredString("url")
-		checkURL(sr, "url", c.Verify.IntrospectionURL, c.InsecureHTTP)
+		sr.HTTPURL("url", c.Verify.IntrospectionURL, settings.URLRule{InsecureHTTP: c.InsecureHTTP})
 		sr.Unknown()
-		nest(vr, "introspection", sr.Errors())
+		vr.Nest("introspection", sr.Errors())
 	}
 	if sub := vr.Map("http_probe"); vr.Has("http_probe") {
 		sr := settings.NewReader(sub)
 		c.Verify.HTTPProbeURL = sr.RequiredString("url")
 		c.Verify.HTTPProbeStatus = sr.Int("expect_status", 200, 100, 599)
-		checkURL(sr, "url", c.Verify.HTTPProbeURL, c.InsecureHTTP)
+		sr.HTTPURL("url", c.Verify.HTTPProbeURL, settings.URLRule{InsecureHTTP: c.InsecureHTTP})
 		sr.Unknown()
-		nest(vr, "http_probe", sr.Errors())
+		vr.Nest("http_probe", sr.Errors())
 	}
 	vr.Unknown()
 	if c.Verify.IntrospectionURL == "" && c.Verify.HTTPProbeURL == "" && len(vr.Errors()) == 0 {
 		vr.Fail("", "is required and names no check; use introspection {url: …} and/or http_probe {url: …}: without one, nothing proves a refreshed access token works")
 	}
-	nest(r, "verify", vr.Errors())
+	r.Nest("verify", vr.Errors())
 	r.Unknown()
 	return c, r.Errors()
-}
-
-func nest(r *settings.Reader, prefix string, errs settings.Errors) {
-	for _, e := range errs {
-		field := prefix
-		if e.Field != "" {
-			field += "." + e.Field
-		}
-		r.Fail(field, "%s", e.Msg)
-	}
-}
-
-// checkURL checks that raw, when set, is an absolute http(s) URL, and that
-// plain http goes only to the loopback interface unless insecure is set.
-func checkURL(r *settings.Reader, field, raw string, insecure bool) {
-	if raw == "" {
-		return
-	}
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		r.Fail(field, "must be an absolute http or https URL, got %q", raw)
-		return
-	}
-	if u.User != nil {
-		r.Fail(field, "must not hold credentials in the URL")
-		return
-	}
-	if u.Scheme == "http" && !insecure && !loopback(u.Hostname()) {
-		r.Fail(field, "uses plain http to %s; use https (or set insecure_http: true inside a trusted network)", u.Hostname())
-	}
-}
-
-func loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // ValidateProvider checks provider-level settings without resolving

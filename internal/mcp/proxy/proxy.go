@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"github.com/rotatorhq/rotator/internal/delivery"
+	"github.com/rotatorhq/rotator/internal/netx"
 	"github.com/rotatorhq/rotator/internal/secret"
 )
 
@@ -493,18 +494,17 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 }
 
 // isLoopbackHost reports whether a Host value (name or IP, with or without
-// a port) names this machine's loopback interface.
+// a port) names this machine's loopback interface; names under .localhost
+// count too (RFC 6761 reserves them for loopback).
 func isLoopbackHost(hostport string) bool {
+	if netx.LoopbackHostPort(hostport) {
+		return true
+	}
 	host := hostport
 	if h, _, err := net.SplitHostPort(hostport); err == nil {
 		host = h
 	}
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return strings.HasSuffix(strings.ToLower(host), ".localhost")
 }
 
 // bufferPool lends the 32 KiB buffers ReverseProxy copies responses
