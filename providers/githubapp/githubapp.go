@@ -25,7 +25,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,6 +33,7 @@ import (
 	"github.com/rotatorhq/rotator/internal/jose"
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/providers"
+	"github.com/rotatorhq/rotator/providers/internal/remote"
 )
 
 // Type is the provider type name.
@@ -198,10 +198,10 @@ func (p *Provider) Mint(ctx context.Context, req providers.MintRequest) (provide
 		"hash":                 tokenHash(value),
 		"installation_id":      cfg.InstallationID,
 		"permissions":          strings.Join(granted, " "),
-		"repository_selection": printable(tr.RepositorySelection, 32),
+		"repository_selection": remote.Printable(tr.RepositorySelection, 32),
 	}
 	if len(repos) > 0 {
-		meta["repositories"] = printable(strings.Join(repos, ","), 2000)
+		meta["repositories"] = remote.Printable(strings.Join(repos, ","), 2000)
 	}
 	if extra := wider(perms, tr.Permissions); len(extra) > 0 {
 		p.revokeQuietly(ctx, cfg, value)
@@ -370,22 +370,14 @@ func (p *Provider) call(ctx context.Context, method, endpoint, bearer string, bo
 	}
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return 0, nil, nil, transportCause(err)
+		return 0, nil, nil, remote.TransportCause(err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return 0, nil, nil, fmt.Errorf("reading the response: %w", transportCause(err))
+		return 0, nil, nil, fmt.Errorf("reading the response: %w", remote.TransportCause(err))
 	}
 	return resp.StatusCode, raw, resp.Header, nil
-}
-
-func transportCause(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
 }
 
 // APIError is an error answer of the GitHub API. It wraps
@@ -441,7 +433,7 @@ func apiError(op, endpoint string, status int, hdr http.Header, raw []byte) erro
 		Message string `json:"message"`
 	}
 	if json.Unmarshal(raw, &body) == nil {
-		e.Message = printable(body.Message, 200)
+		e.Message = remote.Printable(body.Message, 200)
 	}
 	if (status == http.StatusForbidden || status == http.StatusTooManyRequests) &&
 		(hdr.Get("Retry-After") != "" || hdr.Get("X-RateLimit-Remaining") == "0") {
@@ -473,20 +465,6 @@ func (p *Provider) clean(err error, vals ...secret.Value) error {
 func tokenHash(v secret.Value) string {
 	h := sha256.Sum256(v.Reveal())
 	return "sha256:" + hex.EncodeToString(h[:8])
-}
-
-// printable shortens s to n bytes and drops control characters.
-func printable(s string, n int) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return -1
-		}
-		return r
-	}, s)
-	if len(s) > n {
-		s = s[:n] + "…"
-	}
-	return s
 }
 
 var _ providers.Provider = (*Provider)(nil)

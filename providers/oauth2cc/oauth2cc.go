@@ -37,6 +37,7 @@ import (
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/internal/settings"
 	"github.com/rotatorhq/rotator/providers"
+	"github.com/rotatorhq/rotator/providers/internal/remote"
 )
 
 // Type is the provider type name.
@@ -364,7 +365,7 @@ func (p *Provider) Revoke(ctx context.Context, req providers.RevokeRequest) erro
 		return p.clean(err, req.Value)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return p.clean(endpointError("revocation", cfg.RevocationURL, resp, body), req.Value)
+		return p.clean(remote.EndpointError("revocation", cfg.RevocationURL, resp, body, errorHints), req.Value)
 	}
 	p.log.Debug("revoked a token",
 		slog.String("credential", req.CredentialID), slog.String("version", req.VersionID), slog.String("hash", tokenHash(req.Value)))
@@ -407,12 +408,12 @@ func (p *Provider) post(ctx context.Context, cfg Config, op, endpoint string, fo
 		}
 		resp, err = p.oauth.Do(req)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s request to %s: %w", op, endpoint, transportCause(err))
+			return nil, nil, fmt.Errorf("%s request to %s: %w", op, endpoint, remote.TransportCause(err))
 		}
 		body, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		_ = resp.Body.Close()
 		if err != nil {
-			return nil, nil, fmt.Errorf("reading the %s response of %s: %w", op, endpoint, transportCause(err))
+			return nil, nil, fmt.Errorf("reading the %s response of %s: %w", op, endpoint, remote.TransportCause(err))
 		}
 		if resp.StatusCode != http.StatusUnauthorized {
 			break
@@ -443,78 +444,21 @@ func (p *Provider) postAssertion(ctx context.Context, cfg Config, op, endpoint s
 	req.Header.Set("Accept", "application/json")
 	resp, err := p.oauth.Do(req)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s request to %s: %w", op, endpoint, transportCause(err))
+		return nil, nil, fmt.Errorf("%s request to %s: %w", op, endpoint, remote.TransportCause(err))
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	_ = resp.Body.Close()
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading the %s response of %s: %w", op, endpoint, transportCause(err))
+		return nil, nil, fmt.Errorf("reading the %s response of %s: %w", op, endpoint, remote.TransportCause(err))
 	}
 	return resp, body, nil
 }
 
-// transportCause strips the *url.Error wrapper of an HTTP client error,
-// whose text repeats the method and URL that the caller's message names.
-func transportCause(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
-}
-
 // OAuthError is an error response of an endpoint of the authorization
-// server (RFC 6749 §5.2, RFC 7009 §2.2.1, RFC 7662 §2.3). It wraps
-// providers.ErrPermanent when the response says that retrying cannot help.
-type OAuthError struct {
-	// Endpoint is "token", "introspection" or "revocation".
-	Endpoint string
-	// URL is the endpoint's URL.
-	URL string
-	// StatusCode is the HTTP status of the response.
-	StatusCode int
-	// Code is the `error` field (invalid_client, invalid_scope, ...), if any.
-	Code string
-	// Description is the `error_description` field, if any, shortened.
-	Description string
-}
+// server; it wraps providers.ErrPermanent when retrying cannot help.
+type OAuthError = remote.OAuthError
 
-// Error implements error.
-func (e *OAuthError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s endpoint %s refused the request", e.Endpoint, e.URL)
-	if e.Code != "" {
-		fmt.Fprintf(&b, ": %s", e.Code)
-	}
-	if e.Description != "" {
-		fmt.Fprintf(&b, " (%q)", e.Description)
-	}
-	fmt.Fprintf(&b, " [HTTP %d]", e.StatusCode)
-	if hint := errorHints[e.Code]; hint != "" {
-		b.WriteString(": ")
-		b.WriteString(hint)
-	}
-	return b.String()
-}
-
-// Unwrap returns providers.ErrPermanent when retrying cannot help.
-func (e *OAuthError) Unwrap() error {
-	if e.Permanent() {
-		return providers.ErrPermanent
-	}
-	return nil
-}
-
-// Permanent reports whether the response says that retrying cannot help:
-// the client, grant, scope or resource was refused.
-func (e *OAuthError) Permanent() bool {
-	switch e.Code {
-	case "invalid_client", "unauthorized_client", "invalid_scope", "invalid_target", "unsupported_grant_type", "unsupported_token_type", "invalid_request":
-		return true
-	}
-	return e.Code == "" && (e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden)
-}
-
+// errorHints says what to check for each OAuth error code.
 var errorHints = map[string]string{
 	"invalid_client":         "client authentication failed; check client_id, client_secret and auth_style",
 	"unauthorized_client":    "the client may not use the client_credentials grant",
@@ -524,45 +468,17 @@ var errorHints = map[string]string{
 	"unsupported_token_type": "the server does not revoke access tokens",
 }
 
-// endpointError turns a non-success response into an *OAuthError.
-func endpointError(op, endpoint string, resp *http.Response, body []byte) error {
-	e := &OAuthError{Endpoint: op, URL: endpoint, StatusCode: resp.StatusCode}
-	var fields struct {
-		Error       string `json:"error"`
-		Description string `json:"error_description"`
-	}
-	if json.Unmarshal(body, &fields) == nil {
-		e.Code, e.Description = printable(fields.Error, 64), printable(fields.Description, 200)
-	}
-	return e
-}
-
 // tokenError describes a failed token request without the response body.
 func (p *Provider) tokenError(cfg Config, err error) error {
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
-		e := &OAuthError{Endpoint: "token", URL: cfg.TokenURL, Code: printable(re.ErrorCode, 64), Description: printable(re.ErrorDescription, 200)}
+		status := 0
 		if re.Response != nil {
-			e.StatusCode = re.Response.StatusCode
+			status = re.Response.StatusCode
 		}
-		return e
+		return remote.NewOAuthError("token", cfg.TokenURL, status, re.ErrorCode, re.ErrorDescription, errorHints)
 	}
-	return fmt.Errorf("requesting a token from %s: %w", cfg.TokenURL, transportCause(err))
-}
-
-// printable shortens s to n bytes and drops control characters, so a
-// server's text cannot forge log lines.
-func printable(s string, n int) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return -1
-		}
-		return r
-	}, s)
-	if len(s) > n {
-		s = s[:n] + "…"
-	}
-	return s
+	return fmt.Errorf("requesting a token from %s: %w", cfg.TokenURL, remote.TransportCause(err))
 }
 
 // clean returns err, or when its text contains the client secret or one of
@@ -604,7 +520,7 @@ func jwtID(v secret.Value) string {
 	if json.Unmarshal(payload, &claims) != nil {
 		return ""
 	}
-	return printable(claims.JTI, 128)
+	return remote.Printable(claims.JTI, 128)
 }
 
 var _ providers.Provider = (*Provider)(nil)

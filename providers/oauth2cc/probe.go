@@ -8,6 +8,7 @@ import (
 	"net/url"
 
 	"github.com/rotatorhq/rotator/providers"
+	"github.com/rotatorhq/rotator/providers/internal/remote"
 )
 
 // probeGrant is a grant type no authorization server supports: a token
@@ -36,7 +37,7 @@ func (p *Provider) Probe(ctx context.Context, _ providers.ProbeRequest) (provide
 		}, nil
 	}
 	var oe *OAuthError
-	if !errors.As(endpointError("token", cfg.TokenURL, resp, body), &oe) {
+	if !errors.As(remote.EndpointError("token", cfg.TokenURL, resp, body, errorHints), &oe) {
 		return providers.ProbeResponse{}, fmt.Errorf("token endpoint %s: unexpected answer", cfg.TokenURL)
 	}
 	switch {

@@ -27,6 +27,7 @@ import (
 
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/providers"
+	"github.com/rotatorhq/rotator/providers/internal/remote"
 )
 
 // clockSkew is the tolerance for nbf and iat against the local clock.
@@ -137,7 +138,7 @@ func (p *Provider) introspect(ctx context.Context, cfg Config, in *Introspection
 		return nil, false, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, false, endpointError("introspection", in.URL, resp, body)
+		return nil, false, remote.EndpointError("introspection", in.URL, resp, body, errorHints)
 	}
 	var info struct {
 		Active   bool            `json:"active"`
@@ -165,7 +166,7 @@ func (p *Provider) introspect(ctx context.Context, cfg Config, in *Introspection
 		ev["introspection_exp"] = exp.UTC().Format(time.RFC3339)
 	}
 	if info.ClientID != "" && info.ClientID != cfg.ClientID {
-		return nil, false, fmt.Errorf("introspection endpoint %s reports the token issued to client %q, not %q: %w", in.URL, printable(info.ClientID, 128), cfg.ClientID, ErrTokenRejected)
+		return nil, false, fmt.Errorf("introspection endpoint %s reports the token issued to client %q, not %q: %w", in.URL, remote.Printable(info.ClientID, 128), cfg.ClientID, ErrTokenRejected)
 	}
 	if cfg.Resource != "" {
 		aud, err := audience(info.Aud)
@@ -173,7 +174,7 @@ func (p *Provider) introspect(ctx context.Context, cfg Config, in *Introspection
 			return nil, false, fmt.Errorf("introspection endpoint %s: aud: %w", in.URL, err)
 		}
 		if !slices.Contains(aud, cfg.Resource) {
-			return nil, false, fmt.Errorf("introspection endpoint %s reports audience %q, which does not contain resource %s: %w", in.URL, printable(strings.Join(aud, " "), 256), cfg.Resource, ErrTokenRejected)
+			return nil, false, fmt.Errorf("introspection endpoint %s reports audience %q, which does not contain resource %s: %w", in.URL, remote.Printable(strings.Join(aud, " "), 256), cfg.Resource, ErrTokenRejected)
 		}
 	}
 	ev["introspection"] = "active"
@@ -188,7 +189,7 @@ func (p *Provider) introspect(ctx context.Context, cfg Config, in *Introspection
 func numericDate(n json.Number) (time.Time, error) {
 	f, err := strconv.ParseFloat(string(n), 64)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("%q is not a number of seconds", printable(string(n), 32))
+		return time.Time{}, fmt.Errorf("%q is not a number of seconds", remote.Printable(string(n), 32))
 	}
 	sec := int64(f)
 	return time.Unix(sec, int64((f-float64(sec))*1e9)), nil
@@ -243,7 +244,7 @@ func (p *Provider) checkJWT(ctx context.Context, cfg Config, j *JWKSConfig, toke
 		return nil, false, fmt.Errorf("jwks check: JWT header: %w: %w", err, ErrTokenRejected)
 	}
 	if header.Alg != "RS256" && header.Alg != "ES256" {
-		return nil, false, fmt.Errorf("jwks check: JWT algorithm %q is not accepted (want RS256 or ES256): %w", printable(header.Alg, 32), ErrTokenRejected)
+		return nil, false, fmt.Errorf("jwks check: JWT algorithm %q is not accepted (want RS256 or ES256): %w", remote.Printable(header.Alg, 32), ErrTokenRejected)
 	}
 	keys, err := p.fetchJWKS(ctx, j.URL)
 	if err != nil {
@@ -259,7 +260,7 @@ func (p *Provider) checkJWT(ctx context.Context, cfg Config, j *JWKSConfig, toke
 	}
 	digest := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
 	if err := verifySignature(key, header.Alg, digest[:], sig); err != nil {
-		return nil, false, fmt.Errorf("jwks check: JWT signature does not verify with key %q of %s: %w", printable(key.Kid, 64), j.URL, ErrTokenRejected)
+		return nil, false, fmt.Errorf("jwks check: JWT signature does not verify with key %q of %s: %w", remote.Printable(key.Kid, 64), j.URL, ErrTokenRejected)
 	}
 	var claims struct {
 		Iss   string          `json:"iss"`
@@ -293,7 +294,7 @@ func (p *Provider) checkJWT(ctx context.Context, cfg Config, j *JWKSConfig, toke
 		}
 	}
 	if j.Issuer != "" && claims.Iss != j.Issuer {
-		return nil, false, fmt.Errorf("jwks check: the JWT's issuer is %q, want %q: %w", printable(claims.Iss, 256), j.Issuer, ErrTokenRejected)
+		return nil, false, fmt.Errorf("jwks check: the JWT's issuer is %q, want %q: %w", remote.Printable(claims.Iss, 256), j.Issuer, ErrTokenRejected)
 	}
 	want := j.Audience
 	if want == "" {
@@ -305,10 +306,10 @@ func (p *Provider) checkJWT(ctx context.Context, cfg Config, j *JWKSConfig, toke
 			return nil, false, fmt.Errorf("jwks check: aud %w: %w", err, ErrTokenRejected)
 		}
 		if !slices.Contains(aud, want) {
-			return nil, false, fmt.Errorf("jwks check: the JWT's audience %q does not contain %s: %w", printable(strings.Join(aud, " "), 256), want, ErrTokenRejected)
+			return nil, false, fmt.Errorf("jwks check: the JWT's audience %q does not contain %s: %w", remote.Printable(strings.Join(aud, " "), 256), want, ErrTokenRejected)
 		}
 	}
-	ev["jwt_kid"] = printable(key.Kid, 64)
+	ev["jwt_kid"] = remote.Printable(key.Kid, 64)
 	ev["jwt_exp"] = exp.UTC().Format(time.RFC3339)
 	switch {
 	case claims.Scope != nil:
@@ -349,7 +350,7 @@ func (p *Provider) fetchJWKS(ctx context.Context, jwksURL string) ([]jwk, error)
 	req.Header.Set("Accept", "application/json")
 	resp, err := p.oauth.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("jwks request to %s: %w", jwksURL, transportCause(err))
+		return nil, fmt.Errorf("jwks request to %s: %w", jwksURL, remote.TransportCause(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -385,7 +386,7 @@ func pickKey(keys []jwk, alg, kid string) (jwk, error) {
 	case len(found) == 1:
 		return found[0], nil
 	case len(found) == 0 && kid != "":
-		return jwk{}, fmt.Errorf("no %s signing key with kid %q in the key set: %w", kty, printable(kid, 64), ErrTokenRejected)
+		return jwk{}, fmt.Errorf("no %s signing key with kid %q in the key set: %w", kty, remote.Printable(kid, 64), ErrTokenRejected)
 	case len(found) == 0:
 		return jwk{}, fmt.Errorf("no %s signing key in the key set: %w", kty, ErrTokenRejected)
 	}
@@ -485,7 +486,7 @@ func bearerError(challenge string) string {
 	}
 	rest := challenge[i+len(`error="`):]
 	if j := strings.IndexByte(rest, '"'); j >= 0 {
-		return printable(rest[:j], 64)
+		return remote.Printable(rest[:j], 64)
 	}
 	return ""
 }
@@ -531,8 +532,8 @@ func (p *Provider) probeMCP(ctx context.Context, cfg Config, m *MCPProbeConfig, 
 		return fail("tools/list", err)
 	}
 	if res := session.InitializeResult(); res != nil && res.ServerInfo != nil {
-		ev["mcp_server"] = printable(res.ServerInfo.Name+" "+res.ServerInfo.Version, 128)
-		ev["mcp_protocol"] = printable(res.ProtocolVersion, 32)
+		ev["mcp_server"] = remote.Printable(res.ServerInfo.Name+" "+res.ServerInfo.Version, 128)
+		ev["mcp_protocol"] = remote.Printable(res.ProtocolVersion, 32)
 	}
 	ev["mcp_tools"] = strconv.Itoa(len(tools.Tools))
 	return nil
@@ -548,7 +549,7 @@ func (p *Provider) probeHTTP(ctx context.Context, cfg Config, h *HTTPProbeConfig
 	client := &http.Client{Transport: p.transport, Timeout: cfg.Timeout}
 	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("http probe of %s: %w", h.URL, transportCause(err))
+		return fmt.Errorf("http probe of %s: %w", h.URL, remote.TransportCause(err))
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	_ = resp.Body.Close()

@@ -34,6 +34,7 @@ import (
 	"github.com/rotatorhq/rotator/internal/jose"
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/providers"
+	"github.com/rotatorhq/rotator/providers/internal/remote"
 )
 
 // Type is the provider type name.
@@ -327,10 +328,10 @@ func (p *Provider) token(ctx context.Context, key crypto.Signer, kid string) (in
 	}
 	msg := fmt.Sprintf("token endpoint %s refused the assertion [HTTP %d]", p.cfg.TokenURL, resp.StatusCode)
 	if fields.Error != "" {
-		msg += ": " + printable(fields.Error, 64)
+		msg += ": " + remote.Printable(fields.Error, 64)
 	}
 	if fields.Description != "" {
-		msg += fmt.Sprintf(" (%q)", printable(fields.Description, 200))
+		msg += fmt.Sprintf(" (%q)", remote.Printable(fields.Description, 200))
 	}
 	switch {
 	case resp.StatusCode == http.StatusOK:
@@ -366,20 +367,6 @@ func (p *Provider) Revoke(ctx context.Context, req providers.RevokeRequest) erro
 	p.log.Debug("withdrew a client key",
 		slog.String("credential", req.CredentialID), slog.String("version", req.VersionID), slog.String("kid", pub.Kid))
 	return nil
-}
-
-// printable shortens s to n bytes and drops control characters.
-func printable(s string, n int) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return -1
-		}
-		return r
-	}, s)
-	if len(s) > n {
-		s = s[:n] + "…"
-	}
-	return s
 }
 
 var _ providers.Provider = (*Provider)(nil)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/providers"
+	"github.com/rotatorhq/rotator/providers/internal/remote"
 )
 
 // Login implements providers.Loginer with the device authorization grant
@@ -83,7 +84,7 @@ func oauthCause(err error) error {
 			msg = re.Response.Status
 		}
 		if re.ErrorDescription != "" {
-			msg += fmt.Sprintf(" (%q)", printable(re.ErrorDescription, 200))
+			msg += fmt.Sprintf(" (%q)", remote.Printable(re.ErrorDescription, 200))
 		}
 		perm := error(nil)
 		switch re.ErrorCode {
@@ -91,11 +92,11 @@ func oauthCause(err error) error {
 			perm = providers.ErrPermanent
 		}
 		if perm != nil {
-			return fmt.Errorf("%s: %w", printable(msg, 300), perm)
+			return fmt.Errorf("%s: %w", remote.Printable(msg, 300), perm)
 		}
-		return errors.New(printable(msg, 300))
+		return errors.New(remote.Printable(msg, 300))
 	}
-	return transportCause(err)
+	return remote.TransportCause(err)
 }
 
 var _ providers.Loginer = (*Provider)(nil)

@@ -37,6 +37,7 @@ import (
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/internal/settings"
 	"github.com/rotatorhq/rotator/providers"
+	"github.com/rotatorhq/rotator/providers/internal/remote"
 )
 
 // Type is the provider type name.
@@ -254,7 +255,7 @@ func (p *Provider) Mint(ctx context.Context, req providers.MintRequest) (provide
 		return providers.MintResponse{}, p.clean(err, rt)
 	}
 	if resp.StatusCode != http.StatusOK {
-		e := endpointError("token", p.cfg.TokenURL, resp, body)
+		e := remote.EndpointError("token", p.cfg.TokenURL, resp, body, errorHints)
 		var oe *OAuthError
 		if errors.As(e, &oe) && oe.Code == "invalid_grant" {
 			p.log.Warn("the authorization server refused the refresh token",
@@ -275,7 +276,7 @@ func (p *Provider) Mint(ctx context.Context, req providers.MintRequest) (provide
 		return providers.MintResponse{}, fmt.Errorf("token endpoint %s answered HTTP 200 without an access token", p.cfg.TokenURL)
 	}
 	if tok.TokenType != "" && !strings.EqualFold(tok.TokenType, "bearer") {
-		return providers.MintResponse{}, fmt.Errorf("token endpoint %s issued a token of type %q; only bearer tokens are supported: %w", p.cfg.TokenURL, printable(tok.TokenType, 32), providers.ErrPermanent)
+		return providers.MintResponse{}, fmt.Errorf("token endpoint %s issued a token of type %q; only bearer tokens are supported: %w", p.cfg.TokenURL, remote.Printable(tok.TokenType, 32), providers.ErrPermanent)
 	}
 	next := rt // a server that does not rotate refresh tokens keeps the old one valid
 	if tok.RefreshToken != "" {
@@ -344,7 +345,7 @@ func (p *Provider) Revoke(ctx context.Context, req providers.RevokeRequest) erro
 		return p.clean(err, req.Value)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return p.clean(endpointError("revocation", p.cfg.RevocationURL, resp, body), req.Value)
+		return p.clean(remote.EndpointError("revocation", p.cfg.RevocationURL, resp, body, errorHints), req.Value)
 	}
 	p.log.Debug("revoked an access token", slog.String("credential", req.CredentialID),
 		slog.String("version", req.VersionID), slog.String("hash", hash(req.Value)))
@@ -390,12 +391,12 @@ func (p *Provider) post(ctx context.Context, op, endpoint string, form url.Value
 		}
 		resp, err = p.client.Do(req)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s request to %s: %w", op, endpoint, transportCause(err))
+			return nil, nil, fmt.Errorf("%s request to %s: %w", op, endpoint, remote.TransportCause(err))
 		}
 		body, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		_ = resp.Body.Close()
 		if err != nil {
-			return nil, nil, fmt.Errorf("reading the %s response of %s: %w", op, endpoint, transportCause(err))
+			return nil, nil, fmt.Errorf("reading the %s response of %s: %w", op, endpoint, remote.TransportCause(err))
 		}
 		if resp.StatusCode != http.StatusUnauthorized {
 			break
@@ -404,31 +405,9 @@ func (p *Provider) post(ctx context.Context, op, endpoint string, form url.Value
 	return resp, body, nil
 }
 
-func transportCause(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
-}
-
 // clean scrubs the configured secrets and vals from err's text.
 func (p *Provider) clean(err error, vals ...secret.Value) error {
 	return secret.ScrubError(err, append([]secret.Value{p.cfg.ClientSecret, p.cfg.RefreshToken}, vals...)...)
-}
-
-// printable shortens s to n bytes and drops control characters.
-func printable(s string, n int) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return -1
-		}
-		return r
-	}, s)
-	if len(s) > n {
-		s = s[:n] + "…"
-	}
-	return s
 }
 
 var _ providers.Provider = (*Provider)(nil)

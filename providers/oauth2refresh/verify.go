@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rotatorhq/rotator/providers"
+	"github.com/rotatorhq/rotator/providers/internal/remote"
 )
 
 // Verify implements providers.Provider: it runs the configured checks.
@@ -53,7 +54,7 @@ func (p *Provider) introspect(ctx context.Context, req providers.VerifyRequest, 
 		return err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return endpointError("introspection", u, resp, body)
+		return remote.EndpointError("introspection", u, resp, body, errorHints)
 	}
 	var in struct {
 		Active   bool            `json:"active"`
@@ -72,7 +73,7 @@ func (p *Provider) introspect(ctx context.Context, req providers.VerifyRequest, 
 		return fmt.Errorf("%w: introspection endpoint %s reports the token expired at %s", ErrTokenRejected, u, time.Unix(in.Exp, 0).UTC().Format(time.RFC3339))
 	}
 	if in.ClientID != "" && in.ClientID != p.cfg.ClientID {
-		return fmt.Errorf("%w: the token was issued to client %q, not %q", ErrTokenRejected, printable(in.ClientID, 64), p.cfg.ClientID)
+		return fmt.Errorf("%w: the token was issued to client %q, not %q", ErrTokenRejected, remote.Printable(in.ClientID, 64), p.cfg.ClientID)
 	}
 	if p.cfg.Resource != "" {
 		var aud []string
@@ -83,7 +84,7 @@ func (p *Provider) introspect(ctx context.Context, req providers.VerifyRequest, 
 			_ = json.Unmarshal(in.Aud, &aud)
 		}
 		if !slices.Contains(aud, p.cfg.Resource) {
-			return fmt.Errorf("%w: the token's audience %q does not contain the resource %s", ErrTokenRejected, printable(strings.Join(aud, " "), 200), p.cfg.Resource)
+			return fmt.Errorf("%w: the token's audience %q does not contain the resource %s", ErrTokenRejected, remote.Printable(strings.Join(aud, " "), 200), p.cfg.Resource)
 		}
 	}
 	if in.Scope != nil {
@@ -107,7 +108,7 @@ func (p *Provider) probe(ctx context.Context, req providers.VerifyRequest, out *
 	hr.Header.Set("Authorization", "Bearer "+req.Value.RevealString())
 	resp, err := p.client.Do(hr)
 	if err != nil {
-		return fmt.Errorf("http probe of %s: %w", u, transportCause(err))
+		return fmt.Errorf("http probe of %s: %w", u, remote.TransportCause(err))
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
 	_ = resp.Body.Close()
@@ -122,51 +123,10 @@ func (p *Provider) probe(ctx context.Context, req providers.VerifyRequest, out *
 }
 
 // OAuthError is an error response of an endpoint of the authorization
-// server (RFC 6749 §5.2, RFC 7009, RFC 7662). It wraps
-// providers.ErrPermanent when retrying cannot help.
-type OAuthError struct {
-	// Endpoint is "token", "introspection" or "revocation".
-	Endpoint string
-	// URL is the endpoint's URL.
-	URL string
-	// StatusCode is the HTTP status.
-	StatusCode int
-	// Code is the `error` field, if any.
-	Code string
-	// Description is `error_description`, shortened.
-	Description string
-}
+// server; it wraps providers.ErrPermanent when retrying cannot help.
+type OAuthError = remote.OAuthError
 
-// Error implements error.
-func (e *OAuthError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s endpoint %s refused the request", e.Endpoint, e.URL)
-	if e.Code != "" {
-		fmt.Fprintf(&b, ": %s", e.Code)
-	}
-	if e.Description != "" {
-		fmt.Fprintf(&b, " (%q)", e.Description)
-	}
-	fmt.Fprintf(&b, " [HTTP %d]", e.StatusCode)
-	if hint := errorHints[e.Code]; hint != "" {
-		b.WriteString(": ")
-		b.WriteString(hint)
-	}
-	return b.String()
-}
-
-// Unwrap returns providers.ErrPermanent when retrying cannot help.
-func (e *OAuthError) Unwrap() error {
-	switch e.Code {
-	case "invalid_client", "unauthorized_client", "invalid_scope", "invalid_target", "unsupported_grant_type", "invalid_request", "invalid_grant", "unsupported_token_type":
-		return providers.ErrPermanent
-	}
-	if e.Code == "" && (e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden) {
-		return providers.ErrPermanent
-	}
-	return nil
-}
-
+// errorHints says what to check for each OAuth error code.
 var errorHints = map[string]string{
 	"invalid_grant":          "the refresh token is revoked, expired, or was used before (reuse detection revokes the whole grant)",
 	"invalid_client":         "client authentication failed; check client_id, client_secret and auth_style",
@@ -174,16 +134,4 @@ var errorHints = map[string]string{
 	"invalid_scope":          "the refresh may not ask for these scopes; scopes must be within the original grant",
 	"invalid_target":         "the authorization server does not issue tokens for this resource; check resource",
 	"unsupported_grant_type": "the authorization server does not support the refresh_token grant",
-}
-
-func endpointError(op, endpoint string, resp *http.Response, body []byte) error {
-	e := &OAuthError{Endpoint: op, URL: endpoint, StatusCode: resp.StatusCode}
-	var fields struct {
-		Error       string `json:"error"`
-		Description string `json:"error_description"`
-	}
-	if json.Unmarshal(body, &fields) == nil {
-		e.Code, e.Description = printable(fields.Error, 64), printable(fields.Description, 200)
-	}
-	return e
 }
