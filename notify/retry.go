@@ -24,6 +24,14 @@ func (e *RetryAfterError) Error() string { return e.Err.Error() }
 
 func (e *RetryAfterError) Unwrap() error { return e.Err }
 
+// Defaults of the retry stage.
+const (
+	DefaultInitialBackoff = time.Second
+	DefaultMaxBackoff     = time.Minute
+	DefaultMaxAttempts    = 8
+	DefaultMaxElapsed     = 10 * time.Minute
+)
+
 // Attempt is one try of a delivery, as the retry stage records it.
 type Attempt struct {
 	// N counts from 1.
@@ -51,12 +59,14 @@ const (
 // bounds are reached. Waits grow exponentially with jitter, a server's
 // Retry-After is honoured, and it logs only when the error changes.
 type Retrier struct {
-	// Initial and Max bound the backoff (defaults 1s and 1m).
+	// Initial and Max bound the backoff (defaults DefaultInitialBackoff
+	// and DefaultMaxBackoff).
 	Initial, Max time.Duration
-	// MaxAttempts bounds the tries (default 8).
+	// MaxAttempts bounds the tries (default DefaultMaxAttempts); 1 sends
+	// once.
 	MaxAttempts int
-	// MaxElapsed bounds the time spent, waits included (default 10m); a
-	// Retry-After beyond it ends the loop.
+	// MaxElapsed bounds the time spent, waits included (default
+	// DefaultMaxElapsed); a Retry-After beyond it ends the loop.
 	MaxElapsed time.Duration
 	// Now and Sleep are the clock (defaults time.Now and a timer that
 	// honours ctx); tests inject both.
@@ -69,16 +79,16 @@ type Retrier struct {
 
 func (r Retrier) withDefaults() Retrier {
 	if r.Initial <= 0 {
-		r.Initial = time.Second
+		r.Initial = DefaultInitialBackoff
 	}
 	if r.Max <= 0 {
-		r.Max = time.Minute
+		r.Max = DefaultMaxBackoff
 	}
 	if r.MaxAttempts <= 0 {
-		r.MaxAttempts = 8
+		r.MaxAttempts = DefaultMaxAttempts
 	}
 	if r.MaxElapsed <= 0 {
-		r.MaxElapsed = 10 * time.Minute
+		r.MaxElapsed = DefaultMaxElapsed
 	}
 	if r.Now == nil {
 		r.Now = time.Now

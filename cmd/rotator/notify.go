@@ -90,24 +90,49 @@ func (a *app) printDeliveries(lo listOutput, views []outbox.DeliveryView, now ti
 	return t.flush()
 }
 
+// Bounds of notify test --attempts.
+const (
+	minTestAttempts = 1
+	maxTestAttempts = 100
+)
+
 func (a *app) notifyTestCommand() *cobra.Command {
 	var (
-		file   string
-		output string
+		file     string
+		output   string
+		attempts int
 	)
 	cmd := &cobra.Command{
 		Use:   "test RECEIVER -f FILE",
 		Short: "Send a test notification to one receiver now",
 		Long: `Send a notify.test event to RECEIVER, configured under notify.receivers in
-FILE, through the retry stage, and record it as a delivery (rotator notify
-list shows it). Exits 1 when the delivery failed, 3 when FILE has no such
-receiver.`,
+FILE, from this process, and record it as a delivery (rotator notify list
+shows it with every attempt).
+
+It goes through the retry stage: at most --attempts tries (default 8), 1s
+doubling to 1m apart, within 10 minutes; a 4xx other than 429 is not
+retried. After every attempt one line on stderr says how it went and when
+the next one comes, in every output format; stdout holds only the result
+(with -o json or -o yaml, only the document). Errors are shown as they are
+stored: without the receiver's URL, secrets redacted.
+
+Ctrl-C stops the test at once: the delivery is recorded failed, with the
+attempts made and "cancelled" as its error. It is not left pending, since
+nothing else would send it: rotator serve delivers only the notifications
+it routes itself, never a test.
+
+Exits 0 when delivered, 1 when the delivery failed or was cancelled, 2 on a
+bad flag, 3 when FILE has no such receiver.`,
 		Example: `  rotator notify test oncall-slack -f rotator.yaml
+  rotator notify test deploy-hook -f rotator.yaml --attempts 1
   rotator notify test deploy-hook -f rotator.yaml -o json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(output, formatText, formatJSON, formatYAML); err != nil {
 				return err
+			}
+			if attempts < minTestAttempts || attempts > maxTestAttempts {
+				return usagef("--attempts %d: use a number from %d to %d", attempts, minTestAttempts, maxTestAttempts)
 			}
 			if file == "" {
 				return usagef("-f FILE is required: the configuration whose notify: section names the receiver")
@@ -125,15 +150,18 @@ receiver.`,
 				return err
 			}
 			defer st.Close()
-			d, err := a.dispatcher(st, cfg.Notify)
+			// The retry stage does not log failed attempts: printAttempt
+			// reports every one.
+			d, err := a.dispatcher(st, cfg.Notify, notify.Retrier{Logger: slog.New(slog.DiscardHandler)})
 			if err != nil {
 				return err
 			}
-			id, err := d.Test(ctx, args[0], "cli")
+			id, err := d.Test(ctx, args[0], outbox.TestOptions{Actor: "cli", MaxAttempts: attempts, Progress: a.printAttempt})
 			if errors.Is(err, outbox.ErrUnknownReceiver) {
 				return notFoundf("no receiver %q under notify.receivers in %s", args[0], file)
 			}
-			views, lerr := outbox.List(ctx, st, store.DeliveryFilter{IDs: []string{id}})
+			// The result is printed after a Ctrl-C, too.
+			views, lerr := outbox.List(context.WithoutCancel(ctx), st, store.DeliveryFilter{IDs: []string{id}})
 			if lerr == nil && len(views) == 1 {
 				if isData(output) {
 					if werr := writeData(a.stdout, output, map[string]any{"deliveries": views}); werr != nil {
@@ -150,14 +178,30 @@ receiver.`,
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "configuration file with the notify: section")
+	cmd.Flags().IntVar(&attempts, "attempts", notify.DefaultMaxAttempts,
+		fmt.Sprintf("at most this many attempts, %d to %d (1: send once, no retry)", minTestAttempts, maxTestAttempts))
 	outputFlag(cmd, &output, formatText, formatText, formatJSON, formatYAML)
 	return cmd
 }
 
-// dispatcher builds the notification dispatcher of a notify: section.
-func (a *app) dispatcher(st store.Store, cfg *notify.Config) (*outbox.Dispatcher, error) {
+// printAttempt prints one line on stderr per attempt of notify test. The
+// error is the stored one, scrubbed by the dispatcher.
+func (a *app) printAttempt(at notify.Attempt) {
+	switch at.Status {
+	case notify.AttemptDelivered:
+		fmt.Fprintf(a.stderr, "attempt %d delivered\n", at.N)
+	case notify.AttemptRetry:
+		fmt.Fprintf(a.stderr, "attempt %d failed: %s; next attempt in %s\n", at.N, at.Error, at.Wait.Round(100*time.Millisecond))
+	default:
+		fmt.Fprintf(a.stderr, "attempt %d failed: %s; giving up\n", at.N, at.Error)
+	}
+}
+
+// dispatcher builds the notification dispatcher of a notify: section,
+// with the retry stage r (its zero value: the defaults).
+func (a *app) dispatcher(st store.Store, cfg *notify.Config, r notify.Retrier) (*outbox.Dispatcher, error) {
 	return outbox.New(outbox.Options{Store: st, Config: cfg, Resolver: &secret.Resolver{}, Redactor: a.redactor,
-		Logger: a.logger.With(slog.String("component", "notify"))})
+		Logger: a.logger.With(slog.String("component", "notify")), Retrier: r})
 }
 
 // noteChainBroken writes audit.chain_broken to the notification outbox; a

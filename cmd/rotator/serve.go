@@ -20,6 +20,7 @@ import (
 	"github.com/rotatorhq/rotator/internal/gctune"
 	"github.com/rotatorhq/rotator/internal/inventory"
 	"github.com/rotatorhq/rotator/internal/metrics"
+	"github.com/rotatorhq/rotator/notify"
 	"github.com/rotatorhq/rotator/notify/outbox"
 	"github.com/rotatorhq/rotator/rotation"
 )
@@ -150,7 +151,7 @@ and proxy commands:
 			// jobs deliver them (docs/notifications.md).
 			var disp *outbox.Dispatcher
 			if cfg != nil && cfg.Notify != nil {
-				if disp, err = a.dispatcher(setup.store, cfg.Notify); err != nil {
+				if disp, err = a.dispatcher(setup.store, cfg.Notify, notify.Retrier{}); err != nil {
 					_ = ln.Close()
 					return err
 				}

@@ -65,16 +65,35 @@ func (d *Dispatcher) raise(evs []notify.Event, c store.Credential, kind notify.K
 	return append(evs, ev)
 }
 
+// TestOptions configure Test.
+type TestOptions struct {
+	// Actor is who sends the test; the event's summary names it.
+	Actor string
+	// MaxAttempts bounds the tries; 0 keeps the retry stage's (8 by
+	// default). 1 sends once, without retrying.
+	MaxAttempts int
+	// Progress, when set, is called after every attempt, before the wait
+	// for the next one: the attempt as it is stored (its error scrubbed
+	// by the Redactor, its Wait set when another attempt follows).
+	Progress func(notify.Attempt)
+}
+
 // Test sends a notify.test event to one receiver now, through the retry
 // stage, as a recorded delivery (visible in `rotator notify list`). It
 // returns the delivery id and the delivery's error.
-func (d *Dispatcher) Test(ctx context.Context, receiver, actor string) (string, error) {
+//
+// The delivery has no job: nothing but this call sends it, so this call
+// settles it whatever happens. When ctx is cancelled (Ctrl-C), the
+// delivery is recorded failed, with the attempts made and "cancelled:"
+// and the cause as its error, rather than left pending forever (serve
+// delivers only what it routed and enqueued itself).
+func (d *Dispatcher) Test(ctx context.Context, receiver string, opts TestOptions) (string, error) {
 	if _, ok := d.opts.Config.Receivers[receiver]; !ok {
 		return "", fmt.Errorf("receiver %q: %w", receiver, ErrUnknownReceiver)
 	}
 	now := d.now()
 	ev := notify.Event{ID: rotation.NewID(now), Kind: notify.KindTest, Time: now,
-		Summary: fmt.Sprintf("test notification from rotator to receiver %s (sent by %s)", receiver, actor)}
+		Summary: fmt.Sprintf("test notification from rotator to receiver %s (sent by %s)", receiver, opts.Actor)}
 	rows, err := rotation.OutboxRows(ev)
 	if err != nil {
 		return "", err
@@ -85,6 +104,8 @@ func (d *Dispatcher) Test(ctx context.Context, receiver, actor string) (string, 
 		return "", err
 	}
 	groupKey := "test:" + receiver
+	dl := store.NotifyDelivery{ID: id, Receiver: receiver, GroupKey: groupKey, State: store.DeliveryPending,
+		Events: body, EventCount: 1, CreatedAt: now, UpdatedAt: now}
 	err = d.opts.Store.InTx(ctx, func(tx store.Tx) error {
 		if err := tx.InsertNotifyEvents(ctx, rows...); err != nil {
 			return err
@@ -93,21 +114,25 @@ func (d *Dispatcher) Test(ctx context.Context, receiver, actor string) (string, 
 			Kind: string(ev.Kind), CreatedAt: now}}); err != nil {
 			return err
 		}
-		return tx.CreateNotifyDelivery(ctx, store.NotifyDelivery{ID: id, Receiver: receiver, GroupKey: groupKey, State: store.DeliveryPending,
-			Events: body, EventCount: 1, CreatedAt: now, UpdatedAt: now}, []string{ev.ID})
+		return tx.CreateNotifyDelivery(ctx, dl, []string{ev.ID})
 	})
 	if err != nil {
 		return "", err
 	}
-	if err := d.Deliver(ctx, id, true); err != nil {
+	r := d.opts.Retrier
+	if opts.MaxAttempts > 0 {
+		r.MaxAttempts = opts.MaxAttempts
+	}
+	if err := d.deliver(ctx, dl, deliverRun{retrier: r, final: true, progress: opts.Progress}); err != nil {
 		return id, err
 	}
-	dl, err := d.opts.Store.GetNotifyDelivery(ctx, id)
+	// Read what was settled even when ctx was cancelled.
+	got, err := d.opts.Store.GetNotifyDelivery(context.WithoutCancel(ctx), id)
 	if err != nil {
 		return id, err
 	}
-	if dl.State != store.DeliveryDelivered {
-		return id, fmt.Errorf("delivery %s to %s %s: %s", id, receiver, dl.State, dl.LastError)
+	if got.State != store.DeliveryDelivered {
+		return id, fmt.Errorf("delivery %s to %s %s: %s", id, receiver, got.State, got.LastError)
 	}
 	return id, nil
 }

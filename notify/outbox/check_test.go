@@ -1,14 +1,21 @@
 package outbox_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/internal/settings"
 	"github.com/rotatorhq/rotator/internal/store"
 	"github.com/rotatorhq/rotator/notify"
+	"github.com/rotatorhq/rotator/notify/outbox"
 	"github.com/rotatorhq/rotator/rotation"
 )
 
@@ -129,4 +136,171 @@ func TestCheck(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDispatcherTest: `rotator notify test` sends through the retry stage
+// bounded by its MaxAttempts, reports every attempt as it is stored (its
+// error scrubbed), and settles its delivery whatever happens: a cancel or
+// a receiver that cannot be built leaves it failed, never pending (no job
+// would ever send it).
+func TestDispatcherTest(t *testing.T) {
+	t.Parallel()
+	// progress collects the attempts a Test reports.
+	type progress struct {
+		mu sync.Mutex
+		as []notify.Attempt
+	}
+	collect := func(p *progress) func(notify.Attempt) {
+		return func(a notify.Attempt) { p.mu.Lock(); p.as = append(p.as, a); p.mu.Unlock() }
+	}
+	delivery := func(t *testing.T, b *bundle, id string) store.NotifyDelivery {
+		t.Helper()
+		dl, err := b.st.GetNotifyDelivery(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dl
+	}
+	t.Run("MaxAttempts bounds the tries, each reported", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, "sqlite") // its retry stage makes at most 3 attempts
+		b.hook.status = []int{500, 500, 500, 500}
+		var p progress
+		id, err := b.d.Test(t.Context(), "hook", outbox.TestOptions{Actor: "alice", MaxAttempts: 2, Progress: collect(&p)})
+		if err == nil || !strings.Contains(err.Error(), "failed") {
+			t.Fatalf("Test: %v, want a failed delivery", err)
+		}
+		if n := len(b.hook.requests()); n != 2 {
+			t.Fatalf("hook got %d requests, want 2", n)
+		}
+		if len(p.as) != 2 || p.as[0].N != 1 || p.as[0].Status != notify.AttemptRetry || p.as[0].Wait <= 0 ||
+			p.as[1].N != 2 || p.as[1].Status != notify.AttemptFailed || !strings.Contains(p.as[1].Error, "500") {
+			t.Fatalf("progress %+v", p.as)
+		}
+		if dl := delivery(t, b, id); dl.State != store.DeliveryFailed || dl.Attempts != 2 {
+			t.Fatalf("delivery %+v", dl)
+		}
+	})
+	t.Run("MaxAttempts 1 sends once", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, "sqlite")
+		b.hook.status = []int{503, 200}
+		var p progress
+		if _, err := b.d.Test(t.Context(), "hook", outbox.TestOptions{MaxAttempts: 1, Progress: collect(&p)}); err == nil {
+			t.Fatal("Test: delivered, want failed after one attempt")
+		}
+		if n := len(b.hook.requests()); n != 1 || len(p.as) != 1 || p.as[0].Status != notify.AttemptFailed {
+			t.Fatalf("%d requests, progress %+v; want one failed attempt", n, p.as)
+		}
+	})
+	t.Run("delivered after a retry", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, "sqlite")
+		b.hook.status = []int{503}
+		var p progress
+		id, err := b.d.Test(t.Context(), "hook", outbox.TestOptions{Progress: collect(&p)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.as) != 2 || p.as[0].Status != notify.AttemptRetry || p.as[1].Status != notify.AttemptDelivered || p.as[1].Error != "" {
+			t.Fatalf("progress %+v", p.as)
+		}
+		if dl := delivery(t, b, id); dl.State != store.DeliveryDelivered || dl.Attempts != 2 {
+			t.Fatalf("delivery %+v", dl)
+		}
+	})
+	t.Run("errors are scrubbed as stored", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, "sqlite")
+		b.hook.status = []int{500, 500}
+		// rotator:ignore: test fixture (canary)
+		canary := "tok-CANARY-6d1e0c9a"
+		red := &secret.Redactor{}
+		red.Register(secret.NewString(canary))
+		// A careless receiver that names its secret URL in its error.
+		url := b.hook.srv.URL + "/hook?token=" + canary
+		careless := notify.ReceiverFunc(func(ctx context.Context, msg notify.Message) (bool, error) {
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(msg.DeliveryID))
+			if err != nil {
+				return false, err
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return true, err
+			}
+			_ = resp.Body.Close()
+			return true, fmt.Errorf("POST %s: status %d", url, resp.StatusCode)
+		})
+		d, err := outbox.New(outbox.Options{Store: b.st, Config: b.cfg.Notify, Now: b.clk.Now, Redactor: red,
+			Receivers: map[string]notify.Receiver{"hook": careless}, Retrier: notify.Retrier{Sleep: noSleep}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p progress
+		id, err := d.Test(t.Context(), "hook", outbox.TestOptions{MaxAttempts: 2, Progress: collect(&p)})
+		if err == nil {
+			t.Fatal("Test: delivered, want failed")
+		}
+		if len(p.as) != 2 {
+			t.Fatalf("progress %+v", p.as)
+		}
+		as, lerr := b.st.ListNotifyAttempts(t.Context(), []string{id})
+		if lerr != nil || len(as) != 2 {
+			t.Fatalf("attempts %+v, %v", as, lerr)
+		}
+		for i, a := range p.as {
+			if strings.Contains(a.Error, "CANARY") || !strings.Contains(a.Error, "[REDACTED]") || a.Error != as[i].Error {
+				t.Fatalf("progress error %q, stored %q: want the stored, scrubbed error", a.Error, as[i].Error)
+			}
+		}
+		if strings.Contains(err.Error(), "CANARY") {
+			t.Fatalf("Test's error names the secret: %v", err)
+		}
+	})
+	t.Run("a cancel settles it failed", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, "sqlite")
+		b.hook.status = []int{500, 500, 500}
+		ctx, cancel := context.WithCancelCause(t.Context())
+		defer cancel(nil)
+		var p progress
+		id, err := b.d.Test(ctx, "hook", outbox.TestOptions{Progress: func(a notify.Attempt) {
+			collect(&p)(a)
+			cancel(errors.New("operator pressed ctrl-c")) // while the stage would wait
+		}})
+		if err == nil || !strings.Contains(err.Error(), "cancelled: operator pressed ctrl-c") {
+			t.Fatalf("Test: %v", err)
+		}
+		if n := len(b.hook.requests()); n != 1 || len(p.as) != 1 {
+			t.Fatalf("%d requests, progress %+v; want one attempt", n, p.as)
+		}
+		dl := delivery(t, b, id)
+		if dl.State != store.DeliveryFailed || dl.Attempts != 1 || dl.LastError != "cancelled: operator pressed ctrl-c" || dl.FinishedAt.IsZero() {
+			t.Fatalf("delivery %+v, want failed with the cancel", dl)
+		}
+	})
+	t.Run("a receiver that cannot be built settles it failed", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, "sqlite")
+		// No environment: the receiver's references do not resolve.
+		d, err := outbox.New(outbox.Options{Store: b.st, Config: b.cfg.Notify, Now: b.clk.Now,
+			Resolver: &secret.Resolver{LookupEnv: func(string) (string, bool) { return "", false }}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := d.Test(t.Context(), "hook", outbox.TestOptions{})
+		if err == nil || id == "" {
+			t.Fatalf("Test: %q, %v", id, err)
+		}
+		if dl := delivery(t, b, id); dl.State != store.DeliveryFailed || !strings.Contains(dl.LastError, "${env:HOOK_") {
+			t.Fatalf("delivery %+v, want failed naming the unresolved reference", dl)
+		}
+	})
+	t.Run("an unknown receiver", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, "sqlite")
+		if _, err := b.d.Test(t.Context(), "nobody", outbox.TestOptions{}); !errors.Is(err, outbox.ErrUnknownReceiver) {
+			t.Fatalf("Test: %v, want ErrUnknownReceiver", err)
+		}
+	})
 }

@@ -381,11 +381,31 @@ func (d *Dispatcher) flushGroup(ctx context.Context, g store.NotifyGroup, now ti
 // good) is not sent again. It returns nil once the delivery is settled,
 // and an error when it should be tried again later (the retry stage gave
 // up on a retryable failure, unless lastChance, which settles it failed).
+// A cancelled ctx (serve shutting down) leaves the delivery pending: its
+// job runs again.
 func (d *Dispatcher) Deliver(ctx context.Context, id string, lastChance bool) error {
 	dl, err := d.opts.Store.GetNotifyDelivery(ctx, id)
 	if err != nil {
 		return err
 	}
+	return d.deliver(ctx, dl, deliverRun{retrier: d.opts.Retrier, lastChance: lastChance})
+}
+
+// deliverRun is what a delivery job (Deliver) and `rotator notify test`
+// (Test) do differently around the one delivery path.
+type deliverRun struct {
+	retrier notify.Retrier
+	// lastChance settles a delivery the retry stage gave up on as failed.
+	lastChance bool
+	// final says that nothing will run this delivery again (no job
+	// exists for it): every outcome settles it, a cancel as failed.
+	final bool
+	// progress, when set, is told of every attempt as it is recorded
+	// (its stored number, its error scrubbed).
+	progress func(notify.Attempt)
+}
+
+func (d *Dispatcher) deliver(ctx context.Context, dl store.NotifyDelivery, run deliverRun) error {
 	if dl.State != store.DeliveryPending {
 		return nil
 	}
@@ -395,25 +415,36 @@ func (d *Dispatcher) Deliver(ctx context.Context, id string, lastChance bool) er
 	}
 	rcv, err := d.receiver(ctx, dl.Receiver)
 	if err != nil {
-		if errors.Is(err, ErrUnknownReceiver) {
+		switch {
+		case errors.Is(err, ErrUnknownReceiver):
 			return d.settle(ctx, dl, nil, store.DeliveryFailed, "receiver "+dl.Receiver+" is no longer configured")
+		case run.final:
+			return d.settle(context.WithoutCancel(ctx), dl, nil, store.DeliveryFailed, d.scrub(err))
 		}
 		return err
 	}
 	msg := notify.Message{DeliveryID: dl.ID, Receiver: dl.Receiver, GroupKey: dl.GroupKey, Events: evs}
 	var attempts []store.NotifyAttempt
-	derr := d.opts.Retrier.Deliver(ctx, rcv, msg, func(a notify.Attempt) {
-		attempts = append(attempts, store.NotifyAttempt{DeliveryID: dl.ID, Attempt: dl.Attempts + a.N, At: a.At,
-			Status: a.Status, Error: d.opts.Redactor.Scrub(a.Error)})
+	derr := run.retrier.Deliver(ctx, rcv, msg, func(a notify.Attempt) {
+		a.N += dl.Attempts
+		a.Error = d.opts.Redactor.Scrub(a.Error)
+		attempts = append(attempts, store.NotifyAttempt{DeliveryID: dl.ID, Attempt: a.N, At: a.At, Status: a.Status, Error: a.Error})
+		if run.progress != nil {
+			run.progress(a)
+		}
 	})
 	switch {
 	case derr == nil:
-		return d.settle(ctx, dl, attempts, store.DeliveryDelivered, "")
-	case errors.Is(derr, notify.ErrGaveUp) && !lastChance:
+		return d.settle(context.WithoutCancel(ctx), dl, attempts, store.DeliveryDelivered, "")
+	case errors.Is(derr, notify.ErrGaveUp) && !run.lastChance && !run.final:
 		if err := d.settle(ctx, dl, attempts, store.DeliveryPending, d.scrub(derr)); err != nil {
 			return err
 		}
 		return fmt.Errorf("delivery %s to %s is retried later: %s", dl.ID, dl.Receiver, d.scrub(derr))
+	case ctx.Err() != nil && run.final:
+		// No job runs it again: record the cancel as its failure.
+		return d.settle(context.WithoutCancel(ctx), dl, attempts, store.DeliveryFailed,
+			"cancelled: "+d.scrub(context.Cause(ctx)))
 	case ctx.Err() != nil:
 		// Shutting down: record what was tried; the job runs again.
 		_ = d.settle(context.WithoutCancel(ctx), dl, attempts, store.DeliveryPending, d.scrub(derr))
@@ -441,7 +472,7 @@ func (d *Dispatcher) settle(ctx context.Context, dl store.NotifyDelivery, attemp
 }
 
 // DeliverPending delivers every pending delivery once, in this process
-// (used when no River queue runs, e.g. by `rotator notify test`).
+// (used when no River queue runs: the tests of the dispatcher).
 func (d *Dispatcher) DeliverPending(ctx context.Context) error {
 	ds, err := d.opts.Store.ListNotifyDeliveries(ctx, store.DeliveryFilter{State: store.DeliveryPending})
 	if err != nil {
