@@ -530,7 +530,7 @@ func (e *Engine) EnqueueDue(ctx context.Context, limit int) (int, error) {
 	now := e.now()
 	creds, err := e.store.ListCredentials(ctx, store.CredentialFilter{
 		DueBefore: now, Limit: limit, OrderByDue: true, Idle: true,
-		ExcludeStatuses: []store.Status{store.StatusRotating, store.StatusNeedsAttention},
+		ExcludeStatuses: store.SchedulerExcludes,
 	})
 	if err != nil {
 		return 0, fmt.Errorf("listing due credentials: %w", err)

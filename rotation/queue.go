@@ -54,38 +54,6 @@ type queue interface {
 	cancelJob(ctx context.Context, jobID int64) error
 }
 
-// ServiceRunning reports whether a Runner holds River's leadership on the
-// store's database, which is what a running 'rotator serve' does (its
-// leadership expires within seconds of its end): queued runs will be
-// executed.
-func ServiceRunning(ctx context.Context, st store.Store) (bool, error) {
-	_, ok, err := RunningService(ctx, st)
-	return ok, err
-}
-
-// RunningService returns the process of the 'rotator serve' that leads the
-// job queue on the store's database, if one does.
-func RunningService(ctx context.Context, st store.Store) (Process, bool, error) {
-	var id string
-	var err error
-	switch h := st.Handle().(type) {
-	case *pgxpool.Pool:
-		err = h.QueryRow(ctx, `SELECT leader_id FROM river_leader WHERE expires_at > now()`).Scan(&id)
-	case *sql.DB:
-		err = h.QueryRowContext(ctx, `SELECT leader_id FROM river_leader WHERE expires_at >= datetime('now', 'subsec')`).Scan(&id)
-	default:
-		return Process{}, false, fmt.Errorf("no queue on a %T store", st.Handle())
-	}
-	if errors.Is(err, pgx.ErrNoRows) || errors.Is(err, sql.ErrNoRows) {
-		return Process{}, false, nil
-	}
-	if err != nil {
-		return Process{}, false, fmt.Errorf("reading the queue's leader: %w", err)
-	}
-	p, _ := ParseProcess(id)
-	return p, true, nil
-}
-
 // MigrateQueue applies River's own migrations to the store's database.
 func MigrateQueue(ctx context.Context, st store.Store) error {
 	switch h := st.Handle().(type) {

@@ -33,6 +33,12 @@ what to do about it:
   database     it opens (reachable, credentials accepted)
   migrations   rotator's and the job queue's migrations are current
   master-key   the configured master key opens every stored value
+  service      a 'rotator serve' process leads (broken when none does: then
+               scheduled rotations, retirements, audit sealing and
+               notifications all wait), and the work only its leader does
+               gets done: notification events waiting to be routed,
+               unsealed audit events and due credentials with no run
+               started (warning when the oldest is over 5 minutes old)
   provider     each provider's system is reachable and accepts its credentials
                (a read-only probe each provider type defines; nothing is minted)
   target       each target's destination exists and may be written
@@ -44,7 +50,8 @@ With -f, providers, targets and credentials come from the configuration file
 down; without it, from the database. Nothing is created, migrated, generated,
 minted or published, and no secret is shown.
 
-Exits 1 when any part is broken (warnings do not fail).`,
+Exits 1 when any part is broken, no leading serve included (warnings do not
+fail): run it where and when the service should be running.`,
 		Example: `  rotator doctor
   rotator doctor -f rotator.yaml
   ROTATOR_DATABASE_URL=postgres://rotator@db/rotator rotator doctor -o json`,

@@ -1,7 +1,8 @@
 // Package doctor checks every part a rotator deployment depends on (the
-// database and its migrations, the master key, each provider's and
-// target's connectivity and credentials, the runbooks and the audit chain)
-// and names each broken part with what to do about it (`rotator doctor`).
+// database and its migrations, the master key, a leading `rotator serve`
+// and the backlogs of its leader, each provider's and target's
+// connectivity and credentials, the runbooks and the audit chain) and
+// names each broken part with what to do about it (`rotator doctor`).
 //
 // Every check is read-only: doctor creates no database, applies no
 // migration, generates no key, mints and publishes nothing. It never shows
@@ -50,6 +51,7 @@ const (
 	ComponentTarget     = "target"
 	ComponentRunbook    = "runbook"
 	ComponentAudit      = "audit-chain"
+	ComponentService    = "service"
 )
 
 // Check is the outcome of checking one part. Field names are stable
@@ -116,6 +118,10 @@ type Options struct {
 	// Parallel is how many providers and targets are probed at once
 	// (default 8).
 	Parallel int
+	// BacklogAge is how old the oldest item of a backlog of the service's
+	// leader (notification events, unsealed audit events, due credentials)
+	// may be before it is a warning (default DefaultBacklogAge).
+	BacklogAge time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -133,6 +139,9 @@ func Run(ctx context.Context, opts Options) Report {
 	if opts.RunbookMaxAge <= 0 {
 		opts.RunbookMaxAge = 180 * 24 * time.Hour
 	}
+	if opts.BacklogAge <= 0 {
+		opts.BacklogAge = DefaultBacklogAge
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -146,10 +155,11 @@ func Run(ctx context.Context, opts Options) Report {
 	st := d.database(ctx)
 	if st != nil {
 		defer st.Close()
-		d.migrations(ctx, st)
+		current := d.migrations(ctx, st)
 		d.masterKey(ctx, st)
+		d.service(ctx, st, current)
 	} else {
-		for _, c := range []string{ComponentMigrations, ComponentMasterKey} {
+		for _, c := range []string{ComponentMigrations, ComponentMasterKey, ComponentService} {
 			d.add(Check{Component: c, Name: "-", Status: Skipped, Detail: "needs the database"})
 		}
 	}
@@ -207,7 +217,9 @@ func (d *doctor) database(ctx context.Context) store.Store {
 	return st
 }
 
-func (d *doctor) migrations(ctx context.Context, st store.Store) {
+// migrations checks the migrations and reports whether rotator's are
+// current (every table this binary reads exists).
+func (d *doctor) migrations(ctx context.Context, st store.Store) bool {
 	cctx, cancel := d.timeout(ctx, "reading the migrations")
 	defer cancel()
 	m, err := rotation.MigrationStatus(cctx, st)
@@ -232,6 +244,7 @@ func (d *doctor) migrations(ctx context.Context, st store.Store) {
 		c.Status, c.Detail = OK, fmt.Sprintf("at migration %d of %d; job queue tables current", m.Current, m.Latest)
 	}
 	d.add(c)
+	return err == nil && m.Pending == 0 && len(m.Unknown) == 0
 }
 
 func (d *doctor) masterKey(ctx context.Context, st store.Store) {

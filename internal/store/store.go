@@ -204,6 +204,12 @@ type Reader interface {
 	// Counts returns the totals of Counts, with Due and Expired as of now,
 	// in two statements.
 	Counts(ctx context.Context, now time.Time) (Counts, error)
+	// Backlog reads what waits for the service's leader, with Due as of
+	// now, in one statement: each count scans what it counts (the
+	// outbox's rows, the unsealed audit events, the unrouted events'
+	// index, the due credentials' index), which are few while a leader
+	// works.
+	Backlog(ctx context.Context, now time.Time) (Backlog, error)
 	GetVersion(ctx context.Context, id string) (Version, error)
 	// ListVersions returns a credential's versions, newest first, optionally
 	// only those in the given stages.

@@ -73,6 +73,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		"ListCredentialsByDue":       testListCredentialsByDue,
 		"CredentialsRanked":          testCredentialsRanked,
 		"Counts":                     testCounts,
+		"Backlog":                    testBacklog,
 		"InsertRunsIfIdle":           testInsertRunsIfIdle,
 		"InsertRunsIfIdleConcurrent": testInsertRunsIfIdleConcurrent,
 		"ListRunsByIDs":              testListRunsByIDs,
