@@ -23,6 +23,7 @@ func (a *app) doctorCommand() *cobra.Command {
 		dirs                          []string
 		timeout                       time.Duration
 		maxConfigSize                 int64
+		noService                     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "doctor [-f CONFIG] [-o json]",
@@ -51,9 +52,13 @@ down; without it, from the database. Nothing is created, migrated, generated,
 minted or published, and no secret is shown.
 
 Exits 1 when any part is broken, no leading serve included (warnings do not
-fail): run it where and when the service should be running.`,
+fail): run it where and when the service should be running. A deployment
+that runs no serve on purpose (rotations from 'rotator rotate' and a cron
+'rotator runs resume') passes --no-service: the leader check is skipped and
+the backlogs are still reported.`,
 		Example: `  rotator doctor
   rotator doctor -f rotator.yaml
+  rotator doctor --no-service        # no serve on purpose: cron runs 'rotator runs resume'
   ROTATOR_DATABASE_URL=postgres://rotator@db/rotator rotator doctor -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -74,7 +79,7 @@ fail): run it where and when the service should be running.`,
 			opts := doctor.Options{
 				Database: db.String(), Open: a.openDatabase, MasterKey: a.keyring,
 				RunbookDir: baseDir, RunbookDirs: dirs, RunbookMaxAge: age,
-				Redactor: a.redactor, Logger: a.logger, Timeout: timeout,
+				Redactor: a.redactor, Logger: a.logger, Timeout: timeout, NoService: noService,
 			}
 			a.keyNoCreate = true
 			if file != "" {
@@ -104,6 +109,7 @@ fail): run it where and when the service should be running.`,
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "take providers, targets and credentials from this configuration file instead of the database")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "give up on each check (and each probe) after this long")
+	cmd.Flags().BoolVar(&noService, "no-service", false, "this deployment runs no 'rotator serve' (cron runs 'rotator runs resume'): skip the leader check")
 	cmd.Flags().StringVar(&maxAge, "max-age", "180d", "warn about runbooks whose reviewed date is older than this")
 	cmd.Flags().StringSliceVar(&dirs, "dir", nil, "also check every .md file in this directory (repeatable; default: the runbooks/ directory)")
 	cmd.Flags().StringVar(&baseDir, "runbook-dir", "", "directory relative runbook paths are resolved from (default: the config file's directory, or the working directory)")

@@ -273,6 +273,11 @@ func TestDoctorService(t *testing.T) {
 			if ch := doctorCheck(t, r.stdout, "service", "leader"); str(t, ch, "status") != "broken" || !strings.Contains(str(t, ch, "fix"), "rotator serve") {
 				t.Errorf("leader check without a serve: %v", ch)
 			}
+			// A deployment without a serve on purpose (cron runs resume).
+			r = c.must(t, 0, "doctor", "--no-service", "-o", "json")
+			if ch := doctorCheck(t, r.stdout, "service", "leader"); str(t, ch, "status") != "skipped" || !strings.Contains(str(t, ch, "detail"), "rotator runs resume") {
+				t.Errorf("leader check with --no-service: %v", ch)
+			}
 
 			startServe(t, c, nil)
 			deadline := time.Now().Add(30 * time.Second)

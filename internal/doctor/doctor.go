@@ -122,6 +122,10 @@ type Options struct {
 	// leader (notification events, unsealed audit events, due credentials)
 	// may be before it is a warning (default DefaultBacklogAge).
 	BacklogAge time.Duration
+	// NoService says that no 'rotator serve' is meant to run (rotations
+	// start from the CLI and a cron 'rotator runs resume'): the leader
+	// check is skipped, and a backlog's fix names runs resume.
+	NoService bool
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }

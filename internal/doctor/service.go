@@ -62,6 +62,11 @@ func (d *doctor) leader(ctx context.Context, st store.Store) bool {
 	cctx, cancel := d.timeout(ctx, "reading the leader")
 	defer cancel()
 	c := Check{Component: ComponentService, Name: CheckLeader}
+	if d.opts.NoService {
+		c.Status, c.Detail = Skipped, "no rotator serve is expected (--no-service): due rotations, retirements and retries wait for 'rotator runs resume'"
+		d.add(c)
+		return false
+	}
 	l, found, err := rotation.QueueLeader(cctx, st)
 	const stopped = "no rotator serve process is leading: scheduled rotations, retirements, sealing and notifications wait"
 	const start = "start 'rotator serve' on this database (with its configuration and master key, e.g. systemctl start rotator); " +
@@ -124,7 +129,11 @@ func (d *doctor) backlog(name string, n int64, oldest, now time.Time, what, fix 
 		c.Status = Warn
 		c.Detail = fmt.Sprintf("%s, the oldest since %s (%s ago, more than %s)", what, stamp(oldest), age(now.Sub(oldest)), duration.Format(d.opts.BacklogAge))
 		c.Fix = fix
-		if !leading {
+		switch {
+		case d.opts.NoService:
+			c.Fix = "without a serve, 'rotator runs resume' (run it from cron) works off due credentials and retirements, and 'rotator audit verify --seal' seals; " +
+				"notifications are sent only by a serve's leader"
+		case !leading:
 			c.Fix = "no rotator serve process is leading (see service leader): start 'rotator serve'; " + fix
 		}
 	}
