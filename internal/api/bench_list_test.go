@@ -12,12 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/rotatorhq/rotator/internal/api"
 	"github.com/rotatorhq/rotator/internal/cpustat"
 	"github.com/rotatorhq/rotator/internal/delivery/deliverytest"
 	"github.com/rotatorhq/rotator/internal/gctune"
+	"github.com/rotatorhq/rotator/internal/store"
 )
 
 // benchCredentials is how many credentials BenchmarkListCredentials lists.
@@ -131,5 +133,103 @@ func seedCredentials(b *testing.B, bd *bundle) {
 	}
 	if _, err := pool.Exec(ctx, "ANALYZE credentials; ANALYZE versions"); err != nil {
 		b.Fatal(err)
+	}
+}
+
+// BenchmarkListQuery splits the database's share of a list page: the query
+// of GET /v1/credentials?limit=100 (the store's summary list, from a random
+// cursor) against the same page without the join to the current version
+// (the credential's columns only) and with only the ids. It reports
+// Postgres's CPU per query (the backends of this test's database, read
+// from /proc), this process's CPU per query (pgx and, for "store", the
+// scan into credentials; the garbage collector set as serve sets it) and
+// queries/s with four at a time.
+//
+//	ROTATOR_TEST_DATABASE_URL=postgres://... go test -run '^$' -bench BenchmarkListQuery -benchtime 5000x ./internal/api/
+func BenchmarkListQuery(b *testing.B) {
+	bd := newBundleTB(b, "postgres", nil, "")
+	seedCredentials(b, bd)
+	pool := bd.f.Store.Handle().(*pgxpool.Pool)
+	ctx := b.Context()
+	const credCols = `c.id, c.consumer, c.provider, c.scope, c.owner, c.labels, c.max_age_seconds, c.renew_before_seconds,
+    c.renew_at, c.schedule, c.grace_seconds, c.runbook, c.runbook_file, c.spec_hash, c.status, c.current_version_id,
+    c.pending_version_id, c.next_rotation_at, c.last_rotated_at, c.expires_at, c.failure_count, c.created_at, c.updated_at`
+	raw := func(cols string) func(after string) error {
+		sql := `SELECT ` + cols + ` FROM credentials AS c WHERE c.deleted_at IS NULL AND c.id > $1 ORDER BY c.id LIMIT 100`
+		return func(after string) error {
+			rows, err := pool.Query(ctx, sql, after)
+			if err != nil {
+				return err
+			}
+			n := 0
+			for rows.Next() {
+				n += len(rows.RawValues())
+			}
+			rows.Close()
+			if n == 0 {
+				return fmt.Errorf("no rows after %s", after)
+			}
+			return rows.Err()
+		}
+	}
+	for _, v := range []struct {
+		name  string
+		query func(after string) error
+	}{
+		{"store", func(after string) error {
+			cs, err := bd.f.Store.ListCredentials(ctx, store.CredentialFilter{AfterID: after, Limit: 100, Summary: true})
+			if err == nil && len(cs) != 100 {
+				err = fmt.Errorf("%d credentials after %s", len(cs), after)
+			}
+			return err
+		}},
+		{"no-join", raw(credCols)},
+		{"ids", raw("c.id")},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			backends := func() map[int]time.Duration {
+				rows, err := pool.Query(ctx, "SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+				if err != nil {
+					b.Fatal(err)
+				}
+				pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+				if err != nil {
+					b.Fatal(err)
+				}
+				m := map[int]time.Duration{}
+				for _, pid := range pids {
+					m[int(pid)] = cpustat.Process(int(pid))
+				}
+				return m
+			}
+			for range 20 { // warm the pool's connections and statement caches
+				if err := v.query(fmt.Sprintf("bench-%06d", rand.IntN(benchCredentials-100))); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if gctune.Apply() {
+				defer debug.SetGCPercent(100)
+			}
+			pg0, cpu0 := backends(), cpustat.Self()
+			b.SetParallelism(2) // 4 at a time on 2 vCPUs
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := v.query(fmt.Sprintf("bench-%06d", rand.IntN(benchCredentials-100))); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.StopTimer()
+			cpu := cpustat.Self() - cpu0
+			var pg time.Duration
+			for pid, t := range backends() {
+				pg += t - pg0[pid] // a backend started since counts whole
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "queries/s")
+			b.ReportMetric(float64(pg.Microseconds())/float64(b.N), "pg-cpu-µs/query")
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/query")
+		})
 	}
 }

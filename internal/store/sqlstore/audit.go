@@ -92,7 +92,7 @@ func (r reader) scanAudit(ctx context.Context, f store.AuditFilter, sealed bool,
 		if left > 0 && left < page {
 			page = left
 		}
-		q.sql(`SELECT `, columns, ` FROM `, table, where(preds), ` ORDER BY `, key, ` LIMIT `, q.arg(page))
+		q.sql(`SELECT `, columns, ` FROM `, table, where(preds), ` ORDER BY `, key, sqlLimit(page))
 		evs, err := r.auditPage(ctx, q, sealed)
 		if err != nil {
 			return left, err
@@ -182,7 +182,7 @@ func (r reader) scanAuditDesc(ctx context.Context, f store.AuditFilter, sealed b
 			preds = append(preds, key+" < "+q.arg(before))
 		}
 		page := min(auditPage, limit-len(out))
-		q.sql(`SELECT `, columns, ` FROM `, table, where(preds), ` ORDER BY `, key, ` DESC LIMIT `, q.arg(page))
+		q.sql(`SELECT `, columns, ` FROM `, table, where(preds), ` ORDER BY `, key, ` DESC`, sqlLimit(page))
 		evs, err := r.auditPage(ctx, q, sealed)
 		if err != nil {
 			return nil, err

@@ -209,7 +209,7 @@ func (r reader) ListCredentials(ctx context.Context, f store.CredentialFilter) (
 	}
 	q.sql(sel, where(preds), order)
 	if f.Limit > 0 {
-		q.sql(" LIMIT ", q.arg(f.Limit))
+		q.sql(sqlLimit(f.Limit))
 	}
 	rows, err := r.c.Query(ctx, q.String(), q.args...)
 	if err != nil {

@@ -234,7 +234,7 @@ func (r reader) ListNotifyEvents(ctx context.Context, kind string, since time.Ti
 // ListUnroutedNotifyEvents returns up to limit unrouted events, oldest first.
 func (r reader) ListUnroutedNotifyEvents(ctx context.Context, limit int) ([]store.NotifyEvent, error) {
 	var q query
-	q.sql(`SELECT `, notifyEventColumns, ` FROM notify_events AS e WHERE e.routed_at IS NULL ORDER BY e.id LIMIT `, q.arg(max(limit, 1)))
+	q.sql(`SELECT `, notifyEventColumns, ` FROM notify_events AS e WHERE e.routed_at IS NULL ORDER BY e.id`, sqlLimit(max(limit, 1)))
 	rows, err := r.c.Query(ctx, q.String(), q.args...)
 	if err != nil {
 		return nil, fmt.Errorf("list unrouted notification events: %w", err)
@@ -295,7 +295,7 @@ func (r reader) ListWaitingNotifyEvents(ctx context.Context, receiver, groupKey 
 	var q query
 	q.sql(`SELECT `, notifyEventColumns, ` FROM notify_items AS i JOIN notify_events AS e ON e.id = i.event_id
 WHERE i.receiver = `, q.arg(receiver), ` AND i.group_key = `, q.arg(groupKey), ` AND i.delivery_id IS NULL
-ORDER BY i.created_at, e.id LIMIT `, q.arg(max(limit, 1)))
+ORDER BY i.created_at, e.id`, sqlLimit(max(limit, 1)))
 	rows, err := r.c.Query(ctx, q.String(), q.args...)
 	if err != nil {
 		return nil, fmt.Errorf("list waiting notification events: %w", err)
@@ -350,7 +350,7 @@ func (r reader) ListNotifyDeliveries(ctx context.Context, f store.DeliveryFilter
 	}
 	sql := `SELECT ` + deliveryColumns + ` FROM notify_deliveries` + where(preds) + ` ORDER BY created_at DESC, id DESC`
 	if f.Limit > 0 {
-		sql += ` LIMIT ` + q.arg(f.Limit)
+		sql += sqlLimit(f.Limit)
 	}
 	rows, err := r.c.Query(ctx, sql, q.args...)
 	if err != nil {
@@ -413,7 +413,7 @@ func (tx *Tx) PruneNotify(ctx context.Context, before time.Time, limit int) (int
 	limit = max(limit, 1)
 	var q query
 	q.sql(`SELECT id FROM notify_deliveries WHERE state <> `, q.arg(store.DeliveryPending), ` AND finished_at < `,
-		q.arg(d.time(before)), ` ORDER BY finished_at LIMIT `, q.arg(limit))
+		q.arg(d.time(before)), ` ORDER BY finished_at`, sqlLimit(limit))
 	rows, err := tx.c.Query(ctx, q.String(), q.args...)
 	if err != nil {
 		return 0, 0, fmt.Errorf("prune notifications: %w", err)
@@ -453,7 +453,7 @@ func (tx *Tx) PruneNotify(ctx context.Context, before time.Time, limit int) (int
 	}
 	var eq query
 	eq.sql(`DELETE FROM notify_events WHERE id IN (SELECT e.id FROM notify_events AS e WHERE e.routed_at < `, eq.arg(d.time(before)),
-		` AND NOT EXISTS (SELECT 1 FROM notify_items AS i WHERE i.event_id = e.id) ORDER BY e.routed_at LIMIT `, eq.arg(limit), `)`)
+		` AND NOT EXISTS (SELECT 1 FROM notify_items AS i WHERE i.event_id = e.id) ORDER BY e.routed_at`, sqlLimit(limit), `)`)
 	n, err := tx.exec(ctx, eq.String(), eq.args...)
 	if err != nil {
 		return len(ids), 0, fmt.Errorf("prune notify_events: %w", err)

@@ -58,7 +58,7 @@ func (tx *Tx) InsertNotifyOutbox(ctx context.Context, rows ...store.NotifyOutbox
 func (tx *Tx) ExpandNotifyOutbox(ctx context.Context, limit int) (int, int, error) {
 	d := tx.s.dialect()
 	var q query
-	q.sql(`SELECT o.id, o.occurred_at, o.events FROM notify_outbox AS o ORDER BY o.id LIMIT `, q.arg(max(limit, 1)), d.forUpdate("o"))
+	q.sql(`SELECT o.id, o.occurred_at, o.events FROM notify_outbox AS o ORDER BY o.id`, sqlLimit(max(limit, 1)), d.forUpdate("o"))
 	rows, err := tx.c.Query(ctx, q.String(), q.args...)
 	if err != nil {
 		return 0, 0, fmt.Errorf("read the notification outbox: %w", err)

@@ -89,7 +89,7 @@ func (r reader) rankedSegment(ctx context.Context, seg int, after *store.RankKey
 			preds = append(preds, "c.id > "+q.arg(after.ID))
 		}
 	}
-	q.sql(credentialSummarySelect, where(preds), order, " LIMIT ", q.arg(limit))
+	q.sql(credentialSummarySelect, where(preds), order, sqlLimit(limit))
 	rows, err := r.c.Query(ctx, q.String(), q.args...)
 	if err != nil {
 		return nil, err

@@ -111,7 +111,7 @@ func (r reader) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, e
 	}
 	q.sql(`SELECT `, runSelectColumns, ` FROM runs`, where(preds), ` ORDER BY created_at DESC, id DESC`)
 	if f.Limit > 0 {
-		q.sql(" LIMIT ", q.arg(f.Limit))
+		q.sql(sqlLimit(f.Limit))
 	}
 	rows, err := r.c.Query(ctx, q.String(), q.args...)
 	if err != nil {
