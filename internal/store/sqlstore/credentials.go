@@ -104,11 +104,17 @@ func (r *credentialRow) credential() (store.Credential, error) {
 	return c, nil
 }
 
-// scanCredentials reads the rows of a credentialSelect. The scan
-// destinations are made once for all rows: every column is written by each
-// Scan, and credential() copies out what it keeps.
-func scanCredentials(rows Rows) ([]store.Credential, error) {
+// scanCredentials reads the rows of a credentialSelect; limit, when
+// positive, is the most it returns (the result is made that large at once:
+// a credential is over 400 bytes, and growing the slice row by row copies
+// a page about twice). The scan destinations are made once for all rows:
+// every column is written by each Scan, and credential() copies out what
+// it keeps.
+func scanCredentials(rows Rows, limit int) ([]store.Credential, error) {
 	var out []store.Credential
+	if limit > 0 {
+		out = make([]store.Credential, 0, min(limit, 1000))
+	}
 	var row credentialRow
 	dest := row.dest()
 	for rows.Next() {
@@ -216,7 +222,7 @@ func (r reader) ListCredentials(ctx context.Context, f store.CredentialFilter) (
 		return nil, fmt.Errorf("list credentials: %w", err)
 	}
 	defer rows.Close()
-	out, err := scanCredentials(rows)
+	out, err := scanCredentials(rows, f.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("list credentials: %w", err)
 	}

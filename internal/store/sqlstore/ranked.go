@@ -95,7 +95,7 @@ func (r reader) rankedSegment(ctx context.Context, seg int, after *store.RankKey
 		return nil, err
 	}
 	defer rows.Close()
-	return scanCredentials(rows)
+	return scanCredentials(rows, limit)
 }
 
 // Counts implements store.Reader in one statement: the total is an
