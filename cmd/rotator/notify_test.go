@@ -182,6 +182,11 @@ func TestNotifyTestProgress(t *testing.T) {
 			if !strings.Contains(r.stdout, "failed after 2 attempt(s)") {
 				t.Fatalf("stdout:\n%s", r)
 			}
+			// The error names the last attempt's cause once, not the
+			// delivery id (stdout has it) wrapped twice.
+			if !regexp.MustCompile(`(?m)^rotator: test notification to refused failed after 2 attempt\(s\): receiver refused: request failed: .*connection refused$`).MatchString(r.stderr) {
+				t.Fatalf("want the last attempt's error as the command's error:\n%s", r)
+			}
 
 			r = c.must(t, 1, "notify", "test", "failing", "-f", "rotator.yaml", "--attempts", "1", "-o", "json")
 			if n := requests.Load(); n != 1 {
