@@ -172,13 +172,6 @@ bad flag, 3 when FILE has no such receiver.`,
 				}
 			}
 			if err != nil {
-				// The stored last attempt says why without the wrapping
-				// that repeats the delivery id (printed above).
-				if lerr == nil && len(views) == 1 && ctx.Err() == nil {
-					if at := views[0].Attempts; len(at) > 0 && at[len(at)-1].Error != nil {
-						return fmt.Errorf("test notification to %s %s after %d attempt(s): %s", args[0], views[0].State, len(at), *at[len(at)-1].Error)
-					}
-				}
 				return fmt.Errorf("test notification to %s: %w", args[0], err)
 			}
 			return lerr

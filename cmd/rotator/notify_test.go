@@ -182,9 +182,9 @@ func TestNotifyTestProgress(t *testing.T) {
 			if !strings.Contains(r.stdout, "failed after 2 attempt(s)") {
 				t.Fatalf("stdout:\n%s", r)
 			}
-			// The error names the last attempt's cause once, not the
-			// delivery id (stdout has it) wrapped twice.
-			if !regexp.MustCompile(`(?m)^rotator: test notification to refused failed after 2 attempt\(s\): receiver refused: request failed: .*connection refused$`).MatchString(r.stderr) {
+			// The error names the delivery and the last attempt's cause
+			// once each, not the retry stage's account around them.
+			if !regexp.MustCompile(`(?m)^rotator: test notification to refused: delivery [0-9A-Z]{26} failed after 2 attempt\(s\): receiver refused: request failed: dial tcp [^ ]+: connect: connection refused$`).MatchString(r.stderr) {
 				t.Fatalf("want the last attempt's error as the command's error:\n%s", r)
 			}
 

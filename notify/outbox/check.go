@@ -123,7 +123,14 @@ func (d *Dispatcher) Test(ctx context.Context, receiver string, opts TestOptions
 	if opts.MaxAttempts > 0 {
 		r.MaxAttempts = opts.MaxAttempts
 	}
-	if err := d.deliver(ctx, dl, deliverRun{retrier: r, final: true, progress: opts.Progress}); err != nil {
+	var last notify.Attempt // as stored: its error scrubbed
+	progress := func(a notify.Attempt) {
+		last = a
+		if opts.Progress != nil {
+			opts.Progress(a)
+		}
+	}
+	if err := d.deliver(ctx, dl, deliverRun{retrier: r, final: true, progress: progress}); err != nil {
 		return id, err
 	}
 	// Read what was settled even when ctx was cancelled.
@@ -132,7 +139,14 @@ func (d *Dispatcher) Test(ctx context.Context, receiver string, opts TestOptions
 		return id, err
 	}
 	if got.State != store.DeliveryDelivered {
-		return id, fmt.Errorf("delivery %s to %s %s: %s", id, receiver, got.State, got.LastError)
+		// The last attempt's error says why once; the delivery's own
+		// wraps it in the retry stage's account (the id again, "gave
+		// up"). A cancel is the delivery's error, not the attempt's.
+		cause := got.LastError
+		if ctx.Err() == nil && last.Error != "" {
+			cause = last.Error
+		}
+		return id, fmt.Errorf("delivery %s %s after %d attempt(s): %s", id, got.State, got.Attempts, cause)
 	}
 	return id, nil
 }
