@@ -6,11 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/rotatorhq/rotator/internal/store"
@@ -67,7 +65,7 @@ func QueueLeader(ctx context.Context, st store.Store) (l Leader, ok bool, err er
 		return Leader{}, false, nil
 	}
 	if err != nil {
-		if missingTable(err) {
+		if tableMissing(err) {
 			return Leader{}, false, fmt.Errorf("reading the queue's leader: %w", ErrNoQueue)
 		}
 		return Leader{}, false, fmt.Errorf("reading the queue's leader: %w", err)
@@ -80,15 +78,6 @@ func QueueLeader(ctx context.Context, st store.Store) (l Leader, ok bool, err er
 func unixSeconds(s float64) time.Time {
 	sec, frac := math.Modf(s)
 	return time.Unix(int64(sec), int64(math.Round(frac*1e6))*1e3).UTC()
-}
-
-// missingTable reports whether err says that a table does not exist.
-func missingTable(err error) bool {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return pgErr.Code == "42P01" // undefined_table
-	}
-	return strings.Contains(err.Error(), "no such table")
 }
 
 // ServiceRunning reports whether a Runner holds River's leadership on the

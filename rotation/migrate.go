@@ -126,8 +126,9 @@ func MigrationStatus(ctx context.Context, st store.Store) (MigrationState, error
 	return state, nil
 }
 
-// tableMissing reports whether err says goose's version table does not
-// exist (a database never migrated).
+// tableMissing reports whether err says a table does not exist (goose's
+// version table in a database never migrated, River's leader table in one
+// no serve has run on).
 func tableMissing(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
