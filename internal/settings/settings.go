@@ -439,6 +439,19 @@ type URLRule struct {
 	Required bool
 }
 
+// shownURL is raw as an error may show it: without the password of its
+// user information (url.URL.Redacted), or, when it does not parse,
+// without anything before an "@".
+func shownURL(raw string, u *url.URL, err error) string {
+	if err == nil {
+		return u.Redacted()
+	}
+	if i := strings.LastIndexByte(raw, '@'); i >= 0 {
+		return "xxxxx@" + raw[i+1:]
+	}
+	return raw
+}
+
 // HTTPURL checks that raw is an absolute http or https URL holding no
 // credentials, and that plain http goes only to the loopback interface
 // unless rule.InsecureHTTP is set; each problem is recorded on field.
@@ -452,7 +465,7 @@ func (r *Reader) HTTPURL(field, raw string, rule URLRule) {
 		if rule.Example != "" {
 			example = " such as " + rule.Example
 		}
-		r.Fail(field, "must be an absolute http or https URL%s, got %q", example, raw)
+		r.Fail(field, "must be an absolute http or https URL%s, got %q", example, shownURL(raw, u, err))
 		return
 	}
 	switch {

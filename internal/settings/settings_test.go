@@ -30,6 +30,10 @@ func TestHTTPURL(t *testing.T) {
 		{"https://api.example.com/v3?x=1", URLRule{Bare: true}, "must not hold credentials, a query or a fragment"},
 		{"https://api.example.com/v3#f", URLRule{Bare: true}, "must not hold credentials, a query or a fragment"},
 		{"https://api.example.com/v3", URLRule{Bare: true}, ""},
+		// rotator:ignore: made-up passwords in URLs that are refused, to prove they are not echoed
+		{"ftp://user:hunter2@auth.example.com/", URLRule{}, `must be an absolute http or https URL, got "ftp://user:xxxxx@auth.example.com/"`},
+		// rotator:ignore: as above, a URL that does not parse
+		{"https://user:hunter2@auth example.com/%zz", URLRule{}, `must be an absolute http or https URL, got "xxxxx@auth example.com/%zz"`},
 	} {
 		r := NewReader(Map{})
 		r.HTTPURL("token_url", c.raw, c.rule)
