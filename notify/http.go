@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/rotatorhq/rotator/internal/netx"
 )
 
 // ErrStatus is wrapped by the error of a response outside 2xx.
@@ -55,9 +56,7 @@ func RetryAfter(h string, now time.Time) (time.Duration, bool) {
 // credentials (a Slack incoming-webhook URL is itself a secret): retry is
 // true for network errors, false when ctx ended.
 func PostError(ctx context.Context, receiver string, err error) (bool, error) {
-	if ue, ok := errors.AsType[*url.Error](err); ok {
-		err = ue.Err // drop the URL
-	}
+	err = netx.TransportCause(err) // drop the URL
 	if ctx.Err() != nil {
 		return false, fmt.Errorf("receiver %s: %w", receiver, err)
 	}

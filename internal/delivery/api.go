@@ -230,10 +230,7 @@ func (a *API) where() string {
 // sent (the socket's path or the service's base URL, never the internal
 // request URL) and, for the usual causes, what to check.
 func (a *API) transportError(id string, err error) error {
-	var uerr *url.Error
-	if errors.As(err, &uerr) {
-		err = uerr.Err
-	}
+	err = netx.TransportCause(err)
 	if a.socket != "" {
 		switch {
 		case errors.Is(err, syscall.ENOENT):

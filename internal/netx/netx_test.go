@@ -1,6 +1,12 @@
 package netx
 
-import "testing"
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+)
 
 func TestLoopback(t *testing.T) {
 	for host, want := range map[string]bool{
@@ -22,5 +28,26 @@ func TestLoopbackHostPort(t *testing.T) {
 		if got := LoopbackHostPort(hp); got != want {
 			t.Errorf("LoopbackHostPort(%q) = %v, want %v", hp, got, want)
 		}
+	}
+}
+
+func TestTransportCause(t *testing.T) {
+	cause := errors.New("connection refused")
+	if got := TransportCause(&url.Error{Op: "Post", URL: "https://x/token", Err: cause}); got != cause {
+		t.Errorf("TransportCause = %v", got)
+	}
+	if got := TransportCause(fmt.Errorf("wrapped: %w", cause)); !errors.Is(got, cause) {
+		t.Errorf("TransportCause = %v", got)
+	}
+}
+
+func TestTransportCauseHidesTheURL(t *testing.T) {
+	// rotator:ignore: a made-up password in a URL that does not parse
+	_, err := url.Parse("https://user:hunter2@mcp example.com/")
+	if err == nil {
+		t.Fatal("parsed")
+	}
+	if got := TransportCause(err).Error(); got == err.Error() || strings.Contains(got, "hunter2") {
+		t.Errorf("TransportCause = %q", got)
 	}
 }

@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/rotatorhq/rotator/internal/jose"
+	"github.com/rotatorhq/rotator/internal/netx"
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/providers"
 	"github.com/rotatorhq/rotator/providers/internal/remote"
@@ -370,12 +371,12 @@ func (p *Provider) call(ctx context.Context, method, endpoint, bearer string, bo
 	}
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return 0, nil, nil, remote.TransportCause(err)
+		return 0, nil, nil, netx.TransportCause(err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return 0, nil, nil, fmt.Errorf("reading the response: %w", remote.TransportCause(err))
+		return 0, nil, nil, fmt.Errorf("reading the response: %w", netx.TransportCause(err))
 	}
 	return resp.StatusCode, raw, resp.Header, nil
 }

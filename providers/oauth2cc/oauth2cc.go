@@ -34,6 +34,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/rotatorhq/rotator/internal/jose"
+	"github.com/rotatorhq/rotator/internal/netx"
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/internal/settings"
 	"github.com/rotatorhq/rotator/providers"
@@ -408,12 +409,12 @@ func (p *Provider) post(ctx context.Context, cfg Config, op, endpoint string, fo
 		}
 		resp, err = p.oauth.Do(req)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s request to %s: %w", op, endpoint, remote.TransportCause(err))
+			return nil, nil, fmt.Errorf("%s request to %s: %w", op, endpoint, netx.TransportCause(err))
 		}
 		body, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		_ = resp.Body.Close()
 		if err != nil {
-			return nil, nil, fmt.Errorf("reading the %s response of %s: %w", op, endpoint, remote.TransportCause(err))
+			return nil, nil, fmt.Errorf("reading the %s response of %s: %w", op, endpoint, netx.TransportCause(err))
 		}
 		if resp.StatusCode != http.StatusUnauthorized {
 			break
@@ -444,12 +445,12 @@ func (p *Provider) postAssertion(ctx context.Context, cfg Config, op, endpoint s
 	req.Header.Set("Accept", "application/json")
 	resp, err := p.oauth.Do(req)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s request to %s: %w", op, endpoint, remote.TransportCause(err))
+		return nil, nil, fmt.Errorf("%s request to %s: %w", op, endpoint, netx.TransportCause(err))
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	_ = resp.Body.Close()
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading the %s response of %s: %w", op, endpoint, remote.TransportCause(err))
+		return nil, nil, fmt.Errorf("reading the %s response of %s: %w", op, endpoint, netx.TransportCause(err))
 	}
 	return resp, body, nil
 }
@@ -478,7 +479,7 @@ func (p *Provider) tokenError(cfg Config, err error) error {
 		}
 		return remote.NewOAuthError("token", cfg.TokenURL, status, re.ErrorCode, re.ErrorDescription, errorHints)
 	}
-	return fmt.Errorf("requesting a token from %s: %w", cfg.TokenURL, remote.TransportCause(err))
+	return fmt.Errorf("requesting a token from %s: %w", cfg.TokenURL, netx.TransportCause(err))
 }
 
 // clean returns err, or when its text contains the client secret or one of

@@ -25,6 +25,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/rotatorhq/rotator/internal/netx"
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/providers"
 	"github.com/rotatorhq/rotator/providers/internal/remote"
@@ -350,7 +351,7 @@ func (p *Provider) fetchJWKS(ctx context.Context, jwksURL string) ([]jwk, error)
 	req.Header.Set("Accept", "application/json")
 	resp, err := p.oauth.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("jwks request to %s: %w", jwksURL, remote.TransportCause(err))
+		return nil, fmt.Errorf("jwks request to %s: %w", jwksURL, netx.TransportCause(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -549,7 +550,7 @@ func (p *Provider) probeHTTP(ctx context.Context, cfg Config, h *HTTPProbeConfig
 	client := &http.Client{Transport: p.transport, Timeout: cfg.Timeout}
 	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("http probe of %s: %w", h.URL, remote.TransportCause(err))
+		return fmt.Errorf("http probe of %s: %w", h.URL, netx.TransportCause(err))
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	_ = resp.Body.Close()

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/rotatorhq/rotator/internal/jose"
+	"github.com/rotatorhq/rotator/internal/netx"
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/providers"
 	"github.com/rotatorhq/rotator/providers/internal/remote"
@@ -306,11 +307,7 @@ func (p *Provider) token(ctx context.Context, key crypto.Signer, kid string) (in
 	hreq.Header.Set("Accept", "application/json")
 	resp, err := p.client.Do(hreq)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return 0, fmt.Errorf("token request to %s: %w", p.cfg.TokenURL, err)
+		return 0, fmt.Errorf("token request to %s: %w", p.cfg.TokenURL, netx.TransportCause(err))
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	_ = resp.Body.Close()

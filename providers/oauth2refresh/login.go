@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/rotatorhq/rotator/internal/netx"
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/providers"
 	"github.com/rotatorhq/rotator/providers/internal/remote"
@@ -96,7 +97,7 @@ func oauthCause(err error) error {
 		}
 		return errors.New(remote.Printable(msg, 300))
 	}
-	return remote.TransportCause(err)
+	return netx.TransportCause(err)
 }
 
 var _ providers.Loginer = (*Provider)(nil)

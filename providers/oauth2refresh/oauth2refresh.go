@@ -34,6 +34,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rotatorhq/rotator/internal/netx"
 	"github.com/rotatorhq/rotator/internal/secret"
 	"github.com/rotatorhq/rotator/internal/settings"
 	"github.com/rotatorhq/rotator/providers"
@@ -391,12 +392,12 @@ func (p *Provider) post(ctx context.Context, op, endpoint string, form url.Value
 		}
 		resp, err = p.client.Do(req)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s request to %s: %w", op, endpoint, remote.TransportCause(err))
+			return nil, nil, fmt.Errorf("%s request to %s: %w", op, endpoint, netx.TransportCause(err))
 		}
 		body, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		_ = resp.Body.Close()
 		if err != nil {
-			return nil, nil, fmt.Errorf("reading the %s response of %s: %w", op, endpoint, remote.TransportCause(err))
+			return nil, nil, fmt.Errorf("reading the %s response of %s: %w", op, endpoint, netx.TransportCause(err))
 		}
 		if resp.StatusCode != http.StatusUnauthorized {
 			break

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rotatorhq/rotator/internal/netx"
 	"github.com/rotatorhq/rotator/providers"
 	"github.com/rotatorhq/rotator/providers/internal/remote"
 )
@@ -108,7 +109,7 @@ func (p *Provider) probe(ctx context.Context, req providers.VerifyRequest, out *
 	hr.Header.Set("Authorization", "Bearer "+req.Value.RevealString())
 	resp, err := p.client.Do(hr)
 	if err != nil {
-		return fmt.Errorf("http probe of %s: %w", u, remote.TransportCause(err))
+		return fmt.Errorf("http probe of %s: %w", u, netx.TransportCause(err))
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
 	_ = resp.Body.Close()

@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"sync"
 	"time"
+
+	"github.com/rotatorhq/rotator/internal/netx"
 )
 
 // checkUpstreamURL parses an upstream URL: http or https, a host, no user
@@ -23,7 +25,9 @@ func checkUpstreamURL(s string) (*url.URL, error) {
 	}
 	u, err := url.Parse(s)
 	if err != nil {
-		return nil, fmt.Errorf("upstream URL is not a URL: %w", err)
+		// Not err itself: a *url.Error quotes the whole URL, a password
+		// in it included.
+		return nil, fmt.Errorf("upstream URL is not a URL: %w", netx.TransportCause(err))
 	}
 	switch {
 	case u.User != nil:

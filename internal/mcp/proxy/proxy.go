@@ -463,10 +463,7 @@ func (u *upstream) proxyError(w http.ResponseWriter, r *http.Request, err error)
 		return // the client went away
 	}
 	u.p.stats.upstreamErrors.Add(1)
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
+	err = netx.TransportCause(err)
 	var re renderError
 	if errors.As(err, &re) {
 		u.p.log.Error("cannot build the credential header", slog.String("upstream", u.cfg.Name), slog.String("error", re.Error()))

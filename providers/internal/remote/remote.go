@@ -1,15 +1,14 @@
 // Package remote holds what the HTTP-based providers (oauth2-client-credentials,
 // oauth2-refresh-token, oauth2-private-key-jwt, github-app) need to turn a
-// remote server's answer into an error: text safe to log, the transport
-// cause of a client error, and the OAuth error response.
+// remote server's answer into an error: text safe to log and the OAuth
+// error response (the transport cause of a client error is
+// netx.TransportCause).
 package remote
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 
 	"github.com/rotatorhq/rotator/providers"
@@ -28,15 +27,6 @@ func Printable(s string, n int) string {
 		s = s[:n] + "…"
 	}
 	return s
-}
-
-// TransportCause strips the *url.Error wrapper of an HTTP client error,
-// whose text repeats the method and URL that the caller's message names.
-func TransportCause(err error) error {
-	if ue, ok := errors.AsType[*url.Error](err); ok {
-		return ue.Err
-	}
-	return err
 }
 
 // OAuthError is an error response of an endpoint of the authorization

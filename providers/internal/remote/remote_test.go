@@ -2,9 +2,7 @@ package remote
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
-	"net/url"
 	"testing"
 
 	"github.com/rotatorhq/rotator/providers"
@@ -16,16 +14,6 @@ func TestPrintable(t *testing.T) {
 	}
 	if got := Printable("abcdef", 3); got != "abc…" {
 		t.Errorf("Printable = %q", got)
-	}
-}
-
-func TestTransportCause(t *testing.T) {
-	cause := errors.New("connection refused")
-	if got := TransportCause(&url.Error{Op: "Post", URL: "https://x/token", Err: cause}); got != cause {
-		t.Errorf("TransportCause = %v", got)
-	}
-	if got := TransportCause(fmt.Errorf("wrapped: %w", cause)); !errors.Is(got, cause) {
-		t.Errorf("TransportCause = %v", got)
 	}
 }
 
