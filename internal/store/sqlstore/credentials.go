@@ -105,19 +105,20 @@ func (r *credentialRow) credential() (store.Credential, error) {
 }
 
 // scanCredentials reads the rows of a credentialSelect; limit, when
-// positive, is the most it returns (the result is made that large at once:
-// a credential is over 400 bytes, and growing the slice row by row copies
-// a page about twice). The scan destinations are made once for all rows:
-// every column is written by each Scan, and credential() copies out what
-// it keeps.
+// positive, is the most it returns. At the first row the result is made
+// room for a page at once (up to 128: a credential is over 400 bytes, and
+// growing the slice row by row copies a page about twice); nothing is
+// made when there is no row (the scheduler's frequent empty polls). The
+// scan destinations are made once for all rows: every column is written
+// by each Scan, and credential() copies out what it keeps.
 func scanCredentials(rows Rows, limit int) ([]store.Credential, error) {
 	var out []store.Credential
-	if limit > 0 {
-		out = make([]store.Credential, 0, min(limit, 1000))
-	}
 	var row credentialRow
 	dest := row.dest()
 	for rows.Next() {
+		if out == nil && limit > 0 {
+			out = make([]store.Credential, 0, min(limit, 128))
+		}
 		if err := rows.Scan(dest...); err != nil {
 			return nil, err
 		}
