@@ -237,14 +237,20 @@ func intoWindow(t time.Time, w store.Window) (time.Time, error) {
 // failing, needs_attention) are shown as stored, except that an expired
 // value is always reported as expired.
 func EffectiveStatus(c store.Credential, now time.Time) store.Status {
-	st := c.State.Status
-	if c.Current == nil {
+	return StatusAt(c.State, c.Current != nil, now)
+}
+
+// StatusAt is EffectiveStatus of a credential in state state, with a
+// current version or not.
+func StatusAt(state store.CredentialState, hasCurrent bool, now time.Time) store.Status {
+	st := state.Status
+	if !hasCurrent {
 		if st == "" {
 			return store.StatusNew
 		}
 		return st
 	}
-	exp := c.State.ExpiresAt
+	exp := state.ExpiresAt
 	if !exp.IsZero() && !now.Before(exp) {
 		return store.StatusExpired
 	}
@@ -255,7 +261,7 @@ func EffectiveStatus(c store.Credential, now time.Time) store.Status {
 	default:
 		return st
 	}
-	due := c.State.NextRotationAt
+	due := state.NextRotationAt
 	if due.IsZero() || now.Before(due) {
 		return store.StatusHealthy
 	}

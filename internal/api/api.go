@@ -89,6 +89,8 @@ type Server struct {
 	hub   *hub
 	rec   *recorder
 	cache *valueCache
+	// lists keeps the credentials GET /v1/credentials listed.
+	lists *listCache
 	users *userCache
 	touch *touchCache
 	// limiter counts failed authentications per client address.
@@ -115,7 +117,8 @@ func New(opts Options) (*Server, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{opts: opts, users: newUserCache(), touch: &touchCache{last: map[string]time.Time{}},
-		limiter: newLimiter(opts.AuthLimit), cache: newValueCache()}
+		limiter: newLimiter(opts.AuthLimit), cache: newValueCache(),
+		lists: newListCache()}
 	s.hub = newHub(opts.Store, opts.Poll, opts.Logger, func(id string) { s.cache.drop(id, "") })
 	s.rec = newRecorder(opts.Store, opts.Logger, opts.MaxStale)
 	return s, nil

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rotatorhq/rotator/internal/duration"
@@ -134,7 +135,16 @@ func (s *Server) listCredentials(w http.ResponseWriter, r *http.Request, _ princ
 	}
 	f := store.CredentialFilter{Consumer: q.Get("consumer"), Provider: q.Get("provider"), Labels: labels, AfterID: cur.After, Summary: true}
 	now := s.opts.Now().UTC()
-	out := credentialList{Credentials: []view.Credential{}}
+	// The page is encoded as it is read (credentialList's JSON) into a
+	// pooled buffer.
+	buf := listBuffers.Get().(*[]byte)
+	defer func() {
+		if cap(*buf) <= 1<<20 {
+			listBuffers.Put(buf)
+		}
+	}()
+	body := appendListStart((*buf)[:0])
+	n, last := 0, ""
 	// The status is computed at now (rotation.EffectiveStatus), so it is
 	// filtered here: read on until the page is full or the list ends.
 	f.Limit = limit + 1
@@ -143,31 +153,37 @@ func (s *Server) listCredentials(w http.ResponseWriter, r *http.Request, _ princ
 	}
 	more := false
 	for {
-		page, err := s.opts.Store.ListCredentials(r.Context(), f)
+		page, err := s.lists.list(r.Context(), s.opts.Store, f)
 		if err != nil {
 			s.storeFailed(w, r, "listing credentials", err)
 			return
 		}
-		for _, c := range page {
-			v := view.NewCredential(c, now)
-			if len(want) > 0 && !slices.Contains(want, store.Status(v.Status)) {
+		for _, l := range page {
+			status := l.Status(now)
+			if len(want) > 0 && !slices.Contains(want, store.Status(status)) {
 				continue
 			}
-			if len(out.Credentials) == limit {
+			if n == limit {
 				more = true
 				break
 			}
-			out.Credentials = append(out.Credentials, v)
+			if n > 0 {
+				body = append(body, ',')
+			}
+			body = l.AppendJSON(body, status, now)
+			n, last = n+1, l.ID()
 		}
 		if more || len(page) < f.Limit {
 			break
 		}
-		f.AfterID = page[len(page)-1].ID
+		f.AfterID = page[len(page)-1].ID()
 	}
+	var next *string
 	if more {
-		out.NextCursor = cursor{Kind: "credentials", After: out.Credentials[len(out.Credentials)-1].ID}.encode()
+		next = cursor{Kind: "credentials", After: last}.encode()
 	}
-	body, err := out.appendJSON(make([]byte, 0, 640*len(out.Credentials)+64))
+	body, err := appendListEnd(body, next)
+	*buf = body
 	if err != nil {
 		internalProblem("encoding the response failed").write(w, r)
 		return
@@ -175,10 +191,14 @@ func (s *Server) listCredentials(w http.ResponseWriter, r *http.Request, _ princ
 	writeJSONBody(w, http.StatusOK, body)
 }
 
+// listBuffers holds the buffers GET /v1/credentials encodes into (a page
+// of 100 is about 60 kB).
+var listBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
 // appendJSON appends l as json.Marshal encodes it, through
-// view.Credential's AppendJSON.
+// view.Credential's AppendJSON: what listCredentials writes.
 func (l credentialList) appendJSON(b []byte) ([]byte, error) {
-	b = append(b, `{"credentials":[`...)
+	b = appendListStart(b)
 	for i := range l.Credentials {
 		if i > 0 {
 			b = append(b, ',')
@@ -188,11 +208,17 @@ func (l credentialList) appendJSON(b []byte) ([]byte, error) {
 			return b, err
 		}
 	}
+	return appendListEnd(b, l.NextCursor)
+}
+
+func appendListStart(b []byte) []byte { return append(b, `{"credentials":[`...) }
+
+func appendListEnd(b []byte, next *string) ([]byte, error) {
 	b = append(b, `],"next_cursor":`...)
-	if l.NextCursor == nil {
+	if next == nil {
 		return append(b, "null}"...), nil
 	}
-	c, err := json.Marshal(*l.NextCursor)
+	c, err := json.Marshal(*next)
 	b = append(b, c...)
 	return append(b, '}'), err
 }

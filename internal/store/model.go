@@ -122,6 +122,17 @@ type Credential struct {
 
 	// Current is the current version, filled by reads (nil if none).
 	Current *Version
+
+	// Stamp is the credential's stamp (Reader.CredentialStamps) when the
+	// read asked for it (CredentialFilter.Stamps); 0 otherwise.
+	Stamp uint64
+}
+
+// CredentialStamp is a credential's id and stamp: see
+// Reader.CredentialStamps.
+type CredentialStamp struct {
+	ID    string
+	Stamp uint64
 }
 
 // CredentialState is the part of a credential the engine maintains.

@@ -106,7 +106,11 @@ type CredentialFilter struct {
 	// Targets, and their current version no Sealed value. Lists of many
 	// credentials are cheaper so (those are the largest columns to send
 	// and decode); anything that rotates or delivers reads them whole.
+	// Nor do they have their current version's KeyID and RetiredAt.
 	Summary bool
+	// Stamps fills each credential's Stamp (where the store has stamps:
+	// see Reader.CredentialStamps).
+	Stamps bool
 }
 
 // RunFilter selects runs. Zero fields match everything.
@@ -189,6 +193,19 @@ type Reader interface {
 	GetCredential(ctx context.Context, id string) (Credential, error)
 	// ListCredentials returns live credentials ordered by id, with Current filled.
 	ListCredentials(ctx context.Context, f CredentialFilter) ([]Credential, error)
+	// CredentialStamps returns the id and stamp of each credential f
+	// selects, in ListCredentials's order and up to f.Limit (f.Summary
+	// and f.Stamps do not matter), reading no more than that: a page of
+	// stamps costs a fraction of a page of credentials. A stamp changes
+	// whenever anything a summary (CredentialFilter.Summary) shows of the
+	// credential may have changed: a credential read with its stamp
+	// (CredentialFilter.Stamps) whose stamp is still the same reads the
+	// same as a summary now. ok is false where the store has no stamps
+	// (SQLite), with no query made. Stamps are Postgres's row versions
+	// (xmin, migration 00013): they repeat only after some four billion
+	// transactions, so whoever keeps summaries by stamp must not keep them
+	// for long (hours, not weeks), nor across a change of database.
+	CredentialStamps(ctx context.Context, f CredentialFilter) (stamps []CredentialStamp, ok bool, err error)
 	// ListCredentialHeads returns the CredentialHead of every live
 	// credential, ordered by id, in one query.
 	ListCredentialHeads(ctx context.Context) ([]CredentialHead, error)

@@ -66,3 +66,56 @@ func BenchmarkAppendJSON(b *testing.B) {
 		}
 	}
 }
+
+// TestListedIsNewCredential holds Listed, encoded once, to what
+// NewCredential and AppendJSON give at each time: before the next
+// rotation, due, overdue, expired, for credentials with and without a
+// current version, in each stored status.
+func TestListedIsNewCredential(t *testing.T) {
+	t0 := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	base := store.Credential{ID: "notes-api-key", Consumer: "mcp-server-notes", Provider: "generated", Scope: []string{"notes:read"},
+		Owner: "team-a", Labels: map[string]string{"team": "a", "status": `x","status":"y`}, Policy: store.Policy{MaxAge: 24 * time.Hour},
+		Runbook: "runbooks/notes.md#rotate",
+		State: store.CredentialState{Status: store.StatusHealthy, CurrentVersionID: "V1", NextRotationAt: t0.Add(time.Hour),
+			LastRotatedAt: t0.Add(-time.Hour), ExpiresAt: t0.Add(3 * time.Hour)},
+		Current: &store.Version{ID: "V1", Stage: store.StageCurrent, Fingerprint: "fp:1", CreatedAt: t0.Add(-2 * time.Hour),
+			ActivatedAt: t0.Add(-time.Hour), ExpiresAt: t0.Add(3 * time.Hour), GrantedScope: []string{"notes:read"},
+			Metadata: map[string]string{store.MetaSHA256: "sha256:00", store.MetaGrantedScope: store.ScopeNotReported}}}
+	cases := map[string]store.Credential{"healthy": base}
+	for _, st := range []store.Status{store.StatusFailing, store.StatusNeedsAttention, store.StatusRotating, store.StatusNew, ""} {
+		c := base
+		c.State.Status = st
+		cases["stored "+string(st)] = c
+	}
+	never := base
+	never.Current, never.State = nil, store.CredentialState{}
+	cases["never rotated"] = never
+	unscheduled := base
+	unscheduled.State.NextRotationAt, unscheduled.State.ExpiresAt = time.Time{}, time.Time{}
+	unscheduled.Labels, unscheduled.Scope = nil, nil
+	cases["unscheduled, no labels"] = unscheduled
+	for name, c := range cases {
+		l, err := NewListed(c)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, now := range []time.Time{t0, t0.Add(time.Hour), t0.Add(2*time.Hour + time.Minute), t0.Add(4 * time.Hour), t0.Add(-90 * time.Minute)} {
+			v := NewCredential(c, now)
+			want, err := v.AppendJSON([]byte("prefix"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := l.Status(now); got != v.Status {
+				t.Errorf("%s at %s: Status = %q, NewCredential says %q", name, now, got, v.Status)
+			}
+			if got := l.AppendJSON([]byte("prefix"), v.Status, now); !bytes.Equal(got, want) {
+				t.Errorf("%s at %s:\nListed:        %s\nNewCredential: %s", name, now, got, want)
+			}
+		}
+	}
+	bad := base
+	bad.State.LastRotatedAt = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, err := NewListed(bad); err == nil {
+		t.Error("NewListed accepted a year json.Marshal refuses")
+	}
+}

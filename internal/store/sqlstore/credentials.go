@@ -22,15 +22,47 @@ FROM credentials AS c LEFT JOIN versions AS v ON v.id = c.current_version_id`
 // credentialSummarySelect is credentialSelect without the columns a
 // listing does not show (CredentialFilter.Summary): NULL in their place, so
 // that credentialRow scans both.
-var credentialSummarySelect = summarize(credentialSelect, "c.settings", "c.rotation_window", "c.targets", "v.sealed")
+// The current version's key id and retired time are left out too: the
+// stamps (CredentialStamps) do not follow them.
+var credentialSummarySelect = summarize(credentialSelect, "c.settings", "c.rotation_window", "c.targets",
+	"v.sealed", "v.key_id", "v.retired_at")
+
+// credentialSelects are credentialSelect and credentialSummarySelect,
+// each also with the row version (Postgres's xmin) last: selectIndex.
+var credentialSelects = [4]string{credentialSelect, credentialSummarySelect,
+	stampedSelect(credentialSelect), stampedSelect(credentialSummarySelect)}
+
+func selectIndex(summary, stamped bool) int {
+	i := 0
+	if summary {
+		i++
+	}
+	if stamped {
+		i += 2
+	}
+	return i
+}
+
+func stampedSelect(sel string) string {
+	const from = "\nFROM credentials AS c"
+	if strings.Count(sel, from) != 1 {
+		panic("sqlstore: the credential select has no single FROM")
+	}
+	return strings.Replace(sel, from, ", c.xmin"+from, 1)
+}
 
 // summarize replaces each column of sel with a NULL of the column's kind
 // (CAST(NULL AS ...) reads the same in both dialects).
 func summarize(sel string, cols ...string) string {
 	for _, col := range cols {
 		typ := "jsonb"
-		if col == "v.sealed" {
+		switch col {
+		case "v.sealed":
 			typ = "bytea"
+		case "v.key_id":
+			typ = "text"
+		case "v.retired_at":
+			typ = "timestamptz"
 		}
 		n := strings.Count(sel, col+",")
 		if n != 1 {
@@ -111,10 +143,14 @@ func (r *credentialRow) credential() (store.Credential, error) {
 // made when there is no row (the scheduler's frequent empty polls). The
 // scan destinations are made once for all rows: every column is written
 // by each Scan, and credential() copies out what it keeps.
-func scanCredentials(rows Rows, limit int) ([]store.Credential, error) {
+func scanCredentials(rows Rows, limit int, stamped bool) ([]store.Credential, error) {
 	var out []store.Credential
 	var row credentialRow
 	dest := row.dest()
+	var xmin uint32
+	if stamped {
+		dest = append(dest, &xmin)
+	}
 	for rows.Next() {
 		if out == nil && limit > 0 {
 			out = make([]store.Credential, 0, min(limit, 128))
@@ -126,6 +162,7 @@ func scanCredentials(rows Rows, limit int) ([]store.Credential, error) {
 		if err != nil {
 			return nil, err
 		}
+		c.Stamp = uint64(xmin)
 		out = append(out, c)
 	}
 	return out, rows.Err()
@@ -157,6 +194,60 @@ func (r reader) getCredential(ctx context.Context, id, verb, suffix string) (sto
 // ListCredentials returns live credentials (and deleted ones with
 // f.IncludeDeleted) ordered by id, with Current filled.
 func (r reader) ListCredentials(ctx context.Context, f store.CredentialFilter) ([]store.Credential, error) {
+	stamped := f.Stamps && r.s.dialect().pg()
+	sel := credentialSelects[selectIndex(f.Summary, stamped)]
+	q, err := r.credentialQuery(sel, f)
+	if err != nil {
+		return nil, fmt.Errorf("list credentials: %w", err)
+	}
+	rows, err := r.c.Query(ctx, q.String(), q.args...)
+	if err != nil {
+		return nil, fmt.Errorf("list credentials: %w", err)
+	}
+	defer rows.Close()
+	out, err := scanCredentials(rows, f.Limit, stamped)
+	if err != nil {
+		return nil, fmt.Errorf("list credentials: %w", err)
+	}
+	return out, nil
+}
+
+// CredentialStamps returns the id and row version (xmin) of each
+// credential f selects; none on SQLite.
+func (r reader) CredentialStamps(ctx context.Context, f store.CredentialFilter) ([]store.CredentialStamp, bool, error) {
+	if !r.s.dialect().pg() {
+		return nil, false, nil
+	}
+	q, err := r.credentialQuery("SELECT c.id, c.xmin FROM credentials AS c", f)
+	if err != nil {
+		return nil, true, fmt.Errorf("list credential stamps: %w", err)
+	}
+	rows, err := r.c.Query(ctx, q.String(), q.args...)
+	if err != nil {
+		return nil, true, fmt.Errorf("list credential stamps: %w", err)
+	}
+	defer rows.Close()
+	var out []store.CredentialStamp
+	var id string
+	var xmin uint32
+	for rows.Next() {
+		if out == nil && f.Limit > 0 {
+			out = make([]store.CredentialStamp, 0, min(f.Limit, 1024))
+		}
+		if err := rows.Scan(&id, &xmin); err != nil {
+			return nil, true, fmt.Errorf("list credential stamps: %w", err)
+		}
+		out = append(out, store.CredentialStamp{ID: id, Stamp: uint64(xmin)})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, true, fmt.Errorf("list credential stamps: %w", err)
+	}
+	return out, true, nil
+}
+
+// credentialQuery is sel (a SELECT ... FROM credentials AS c ...) with
+// f's conditions, order and limit.
+func (r reader) credentialQuery(sel string, f store.CredentialFilter) (query, error) {
 	d := r.s.dialect()
 	var q query
 	var preds []string
@@ -166,7 +257,7 @@ func (r reader) ListCredentials(ctx context.Context, f store.CredentialFilter) (
 	if len(f.IDs) > 0 {
 		p, err := d.inList(&q, "c.id", f.IDs)
 		if err != nil {
-			return nil, fmt.Errorf("list credentials: %w", err)
+			return q, err
 		}
 		preds = append(preds, p)
 	}
@@ -179,7 +270,7 @@ func (r reader) ListCredentials(ctx context.Context, f store.CredentialFilter) (
 	if len(f.Labels) > 0 {
 		p, err := d.labelsMatch(&q, "c.labels", f.Labels)
 		if err != nil {
-			return nil, fmt.Errorf("list credentials: %w", err)
+			return q, err
 		}
 		preds = append(preds, p)
 	}
@@ -193,7 +284,7 @@ func (r reader) ListCredentials(ctx context.Context, f store.CredentialFilter) (
 		}
 		p, err := d.inList(&q, "c.status", names)
 		if err != nil {
-			return nil, fmt.Errorf("list credentials: %w", err)
+			return q, err
 		}
 		preds = append(preds, "NOT ("+p+")")
 	}
@@ -210,24 +301,11 @@ func (r reader) ListCredentials(ctx context.Context, f store.CredentialFilter) (
 	case f.OrderByDue:
 		order = " ORDER BY c.next_rotation_at IS NULL, c.next_rotation_at, c.id"
 	}
-	sel := credentialSelect
-	if f.Summary {
-		sel = credentialSummarySelect
-	}
 	q.sql(sel, where(preds), order)
 	if f.Limit > 0 {
 		q.sql(sqlLimit(f.Limit))
 	}
-	rows, err := r.c.Query(ctx, q.String(), q.args...)
-	if err != nil {
-		return nil, fmt.Errorf("list credentials: %w", err)
-	}
-	defer rows.Close()
-	out, err := scanCredentials(rows, f.Limit)
-	if err != nil {
-		return nil, fmt.Errorf("list credentials: %w", err)
-	}
-	return out, nil
+	return q, nil
 }
 
 // UpsertCredentialSpec creates a credential (with c.State; Status defaults

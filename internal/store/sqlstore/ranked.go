@@ -95,7 +95,7 @@ func (r reader) rankedSegment(ctx context.Context, seg int, after *store.RankKey
 		return nil, err
 	}
 	defer rows.Close()
-	return scanCredentials(rows, limit)
+	return scanCredentials(rows, limit, false)
 }
 
 // Counts implements store.Reader in one statement: the total is an

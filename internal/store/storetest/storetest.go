@@ -47,6 +47,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		"CredentialDeleteRevive":     testCredentialDeleteRevive,
 		"ListCredentialsFilters":     testListCredentialsFilters,
 		"ListCredentialsPaging":      testListCredentialsPaging,
+		"CredentialStamps":           testCredentialStamps,
 		"LockCredential":             testLockCredential,
 		"Versions":                   testVersions,
 		"VersionOneCurrent":          testVersionOneCurrent,
@@ -548,7 +549,7 @@ func testListCredentialsFilters(t *testing.T, s store.Store, ctx context.Context
 	want := full[0]
 	want.Settings, want.Policy.Window, want.Targets = nil, nil, nil
 	cur := *want.Current
-	cur.Sealed = nil
+	cur.Sealed, cur.KeyID, cur.RetiredAt = nil, "", time.Time{}
 	want.Current = &cur
 	equal(t, "summary", sum, []store.Credential{want})
 	sumPage, err := s.ListCredentials(ctx, store.CredentialFilter{Summary: true, Limit: 2})

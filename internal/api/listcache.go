@@ -1,0 +1,153 @@
+package api
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/rotatorhq/rotator/internal/store"
+	"github.com/rotatorhq/rotator/internal/view"
+)
+
+// Bounds of the list cache.
+const (
+	// listCacheEntries caps the credentials kept (an entry is about as
+	// large as the credential's JSON; see docs/benchmarks.md): a list over
+	// more credentials reads the rest from the database each time.
+	listCacheEntries = 250_000
+	// listCacheAge is how long an entry is trusted on its stamp: a stamp
+	// (Postgres's row version) repeats only after some four billion
+	// transactions, and a database restored elsewhere under the same URL
+	// could give an old id an old stamp. An older entry is read again.
+	listCacheAge = 10 * time.Minute
+)
+
+// listCache keeps the credentials GET /v1/credentials listed, encoded
+// (view.Listed), each with its stamp (store.Reader.CredentialStamps). A
+// page reads the ids and stamps of its credentials, which costs Postgres
+// a fraction of reading the page, and then only the summaries whose stamp
+// it does not hold: what it shows is what a direct read would show, since
+// a stamp changes with anything a summary shows, whichever process or
+// replica wrote it. On a store without stamps (SQLite) every page is read
+// directly.
+type listCache struct {
+	mu sync.RWMutex
+	m  map[string]*listEntry
+}
+
+type listEntry struct {
+	l     *view.Listed
+	stamp uint64
+	at    time.Time // when it was read (monotonic)
+}
+
+func newListCache() *listCache { return &listCache{m: map[string]*listEntry{}} }
+
+// lookup fills out[i] with the entry of stamps[i] where the cache holds it
+// at that stamp, young enough, and returns the ids of the others.
+func (c *listCache) lookup(stamps []store.CredentialStamp, out []*view.Listed, now time.Time) (miss []string) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for i, s := range stamps {
+		e := c.m[s.ID]
+		if e == nil || e.stamp != s.Stamp || now.Sub(e.at) > listCacheAge {
+			miss = append(miss, s.ID)
+			continue
+		}
+		out[i] = e.l
+	}
+	return miss
+}
+
+// put keeps ls, read with stamps (ls[i] with stamps[i]) at at. When the
+// cache is full, an eighth of it (whichever entries the map yields first)
+// makes room.
+func (c *listCache) put(ls []*view.Listed, stamps []uint64, at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, l := range ls {
+		if _, ok := c.m[l.ID()]; !ok && len(c.m) >= listCacheEntries {
+			n := listCacheEntries / 8
+			for id := range c.m {
+				delete(c.m, id)
+				if n--; n == 0 {
+					break
+				}
+			}
+		}
+		c.m[l.ID()] = &listEntry{l: l, stamp: stamps[i], at: at}
+	}
+}
+
+// list returns, encoded, the credentials st.ListCredentials(ctx, f)
+// returns as summaries, through the cache: the stamps of the page, then
+// the summaries of those the cache does not hold at their stamp, read
+// with the same filter. If one of those no longer matches it (changed or
+// deleted between the two reads), the page is read directly.
+func (c *listCache) list(ctx context.Context, st store.Reader, f store.CredentialFilter) ([]*view.Listed, error) {
+	f.Summary = true
+	stamps, ok, err := st.CredentialStamps(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return listDirect(ctx, st, f)
+	}
+	now := time.Now()
+	out := make([]*view.Listed, len(stamps))
+	miss := c.lookup(stamps, out, now)
+	if len(miss) == 0 {
+		return out, nil
+	}
+	mf := f
+	mf.IDs, mf.AfterID, mf.Limit, mf.Stamps = miss, "", 0, true
+	read, err := st.ListCredentials(ctx, mf)
+	if err != nil {
+		return nil, err
+	}
+	if len(read) != len(miss) {
+		return listDirect(ctx, st, f)
+	}
+	ls, err := listed(read)
+	if err != nil {
+		return nil, err
+	}
+	readStamps := make([]uint64, len(read))
+	for i := range read {
+		readStamps[i] = read[i].Stamp
+	}
+	c.put(ls, readStamps, now)
+	j := 0
+	for i := range out {
+		if out[i] != nil {
+			continue
+		}
+		if ls[j].ID() != stamps[i].ID { // both in the filter's order
+			return listDirect(ctx, st, f)
+		}
+		out[i] = ls[j]
+		j++
+	}
+	return out, nil
+}
+
+// listDirect reads the page f selects and encodes it.
+func listDirect(ctx context.Context, st store.Reader, f store.CredentialFilter) ([]*view.Listed, error) {
+	cs, err := st.ListCredentials(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	return listed(cs)
+}
+
+func listed(cs []store.Credential) ([]*view.Listed, error) {
+	out := make([]*view.Listed, len(cs))
+	for i := range cs {
+		l, err := view.NewListed(cs[i])
+		if err != nil {
+			return nil, err
+		}
+		out[i] = l
+	}
+	return out, nil
+}
