@@ -83,7 +83,8 @@ func (c *listCache) put(ls []*view.Listed, stamps []uint64, at time.Time) {
 // returns as summaries, through the cache: the stamps of the page, then
 // the summaries of those the cache does not hold at their stamp, read
 // with the same filter. If one of those no longer matches it (changed or
-// deleted between the two reads), the page is read directly.
+// deleted between the two reads), the page is read directly; so it is
+// when the cache holds less than half of it (and kept).
 func (c *listCache) list(ctx context.Context, st store.Reader, f store.CredentialFilter) ([]*view.Listed, error) {
 	f.Summary = true
 	stamps, ok, err := st.CredentialStamps(ctx, f)
@@ -99,6 +100,16 @@ func (c *listCache) list(ctx context.Context, st store.Reader, f store.Credentia
 	if len(miss) == 0 {
 		return out, nil
 	}
+	if 2*len(miss) > len(stamps) {
+		// Mostly new to the cache: the page itself (a keyset read) costs
+		// less than its misses by id.
+		f.Stamps = true
+		cs, err := st.ListCredentials(ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		return c.keep(cs, now)
+	}
 	mf := f
 	mf.IDs, mf.AfterID, mf.Limit, mf.Stamps = miss, "", 0, true
 	read, err := st.ListCredentials(ctx, mf)
@@ -108,15 +119,10 @@ func (c *listCache) list(ctx context.Context, st store.Reader, f store.Credentia
 	if len(read) != len(miss) {
 		return listDirect(ctx, st, f)
 	}
-	ls, err := listed(read)
+	ls, err := c.keep(read, now)
 	if err != nil {
 		return nil, err
 	}
-	readStamps := make([]uint64, len(read))
-	for i := range read {
-		readStamps[i] = read[i].Stamp
-	}
-	c.put(ls, readStamps, now)
 	j := 0
 	for i := range out {
 		if out[i] != nil {
@@ -129,6 +135,20 @@ func (c *listCache) list(ctx context.Context, st store.Reader, f store.Credentia
 		j++
 	}
 	return out, nil
+}
+
+// keep encodes cs, read with their stamps at now, and keeps them.
+func (c *listCache) keep(cs []store.Credential, now time.Time) ([]*view.Listed, error) {
+	ls, err := listed(cs)
+	if err != nil {
+		return nil, err
+	}
+	stamps := make([]uint64, len(cs))
+	for i := range cs {
+		stamps[i] = cs[i].Stamp
+	}
+	c.put(ls, stamps, now)
+	return ls, nil
 }
 
 // listDirect reads the page f selects and encodes it.

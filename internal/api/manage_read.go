@@ -104,7 +104,9 @@ type credentialList struct {
 // listCredentials serves GET /v1/credentials: ordered by id, a page of
 // limit, filtered by selector, consumer, provider and status. Pages are
 // keyset pages on the primary key (id > the cursor's), so every page costs
-// the same however deep it is.
+// the same however deep it is; on Postgres they are read through the list
+// cache (listCache): the page's ids and row stamps, then only what
+// changed.
 func (s *Server) listCredentials(w http.ResponseWriter, r *http.Request, _ principal) {
 	q := r.URL.Query()
 	limit, prob := parseLimit(q)
