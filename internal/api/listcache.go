@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -160,12 +162,16 @@ func listDirect(ctx context.Context, st store.Reader, f store.CredentialFilter) 
 	return listed(cs)
 }
 
+// errListEncode marks a credential the list cannot encode (a time
+// JSON cannot hold).
+var errListEncode = errors.New("encoding a listed credential")
+
 func listed(cs []store.Credential) ([]*view.Listed, error) {
 	out := make([]*view.Listed, len(cs))
 	for i := range cs {
 		l, err := view.NewListed(cs[i])
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w %s: %w", errListEncode, cs[i].ID, err)
 		}
 		out[i] = l
 	}

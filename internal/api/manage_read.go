@@ -156,6 +156,11 @@ func (s *Server) listCredentials(w http.ResponseWriter, r *http.Request, _ princ
 	more := false
 	for {
 		page, err := s.lists.list(r.Context(), s.opts.Store, f)
+		if errors.Is(err, errListEncode) {
+			s.opts.Logger.Error("listing credentials failed", slog.Any("error", err))
+			internalProblem("encoding the response failed").write(w, r)
+			return
+		}
 		if err != nil {
 			s.storeFailed(w, r, "listing credentials", err)
 			return
