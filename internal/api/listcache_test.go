@@ -2,9 +2,11 @@ package api_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -114,6 +116,39 @@ func TestCredentialListFollowsOtherWriters(t *testing.T) {
 		}
 		if got := list("after new labels elsewhere")[deliverytest.CredB]; got.Labels["team"] != "moved" {
 			t.Errorf("after new labels elsewhere, %s lists labels %v", deliverytest.CredB, got.Labels)
+		}
+
+		// Lists at once, while another handle rotates: every page is
+		// whole (run with -race, this checks the cache's locking).
+		var wg sync.WaitGroup
+		errs := make(chan string, 64)
+		for range 6 {
+			wg.Go(func() {
+				for range 10 {
+					req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.tcp.URL+"/v1/credentials?limit=100", nil)
+					req.Header.Set("Authorization", "Bearer "+read)
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						errs <- err.Error()
+						return
+					}
+					var page struct {
+						Credentials []listedCred `json:"credentials"`
+					}
+					err = json.NewDecoder(resp.Body).Decode(&page)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK || err != nil || len(page.Credentials) != 4 {
+						errs <- fmt.Sprintf("%d, %d credentials, %v", resp.StatusCode, len(page.Credentials), err)
+						return
+					}
+				}
+			})
+		}
+		other.Rotate(t, deliverytest.CredA)
+		wg.Wait()
+		close(errs)
+		for e := range errs {
+			t.Errorf("a list during a rotation elsewhere: %s", e)
 		}
 
 		if err := other.Store.InTx(ctx, func(tx store.Tx) error { return tx.DeleteCredential(ctx, deliverytest.CredB) }); err != nil {
