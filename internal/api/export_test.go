@@ -24,3 +24,7 @@ func CredentialCursor(after string) string {
 func RecorderStats(s *Server) (txs, events, reads int64) {
 	return s.rec.txs.Load(), s.rec.events.Load(), s.rec.reads.Load()
 }
+
+// ListCacheCold reports whether the list cache reads pages whole, without
+// asking for their stamps first (listCache.cold).
+func ListCacheCold(s *Server) bool { return s.lists.cold.Load() }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rotatorhq/rotator/internal/store"
@@ -35,7 +36,18 @@ const (
 type listCache struct {
 	mu sync.RWMutex
 	m  map[string]*listEntry
+	// cold is set while the pages read are mostly new to the cache (at
+	// start, or while most credentials change): then a page is read whole
+	// with its stamps, without asking for the stamps first, but for one
+	// page in coldProbe, which finds out whether the cache holds enough
+	// again. pages counts the pages read while cold.
+	cold  atomic.Bool
+	pages atomic.Uint32
 }
+
+// coldProbe: one page in coldProbe asks for the stamps first while the
+// cache is cold.
+const coldProbe = 8
 
 type listEntry struct {
 	l     *view.Listed
@@ -86,9 +98,13 @@ func (c *listCache) put(ls []*view.Listed, stamps []uint64, at time.Time) {
 // the summaries of those the cache does not hold at their stamp, read
 // with the same filter. If one of those no longer matches it (changed or
 // deleted between the two reads), the page is read directly; so it is
-// when the cache holds less than half of it (and kept).
+// when the cache holds less than half of it (and kept), and while the
+// cache is cold (listCache.cold).
 func (c *listCache) list(ctx context.Context, st store.Reader, f store.CredentialFilter) ([]*view.Listed, error) {
 	f.Summary = true
+	if c.cold.Load() && c.pages.Add(1)%coldProbe != 0 {
+		return c.readWhole(ctx, st, f, time.Now())
+	}
 	stamps, ok, err := st.CredentialStamps(ctx, f)
 	if err != nil {
 		return nil, err
@@ -99,18 +115,15 @@ func (c *listCache) list(ctx context.Context, st store.Reader, f store.Credentia
 	now := time.Now()
 	out := make([]*view.Listed, len(stamps))
 	miss := c.lookup(stamps, out, now)
+	mostlyNew := 2*len(miss) > len(stamps)
+	c.cold.Store(mostlyNew)
 	if len(miss) == 0 {
 		return out, nil
 	}
-	if 2*len(miss) > len(stamps) {
-		// Mostly new to the cache: the page itself (a keyset read) costs
-		// less than its misses by id.
-		f.Stamps = true
-		cs, err := st.ListCredentials(ctx, f)
-		if err != nil {
-			return nil, err
-		}
-		return c.keep(cs, now)
+	if mostlyNew {
+		// The page itself (a keyset read) costs less than its misses by
+		// id.
+		return c.readWhole(ctx, st, f, now)
 	}
 	mf := f
 	mf.IDs, mf.AfterID, mf.Limit, mf.Stamps = miss, "", 0, true
@@ -137,6 +150,17 @@ func (c *listCache) list(ctx context.Context, st store.Reader, f store.Credentia
 		j++
 	}
 	return out, nil
+}
+
+// readWhole reads the page f selects with its stamps, at now, and keeps
+// it.
+func (c *listCache) readWhole(ctx context.Context, st store.Reader, f store.CredentialFilter, now time.Time) ([]*view.Listed, error) {
+	f.Stamps = true
+	cs, err := st.ListCredentials(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	return c.keep(cs, now)
 }
 
 // keep encodes cs, read with their stamps at now, and keeps them.

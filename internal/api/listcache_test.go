@@ -83,12 +83,29 @@ func TestCredentialListFollowsOtherWriters(t *testing.T) {
 			return out
 		}
 		before := list("at first")
+		// The first pages were new to the cache, which so reads pages
+		// whole for a while; one page in eight asks for the stamps and
+		// finds them held. From then on each page reads its stamps, and
+		// the changes below are found through them.
+		for range 8 {
+			do(t, b, "GET", "/v1/credentials?limit=100", read, "")
+		}
+		if dialect == "postgres" && api.ListCacheCold(b.srv) {
+			t.Fatal("the list cache is still cold after 8 pages it holds")
+		}
 
+		warm := func(what string) {
+			t.Helper()
+			if dialect == "postgres" && api.ListCacheCold(b.srv) {
+				t.Errorf("%s: the list cache went cold, so the change was not found through the stamps", what)
+			}
+		}
 		newVer := other.Rotate(t, deliverytest.CredA)
 		if got := list("after a rotation elsewhere")[deliverytest.CredA]; got.CurrentVersion == nil || got.CurrentVersion.ID != newVer ||
 			got.CurrentVersion.ID == before[deliverytest.CredA].CurrentVersion.ID {
 			t.Errorf("after a rotation elsewhere to %s, %s lists %+v", newVer, deliverytest.CredA, got.CurrentVersion)
 		}
+		warm("after a rotation elsewhere")
 
 		ctx := t.Context()
 		v, err := other.Store.GetVersion(ctx, newVer)
@@ -105,6 +122,7 @@ func TestCredentialListFollowsOtherWriters(t *testing.T) {
 			!slices.Equal(got.GrantedScope, v.GrantedScope) {
 			t.Errorf("after the current version changed elsewhere, %s lists %+v, granted %v", deliverytest.CredA, got.CurrentVersion, got.GrantedScope)
 		}
+		warm("after the current version changed elsewhere")
 
 		c, err := other.Store.GetCredential(ctx, deliverytest.CredB)
 		if err != nil {
@@ -117,6 +135,7 @@ func TestCredentialListFollowsOtherWriters(t *testing.T) {
 		if got := list("after new labels elsewhere")[deliverytest.CredB]; got.Labels["team"] != "moved" {
 			t.Errorf("after new labels elsewhere, %s lists labels %v", deliverytest.CredB, got.Labels)
 		}
+		warm("after new labels elsewhere")
 
 		// Lists at once, while another handle rotates: every page is
 		// whole (run with -race, this checks the cache's locking).
