@@ -25,3 +25,27 @@ func TestCredentialListJSONIsMarshal(t *testing.T) {
 		}
 	}
 }
+
+// credentialList is the body of GET /v1/credentials, as json.Marshal
+// encodes it: the credentials as
+// `rotator credentials list -o json` shows them, and where the next page
+// starts (null on the last page).
+type credentialList struct {
+	Credentials []view.Credential `json:"credentials"`
+	NextCursor  *string           `json:"next_cursor"`
+}
+
+// appendJSON appends l framed as listCredentials frames a page.
+func (l credentialList) appendJSON(b []byte) ([]byte, error) {
+	b = appendListStart(b)
+	for i := range l.Credentials {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		var err error
+		if b, err = l.Credentials[i].AppendJSON(b); err != nil {
+			return b, err
+		}
+	}
+	return appendListEnd(b, l.NextCursor)
+}

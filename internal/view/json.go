@@ -20,13 +20,19 @@ import (
 // capabilities, versions) is left to json.Marshal. TestAppendJSONIsMarshal
 // holds it to json.Marshal's output.
 func (c *Credential) AppendJSON(b []byte) ([]byte, error) {
-	if c.Schedule != "" || c.RenewBefore != 0 || c.GraceSeconds != 0 || len(c.Targets) > 0 || c.Capabilities != nil || len(c.Versions) > 0 {
+	if c.showFields() {
 		out, err := json.Marshal(c)
 		return append(b, out...), err
 	}
 	b = c.appendHead(b)
 	b = appendStatusAge(b, c.Status, c.AgeSeconds)
 	return c.appendTail(b)
+}
+
+// showFields reports whether c carries a field only `credentials show`
+// fills, which the list encoders leave to json.Marshal or refuse.
+func (c *Credential) showFields() bool {
+	return c.Schedule != "" || c.RenewBefore != 0 || c.GraceSeconds != 0 || len(c.Targets) > 0 || c.Capabilities != nil || len(c.Versions) > 0
 }
 
 // appendHead appends the fields before status: the part of a listed
@@ -127,7 +133,7 @@ type Listed struct {
 // now.
 func NewListed(c store.Credential) (*Listed, error) {
 	v := NewCredential(c, time.Time{})
-	if v.Schedule != "" || v.RenewBefore != 0 || v.GraceSeconds != 0 || len(v.Targets) > 0 || v.Capabilities != nil || len(v.Versions) > 0 {
+	if v.showFields() {
 		return nil, errors.New("view: a listed credential carries fields only show fills")
 	}
 	l := &Listed{id: c.ID, head: v.appendHead(nil), state: c.State, current: c.Current != nil}
