@@ -191,12 +191,19 @@ func seedCredentials(b *testing.B, bd *bundle) {
 		b.Fatal(err)
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
+	// Every column but the generated ones, which take no value.
+	var cols string
+	if err := tx.QueryRow(ctx, `SELECT string_agg(quote_ident(column_name), ', ' ORDER BY ordinal_position)
+FROM information_schema.columns
+WHERE table_schema = current_schema() AND table_name = 'credentials' AND is_generated = 'NEVER'`).Scan(&cols); err != nil {
+		b.Fatal(err)
+	}
 	stmts := []string{
-		`INSERT INTO credentials SELECT (jsonb_populate_record(c, jsonb_build_object(
+		`INSERT INTO credentials (` + cols + `) SELECT ` + cols + ` FROM (SELECT (jsonb_populate_record(c, jsonb_build_object(
 		    'id', 'bench-' || lpad(g::text, 6, '0'), 'consumer', 'mcp-server-bench-' || (g % 100),
 		    'labels', jsonb_build_object('team', 'bench', 'shard', (g % 10)::text),
 		    'current_version_id', 'VBENCH' || lpad(g::text, 6, '0'), 'pending_version_id', null))).*
-		FROM credentials c CROSS JOIN generate_series(0, $1 - 1) g WHERE c.id = $2`,
+		FROM credentials c CROSS JOIN generate_series(0, $1 - 1) g WHERE c.id = $2) AS copied`,
 		`INSERT INTO versions SELECT (jsonb_populate_record(v, jsonb_build_object(
 		    'id', 'VBENCH' || lpad(g::text, 6, '0'), 'credential_id', 'bench-' || lpad(g::text, 6, '0')))).*
 		FROM versions v JOIN credentials c ON v.id = c.current_version_id CROSS JOIN generate_series(0, $1 - 1) g WHERE c.id = $2`,

@@ -145,6 +145,11 @@ func (p *Provider) login(ctx context.Context, k call) (conn *pgx.Conn, done func
 	}
 	cfg := p.admin.Copy()
 	cfg.User, cfg.Password = k.login, k.password
+	// The connection runs at most two statements and is closed: a
+	// statement cache would cost an allocation and a round trip per
+	// statement (prepare, then execute) and save nothing.
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
+	cfg.StatementCacheCapacity, cfg.DescriptionCacheCapacity = 0, 0
 	if k.cred.Database != "" {
 		cfg.Database = k.cred.Database
 	}

@@ -234,3 +234,69 @@ func TestPipelinedTxOneRoundTrip(t *testing.T) {
 		t.Errorf("run after three commits: %+v, %v; want new version v2", r, err)
 	}
 }
+
+// TestStatusChangesAreHOT checks that the engine's status changes that do
+// not move a credential into or out of the statuses needing attention
+// are HOT updates (migration 00014): they write no index. A change into
+// needs_attention is not (credentials_attention_idx gains the credential),
+// which shows the count can tell the two apart.
+func TestStatusChangesAreHOT(t *testing.T) {
+	s := open(t, testpg.New(t))
+	ctx := t.Context()
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	next := t0.Add(time.Hour)
+	err := s.InTx(ctx, func(tx store.Tx) error {
+		if err := tx.UpsertProvider(ctx, store.Provider{Name: "gen", Type: "generated", CreatedAt: t0, UpdatedAt: t0}); err != nil {
+			return err
+		}
+		if err := tx.UpsertCredentialSpec(ctx, store.Credential{ID: "c1", Provider: "gen", Labels: map[string]string{"team": "a"},
+			State: store.CredentialState{Status: store.StatusHealthy, NextRotationAt: next}, CreatedAt: t0, UpdatedAt: t0}); err != nil {
+			return err
+		}
+		return tx.InsertVersion(ctx, store.Version{ID: "v1", CredentialID: "c1", Stage: store.StagePending, CreatedAt: t0})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		st  store.CredentialState
+		hot bool
+	}{
+		{store.CredentialState{Status: store.StatusRotating, NextRotationAt: next}, true},                          // enqueue
+		{store.CredentialState{Status: store.StatusRotating, PendingVersionID: "v1", NextRotationAt: next}, true}, // mint
+		{store.CredentialState{Status: store.StatusHealthy, NextRotationAt: next}, true},                          // rolled back
+		{store.CredentialState{Status: store.StatusNeedsAttention, NextRotationAt: next, FailureCount: 1}, false},
+		{store.CredentialState{Status: store.StatusFailing, NextRotationAt: next, FailureCount: 2}, true}, // attention either way
+		{store.CredentialState{Status: store.StatusRotating, NextRotationAt: next, FailureCount: 2}, false},
+	} {
+		err := s.InTx(ctx, func(tx store.Tx) error {
+			// The backend's counts not yet reported, this transaction's
+			// among them.
+			hotUpdates := func() (n int64, err error) {
+				err = tx.Raw().(pgx.Tx).QueryRow(ctx, `SELECT pg_stat_get_xact_tuples_hot_updated('credentials'::regclass)`).Scan(&n)
+				return n, err
+			}
+			before, err := hotUpdates()
+			if err != nil {
+				return err
+			}
+			if err := tx.UpdateCredentialState(ctx, "c1", c.st); err != nil {
+				return err
+			}
+			after, err := hotUpdates()
+			if err != nil {
+				return err
+			}
+			if hot := after - before; (hot == 1) != c.hot {
+				t.Errorf("status %s: %d HOT updates, want HOT %v", c.st.Status, hot, c.hot)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("status %s: %v", c.st.Status, err)
+		}
+	}
+}

@@ -53,14 +53,9 @@ func (r reader) ListCredentialsRanked(ctx context.Context, f store.RankedFilter)
 func (r reader) rankedSegment(ctx context.Context, seg int, after *store.RankKey, limit int) ([]store.Credential, error) {
 	d := r.s.dialect()
 	var q query
-	names := make([]string, len(store.AttentionStatuses))
-	for i, s := range store.AttentionStatuses {
-		names[i] = string(s)
-	}
-	attention, err := d.inList(&q, "c.status", names)
-	if err != nil {
-		return nil, err
-	}
+	// attention is a generated column, status IN store.AttentionStatuses
+	// (migration 00014), the predicate of credentials_attention_idx.
+	const attention = "c.attention"
 	preds := []string{"c.deleted_at IS NULL"}
 	var order string
 	switch seg {
@@ -106,8 +101,8 @@ func (r reader) Counts(ctx context.Context, now time.Time) (store.Counts, error)
 	var c store.Counts
 	at := r.s.dialect().time(now)
 	err := r.queryOne(ctx, `SELECT (SELECT count(*) FROM credentials WHERE deleted_at IS NULL),
-    (SELECT count(*) FROM credentials WHERE deleted_at IS NULL AND status IN ('failing', 'needs_attention') AND status = 'failing'),
-    (SELECT count(*) FROM credentials WHERE deleted_at IS NULL AND status IN ('failing', 'needs_attention') AND status = 'needs_attention'),
+    (SELECT count(*) FROM credentials WHERE deleted_at IS NULL AND attention AND status = 'failing'),
+    (SELECT count(*) FROM credentials WHERE deleted_at IS NULL AND attention AND status = 'needs_attention'),
     (SELECT count(*) FROM credentials WHERE deleted_at IS NULL AND next_rotation_at <= $1),
     (SELECT count(*) FROM credentials WHERE deleted_at IS NULL AND expires_at <= $1 AND current_version_id IS NOT NULL),
     (SELECT count(*) FROM runs WHERE active),
