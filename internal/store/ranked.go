@@ -4,6 +4,8 @@ import "time"
 
 // AttentionStatuses are the stored statuses that rank a credential first
 // in ListCredentialsRanked: its rotations fail, and someone must look.
+// The stores' generated column credentials.attention (migration 00014)
+// lists the same statuses.
 var AttentionStatuses = []Status{StatusFailing, StatusNeedsAttention}
 
 // NeedsAttention reports whether s is one of AttentionStatuses.

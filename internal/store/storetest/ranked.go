@@ -111,6 +111,7 @@ func testCounts(t *testing.T, s store.Store, ctx context.Context) {
 	}
 	equal(t, "counts", got, want)
 	if !slices.Equal(store.AttentionStatuses, []store.Status{store.StatusFailing, store.StatusNeedsAttention}) {
+		// Change migration 00014's credentials.attention with it.
 		t.Errorf("AttentionStatuses = %v", store.AttentionStatuses)
 	}
 }
