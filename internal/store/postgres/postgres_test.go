@@ -265,7 +265,7 @@ func TestStatusChangesAreHOT(t *testing.T) {
 		st  store.CredentialState
 		hot bool
 	}{
-		{store.CredentialState{Status: store.StatusRotating, NextRotationAt: next}, true},                          // enqueue
+		{store.CredentialState{Status: store.StatusRotating, NextRotationAt: next}, true},                         // enqueue
 		{store.CredentialState{Status: store.StatusRotating, PendingVersionID: "v1", NextRotationAt: next}, true}, // mint
 		{store.CredentialState{Status: store.StatusHealthy, NextRotationAt: next}, true},                          // rolled back
 		{store.CredentialState{Status: store.StatusNeedsAttention, NextRotationAt: next, FailureCount: 1}, false},
