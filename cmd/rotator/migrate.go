@@ -40,8 +40,8 @@ up to date), then the schema version the database is at.`,
 				return fmt.Errorf("reading the migrations of %s: %w", a.db, err)
 			}
 			t0 := time.Now()
-			if err := rotation.Migrate(ctx, st); err != nil {
-				return fmt.Errorf("migrating database: %w", err)
+			if err := migrate(ctx, st); err != nil {
+				return err
 			}
 			took := time.Since(t0)
 			after, err := rotation.MigrationStatus(ctx, st)

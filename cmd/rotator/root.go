@@ -230,11 +230,20 @@ func (a *app) openStore(ctx context.Context) (store.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := rotation.Migrate(ctx, st); err != nil {
+	if err := migrate(ctx, st); err != nil {
 		_ = st.Close()
-		return nil, fmt.Errorf("migrating database: %w", err)
+		return nil, err
 	}
 	return st, nil
+}
+
+// migrate applies rotator's and River's pending migrations to st, under
+// one lock.
+func migrate(ctx context.Context, st store.Store) error {
+	if err := rotation.Migrate(ctx, st); err != nil {
+		return fmt.Errorf("migrating database: %w", err)
+	}
+	return nil
 }
 
 // actor names who runs a command: --actor, else the OS user.
