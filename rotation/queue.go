@@ -95,7 +95,16 @@ type RunnerOptions struct {
 	// must exceed JobTimeout).
 	JobTimeout, RescueAfter time.Duration
 	// FetchPollInterval is how often idle workers poll for jobs when no
-	// notification arrives (default 100ms).
+	// notification arrives (default 100ms on Postgres, 1s on SQLite).
+	// Jobs inserted through River (by this process, another replica or the
+	// CLI) wake the workers by a notification on both stores
+	// (TestInsertedRunsWakeIdleWorkers); the poll finds the rest. On
+	// Postgres that includes the jobs the reconciler puts back after a
+	// replica died (makeJobAvailable), which must resume within seconds.
+	// SQLite has one process, and River delivers its notifications through
+	// an outbox it polls every 50ms, so there the poll is only a fallback;
+	// at 100ms it was the largest part of an idle service's CPU (each poll
+	// prepares River's fetch statement anew).
 	FetchPollInterval time.Duration
 	Logger            *slog.Logger
 	// ReconcileAfter is how long an active run must have been left alone
@@ -152,6 +161,9 @@ func NewRunner(e *Engine, opts RunnerOptions) (*Runner, error) {
 	}
 	if opts.FetchPollInterval <= 0 {
 		opts.FetchPollInterval = 100 * time.Millisecond
+		if e.store.Dialect() == store.DialectSQLite {
+			opts.FetchPollInterval = time.Second
+		}
 	}
 	if opts.ReconcileAfter <= 0 {
 		opts.ReconcileAfter = 30 * time.Second
