@@ -21,6 +21,9 @@ func TestInsertedRunsWakeIdleWorkers(t *testing.T) {
 			runner: func(o *rotation.RunnerOptions) { o.FetchPollInterval = time.Hour },
 		})
 		// Let the workers finish their first fetch (at start) and go idle.
+		// Should the first run still meet that fetch on a slow machine, the
+		// second and third come after it whatever the timing: only a
+		// notification can start them.
 		time.Sleep(300 * time.Millisecond)
 
 		// The other process: an engine on the same database whose Runner is
