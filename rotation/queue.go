@@ -100,7 +100,12 @@ type RunnerOptions struct {
 	// CLI) wake the workers by a notification on both stores
 	// (TestInsertedRunsWakeIdleWorkers); the poll finds the rest. On
 	// Postgres that includes the jobs the reconciler puts back after a
-	// replica died (makeJobAvailable), which must resume within seconds.
+	// replica died (makeJobAvailable), which must resume within seconds,
+	// and on both stores the jobs River snoozes for less than its
+	// scheduler's interval (5s: a run leased elsewhere, a short grace
+	// period): River makes them available at once with a later
+	// scheduled_at and sends no notification, so they start up to one
+	// poll interval after they are due.
 	// SQLite has one process, and River delivers its notifications through
 	// an outbox it polls every 50ms, so there the poll is only a fallback;
 	// at 100ms it was the largest part of an idle service's CPU (each poll
