@@ -101,9 +101,9 @@ type RunnerOptions struct {
 	// (TestInsertedRunsWakeIdleWorkers); the poll finds the rest. On
 	// Postgres that includes the jobs the reconciler puts back after a
 	// replica died (makeJobAvailable), which must resume within seconds,
-	// and on both stores the jobs River snoozes for less than its
-	// scheduler's interval (5s: a run leased elsewhere, a short grace
-	// period): River makes them available at once with a later
+	// and on both stores the jobs River snoozes for at most its
+	// scheduler's interval (5s: a run locked by another process, a short
+	// grace period): River makes them available at once with a later
 	// scheduled_at and sends no notification, so they start up to one
 	// poll interval after they are due.
 	// SQLite has one process, and River delivers its notifications through
