@@ -8,7 +8,9 @@ import (
 	"net"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/rotatorhq/rotator/internal/netx"
@@ -43,22 +45,63 @@ func ListenSocket(path, group string) (net.Listener, error) {
 		}
 		gid = g
 	}
-	ln, err := net.Listen("unix", path)
+	// Bound at path, the socket would exist with the mode the process's
+	// umask leaves of 0777 until the chmod below, and anyone that mode lets
+	// in (everyone, under umask 000) could connect meanwhile. So it is
+	// bound in a new private directory beside path, given its mode and
+	// group there, and only then renamed into place. A path too long for
+	// that detour (a socket path has at most 107 bytes) is bound in place.
+	bind := path
+	if tmpDir, err := os.MkdirTemp(filepath.Dir(path), ".rs"); err == nil {
+		defer os.RemoveAll(tmpDir)
+		if t := filepath.Join(tmpDir, "s"); len(t) < maxSocketPath {
+			bind = t
+		}
+	}
+	ln, err := net.Listen("unix", bind)
 	if err != nil {
 		return nil, fmt.Errorf("--socket %s: %w", path, err)
 	}
-	ln.(*net.UnixListener).SetUnlinkOnClose(true)
-	if err := os.Chmod(path, SocketMode); err != nil {
-		_ = ln.Close()
+	ul := ln.(*net.UnixListener)
+	ul.SetUnlinkOnClose(false)
+	l := &socketListener{UnixListener: ul, path: path}
+	if err := os.Chmod(bind, SocketMode); err != nil {
+		_ = ul.Close()
 		return nil, fmt.Errorf("--socket %s: setting mode %o: %w", path, SocketMode, err)
 	}
 	if gid >= 0 {
-		if err := os.Chown(path, -1, gid); err != nil {
-			_ = ln.Close()
+		if err := os.Chown(bind, -1, gid); err != nil {
+			_ = ul.Close()
 			return nil, fmt.Errorf("--socket %s: giving it to group %s: %w", path, group, err)
 		}
 	}
-	return ln, nil
+	if bind != path {
+		if err := os.Rename(bind, path); err != nil {
+			_ = ul.Close()
+			return nil, fmt.Errorf("--socket %s: %w", path, err)
+		}
+	}
+	return l, nil
+}
+
+// maxSocketPath bounds the length of a Unix socket's path (sun_path holds
+// 108 bytes with the terminating NUL on Linux, 104 on BSDs and macOS).
+const maxSocketPath = 104
+
+// socketListener is the consume API's listener: its address is the path
+// clients connect to, and closing it removes the socket file there.
+type socketListener struct {
+	*net.UnixListener
+	path string
+	once sync.Once
+}
+
+func (l *socketListener) Addr() net.Addr { return &net.UnixAddr{Name: l.path, Net: "unix"} }
+
+func (l *socketListener) Close() error {
+	err := l.UnixListener.Close()
+	l.once.Do(func() { _ = os.Remove(l.path) })
+	return err
 }
 
 func lookupGroup(s string) (int, error) {
