@@ -50,7 +50,7 @@ func ListenSocket(path, group string) (net.Listener, error) {
 	// in (everyone, under umask 000) could connect meanwhile. So it is
 	// bound in a new private directory beside path, given its mode and
 	// group there, and only then renamed into place. A path too long for
-	// that detour (a socket path has at most 107 bytes) is bound in place.
+	// that detour (see maxSocketPath) is bound in place.
 	bind := path
 	if tmpDir, err := os.MkdirTemp(filepath.Dir(path), ".rs"); err == nil {
 		defer os.RemoveAll(tmpDir)
@@ -64,24 +64,29 @@ func ListenSocket(path, group string) (net.Listener, error) {
 	}
 	ul := ln.(*net.UnixListener)
 	ul.SetUnlinkOnClose(false)
-	l := &socketListener{UnixListener: ul, path: path}
-	if err := os.Chmod(bind, SocketMode); err != nil {
+	// fail closes the listener and removes the socket file it bound (the
+	// private directory goes with the deferred RemoveAll).
+	fail := func(err error) (net.Listener, error) {
 		_ = ul.Close()
-		return nil, fmt.Errorf("--socket %s: setting mode %o: %w", path, SocketMode, err)
+		if bind == path {
+			_ = os.Remove(path)
+		}
+		return nil, err
+	}
+	if err := os.Chmod(bind, SocketMode); err != nil {
+		return fail(fmt.Errorf("--socket %s: setting mode %o: %w", path, SocketMode, err))
 	}
 	if gid >= 0 {
 		if err := os.Chown(bind, -1, gid); err != nil {
-			_ = ul.Close()
-			return nil, fmt.Errorf("--socket %s: giving it to group %s: %w", path, group, err)
+			return fail(fmt.Errorf("--socket %s: giving it to group %s: %w", path, group, err))
 		}
 	}
 	if bind != path {
 		if err := os.Rename(bind, path); err != nil {
-			_ = ul.Close()
-			return nil, fmt.Errorf("--socket %s: %w", path, err)
+			return fail(fmt.Errorf("--socket %s: %w", path, err))
 		}
 	}
-	return l, nil
+	return &socketListener{UnixListener: ul, path: path}, nil
 }
 
 // maxSocketPath bounds the length of a Unix socket's path (sun_path holds
