@@ -564,3 +564,27 @@ func TestRotateWaitFailingRun(t *testing.T) {
 		})
 	}
 }
+
+// TestRotateProviderNotBuilt: a provider that cannot be built (here the
+// faulty test provider without its enabling variable) fails the run with
+// an error that names the provider once, then says why.
+func TestRotateProviderNotBuilt(t *testing.T) {
+	config, err := filepath.Abs(filepath.Join("testdata", "faulty.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Parallel()
+	c := newCLI(t, "sqlite")
+	c.must(t, 0, "apply", "-f", config)
+	// Building a provider is retried (a reload can fix it): --timeout
+	// leaves the retry, due after 30s, to a service.
+	r := c.must(t, 1, "rotate", "flaky-api-key", "--wait", "--timeout", "10s", "-o", "json")
+	got := decodeWait(t, r.stdout)["flaky-api-key"]
+	want := "load failed: provider broken: the faulty provider is for tests; set ROTATOR_ENABLE_FAULTY_PROVIDER=1 to use it: permanent failure"
+	if got.State != "rolled_back" || !strings.Contains(got.Error, want) {
+		t.Errorf("run %+v; want rolled_back with %q", got, want)
+	}
+	if n := strings.Count(got.Error, "provider broken"); n != 1 {
+		t.Errorf("the error names the provider %d times: %q", n, got.Error)
+	}
+}

@@ -52,11 +52,11 @@ func Factory() providers.Factory {
 		New: func(ctx context.Context, env providers.Env) (providers.Provider, error) {
 			cfg, errs := parse(env.Settings)
 			if len(errs) > 0 {
-				return nil, fmt.Errorf("aws-iam-access-key provider %s: %w: %w", env.Name, providers.ErrPermanent, errs[0])
+				return nil, fmt.Errorf("aws-iam-access-key: %w: %w", providers.ErrPermanent, errs[0])
 			}
 			awsCfg, err := LoadAWSConfig(ctx, cfg)
 			if err != nil {
-				return nil, fmt.Errorf("aws-iam-access-key provider %s: %w", env.Name, err)
+				return nil, fmt.Errorf("aws-iam-access-key: %w", err)
 			}
 			return New(awsCfg, cfg, env.Logger), nil
 		},

@@ -73,7 +73,7 @@ func Factory() providers.Factory {
 		New: func(_ context.Context, env providers.Env) (providers.Provider, error) {
 			cfg, errs := parse(env.Settings)
 			if len(errs) > 0 {
-				return nil, fmt.Errorf("exec provider %s: %w: %w", env.Name, providers.ErrPermanent, errs[0])
+				return nil, fmt.Errorf("exec: %w: %w", providers.ErrPermanent, errs[0])
 			}
 			return New(cfg, env.Logger), nil
 		},

@@ -88,11 +88,11 @@ func Factory() providers.Factory {
 		ValidateCredential: func(s settings.Map) settings.Errors { return nil },
 		New: func(_ context.Context, env providers.Env) (providers.Provider, error) {
 			if os.Getenv(EnableEnv) != "1" {
-				return nil, fmt.Errorf("provider %s: the faulty provider is for tests; set %s=1 to use it: %w", env.Name, EnableEnv, providers.ErrPermanent)
+				return nil, fmt.Errorf("the faulty provider is for tests; set %s=1 to use it: %w", EnableEnv, providers.ErrPermanent)
 			}
 			cfg, errs := parse(env.Settings)
 			if len(errs) > 0 {
-				return nil, fmt.Errorf("provider %s: %w: %w", env.Name, providers.ErrPermanent, errs[0])
+				return nil, fmt.Errorf("faulty: %w: %w", providers.ErrPermanent, errs[0])
 			}
 			return New(cfg), nil
 		},

@@ -80,11 +80,11 @@ type Provider struct {
 func New(env providers.Env) (*Provider, error) {
 	cfg, errs := parse(env.Settings, defaults, providerLevel)
 	if len(errs) > 0 {
-		return nil, fmt.Errorf("provider %s settings: %w: %w", env.Name, providers.ErrPermanent, errs[0])
+		return nil, fmt.Errorf("settings: %w: %w", providers.ErrPermanent, errs[0])
 	}
 	key, err := parsePrivateKey(cfg.PrivateKey)
 	if err != nil {
-		return nil, fmt.Errorf("provider %s: private_key %w: %w", env.Name, err, providers.ErrPermanent)
+		return nil, fmt.Errorf("private_key %w: %w", err, providers.ErrPermanent)
 	}
 	log := env.Logger
 	if log == nil {

@@ -126,21 +126,21 @@ func (p *Provider) assertion(cfg Config) (string, error) {
 func New(env providers.Env) (*Provider, error) {
 	cfg, errs := parse(env.Settings, defaults, providerLevel)
 	if len(errs) > 0 {
-		return nil, fmt.Errorf("provider %s settings: %w: %w", env.Name, providers.ErrPermanent, errs[0])
+		return nil, fmt.Errorf("settings: %w: %w", providers.ErrPermanent, errs[0])
 	}
 	var signer *assertionSigner
 	if cfg.ClientAuth == ClientAuthPrivateKeyJWT {
 		key, err := jose.ParsePrivateKey(cfg.PrivateKey)
 		if err != nil {
-			return nil, fmt.Errorf("provider %s: private_key %w: %w", env.Name, err, providers.ErrPermanent)
+			return nil, fmt.Errorf("private_key %w: %w", err, providers.ErrPermanent)
 		}
 		pub, err := jose.PublicJWK(key)
 		if err != nil {
-			return nil, fmt.Errorf("provider %s: private_key: %w: %w", env.Name, err, providers.ErrPermanent)
+			return nil, fmt.Errorf("private_key: %w: %w", err, providers.ErrPermanent)
 		}
 		signer = &assertionSigner{key: key, kid: pub.Kid}
 	} else if cfg.ClientSecret.IsZero() {
-		return nil, fmt.Errorf("provider %s: client_secret resolved to an empty value: %w", env.Name, providers.ErrPermanent)
+		return nil, fmt.Errorf("client_secret resolved to an empty value: %w", providers.ErrPermanent)
 	}
 	log := env.Logger
 	if log == nil {

@@ -783,11 +783,11 @@ func TestNewRefusesBadSettings(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	_, err := oauth2cc.Factory().New(context.Background(), providers.Env{Name: "okta", Settings: f.settings(map[string]any{"client_secret": secret.Value{}})})
-	if !errors.Is(err, providers.ErrPermanent) || !strings.Contains(err.Error(), "provider okta: client_secret resolved to an empty value") {
+	if !errors.Is(err, providers.ErrPermanent) || !strings.HasPrefix(err.Error(), "client_secret resolved to an empty value") {
 		t.Errorf("New with an empty secret = %v", err)
 	}
 	_, err = oauth2cc.Factory().New(context.Background(), providers.Env{Name: "okta", Settings: f.settings(map[string]any{"auth_style": "x"})})
-	if !errors.Is(err, providers.ErrPermanent) || !strings.Contains(err.Error(), "provider okta settings") {
+	if !errors.Is(err, providers.ErrPermanent) || !strings.HasPrefix(err.Error(), "settings: permanent failure: auth_style") {
 		t.Errorf("New with a bad auth_style = %v", err)
 	}
 }

@@ -91,7 +91,7 @@ type Provider struct {
 func New(env providers.Env) (*Provider, error) {
 	cfg, errs := parse(env.Settings, defaults)
 	if len(errs) > 0 {
-		return nil, fmt.Errorf("provider %s settings: %w: %w", env.Name, providers.ErrPermanent, errs[0])
+		return nil, fmt.Errorf("settings: %w: %w", providers.ErrPermanent, errs[0])
 	}
 	log := env.Logger
 	if log == nil {

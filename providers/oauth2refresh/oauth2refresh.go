@@ -109,7 +109,7 @@ const maxConsumed = 64
 func New(env providers.Env) (*Provider, error) {
 	cfg, errs := parse(env.Settings)
 	if len(errs) > 0 {
-		return nil, fmt.Errorf("provider %s settings: %w: %w", env.Name, providers.ErrPermanent, errs[0])
+		return nil, fmt.Errorf("settings: %w: %w", providers.ErrPermanent, errs[0])
 	}
 	log := env.Logger
 	if log == nil {

@@ -72,7 +72,7 @@ func Factory() providers.Factory {
 		New: func(_ context.Context, env providers.Env) (providers.Provider, error) {
 			cfg, errs := parse(env.Settings)
 			if len(errs) > 0 {
-				return nil, fmt.Errorf("postgres-role provider %s: %w: %w", env.Name, providers.ErrPermanent, errs[0])
+				return nil, fmt.Errorf("postgres-role: %w: %w", providers.ErrPermanent, errs[0])
 			}
 			return New(cfg, env.Logger)
 		},

@@ -70,11 +70,11 @@ func Factory() targets.Factory {
 		New: func(ctx context.Context, env targets.Env) (targets.Target, error) {
 			cfg, errs := parse(env.Settings)
 			if len(errs) > 0 {
-				return nil, fmt.Errorf("aws-secretsmanager target %s: %w: %w", env.Name, targets.ErrPermanent, errs[0])
+				return nil, fmt.Errorf("aws-secretsmanager: %w: %w", targets.ErrPermanent, errs[0])
 			}
 			client, err := sharedClients.client(ctx, cfg)
 			if err != nil {
-				return nil, fmt.Errorf("aws-secretsmanager target %s: %w", env.Name, err)
+				return nil, fmt.Errorf("aws-secretsmanager: %w", err)
 			}
 			return New(client, cfg, env.Logger), nil
 		},

@@ -37,7 +37,7 @@ func Factory() targets.Factory {
 		New: func(_ context.Context, env targets.Env) (targets.Target, error) {
 			cfg, errs := parse(env.Settings)
 			if len(errs) > 0 {
-				return nil, fmt.Errorf("file target %s: %w: %w", env.Name, targets.ErrPermanent, errs[0])
+				return nil, fmt.Errorf("file: %w: %w", targets.ErrPermanent, errs[0])
 			}
 			return New(cfg), nil
 		},
