@@ -242,7 +242,10 @@ type Factory struct {
 	// apply runs it and reports its findings as warnings (errors with
 	// --strict), because apply may run elsewhere than the service.
 	CheckHost func(s settings.Map) settings.Errors
-	// New builds a provider from resolved settings.
+	// New builds a provider from resolved settings. The engine puts
+	// "provider NAME:" before its error, so the error says what is wrong
+	// (with the type, if useful) without naming the instance again
+	// (providers/registry's TestNewErrorsLeaveTheNameToTheEngine).
 	New func(ctx context.Context, env Env) (Provider, error)
 }
 

@@ -75,7 +75,10 @@ type Factory struct {
 	Validate func(s settings.Map) settings.Errors
 	// ValidateKey checks a credential binding's key; nil means any key is valid.
 	ValidateKey func(key string) error
-	// New builds a target from resolved settings.
+	// New builds a target from resolved settings. The engine puts
+	// "target NAME:" before its error, so the error says what is wrong
+	// (with the type, if useful) without naming the instance again
+	// (providers/registry's TestNewErrorsLeaveTheNameToTheEngine).
 	New func(ctx context.Context, env Env) (Target, error)
 }
 
