@@ -168,7 +168,7 @@ func (x *execution) failAfterCutover(ctx context.Context, why string) error {
 	x.event("credential.needs_attention", map[string]any{"error": why})
 	x.note(notify.KindRunFailed, x.e.now(), why, fmt.Sprintf("rotation of %s failed after cutover: %s", x.cred.ID, why))
 	x.note(notify.KindNeedsAttention, x.e.now(), why, fmt.Sprintf("credential %s needs attention: %s", x.cred.ID, why))
-	err := x.commit(ctx, StateFailed, func(tx store.Tx) error {
+	err := x.commit(ctx, StateFailed, func(ctx context.Context, tx store.Tx) error {
 		return tx.UpdateCredentialState(ctx, x.cred.ID, st)
 	})
 	if err != nil {

@@ -1177,6 +1177,64 @@ func TestExecuteResumes(t *testing.T) {
 	})
 }
 
+// TestInterruptedMintIsRecorded cancels a run while its provider is
+// minting (Ctrl-C in the CLI, a stopping service), and the provider
+// completes the mint all the same, as a resource does with a request its
+// client gave up on. The minted value must be recorded, not forgotten and
+// revoked: the run stops at minted, and resuming it cuts over to that very
+// value.
+func TestInterruptedMintIsRecorded(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		b := setup(t, st, credYAML("interrupted", "flt", "max_age: 1h", "out=INT"), setupOpts{noStart: true})
+		// activate hangs: however late the cancellation comes, the run
+		// stops after the mint's commit.
+		b.control(t, `{"delay": {"mint": "2s"}, "uninterruptible": ["mint"], "hang": ["activate"]}`)
+		runID := b.rotate(t, rotation.Request{Selection: ids("interrupted")})
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		var cancelledAt time.Time
+		timer := time.AfterFunc(300*time.Millisecond, func() { cancelledAt = time.Now(); cancel() })
+		defer timer.Stop()
+		_, _, err := b.e.Execute(ctx, runID)
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("interrupted Execute: %v, want context.Canceled", err)
+		}
+		steps := b.checkSteps(t, runID, "mint:ok")
+		if !steps[0].FinishedAt.After(cancelledAt) {
+			t.Fatalf("the mint finished at %s, before the cancellation at %s: the test did not interrupt it",
+				steps[0].FinishedAt, cancelledAt)
+		}
+		mid := b.run(t, runID)
+		if mid.State != string(rotation.StateMinted) || !mid.Active || mid.NewVersionID == "" {
+			t.Fatalf("interrupted run: %s active %v new %q, want minted with its pending version", mid.State, mid.Active, mid.NewVersionID)
+		}
+		pend := b.version(t, mid.NewVersionID)
+		if pend.Stage != store.StagePending {
+			t.Fatalf("pending version is %s", pend.Stage)
+		}
+		pendVal := b.open(t, pend)
+		if logs := b.logs.String(); strings.Contains(logs, "could not be recorded") {
+			t.Errorf("the minted value was given up:\n%s", logs)
+		}
+
+		b.control(t, "")
+		if out, _, err := b.e.Execute(t.Context(), runID); err != nil || out != rotation.Done {
+			t.Fatalf("resumed Execute: %v, %v", out, err)
+		}
+		done := b.run(t, runID)
+		if done.State != string(rotation.StateSucceeded) || done.NewVersionID != pend.ID {
+			t.Fatalf("resumed run: %s, new version %s (want %s)", done.State, done.NewVersionID, pend.ID)
+		}
+		if got := b.env(t, "out.env")["INT"]; got != pendVal.RevealString() {
+			t.Error("the target does not hold the value minted before the interruption")
+		}
+		if vs := b.versions(t, "interrupted"); len(vs) != 1 {
+			t.Errorf("%d versions, want the one minted before the interruption", len(vs))
+		}
+	})
+}
+
 // TestNoSecretLeaks runs successes and every kind of failure and checks
 // that no minted value appears in logs, step rows, audit events, run
 // errors, notifications or River's job rows.

@@ -257,7 +257,7 @@ func (l *Local) drive(ctx context.Context, id string) Result {
 		transient = 0
 		switch outcome {
 		case RetireLater:
-			r, _ := e.store.GetRun(ctx, id)
+			r, _ := e.store.GetRun(context.WithoutCancel(ctx), id)
 			l.report(Progress{Kind: ProgressWaitingRetire, Credential: r.CredentialID, Run: id, State: State(r.State), At: at})
 			if l.WaitRetired && !at.After(l.Deadline) {
 				if !sleepUntil(ctx, at) {
@@ -277,7 +277,9 @@ func (l *Local) drive(ctx context.Context, id string) Result {
 		case Done:
 		}
 		l.hold(id, false)
-		r, err := e.store.GetRun(ctx, id)
+		// The run's commits outlive a cancellation (execution.commit): read
+		// how it ended even when ctx is cancelled meanwhile.
+		r, err := e.store.GetRun(context.WithoutCancel(ctx), id)
 		if err != nil {
 			res.Err = err
 			return l.finish(ctx, res, id)
@@ -335,8 +337,10 @@ func (l *Local) retryDue(ctx context.Context, r store.Run) (time.Time, bool) {
 // cancel, or an emergency taking over).
 func IsCancelled(r store.Run) bool { return strings.HasPrefix(r.Error, "cancelled by ") }
 
-// afterEnd completes the Result of a run that ended.
+// afterEnd completes the Result of a run that ended. Its read is made
+// even when ctx is cancelled: it reports what happened.
 func (l *Local) afterEnd(ctx context.Context, res Result, r store.Run) Result {
+	ctx = context.WithoutCancel(ctx)
 	res.Run, res.Credential = r, r.CredentialID
 	if State(r.State) == StateRolledBack && !IsCancelled(r) {
 		if c, err := l.E.store.GetCredential(ctx, r.CredentialID); err == nil && c.State.Status == store.StatusFailing {
@@ -347,7 +351,11 @@ func (l *Local) afterEnd(ctx context.Context, res Result, r store.Run) Result {
 	return res
 }
 
+// finish completes the Result of a run that stopped, ended or not. Its
+// reads are made even when ctx is cancelled: it reports where the run
+// stands.
 func (l *Local) finish(ctx context.Context, res Result, id string) Result {
+	ctx = context.WithoutCancel(ctx)
 	l.hold(id, false)
 	r, err := l.E.store.GetRun(ctx, id)
 	if err == nil {

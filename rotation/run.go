@@ -369,10 +369,25 @@ func (x *execution) lastStepName() string {
 	return x.steps[len(x.steps)-1].Name
 }
 
+// commitTimeout bounds a commit, which runs on when its caller is
+// cancelled (see commit).
+const commitTimeout = 15 * time.Second
+
 // commit writes the run (in state s), the recorded steps and events, and
 // whatever fn writes, in one transaction. It fails with ErrRunMoved if the
 // run changed since this execution read it.
-func (x *execution) commit(ctx context.Context, s State, fn func(tx store.Tx) error) error {
+//
+// A commit records what already happened outside rotator (a value minted,
+// targets switched, a value revoked), so it is not given up when ctx is
+// cancelled (Ctrl-C in the CLI, a stopping service, a job timeout): it runs
+// with ctx's values but not its cancellation, for at most commitTimeout,
+// and fn is handed that context. Without this, an interrupted run would
+// forget a value the provider had already minted, and a cutover whose
+// targets had all switched would not be recorded. The run stops at its
+// next step instead, which sees ctx cancelled.
+func (x *execution) commit(ctx context.Context, s State, fn func(ctx context.Context, tx store.Tx) error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
 	prevState, prevUpdated := x.run.State, x.run.UpdatedAt
 	x.run.State = string(s)
 	x.run.UpdatedAt = x.e.now()
@@ -384,7 +399,7 @@ func (x *execution) commit(ctx context.Context, s State, fn func(tx store.Tx) er
 	// one round trip.
 	err := x.e.store.InPipelinedTx(ctx, func(tx store.Tx) error {
 		if fn != nil {
-			if err := fn(tx); err != nil {
+			if err := fn(ctx, tx); err != nil {
 				return err
 			}
 		}
@@ -464,7 +479,7 @@ func (x *execution) revokeFirst(ctx context.Context) error {
 	if x.run.StartedAt.IsZero() {
 		x.run.StartedAt = started
 	}
-	return x.commit(ctx, StateRevokingCurrent, func(tx store.Tx) error {
+	return x.commit(ctx, StateRevokingCurrent, func(ctx context.Context, tx store.Tx) error {
 		if err := tx.UpdateVersion(ctx, cur); err != nil {
 			return err
 		}
@@ -534,7 +549,7 @@ func (x *execution) mint(ctx context.Context) error {
 		x.newVer, x.newVal, x.unrecorded = &v, resp.Value, true
 		return nil
 	}
-	if err := x.commit(ctx, StateMinted, func(tx store.Tx) error {
+	if err := x.commit(ctx, StateMinted, func(ctx context.Context, tx store.Tx) error {
 		if err := tx.InsertVersion(ctx, v); err != nil {
 			return err
 		}
@@ -578,6 +593,12 @@ func (x *execution) writeVersion(ctx context.Context, tx store.Tx, v store.Versi
 }
 
 func (x *execution) revokeUnrecorded(ctx context.Context, v store.Version, val secret.Value) {
+	if x.caps.Local {
+		// Known to no one: a Local provider's value exists only in rotator,
+		// and nothing was given it yet.
+		x.logger().Info("a minted value could not be recorded; it was never given out and is discarded", slog.String("version", v.ID))
+		return
+	}
 	if !x.caps.Revocable {
 		x.logger().Warn("a minted value could not be recorded; the provider cannot revoke it", slog.String("version", v.ID), slog.String("reason", stillValid(x.cred.Provider, v)))
 		return
@@ -731,7 +752,7 @@ func (x *execution) cutover(ctx context.Context) error {
 	oldState := x.cred.State
 	x.cred.State = st // for the finished-run log line of a run ending here
 	x.noteCutover(now, retireNow)
-	err = x.commit(ctx, state, func(tx store.Tx) error {
+	err = x.commit(ctx, state, func(ctx context.Context, tx store.Tx) error {
 		if prev != nil && !retireNow {
 			p := *prev
 			p.Stage = store.StagePrevious
@@ -863,7 +884,7 @@ func (x *execution) retirePrevious(ctx context.Context) error {
 	x.run.Error = ""
 	x.event("run.succeeded", map[string]any{"retired_versions": len(retired)})
 	x.note(notify.KindRetired, x.e.now(), "", fmt.Sprintf("the previous value of %s was retired", x.cred.ID))
-	return x.commit(ctx, StateSucceeded, func(tx store.Tx) error {
+	return x.commit(ctx, StateSucceeded, func(ctx context.Context, tx store.Tx) error {
 		for _, p := range retired {
 			if err := tx.UpdateVersion(ctx, p); err != nil {
 				return err
@@ -1014,7 +1035,7 @@ func (x *execution) finishFailed(ctx context.Context, msg string, extra func(tx 
 		x.note(notify.KindNeedsAttention, now, msg,
 			fmt.Sprintf("credential %s needs attention after %d failed rotations: %s", x.cred.ID, st.FailureCount, msg))
 	}
-	err := x.commit(ctx, StateRolledBack, func(tx store.Tx) error {
+	err := x.commit(ctx, StateRolledBack, func(ctx context.Context, tx store.Tx) error {
 		if v := x.newVer; v != nil && v.Stage == store.StagePending {
 			d := *v
 			d.Stage, d.RetiredAt, d.Sealed = store.StageDiscarded, now, nil
@@ -1069,7 +1090,7 @@ func (x *execution) failIfSealed(ctx context.Context, err error) error {
 	x.cred.State = st // for the finished-run log line
 	x.note(notify.KindRunFailed, x.e.now(), msg, fmt.Sprintf("rotation of %s failed: %s", x.cred.ID, msg))
 	x.note(notify.KindNeedsAttention, x.e.now(), msg, fmt.Sprintf("credential %s needs attention: %s", x.cred.ID, msg))
-	err = x.commit(bg, StateFailed, func(tx store.Tx) error { return tx.UpdateCredentialState(bg, x.cred.ID, st) })
+	err = x.commit(bg, StateFailed, func(ctx context.Context, tx store.Tx) error { return tx.UpdateCredentialState(ctx, x.cred.ID, st) })
 	if errors.Is(err, ErrRunMoved) {
 		return nil
 	}

@@ -12,6 +12,10 @@
 //
 //	{"fail": ["mint", "verify"], "hang": ["activate"], "delay": {"mint": "2s"}, "grant": ["admin"]}
 //
+// A step in uninterruptible with a delay sleeps through it even when its
+// call is cancelled, then succeeds, as a resource that completes a request
+// its client has given up on.
+//
 // A step in panic panics with a message that holds the value it was
 // given (activate, verify, revoke: the request's value; mint: the value it
 // minted), as a buggy plugin might: a test proves the engine survives it
@@ -132,6 +136,10 @@ type Control struct {
 	// Panic lists the steps that panic with a message holding the value
 	// they were given (or, for mint, minted).
 	Panic []string `json:"panic"`
+	// Uninterruptible lists the steps whose delay a cancelled call does not
+	// cut short and which then succeed all the same, as a resource that
+	// completes a request its client has given up on.
+	Uninterruptible []string `json:"uninterruptible"`
 }
 
 // Provider is the faulty provider.
@@ -191,7 +199,12 @@ func (p *Provider) behave(ctx context.Context, step string) error {
 	if err != nil {
 		return err
 	}
-	if d, ok := c.Delay[step]; ok {
+	if d, ok := c.Delay[step]; ok && slices.Contains(c.Uninterruptible, step) {
+		if dur, err := time.ParseDuration(d); err == nil {
+			time.Sleep(dur)
+		}
+		return nil
+	} else if ok {
 		dur, err := time.ParseDuration(d)
 		if err == nil {
 			select {
