@@ -56,6 +56,7 @@ var (
 	benchPGIters    = flag.Int("bench.pgrole.iterations", 0, "postgres-role provider: scram_iterations (0: the provider's default)")
 	benchPgbench    = flag.Bool("bench.pgbench", true, "run the pgbench yardstick (pgbench -N and pgbench -C -N) before and after the postgres-role benchmarks")
 	benchPgbenchT   = flag.Duration("bench.pgbench.time", 15*time.Second, "duration of each pgbench run")
+	benchPGGrace    = flag.Duration("bench.pgrole.grace", 0, "postgres-role emergency benchmark: every credential's grace period; when set, every credential is rotated first and the emergency finds it in its grace period (the emergency ends each grace, revoking the previous value, before its own run)")
 )
 
 const (
@@ -163,6 +164,9 @@ func benchPGEmergency(b *testing.B, verify string) {
 	iters := 0
 	cost := h.startCost()
 	for b.Loop() {
+		if *benchPGGrace > 0 {
+			h.rotateIntoGrace(n)
+		}
 		b.Logf("verify=%s: load average before the emergency rotation %s", verify, benchLoad())
 		t0 := time.Now()
 		started, err := h.e.Rotate(b.Context(), rotation.Request{
@@ -177,13 +181,43 @@ func benchPGEmergency(b *testing.B, verify string) {
 		last, _ := h.waitTerminal(ids, t0, 10*time.Minute)
 		total += last.Sub(t0)
 		iters++
-		b.Logf("verify=%s: emergency rotation of %d postgres roles took %s (Rotate returned after %s) with %d workers, max_admin_connections %s; load average after %s",
-			verify, n, last.Sub(t0).Round(time.Millisecond), enqueued.Round(time.Millisecond), *benchWorkers, benchPGConnsString(), benchLoad())
+		b.Logf("verify=%s: emergency rotation of %d postgres roles (grace %s) took %s (Rotate returned after %s) with %d workers, max_admin_connections %s; load average after %s",
+			verify, n, *benchPGGrace, last.Sub(t0).Round(time.Millisecond), enqueued.Round(time.Millisecond), *benchWorkers, benchPGConnsString(), benchLoad())
 	}
 	h.stop(r)
 	cost.report(n * iters)
 	b.ReportMetric(total.Seconds()/float64(iters), "s/emergency")
 	b.ReportMetric(float64(n*iters)/total.Seconds(), "rotations/s")
+}
+
+// rotateIntoGrace rotates every credential (not an emergency) and waits
+// until each run has cut over and waits out its grace period.
+func (h *pgRoleHarness) rotateIntoGrace(n int) {
+	b := h.b
+	started, err := h.e.Rotate(b.Context(), rotation.Request{Selection: rotation.Selection{All: true}, Actor: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ids := benchRunIDs(b, started, n)
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		inGrace := 0
+		for _, r := range h.runs(ids) {
+			switch rotation.State(r.State) {
+			case rotation.StateCutOver:
+				inGrace++
+			case rotation.StateSucceeded, rotation.StateRolledBack, rotation.StateFailed:
+				b.Fatalf("run %s of %s ended %s before the emergency: %s", r.ID, r.CredentialID, r.State, r.Error)
+			}
+		}
+		if inGrace == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d runs in their grace period after 10 minutes", inGrace, n)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // logFailures waits until no run is active (or the deadline) and logs the
@@ -312,7 +346,7 @@ func (h *pgRoleHarness) seedPGRoles(n int, schedule string, spread time.Duration
 		}
 		return start.Add(spread * time.Duration(i) / time.Duration(n))
 	}
-	policy := store.Policy{MaxAge: 30 * 24 * time.Hour, Schedule: schedule}
+	policy := store.Policy{MaxAge: 30 * 24 * time.Hour, Schedule: schedule, Grace: *benchPGGrace}
 	for from := 0; from < n; from += 1000 {
 		err := h.s.InTx(ctx, func(tx store.Tx) error {
 			for i := from; i < min(from+1000, n); i++ {

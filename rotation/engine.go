@@ -336,44 +336,96 @@ func (e *Engine) preempt(ctx context.Context, creds []store.Credential, req Requ
 
 // expediteGrace ends the grace period of runs that already cut over for
 // the given credentials: in an emergency the previous value must not stay
-// valid, and its run must end so that the emergency run can start.
+// valid, and its run must end so that the emergency run can start. The
+// runs are retired expediteConcurrency at a time: each may revoke at its
+// provider, and the emergency runs wait for all of them.
 func (e *Engine) expediteGrace(ctx context.Context, creds []store.Credential) error {
 	ids := make([]string, len(creds))
 	for i, c := range creds {
 		ids[i] = c.ID
 	}
-	for i := 0; i < len(ids); i += 500 {
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	sem := make(chan struct{}, expediteConcurrency)
+	fail := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	failed := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return firstErr != nil
+	}
+	for i := 0; i < len(ids) && !failed() && ctx.Err() == nil; i += 500 {
 		active, err := e.store.ListRuns(ctx, store.RunFilter{ActiveOnly: true, CredentialIDs: ids[i:min(i+500, len(ids))]})
 		if err != nil {
-			return fmt.Errorf("listing active runs: %w", err)
+			fail(fmt.Errorf("listing active runs: %w", err))
+			break
 		}
 		for _, r := range active {
 			if s := State(r.State); s != StateCutOver && s != StateRetiringPrevious {
 				continue
 			}
-			opts := runOptions(r)
-			opts.RetireAfter = e.now()
-			r.Options = opts.raw()
-			prevUpdated := r.UpdatedAt
-			r.UpdatedAt = e.now()
-			err := e.store.InTx(ctx, func(tx store.Tx) error {
-				err := tx.AdvanceRun(ctx, store.RunAdvance{Run: r, FromState: r.State, FromUpdatedAt: prevUpdated})
-				if errors.Is(err, store.ErrConflict) {
-					return ErrRunMoved
-				}
-				return err
-			})
-			if err != nil && !errors.Is(err, ErrRunMoved) {
-				return fmt.Errorf("ending the grace period of run %s: %w", r.ID, err)
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
 			}
-			if err == nil {
-				// ErrRunMoved: the run's own job woke at the same moment and
-				// retires the previous version itself.
-				if _, _, err := e.Execute(ctx, r.ID); err != nil && !errors.Is(err, ErrRunMoved) {
-					return fmt.Errorf("retiring the previous version of %s: %w", r.CredentialID, err)
-				}
+			if ctx.Err() != nil || failed() {
+				break
 			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				if err := e.endGrace(ctx, r); err != nil {
+					fail(err)
+				}
+			}()
 		}
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		// Each run stopped at a committed step: some previous versions are
+		// retired, the rest still in their grace period.
+		return fmt.Errorf("interrupted while ending the grace periods of previous versions, before any emergency run was started (run the command again): %w", context.Cause(ctx))
+	}
+	return firstErr
+}
+
+// expediteConcurrency is how many grace periods expediteGrace ends at once.
+const expediteConcurrency = 16
+
+// endGrace ends the grace period of r, a run that cut over, and retires
+// its previous version here.
+func (e *Engine) endGrace(ctx context.Context, r store.Run) error {
+	opts := runOptions(r)
+	opts.RetireAfter = e.now()
+	r.Options = opts.raw()
+	prevUpdated := r.UpdatedAt
+	r.UpdatedAt = e.now()
+	err := e.store.InTx(ctx, func(tx store.Tx) error {
+		err := tx.AdvanceRun(ctx, store.RunAdvance{Run: r, FromState: r.State, FromUpdatedAt: prevUpdated})
+		if errors.Is(err, store.ErrConflict) {
+			return ErrRunMoved
+		}
+		return err
+	})
+	if errors.Is(err, ErrRunMoved) {
+		// The run's own job woke at the same moment and retires the
+		// previous version itself.
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("ending the grace period of run %s: %w", r.ID, err)
+	}
+	if _, _, err := e.Execute(ctx, r.ID); err != nil && !errors.Is(err, ErrRunMoved) {
+		return fmt.Errorf("retiring the previous version of %s: %w", r.CredentialID, err)
 	}
 	return nil
 }

@@ -1006,6 +1006,73 @@ func TestEmergency(t *testing.T) {
 	})
 }
 
+// TestEmergencyEndsManyGraces rotates credentials into their grace period
+// and then declares an emergency on all of them: every previous value is
+// revoked at the resource (the grace periods are ended several at a time),
+// every emergency run succeeds, and no credential is skipped.
+func TestEmergencyEndsManyGraces(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		const n = 16
+		var creds strings.Builder
+		names := make([]string, n)
+		for i := range n {
+			names[i] = fmt.Sprintf("graced-%02d", i)
+			creds.WriteString(credYAML(names[i], "flt", "max_age: 1h; grace: 1h"))
+		}
+		b := setup(t, st, creds.String(), setupOpts{})
+		res := b.resource()
+		first := map[string]string{}
+		for _, name := range names {
+			first[name] = b.rotateOK(t, name).NewVersionID
+		}
+		// Into the grace period: each run waits at cut_over, the first
+		// version previous and still valid.
+		inGrace := map[string]store.Run{}
+		for _, name := range names {
+			inGrace[name] = b.waitRun(t, b.rotate(t, rotation.Request{Selection: ids(name)}), rotation.StateCutOver)
+		}
+		previous := map[string]secret.Value{}
+		for _, name := range names {
+			v := b.version(t, first[name])
+			if v.Stage != store.StagePrevious {
+				t.Fatalf("%s: version %s is %s during the grace, want previous", name, v.ID, v.Stage)
+			}
+			previous[name] = b.open(t, v)
+			if !res.Valid(previous[name]) {
+				t.Fatalf("%s: the previous value is not valid during the grace", name)
+			}
+		}
+		b.control(t, `{"delay": {"revoke": "50ms"}}`)
+		started, err := b.e.Rotate(t.Context(), rotation.Request{Selection: ids(names...), Emergency: true, Reason: "leak", Actor: "oncall"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(started) != n {
+			t.Fatalf("%d runs started, want %d", len(started), n)
+		}
+		for _, s := range started {
+			if s.Skipped {
+				t.Errorf("%s skipped: %s", s.CredentialID, s.Reason)
+				continue
+			}
+			e := b.waitDone(t, s.RunID)
+			if e.State != string(rotation.StateSucceeded) || e.OldVersionID != inGrace[s.CredentialID].NewVersionID {
+				t.Errorf("%s: emergency run %s %q, old version %s (want %s)", s.CredentialID, e.State, e.Error, e.OldVersionID, inGrace[s.CredentialID].NewVersionID)
+			}
+			if r := b.run(t, inGrace[s.CredentialID].ID); r.State != string(rotation.StateSucceeded) {
+				t.Errorf("%s: the run in grace is %s %q, want succeeded", s.CredentialID, r.State, r.Error)
+			}
+			if v := b.version(t, first[s.CredentialID]); v.Stage != store.StageRetired {
+				t.Errorf("%s: the value previous during the grace is %s, want retired", s.CredentialID, v.Stage)
+			}
+			if res.Valid(previous[s.CredentialID]) {
+				t.Errorf("%s: the value previous during the grace is still valid at the resource", s.CredentialID)
+			}
+		}
+	})
+}
+
 func TestRevokeFirst(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, st store.Store) {
