@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -144,6 +145,9 @@ type Runner struct {
 	stopFn       func(context.Context) error
 	// insertDeliver inserts notification delivery jobs (deliver.go).
 	insertDeliver func(ctx context.Context, tx store.Tx, ids []string) error
+	// quiet logs the warnings that repeat every second while the database
+	// is unreachable, holding back repeats (quietRepeats).
+	quiet *slog.Logger
 }
 
 // NewRunner builds the River client for the engine's store and attaches it
@@ -185,7 +189,8 @@ func NewRunner(e *Engine, opts RunnerOptions) (*Runner, error) {
 	if opts.NotifyWorkers <= 0 {
 		opts.NotifyWorkers = 4
 	}
-	r := &Runner{e: e, opts: opts, locks: newRunLocks(e.store, opts.Logger)}
+	r := &Runner{e: e, opts: opts, locks: newRunLocks(e.store, opts.Logger),
+		quiet: slog.New(newQuietRepeats(e.log.Handler(), riverRepeatWindow))}
 	if opts.Scheduler {
 		rec := &reconciler{e: e, minAge: opts.ReconcileAfter, every: opts.ReconcileEvery}
 		opts.LeaderTasks = append([]func(context.Context) error{rec.task}, opts.LeaderTasks...)
@@ -247,11 +252,12 @@ func setupRiver[TTx any](r *Runner, driver riverdriver.Driver[TTx]) error {
 		FetchPollInterval:      r.opts.FetchPollInterval,
 		LeaderElectionDisabled: !r.opts.Scheduler,
 		// River logs job counts at info every 5s; operators need only its warnings.
-		Logger:                      slog.New(minLevel{h: r.opts.Logger.Handler(), min: slog.LevelWarn}).With(slog.String("component", "river")),
+		Logger: slog.New(minLevel{h: newQuietRepeats(r.opts.Logger.Handler(), riverRepeatWindow), min: slog.LevelWarn}).
+			With(slog.String("component", "river")),
 		CompletedJobRetentionPeriod: time.Hour,
 	}
 	if r.opts.Scheduler {
-		if err := river.AddWorkerSafely(workers, &tickWorker{e: r.e, interval: r.opts.TickInterval, batch: r.opts.SchedulerBatch, slice: 2 * time.Second, tasks: r.opts.LeaderTasks}); err != nil {
+		if err := river.AddWorkerSafely(workers, &tickWorker{e: r.e, quiet: r.quiet, interval: r.opts.TickInterval, batch: r.opts.SchedulerBatch, slice: 2 * time.Second, tasks: r.opts.LeaderTasks}); err != nil {
 			return err
 		}
 		cfg.Queues[QueueScheduler] = river.QueueConfig{MaxWorkers: 1}
@@ -299,7 +305,7 @@ func (r *Runner) Start(ctx context.Context) error {
 				case <-t.C:
 				}
 				if _, err := r.e.takeOver(tctx, takeoverMinAge); err != nil && tctx.Err() == nil {
-					r.e.log.Warn("looking for runs of vanished workers failed", slog.String("error", err.Error()))
+					r.quiet.Warn("looking for runs of vanished workers failed", slog.String("error", err.Error()))
 				}
 			}
 		}()
@@ -382,6 +388,7 @@ func (w *rotateWorker) NextRetry(j *river.Job[RotateArgs]) time.Time {
 type tickWorker struct {
 	river.WorkerDefaults[TickArgs]
 	e               *Engine
+	quiet           *slog.Logger // Runner.quiet
 	interval, slice time.Duration
 	batch           int
 	tasks           []func(ctx context.Context) error
@@ -411,7 +418,7 @@ func (w *tickWorker) Work(ctx context.Context, _ *river.Job[TickArgs]) error {
 				if ctx.Err() != nil {
 					return nil
 				}
-				w.e.log.Warn("scheduler tick failed", slog.String("error", w.e.opts.Redactor.Scrub(err.Error())))
+				w.quiet.Warn("scheduler tick failed", slog.String("error", w.e.opts.Redactor.Scrub(err.Error())))
 				break
 			}
 			if n < w.batch {
@@ -458,3 +465,76 @@ func (m minLevel) WithAttrs(a []slog.Attr) slog.Handler {
 	return minLevel{h: m.h.WithAttrs(a), min: m.min}
 }
 func (m minLevel) WithGroup(n string) slog.Handler { return minLevel{h: m.h.WithGroup(n), min: m.min} }
+
+// riverRepeatWindow is how long River's repeats of one message are held
+// back: while the database is unreachable, River's fetch loop alone logs
+// an error every 100 ms.
+const riverRepeatWindow = 30 * time.Second
+
+// quietRepeats passes a record on unless a record with the same level and
+// message was passed on less than window ago; it counts those it holds
+// back and adds their number, as "repeated", to the next one it passes on.
+// Handlers derived with WithAttrs and WithGroup share the counts.
+type quietRepeats struct {
+	h      slog.Handler
+	window time.Duration
+	shared *repeatCounts
+}
+
+type repeatCounts struct {
+	mu   sync.Mutex
+	now  func() time.Time
+	seen map[repeatKey]*repeatState
+}
+
+type repeatKey struct {
+	level slog.Level
+	msg   string
+}
+
+type repeatState struct {
+	passed time.Time // when the last record was passed on
+	held   int       // records held back since
+}
+
+func newQuietRepeats(h slog.Handler, window time.Duration) quietRepeats {
+	return quietRepeats{h: h, window: window, shared: &repeatCounts{now: time.Now, seen: map[repeatKey]*repeatState{}}}
+}
+
+func (q quietRepeats) Enabled(ctx context.Context, l slog.Level) bool { return q.h.Enabled(ctx, l) }
+
+func (q quietRepeats) Handle(ctx context.Context, r slog.Record) error {
+	c := q.shared
+	c.mu.Lock()
+	now := c.now()
+	k := repeatKey{r.Level, r.Message}
+	st := c.seen[k]
+	if st != nil && now.Sub(st.passed) < q.window {
+		st.held++
+		c.mu.Unlock()
+		return nil
+	}
+	if st == nil {
+		if len(c.seen) >= 1000 { // bounded, whatever River logs
+			clear(c.seen)
+		}
+		st = &repeatState{}
+		c.seen[k] = st
+	}
+	held := st.held
+	st.held, st.passed = 0, now
+	c.mu.Unlock()
+	if held > 0 {
+		r = r.Clone()
+		r.AddAttrs(slog.Int("repeated", held), slog.Duration("repeated_within", q.window))
+	}
+	return q.h.Handle(ctx, r)
+}
+
+func (q quietRepeats) WithAttrs(a []slog.Attr) slog.Handler {
+	return quietRepeats{h: q.h.WithAttrs(a), window: q.window, shared: q.shared}
+}
+
+func (q quietRepeats) WithGroup(n string) slog.Handler {
+	return quietRepeats{h: q.h.WithGroup(n), window: q.window, shared: q.shared}
+}

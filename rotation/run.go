@@ -782,7 +782,7 @@ func (x *execution) cutover(ctx context.Context) error {
 				x.seq = x.steps[nSteps-1].Seq + 1
 			}
 		}
-		return err
+		return cutoverCommitError{err}
 	}
 	x.cred.State = st
 	x.newVer, x.unrecorded = v, false
@@ -967,8 +967,19 @@ func (x *execution) failAtCutover(ctx context.Context, cause error) (Outcome, ti
 		x.giveUp = true
 		msg += " (permanent: not retried)"
 	}
-	x.logger().Warn("cutover failed; restoring the previous value at targets", slog.String("error", msg))
 	bg := context.WithoutCancel(ctx)
+	if errors.As(cause, new(cutoverCommitError)) && !x.beforeCutover(bg) {
+		// The commit's connection broke (the database restarted) and the
+		// cutover may have taken effect, or the run cannot be read to
+		// know. Restoring the targets would hand consumers the value the
+		// run retires. Targets keep the new value, which is valid either
+		// way, and the run resumes from what the store holds: it cuts over
+		// again, or retires the previous value.
+		x.logger().Warn("the cutover's commit failed and may have taken effect; targets keep the new value, and the run resumes from what the store holds",
+			slog.String("error", x.scrub(cause)))
+		return Done, time.Time{}, cause
+	}
+	x.logger().Warn("cutover failed; restoring the previous value at targets", slog.String("error", msg))
 	x.restoreTargets(bg)
 	if v := x.newVer; v != nil && x.caps.Revocable && !x.newVal.IsZero() {
 		started := x.e.now()
@@ -980,6 +991,24 @@ func (x *execution) failAtCutover(ctx context.Context, cause error) (Outcome, ti
 		x.skipRevoke("rollback_revoke", *v)
 	}
 	return Done, time.Time{}, x.finishFailed(bg, msg, nil)
+}
+
+// cutoverCommitError is the failure of the cutover's commit, after every
+// target switched to the new value.
+type cutoverCommitError struct{ err error }
+
+func (e cutoverCommitError) Error() string { return e.err.Error() }
+func (e cutoverCommitError) Unwrap() error { return e.err }
+
+// beforeCutover reports whether the run is still as this execution last
+// committed it (its state and update time), read from the store: then a
+// failed cutover commit did not take effect. It is false when the run
+// cannot be read.
+func (x *execution) beforeCutover(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, commitTimeout)
+	defer cancel()
+	r, err := x.e.store.GetRun(ctx, x.run.ID)
+	return err == nil && r.State == x.run.State && r.UpdatedAt.Equal(x.run.UpdatedAt)
 }
 
 // restoreTargets promotes the current value (still valid: nothing was

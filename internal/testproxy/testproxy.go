@@ -1,8 +1,9 @@
 // Package testproxy is a TCP proxy for tests of plugins that talk to a
 // server: it records what clients send, so that a test can check that no
 // secret crosses the wire in clear, and it can stall, so that a test can
-// make the server unresponsive to new and to open connections alike. It is
-// closed with the test.
+// make the server unresponsive to new and to open connections alike. It
+// can also sever a connection just after a request left (SeverAfter). It
+// is closed with the test.
 package testproxy
 
 import (
@@ -11,6 +12,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Proxy forwards connections to a target address.
@@ -20,6 +22,7 @@ type Proxy struct {
 
 	mu      sync.Mutex
 	stalled chan struct{} // closed on resume; nil when not stalled
+	sever   []byte        // SeverAfter's pattern; nil when not armed
 	sent    bytes.Buffer
 	conns   map[net.Conn]bool
 	wg      sync.WaitGroup
@@ -92,6 +95,30 @@ func (p *Proxy) Stall() (resume func()) {
 	}
 }
 
+// SeverAfter arms the proxy to cut one connection as the network can: the
+// next chunk a client sends that contains pattern is forwarded to the
+// server, and then the client's side is closed while the server's side
+// stays open for a second, its answer discarded. The server completes the
+// request; the client gets an error and never learns the outcome (a
+// commit whose connection broke).
+func (p *Proxy) SeverAfter(pattern []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sever = bytes.Clone(pattern)
+}
+
+// severs reports whether chunk, sent by a client, is the one SeverAfter
+// waits for, and disarms it if so.
+func (p *Proxy) severs(chunk []byte) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.sever == nil || !bytes.Contains(chunk, p.sever) {
+		return false
+	}
+	p.sever = nil
+	return true
+}
+
 func (p *Proxy) track(c net.Conn, on bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -131,7 +158,7 @@ func (p *Proxy) accept() {
 			defer up.Close()
 			done := make(chan struct{})
 			go func() {
-				p.pipe(c, up)
+				p.pipe(c, up, nil)
 				_ = c.Close()
 				close(done)
 			}()
@@ -139,7 +166,11 @@ func (p *Proxy) accept() {
 			// answered is in the record by the time the client has the
 			// answer (forwarded first, a test reading the record right
 			// after a call could miss the call's last bytes).
-			p.pipe(io.MultiWriter((*recorder)(p), up), c)
+			if severed := p.pipe(io.MultiWriter((*recorder)(p), up), c, p.severs); severed {
+				_ = c.Close()
+				_ = up.SetReadDeadline(time.Now().Add(time.Second))
+				_, _ = io.Copy(io.Discard, up)
+			}
 			_ = up.Close()
 			<-done
 		}()
@@ -147,7 +178,9 @@ func (p *Proxy) accept() {
 }
 
 // pipe copies src to dst, holding each chunk while the proxy is stalled.
-func (p *Proxy) pipe(dst io.Writer, src io.Reader) {
+// It stops, and reports true, after forwarding a chunk for which stop (if
+// not nil) is true.
+func (p *Proxy) pipe(dst io.Writer, src io.Reader, stop func([]byte) bool) bool {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
@@ -159,11 +192,14 @@ func (p *Proxy) pipe(dst io.Writer, src io.Reader) {
 				<-stall
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
+				return false
+			}
+			if stop != nil && stop(buf[:n]) {
+				return true
 			}
 		}
 		if err != nil {
-			return
+			return false
 		}
 	}
 }

@@ -1,0 +1,83 @@
+package rotation_test
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/rotatorhq/rotator/internal/store"
+	"github.com/rotatorhq/rotator/internal/store/postgres"
+	"github.com/rotatorhq/rotator/internal/testpg"
+	"github.com/rotatorhq/rotator/internal/testproxy"
+	"github.com/rotatorhq/rotator/rotation"
+)
+
+// TestCutoverCommitSevered breaks the database connection just after the
+// cutover's commit left for the server, as a database restart or a network
+// fault can: the server commits, and the engine gets an error. Every target
+// already holds the new value, and the store now says it is current, so the
+// engine must not hand the targets the previous value back (the run would
+// then retire the value consumers hold). The run resumes from what the
+// store holds.
+func TestCutoverCommitSevered(t *testing.T) {
+	t.Parallel()
+	u, err := url.Parse(testpg.New(t) + "&pool_max_conns=4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := testproxy.New(t, u.Host)
+	u.Host = proxy.Addr()
+	st, err := postgres.Open(t.Context(), u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	if err := st.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := rotation.MigrateQueue(t.Context(), st); err != nil {
+		t.Fatal(err)
+	}
+	b := setup(t, st, credYAML("severed", "flt", "max_age: 1h; grace: 1h", "out=SEV"), setupOpts{noStart: true})
+	execute := func(id string) error {
+		_, _, err := b.e.Execute(t.Context(), id)
+		return err
+	}
+	first := b.rotate(t, rotation.Request{Selection: ids("severed")})
+	if err := execute(first); err != nil {
+		t.Fatal(err)
+	}
+	prev := b.run(t, first).NewVersionID
+
+	second := b.rotate(t, rotation.Request{Selection: ids("severed")})
+	// The cutover's commit is the first batch that names the state.
+	proxy.SeverAfter([]byte("cut_over"))
+	if err := execute(second); err == nil {
+		t.Fatal("the severed cutover returned no error: the proxy did not cut the commit's connection")
+	}
+	r := b.run(t, second)
+	if r.State != string(rotation.StateCutOver) || r.NewVersionID == "" {
+		t.Fatalf("run after the severed commit: %s, new version %q; want cut_over (the server committed)", r.State, r.NewVersionID)
+	}
+	cur := b.version(t, r.NewVersionID)
+	want := b.open(t, cur).RevealString()
+	if got := b.env(t, "out.env")["SEV"]; got != want {
+		gotPrev := got == b.open(t, b.version(t, prev)).RevealString()
+		t.Errorf("after the severed commit the target holds another value than the current one (the previous: %v)", gotPrev)
+	}
+	if logs := b.logs.String(); strings.Contains(logs, "restoring the previous value") {
+		t.Error("the engine restored the previous value at the targets after a cutover that took effect")
+	}
+
+	// Resumed, the run waits out its grace with the new value in place.
+	out, _, err := b.e.Execute(t.Context(), second)
+	if err != nil || out != rotation.RetireLater {
+		t.Fatalf("resumed run: %v, %v; want RetireLater", out, err)
+	}
+	if got := b.env(t, "out.env")["SEV"]; got != want {
+		t.Error("the resumed run left another value than the current one at the target")
+	}
+	if v := b.version(t, prev); v.Stage != store.StagePrevious {
+		t.Errorf("the previous version is %s, want previous (in its grace period)", v.Stage)
+	}
+}
