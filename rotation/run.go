@@ -560,8 +560,13 @@ func (x *execution) mint(ctx context.Context) error {
 		}
 		return tx.UpdateCredentialState(ctx, x.cred.ID, st)
 	}); err != nil {
-		// The minted value was never recorded: revoke it so it does not
-		// linger valid at the resource.
+		// The minted value was not recorded: revoke it so it does not
+		// linger valid at the resource. Unless the commit took effect all
+		// the same (its connection broke after it left): then the store
+		// holds the value, and the resumed run activates it.
+		if r, rerr := x.storedRun(ctx); rerr == nil && r.NewVersionID == v.ID {
+			return err
+		}
 		x.revokeUnrecorded(ctx, v, resp.Value)
 		return err
 	}
@@ -1005,10 +1010,16 @@ func (e cutoverCommitError) Unwrap() error { return e.err }
 // failed cutover commit did not take effect. It is false when the run
 // cannot be read.
 func (x *execution) beforeCutover(ctx context.Context) bool {
-	ctx, cancel := context.WithTimeout(ctx, commitTimeout)
-	defer cancel()
-	r, err := x.e.store.GetRun(ctx, x.run.ID)
+	r, err := x.storedRun(ctx)
 	return err == nil && r.State == x.run.State && r.UpdatedAt.Equal(x.run.UpdatedAt)
+}
+
+// storedRun reads the run as the store holds it, after a commit failed,
+// whether or not ctx is cancelled, within commitTimeout.
+func (x *execution) storedRun(ctx context.Context) (store.Run, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	return x.e.store.GetRun(ctx, x.run.ID)
 }
 
 // restoreTargets promotes the current value (still valid: nothing was

@@ -21,23 +21,7 @@ import (
 // store holds.
 func TestCutoverCommitSevered(t *testing.T) {
 	t.Parallel()
-	u, err := url.Parse(testpg.New(t) + "&pool_max_conns=4")
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := testproxy.New(t, u.Host)
-	u.Host = proxy.Addr()
-	st, err := postgres.Open(t.Context(), u.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	if err := st.Migrate(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	if err := rotation.MigrateQueue(t.Context(), st); err != nil {
-		t.Fatal(err)
-	}
+	proxy, st := proxiedStore(t)
 	b := setup(t, st, credYAML("severed", "flt", "max_age: 1h; grace: 1h", "out=SEV"), setupOpts{noStart: true})
 	execute := func(id string) error {
 		_, _, err := b.e.Execute(t.Context(), id)
@@ -80,4 +64,61 @@ func TestCutoverCommitSevered(t *testing.T) {
 	if v := b.version(t, prev); v.Stage != store.StagePrevious {
 		t.Errorf("the previous version is %s, want previous (in its grace period)", v.Stage)
 	}
+}
+
+// TestMintCommitSevered breaks the connection just after the commit that
+// records a minted value left: the server records it, so the engine must
+// not revoke it (revoke fails here, so that trying shows in the log), and
+// the resumed run cuts over to it.
+func TestMintCommitSevered(t *testing.T) {
+	t.Parallel()
+	proxy, st := proxiedStore(t)
+	b := setup(t, st, credYAML("severed", "flt", "max_age: 1h", "out=SEV"), setupOpts{noStart: true})
+	b.control(t, `{"fail": ["revoke"]}`)
+	id := b.rotate(t, rotation.Request{Selection: ids("severed")})
+	proxy.SeverAfter([]byte("minted"))
+	if _, _, err := b.e.Execute(t.Context(), id); err == nil {
+		t.Fatal("the severed mint commit returned no error: the proxy did not cut the commit's connection")
+	}
+	r := b.run(t, id)
+	if r.State != string(rotation.StateMinted) || r.NewVersionID == "" {
+		t.Fatalf("run after the severed commit: %s, new version %q; want minted (the server committed)", r.State, r.NewVersionID)
+	}
+	if logs := b.logs.String(); strings.Contains(logs, "revoking a minted value") {
+		t.Errorf("the engine revoked a minted value the store had recorded:\n%s", logs)
+	}
+	if out, _, err := b.e.Execute(t.Context(), id); err != nil || out != rotation.Done {
+		t.Fatalf("resumed run: %v, %v", out, err)
+	}
+	done := b.run(t, id)
+	if done.State != string(rotation.StateSucceeded) || done.NewVersionID != r.NewVersionID {
+		t.Fatalf("resumed run: %s %q, new version %s (want %s)", done.State, done.Error, done.NewVersionID, r.NewVersionID)
+	}
+	if got := b.env(t, "out.env")["SEV"]; got != b.open(t, b.version(t, r.NewVersionID)).RevealString() {
+		t.Error("the target does not hold the value minted before the severed commit")
+	}
+}
+
+// proxiedStore opens a migrated Postgres store whose connections go
+// through a testproxy.
+func proxiedStore(t *testing.T) (*testproxy.Proxy, store.Store) {
+	t.Helper()
+	u, err := url.Parse(testpg.New(t) + "&pool_max_conns=4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := testproxy.New(t, u.Host)
+	u.Host = proxy.Addr()
+	st, err := postgres.Open(t.Context(), u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	if err := st.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := rotation.MigrateQueue(t.Context(), st); err != nil {
+		t.Fatal(err)
+	}
+	return proxy, st
 }
