@@ -1160,6 +1160,21 @@ func TestOneActiveRunPerCredential(t *testing.T) {
 	})
 }
 
+// interruptedAtMinted checks that an interrupted run stopped at minted,
+// active, with its pending version recorded, and returns that version.
+func (b *bundle) interruptedAtMinted(t *testing.T, runID string) store.Version {
+	t.Helper()
+	mid := b.run(t, runID)
+	if mid.State != string(rotation.StateMinted) || !mid.Active || mid.NewVersionID == "" {
+		t.Fatalf("interrupted run: %s active %v new %q, want minted with its pending version", mid.State, mid.Active, mid.NewVersionID)
+	}
+	pend := b.version(t, mid.NewVersionID)
+	if pend.Stage != store.StagePending {
+		t.Fatalf("pending version is %s", pend.Stage)
+	}
+	return pend
+}
+
 // TestExecuteResumes drives a run with Engine.Execute directly (no worker):
 // interrupted after the write-ahead commit, it resumes with the same value,
 // and executing a finished run is a no-op.
@@ -1190,14 +1205,7 @@ func TestExecuteResumes(t *testing.T) {
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("interrupted Execute: %v, want context.Canceled", err)
 		}
-		mid := b.run(t, runID)
-		if mid.State != string(rotation.StateMinted) || !mid.Active || mid.NewVersionID == "" {
-			t.Fatalf("interrupted run: %s active %v new %q, want minted with its pending version", mid.State, mid.Active, mid.NewVersionID)
-		}
-		pend := b.version(t, mid.NewVersionID)
-		if pend.Stage != store.StagePending {
-			t.Fatalf("pending version is %s", pend.Stage)
-		}
+		pend := b.interruptedAtMinted(t, runID)
 		pendVal := b.open(t, pend) // written ahead: sealed before anything used it
 		if c := b.cred(t, "resumable"); c.State.PendingVersionID != pend.ID || c.State.Status != store.StatusRotating {
 			t.Errorf("credential during the interruption: %+v", c.State)
@@ -1272,14 +1280,7 @@ func TestInterruptedMintIsRecorded(t *testing.T) {
 			t.Fatalf("the mint finished at %s, before the cancellation at %s: the test did not interrupt it",
 				steps[0].FinishedAt, cancelledAt)
 		}
-		mid := b.run(t, runID)
-		if mid.State != string(rotation.StateMinted) || !mid.Active || mid.NewVersionID == "" {
-			t.Fatalf("interrupted run: %s active %v new %q, want minted with its pending version", mid.State, mid.Active, mid.NewVersionID)
-		}
-		pend := b.version(t, mid.NewVersionID)
-		if pend.Stage != store.StagePending {
-			t.Fatalf("pending version is %s", pend.Stage)
-		}
+		pend := b.interruptedAtMinted(t, runID)
 		pendVal := b.open(t, pend)
 		if logs := b.logs.String(); strings.Contains(logs, "could not be recorded") {
 			t.Errorf("the minted value was given up:\n%s", logs)
