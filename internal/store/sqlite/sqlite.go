@@ -32,8 +32,13 @@ import (
 	"github.com/rotatorhq/rotator/migrations"
 )
 
-// pragmas are set on every connection.
-var pragmas = []string{"journal_mode(WAL)", "busy_timeout(10000)", "foreign_keys(1)", "synchronous(NORMAL)"}
+// pragmas are set on every connection, busy_timeout first so that the
+// others wait for a lock another process holds.
+var pragmas = []string{"busy_timeout(10000)", "journal_mode(WAL)", "foreign_keys(1)", "synchronous(NORMAL)"}
+
+// openBusyWait bounds how long Open tries again while the first connection
+// finds the file locked.
+const openBusyWait = 30 * time.Second
 
 // Store is the SQLite store.
 type Store struct {
@@ -75,7 +80,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)
 	db.SetConnMaxIdleTime(0)
-	if err := db.PingContext(ctx); err != nil {
+	if err := ping(ctx, db); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
 	}
@@ -211,6 +216,27 @@ func (s *Store) migrate(ctx context.Context) error {
 	// Not p.Close: it would close the store's database.
 	_, err = p.Up(ctx)
 	return err
+}
+
+// ping makes the first connection, trying again while the file is locked.
+// Processes opening a new file together can find it so at once, busy
+// timeout or not: turning a new file to WAL needs its exclusive lock, and
+// SQLite answers SQLITE_BUSY without waiting where waiting could deadlock.
+func ping(ctx context.Context, db *sql.DB) error {
+	deadline := time.Now().Add(openBusyWait)
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
+		err := db.PingContext(ctx)
+		if kind, _ := classify(err); err == nil || kind != sqlstore.KindRetry || time.Now().After(deadline) {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
 }
 
 // classify tells constraint violations and busy errors apart by extended
