@@ -57,24 +57,25 @@ import (
 )
 
 var (
-	benchRotations = flag.Int("bench.rotations", 20000, "credentials rotated per iteration of BenchmarkRotations")
-	benchWorkers   = flag.Int("bench.workers", 100, "Runner workers (RunnerOptions.Workers)")
-	benchLagCreds  = flag.Int("bench.lag.creds", 100000, "credentials of BenchmarkSchedulingLag")
-	benchLagLead   = flag.Duration("bench.lag.lead", 60*time.Second, "BenchmarkSchedulingLag: first due time after the start of seeding")
-	benchLagSpread = flag.Duration("bench.lag.spread", 40*time.Second, "BenchmarkSchedulingLag: due times are spread evenly over this span")
-	benchLagDue    = flag.Int("bench.lag.due", 0, "BenchmarkSchedulingLag: only this many of the credentials come due during the span, the others a day later (0: all of them)")
-	benchEmergency = flag.Int("bench.emergency", 10000, "credentials of BenchmarkEmergency10k")
-	benchTick      = flag.Duration("bench.tick", 0, "RunnerOptions.TickInterval (0: the default)")
-	benchBatch     = flag.Int("bench.batch", 0, "RunnerOptions.SchedulerBatch (0: the default)")
-	benchFetchPoll = flag.Duration("bench.fetchpoll", 0, "RunnerOptions.FetchPollInterval (0: the default)")
-	benchPoolConns = flag.Int("bench.pgconns", 0, "Postgres pool size (0: the store's default)")
-	benchProvType  = flag.String("bench.provider", "generated", "provider type of the seeded credentials: generated (not revocable: cut-over and retirement share a commit) or faulty (revocable, in memory: three commits)")
-	benchPgSetup   = flag.String("bench.pgsetup", "", "SQL run on the Postgres schema after migrating (experiments, e.g. dropping an index)")
-	benchServe     = flag.String("bench.serve", "", "BenchmarkSchedulingLag: path of a rotator binary; its `serve` (a separate process, with its own sealer and --workers -bench.workers) does the work instead of a Runner in this process, and its RSS is measured")
-	benchFileTgts  = flag.Int("bench.filetargets", 0, "bind credential i to file target i mod N (dotenv files in a temporary directory; 0: no targets)")
-	benchRotSealer = flag.Bool("bench.rot.sealer", false, "BenchmarkRotations: run the Runner as serve does (scheduler on, audit sealer as a leader task)")
-	benchNotify    = flag.Bool("bench.notify", false, "BenchmarkRotations and BenchmarkSchedulingLag: the engine writes every notification kind to the outbox, the machine kinds (staged, cut_over, retired: three rows per rotation) too, as serve does when a route asks for them")
-	benchSealer    = flag.Bool("bench.sealer", true, "BenchmarkSchedulingLag: run the audit sealer as a leader task, as serve does")
+	benchRotations    = flag.Int("bench.rotations", 20000, "credentials rotated per iteration of BenchmarkRotations")
+	benchWorkers      = flag.Int("bench.workers", 100, "Runner workers (RunnerOptions.Workers)")
+	benchLagCreds     = flag.Int("bench.lag.creds", 100000, "credentials of BenchmarkSchedulingLag")
+	benchLagLead      = flag.Duration("bench.lag.lead", 60*time.Second, "BenchmarkSchedulingLag: first due time after the start of seeding")
+	benchLagSpread    = flag.Duration("bench.lag.spread", 40*time.Second, "BenchmarkSchedulingLag: due times are spread evenly over this span")
+	benchLagDue       = flag.Int("bench.lag.due", 0, "BenchmarkSchedulingLag: only this many of the credentials come due during the span, the others a day later (0: all of them)")
+	benchEmergency    = flag.Int("bench.emergency", 10000, "credentials of BenchmarkEmergency10k")
+	benchTick         = flag.Duration("bench.tick", 0, "RunnerOptions.TickInterval (0: the default)")
+	benchBatch        = flag.Int("bench.batch", 0, "RunnerOptions.SchedulerBatch (0: the default)")
+	benchFetchPoll    = flag.Duration("bench.fetchpoll", 0, "RunnerOptions.FetchPollInterval (0: the default)")
+	benchPoolConns    = flag.Int("bench.pgconns", 0, "Postgres pool size (0: the store's default)")
+	benchGroupCommits = flag.Int("bench.groups", -1, "Postgres group commits in flight (0: every transaction alone; -1: the store's default)")
+	benchProvType     = flag.String("bench.provider", "generated", "provider type of the seeded credentials: generated (not revocable: cut-over and retirement share a commit) or faulty (revocable, in memory: three commits)")
+	benchPgSetup      = flag.String("bench.pgsetup", "", "SQL run on the Postgres schema after migrating (experiments, e.g. dropping an index)")
+	benchServe        = flag.String("bench.serve", "", "BenchmarkSchedulingLag: path of a rotator binary; its `serve` (a separate process, with its own sealer and --workers -bench.workers) does the work instead of a Runner in this process, and its RSS is measured")
+	benchFileTgts     = flag.Int("bench.filetargets", 0, "bind credential i to file target i mod N (dotenv files in a temporary directory; 0: no targets)")
+	benchRotSealer    = flag.Bool("bench.rot.sealer", false, "BenchmarkRotations: run the Runner as serve does (scheduler on, audit sealer as a leader task)")
+	benchNotify       = flag.Bool("bench.notify", false, "BenchmarkRotations and BenchmarkSchedulingLag: the engine writes every notification kind to the outbox, the machine kinds (staged, cut_over, retired: three rows per rotation) too, as serve does when a route asks for them")
+	benchSealer       = flag.Bool("bench.sealer", true, "BenchmarkSchedulingLag: run the audit sealer as a leader task, as serve does")
 )
 
 // benchSealerBatches mirrors serve's sealer batches per scheduler slice
@@ -405,10 +406,14 @@ func newBenchHarness(b *testing.B, dialect string) *benchHarness {
 	var url string
 	switch dialect {
 	case "postgres":
-		opts := []postgres.Option{func(c *pgxpool.Config) { c.ConnConfig.Tracer = &benchStatements }}
+		opts := []postgres.Option{postgres.WithPool(func(c *pgxpool.Config) { c.ConnConfig.Tracer = &benchStatements })}
 		if *benchPoolConns > 0 {
 			opts = append(opts, postgres.WithMaxConns(int32(*benchPoolConns)))
 		}
+		if *benchGroupCommits >= 0 {
+			opts = append(opts, postgres.WithGroupCommits(*benchGroupCommits))
+		}
+		b.Logf("%s: group commits in flight: %d (-1: the store's default)", dialect, *benchGroupCommits)
 		url = testpg.New(b)
 		ps, err := postgres.Open(ctx, url, opts...)
 		if err != nil {
@@ -814,6 +819,17 @@ type benchCost struct {
 	credUpd    [2]int64 // credentials' updates and HOT updates
 	statements int64
 	trips      int64
+	groups     [2]int64 // group commits and the transactions they held
+}
+
+// groupCommits returns the store's group commits and the transactions
+// they held (zeros but on Postgres).
+func (h *benchHarness) groupCommits() [2]int64 {
+	if ps, ok := h.s.(*postgres.Store); ok {
+		g, t := ps.GroupCommits()
+		return [2]int64{g, t}
+	}
+	return [2]int64{}
 }
 
 // benchStatements counts the statements sent to Postgres (begin and commit
@@ -898,6 +914,7 @@ func (h *benchHarness) startCost() *benchCost {
 	c := &benchCost{h: h, self: cpustat.Self(), statements: benchStatements.n.Load(), trips: benchStatements.trips.Load()}
 	c.pg, c.commits = h.pgCost()
 	c.credUpd = h.credentialUpdates()
+	c.groups = h.groupCommits()
 	return c
 }
 
@@ -928,6 +945,9 @@ func (c *benchCost) report(n int) {
 	}
 	b.ReportMetric(float64(stmts-c.statements)/float64(n), "stmts/rot")
 	b.ReportMetric(float64(trips-c.trips)/float64(n), "trips/rot")
+	if g := c.h.groupCommits(); g[0] > c.groups[0] {
+		b.ReportMetric(float64(g[1]-c.groups[1])/float64(g[0]-c.groups[0]), "txs/group")
+	}
 	if *benchStmts {
 		benchStatements.logStatements(b, n)
 	}

@@ -27,22 +27,42 @@ import (
 type Store struct {
 	*sqlstore.Store
 	pool *pgxpool.Pool
+	db   poolConn
 }
 
-// Option adjusts the pool configuration parsed from the URL.
-type Option func(*pgxpool.Config)
+// Options are what an Option adjusts: the pool configuration parsed from
+// the URL, and the store's own settings.
+type Options struct {
+	Pool *pgxpool.Config
+	// GroupCommits is how many group commits (group.go) may be in flight
+	// at once; 0 sends every transaction alone.
+	GroupCommits int
+}
+
+// Option adjusts Options.
+type Option func(*Options)
 
 // WithMaxConns sets the pool size.
 func WithMaxConns(n int32) Option {
-	return func(c *pgxpool.Config) { c.MaxConns = n }
+	return func(o *Options) { o.Pool.MaxConns = n }
+}
+
+// WithGroupCommits sets Options.GroupCommits (default 4).
+func WithGroupCommits(n int) Option {
+	return func(o *Options) { o.GroupCommits = max(0, n) }
+}
+
+// WithPool adjusts the pool configuration.
+func WithPool(fn func(*pgxpool.Config)) Option {
+	return func(o *Options) { fn(o.Pool) }
 }
 
 // WithSchema puts the store's tables in schema (which must exist) by
 // setting the search_path of every connection. A URL parameter
 // ?search_path=name does the same.
 func WithSchema(schema string) Option {
-	return func(c *pgxpool.Config) {
-		c.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{schema}.Sanitize()
+	return func(o *Options) {
+		o.Pool.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{schema}.Sanitize()
 	}
 }
 
@@ -60,8 +80,9 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	if !strings.Contains(url, "pool_max_conns") {
 		cfg.MaxConns = int32(min(64, max(16, 4*runtime.GOMAXPROCS(0))))
 	}
+	o := Options{Pool: cfg, GroupCommits: groupCommitters}
 	for _, opt := range opts {
-		opt(cfg)
+		opt(&o)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -71,21 +92,37 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("open postgres store %s: %w", sqlstore.RedactURL(url), err)
 	}
-	s := &Store{pool: pool}
+	db := poolConn{p: pool}
+	if o.GroupCommits > 0 {
+		db.g = newGroupCommit(pool, o.GroupCommits)
+	}
+	s := &Store{pool: pool, db: db}
 	s.Store = sqlstore.New(sqlstore.Config{
 		Dialect:  store.DialectPostgres,
-		DB:       poolConn{pool},
+		DB:       db,
 		Handle:   pool,
 		Classify: classify,
 		Migrate:  s.migrate,
 		// The lock is taken on a connection of its own (see migrationLock).
 		MigrationLock: s.migrationLock,
 		Close: func() error {
+			if db.g != nil {
+				db.g.close()
+			}
 			pool.Close()
 			return nil
 		},
 	})
 	return s, nil
+}
+
+// GroupCommits returns how many group commits the store sent and how many
+// transactions they held (group.go); zeros without group commit.
+func (s *Store) GroupCommits() (groups, transactions int64) {
+	if s.db.g == nil {
+		return 0, 0
+	}
+	return s.db.g.stats()
 }
 
 // Pool returns the connection pool (also returned by Handle).
@@ -201,7 +238,10 @@ func classify(err error) (sqlstore.ErrorKind, string) {
 }
 
 // poolConn adapts a pgxpool.Pool to sqlstore.DB.
-type poolConn struct{ p *pgxpool.Pool }
+type poolConn struct {
+	p *pgxpool.Pool
+	g *groupCommit // nil: no group commit
+}
 
 // Exec runs a statement and returns the rows it affected.
 func (c poolConn) Exec(ctx context.Context, sql string, args ...any) (int64, error) {
@@ -228,7 +268,7 @@ func (c poolConn) Begin(ctx context.Context) (sqlstore.TxConn, error) {
 // and Commit queues the COMMIT behind the last statements. A transaction
 // that only writes is one round trip.
 func (c poolConn) BeginPipe(context.Context) (sqlstore.PipeTx, error) {
-	p := &pipeTx{pool: c.p, b: &pgx.Batch{}}
+	p := &pipeTx{pool: c.p, g: c.g, b: &pgx.Batch{}}
 	p.b.Queue("BEGIN")
 	return p, nil
 }
@@ -245,6 +285,7 @@ func (c poolConn) BeginPipeRead(context.Context) (sqlstore.PipeTx, error) {
 // or Rollback.
 type pipeTx struct {
 	pool *pgxpool.Pool
+	g    *groupCommit  // nil: commit alone
 	conn *pgxpool.Conn // nil until the first send
 	b    *pgx.Batch
 	done bool
@@ -329,6 +370,16 @@ func (p *pipeTx) Commit(ctx context.Context) error {
 	if p.conn == nil && p.b.Len() == 1 { // only the BEGIN: nothing to do
 		p.done = true
 		return nil
+	}
+	if p.conn == nil && p.g != nil {
+		// Nothing sent yet: the statements may go with other
+		// transactions' (group.go), or else alone below.
+		replay, err := p.g.commit(p.b.QueuedQueries[1:])
+		if !replay {
+			p.done = true
+			p.b = &pgx.Batch{}
+			return err
+		}
 	}
 	qq := p.b.Queue("COMMIT")
 	qq.Fn = func(br pgx.BatchResults) error {

@@ -174,7 +174,7 @@ func (r *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEnd
 // batch, BEGIN and COMMIT included; InTx sends each statement alone.
 func TestPipelinedTxOneRoundTrip(t *testing.T) {
 	trips := &roundTrips{}
-	s := open(t, testpg.New(t), func(c *pgxpool.Config) { c.ConnConfig.Tracer = trips })
+	s := open(t, testpg.New(t), postgres.WithPool(func(c *pgxpool.Config) { c.ConnConfig.Tracer = trips }))
 	ctx := t.Context()
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatal(err)
