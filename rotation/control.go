@@ -78,6 +78,10 @@ func (e *Engine) Cancel(ctx context.Context, runID, actor, reason string) (store
 						return run, fmt.Errorf("cancelling the job of run %s: %w", run.ID, err)
 					}
 					askedJob = j.ID
+					// A worker may have taken the job since it was read:
+					// read the run and the job again, and wait for that
+					// worker to stop before rolling anything back.
+					continue
 				}
 				if j.State == "running" {
 					// Wait for the worker to stop at a committed step.
@@ -113,6 +117,11 @@ func (e *Engine) Cancel(ctx context.Context, runID, actor, reason string) (store
 		x.logger().Info("cancelling run", slog.String("actor", actor))
 		err = x.rollback(ctx, msg)
 		x.forget()
+		if errors.Is(err, ErrRunMoved) {
+			// Its worker moved it after the read above (it ended, cut
+			// over, or went on): read it again.
+			continue
+		}
 		if err != nil {
 			return run, err
 		}

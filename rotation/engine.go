@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -243,7 +244,59 @@ func (e *Engine) Rotate(ctx context.Context, req Request) ([]Started, error) {
 	if err != nil {
 		return nil, err
 	}
+	out, err := e.start(ctx, creds, req)
+	// A credential is skipped when it has an active run at the insert. That
+	// run may have ended right after (the report then names no run): the
+	// credential is idle, and is tried again. An emergency also takes over
+	// the routine runs that slipped in between its pre-emption and its
+	// insert (the scheduler started one, or the run it pre-empted had just
+	// ended and another began). A few rounds at most, with the credentials
+	// read afresh.
+	for round := 1; round < startRounds && err == nil; round++ {
+		at := map[string]int{}
+		var ids []string
+		for i, st := range out {
+			if st.Skipped && (req.Emergency || st.RunID == "") {
+				at[st.CredentialID] = i
+				ids = append(ids, st.CredentialID)
+			}
+		}
+		if len(ids) == 0 {
+			break
+		}
+		again, serr := e.Select(ctx, Selection{IDs: ids})
+		if serr != nil {
+			// A credential removed meanwhile, say: the skips stand.
+			e.log.Warn("could not try again the credentials found rotating", slog.String("error", e.opts.Redactor.Scrub(serr.Error())))
+			break
+		}
+		var more []Started
+		more, err = e.start(ctx, again, req)
+		progress := false
+		for _, st := range more {
+			if i, ok := at[st.CredentialID]; ok {
+				progress = progress || !st.Skipped || st.RunID != out[i].RunID
+				out[i] = st
+			}
+		}
+		if !progress && !slices.ContainsFunc(more, func(st Started) bool { return st.Skipped && st.RunID == "" }) {
+			break
+		}
+	}
+	if req.Emergency {
+		e.noteEmergency(ctx, req, out)
+	}
+	return out, err
+}
+
+// startRounds bounds how often Rotate tries the credentials it found
+// rotating.
+const startRounds = 3
+
+// start pre-empts (in an emergency) and enqueues the runs of creds.
+func (e *Engine) start(ctx context.Context, creds []store.Credential, req Request) ([]Started, error) {
 	preempted := map[string]string{}
+	var err error
 	if req.Emergency {
 		if preempted, err = e.preempt(ctx, creds, req); err != nil {
 			return nil, err
@@ -274,9 +327,6 @@ func (e *Engine) Rotate(ctx context.Context, req Request) ([]Started, error) {
 			started[i].Preempted = preempted[started[i].CredentialID]
 		}
 		out = append(out, started...)
-	}
-	if req.Emergency {
-		e.noteEmergency(ctx, req, out)
 	}
 	return out, nil
 }

@@ -540,6 +540,7 @@ func (x *execution) mint(ctx context.Context) error {
 		v.ExpiresAt = time.Time{}
 	}
 	x.record("mint", started, nil, map[string]string{"version": v.ID, "fingerprint": v.Fingerprint})
+	prevNew := x.run.NewVersionID
 	x.run.NewVersionID = v.ID
 	st := x.cred.State
 	st.PendingVersionID = v.ID
@@ -567,6 +568,9 @@ func (x *execution) mint(ctx context.Context) error {
 		if r, rerr := x.storedRun(ctx); rerr == nil && r.NewVersionID == v.ID {
 			return err
 		}
+		// Not recorded: the run must not point at it in the rollback's
+		// commit (no such version exists).
+		x.run.NewVersionID = prevNew
 		x.revokeUnrecorded(ctx, v, resp.Value)
 		return err
 	}

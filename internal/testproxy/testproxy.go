@@ -23,6 +23,7 @@ type Proxy struct {
 	mu      sync.Mutex
 	stalled chan struct{} // closed on resume; nil when not stalled
 	sever   []byte        // SeverAfter's pattern; nil when not armed
+	severed bool          // SeverAfter cut a connection: cancel requests are dropped
 	sent    bytes.Buffer
 	conns   map[net.Conn]bool
 	wg      sync.WaitGroup
@@ -100,7 +101,10 @@ func (p *Proxy) Stall() (resume func()) {
 // server, and then the client's side is closed while the server's side
 // stays open for a second, its answer discarded. The server completes the
 // request; the client gets an error and never learns the outcome (a
-// commit whose connection broke).
+// commit whose connection broke). From then on, Postgres cancel requests
+// (which pgx sends for the request in flight when its connection breaks)
+// are dropped, as a broken network would drop them, so that the server
+// does complete the request.
 func (p *Proxy) SeverAfter(pattern []byte) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -116,7 +120,16 @@ func (p *Proxy) severs(chunk []byte) bool {
 		return false
 	}
 	p.sever = nil
+	p.severed = true
 	return true
+}
+
+// dropsCancel reports whether chunk, the first a client sent on a
+// connection, is a Postgres CancelRequest to drop (after a sever).
+func (p *Proxy) dropsCancel(chunk []byte) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.severed && len(chunk) == 16 && bytes.Equal(chunk[:8], []byte{0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e})
 }
 
 func (p *Proxy) track(c net.Conn, on bool) {
@@ -182,8 +195,11 @@ func (p *Proxy) accept() {
 // not nil) is true.
 func (p *Proxy) pipe(dst io.Writer, src io.Reader, stop func([]byte) bool) bool {
 	buf := make([]byte, 32<<10)
-	for {
+	for first := true; ; first = false {
 		n, err := src.Read(buf)
+		if first && stop != nil && p.dropsCancel(buf[:n]) {
+			return false
+		}
 		if n > 0 {
 			p.mu.Lock()
 			stall := p.stalled

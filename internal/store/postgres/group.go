@@ -226,6 +226,9 @@ func (g *groupCommit) send(ms []*groupMember) {
 		if err == nil {
 			err = errors.New("commit: the group's transaction did not commit")
 		}
+		if pc.IsClosed() {
+			err = settleBroken(ctx, g.pool, pc.PID(), err)
+		}
 		for _, m := range ms {
 			m.err = err
 		}

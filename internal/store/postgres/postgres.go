@@ -400,12 +400,57 @@ func (p *pipeTx) Commit(ctx context.Context) error {
 			err = fmt.Errorf("transaction committed, but reading a result failed: %w", err)
 		}
 	}
+	if err != nil && p.conn != nil && p.conn.Conn().IsClosed() {
+		err = settleBroken(ctx, p.pool, p.conn.Conn().PgConn().PID(), err)
+	}
 	if err != nil {
 		return errors.Join(err, p.Rollback(ctx))
 	}
 	p.done = true
 	p.release()
 	return nil
+}
+
+// settleWait bounds how long settleBroken waits for a backend to end.
+const settleWait = 10 * time.Second
+
+// settleBroken makes the outcome of a transaction whose connection broke
+// while its COMMIT was on the way (err) definite before the caller reads
+// what was written: the server may still be running it when the client
+// learns of the break, so a read made at once could find it neither
+// committed nor rolled back, and a caller would take a commit that then
+// happens for one that did not. The backend that ran it (pid) is let
+// finish what it received (it shows as active, not waiting for the
+// client), for at most settleWait; then it is ended with
+// pg_terminate_backend, which a COMMIT it has not run yet never runs
+// after, and waited for. If that cannot be done, err says so.
+func settleBroken(ctx context.Context, pool *pgxpool.Pool, pid uint32, err error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleWait)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	finishBy := deadline.Add(-settleWait / 2)
+	for {
+		var state, wait string
+		qerr := pool.QueryRow(ctx, `SELECT coalesce(state, ''), coalesce(wait_event, '') FROM pg_stat_activity WHERE pid = $1`,
+			int32(pid)).Scan(&state, &wait)
+		if errors.Is(qerr, pgx.ErrNoRows) {
+			return err // gone: whatever it did is settled
+		}
+		if qerr == nil && (state != "active" || wait == "ClientRead" || time.Now().After(finishBy)) {
+			_, qerr = pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, int32(pid))
+		}
+		if qerr == nil {
+			t := time.NewTimer(5 * time.Millisecond)
+			select {
+			case <-t.C:
+				continue
+			case <-ctx.Done():
+				t.Stop()
+				qerr = ctx.Err()
+			}
+		}
+		return fmt.Errorf("%w (the server's session %d of that transaction could not be ended, so it may still commit: %v)", err, pid, qerr)
+	}
 }
 
 // Rollback rolls back whatever was sent and releases the connection; a
