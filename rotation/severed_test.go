@@ -122,3 +122,33 @@ func proxiedStore(t *testing.T) (*testproxy.Proxy, store.Store) {
 	}
 	return proxy, st
 }
+
+// TestMintCommitLost loses the commit that records a minted value with its
+// connection, before it reaches the server: nothing is recorded, so the
+// engine revokes the value it minted and rolls the run back, and the
+// rollback's commit must not name the version that was never written (it
+// failed on runs_new_version_id_fkey, leaving the run planned). The next
+// rotation succeeds.
+func TestMintCommitLost(t *testing.T) {
+	t.Parallel()
+	proxy, st := proxiedStore(t)
+	b := setup(t, st, credYAML("lost", "flt", "max_age: 1h", "out=LOST"), setupOpts{noStart: true})
+	id := b.rotate(t, rotation.Request{Selection: ids("lost")})
+	proxy.CutBefore([]byte("minted"))
+	_, _, err := b.e.Execute(t.Context(), id)
+	t.Logf("Execute with the mint commit lost: %v", err)
+	r := b.run(t, id)
+	if r.State != string(rotation.StateRolledBack) || r.NewVersionID != "" {
+		t.Fatalf("run after the lost commit: %s %q, new version %q; want rolled_back, naming no version", r.State, r.Error, r.NewVersionID)
+	}
+	if n := b.resourceCount(t); n != 0 {
+		t.Errorf("the resource accepts %d values after the rollback, want 0 (the minted value revoked)", n)
+	}
+	next := b.rotate(t, rotation.Request{Selection: ids("lost")})
+	if out, _, err := b.e.Execute(t.Context(), next); err != nil || out != rotation.Done {
+		t.Fatalf("next rotation: %v, %v", out, err)
+	}
+	if r := b.run(t, next); r.State != string(rotation.StateSucceeded) {
+		t.Errorf("next rotation: %s %q", r.State, r.Error)
+	}
+}

@@ -24,6 +24,7 @@ type Proxy struct {
 	stalled chan struct{} // closed on resume; nil when not stalled
 	sever   []byte        // SeverAfter's pattern; nil when not armed
 	severed bool          // SeverAfter cut a connection: cancel requests are dropped
+	cut     []byte        // CutBefore's pattern; nil when not armed
 	sent    bytes.Buffer
 	conns   map[net.Conn]bool
 	wg      sync.WaitGroup
@@ -111,6 +112,29 @@ func (p *Proxy) SeverAfter(pattern []byte) {
 	p.sever = bytes.Clone(pattern)
 }
 
+// CutBefore arms the proxy to cut one connection before a request reaches
+// the server: the next chunk a client sends that contains pattern is
+// dropped, and the connection is closed on both sides. The server never
+// sees the request (a commit lost with its connection); the client gets an
+// error and does not know that.
+func (p *Proxy) CutBefore(pattern []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = bytes.Clone(pattern)
+}
+
+// cuts reports whether chunk, sent by a client, is the one CutBefore waits
+// for, and disarms it if so.
+func (p *Proxy) cuts(chunk []byte) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cut == nil || !bytes.Contains(chunk, p.cut) {
+		return false
+	}
+	p.cut = nil
+	return true
+}
+
 // severs reports whether chunk, sent by a client, is the one SeverAfter
 // waits for, and disarms it if so.
 func (p *Proxy) severs(chunk []byte) bool {
@@ -192,7 +216,8 @@ func (p *Proxy) accept() {
 
 // pipe copies src to dst, holding each chunk while the proxy is stalled.
 // It stops, and reports true, after forwarding a chunk for which stop (if
-// not nil) is true.
+// not nil) is true, or without forwarding one CutBefore waits for (when
+// stop is not nil: the client's side).
 func (p *Proxy) pipe(dst io.Writer, src io.Reader, stop func([]byte) bool) bool {
 	buf := make([]byte, 32<<10)
 	for first := true; ; first = false {
@@ -206,6 +231,9 @@ func (p *Proxy) pipe(dst io.Writer, src io.Reader, stop func([]byte) bool) bool 
 			p.mu.Unlock()
 			if stall != nil {
 				<-stall
+			}
+			if stop != nil && p.cuts(buf[:n]) {
+				return true
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return false
