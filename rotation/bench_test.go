@@ -103,10 +103,12 @@ func BenchmarkRotations(b *testing.B) {
 			n := *benchRotations
 			// The machine's yardstick, measured before and after in the
 			// same run: the engine's figure is reported as a multiple of
-			// pgbench -N's tps too (the goal is 0.3 or more).
-			var yard []float64
+			// pgbench -N's tps too (the goal is 0.3 or more), and pgbench
+			// -C -N (a new connection per transaction) tells how dear
+			// connections are here.
+			var yard []float64 // -N, -C -N before; then after
 			if d == "postgres" && *benchPgbench {
-				yard = append(yard, benchPgbenchOnce(b, "-N")...)
+				yard = append(yard, benchPgbenchOnce(b, "-N", "-C -N")...)
 			}
 			h := newBenchHarness(b, d)
 			h.seed(n, func(int) time.Time { return time.Now().Add(30 * 24 * time.Hour) })
@@ -152,12 +154,13 @@ func BenchmarkRotations(b *testing.B) {
 			b.ReportMetric(float64(rotated)/total.Seconds(), "rotations/s")
 			b.ReportMetric(float64(steadyN)/steadyT.Seconds(), "steady-rot/s")
 			if len(yard) > 0 {
-				yard = append(yard, benchPgbenchOnce(b, "-N")...)
-				mean := (yard[0] + yard[1]) / 2
+				yard = append(yard, benchPgbenchOnce(b, "-N", "-C -N")...)
+				mean := (yard[0] + yard[2]) / 2
 				b.ReportMetric(mean, "pgbench-N-tps")
+				b.ReportMetric((yard[1]+yard[3])/2, "pgbench-CN-tps")
 				b.ReportMetric(float64(rotated)/total.Seconds()/mean, "x-pgbench-N")
-				b.Logf("%s: %.0f rotations/s against pgbench -N %.0f tps before and %.0f after: %.2fx",
-					d, float64(rotated)/total.Seconds(), yard[0], yard[1], float64(rotated)/total.Seconds()/mean)
+				b.Logf("%s: %.0f rotations/s against pgbench -N %.0f tps before and %.0f after: %.2fx (pgbench -C -N %.0f and %.0f tps)",
+					d, float64(rotated)/total.Seconds(), yard[0], yard[2], float64(rotated)/total.Seconds()/mean, yard[1], yard[3])
 			}
 		})
 	}
