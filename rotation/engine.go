@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 
@@ -272,15 +271,8 @@ func (e *Engine) Rotate(ctx context.Context, req Request) ([]Started, error) {
 		}
 		var more []Started
 		more, err = e.start(ctx, again, req)
-		progress := false
 		for _, st := range more {
-			if i, ok := at[st.CredentialID]; ok {
-				progress = progress || !st.Skipped || st.RunID != out[i].RunID
-				out[i] = st
-			}
-		}
-		if !progress && !slices.ContainsFunc(more, func(st Started) bool { return st.Skipped && st.RunID == "" }) {
-			break
+			out[at[st.CredentialID]] = st
 		}
 	}
 	if req.Emergency {

@@ -125,26 +125,22 @@ func (p *Proxy) CutBefore(pattern []byte) {
 
 // cuts reports whether chunk, sent by a client, is the one CutBefore waits
 // for, and disarms it if so.
-func (p *Proxy) cuts(chunk []byte) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cut == nil || !bytes.Contains(chunk, p.cut) {
-		return false
-	}
-	p.cut = nil
-	return true
-}
+func (p *Proxy) cuts(chunk []byte) bool { return p.matches(&p.cut, chunk) }
 
 // severs reports whether chunk, sent by a client, is the one SeverAfter
 // waits for, and disarms it if so.
-func (p *Proxy) severs(chunk []byte) bool {
+func (p *Proxy) severs(chunk []byte) bool { return p.matches(&p.sever, chunk) }
+
+// matches reports whether chunk contains the armed *pattern, and disarms
+// it if so; a sever also starts dropping cancel requests.
+func (p *Proxy) matches(pattern *[]byte, chunk []byte) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.sever == nil || !bytes.Contains(chunk, p.sever) {
+	if *pattern == nil || !bytes.Contains(chunk, *pattern) {
 		return false
 	}
-	p.sever = nil
-	p.severed = true
+	*pattern = nil
+	p.severed = p.severed || pattern == &p.sever
 	return true
 }
 

@@ -212,7 +212,7 @@ func (g *groupCommit) send(ms []*groupMember) {
 	case committed:
 		for _, m := range ms {
 			if m.err != nil {
-				m.err = fmt.Errorf("transaction committed, but reading a result failed: %w", m.err)
+				m.err = readAfterCommit(m.err)
 			}
 		}
 	case !pc.IsClosed() && (pc.TxStatus() == 'I' || rollback(ctx, conn) == nil):

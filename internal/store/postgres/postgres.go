@@ -27,7 +27,7 @@ import (
 type Store struct {
 	*sqlstore.Store
 	pool *pgxpool.Pool
-	db   poolConn
+	g    *groupCommit // nil: no group commit
 }
 
 // Options are what an Option adjusts: the pool configuration parsed from
@@ -96,7 +96,7 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	if o.GroupCommits > 0 {
 		db.g = newGroupCommit(pool, o.GroupCommits)
 	}
-	s := &Store{pool: pool, db: db}
+	s := &Store{pool: pool, g: db.g}
 	s.Store = sqlstore.New(sqlstore.Config{
 		Dialect:  store.DialectPostgres,
 		DB:       db,
@@ -119,10 +119,10 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 // GroupCommits returns how many group commits the store sent and how many
 // transactions they held (group.go); zeros without group commit.
 func (s *Store) GroupCommits() (groups, transactions int64) {
-	if s.db.g == nil {
+	if s.g == nil {
 		return 0, 0
 	}
-	return s.db.g.stats()
+	return s.g.stats()
 }
 
 // Pool returns the connection pool (also returned by Handle).
@@ -397,7 +397,7 @@ func (p *pipeTx) Commit(ctx context.Context) error {
 		var pgErr *pgconn.PgError
 		var ce *sqlstore.CommitError
 		if !errors.As(err, &pgErr) && !errors.As(err, &ce) {
-			err = fmt.Errorf("transaction committed, but reading a result failed: %w", err)
+			err = readAfterCommit(err)
 		}
 	}
 	if err != nil && p.conn != nil && p.conn.Conn().IsClosed() {
@@ -409,6 +409,12 @@ func (p *pipeTx) Commit(ctx context.Context) error {
 	p.done = true
 	p.release()
 	return nil
+}
+
+// readAfterCommit is the error of a result that could not be read from a
+// transaction that committed.
+func readAfterCommit(err error) error {
+	return fmt.Errorf("transaction committed, but reading a result failed: %w", err)
 }
 
 // settleWait bounds how long settleBroken waits for a backend to end.
@@ -427,8 +433,7 @@ const settleWait = 10 * time.Second
 func settleBroken(ctx context.Context, pool *pgxpool.Pool, pid uint32, err error) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleWait)
 	defer cancel()
-	deadline, _ := ctx.Deadline()
-	finishBy := deadline.Add(-settleWait / 2)
+	finishBy := time.Now().Add(settleWait / 2)
 	for {
 		var state, wait string
 		qerr := pool.QueryRow(ctx, `SELECT coalesce(state, ''), coalesce(wait_event, '') FROM pg_stat_activity WHERE pid = $1`,
